@@ -1,0 +1,126 @@
+//! A small process that exercises the event backbone from outside a test: the relay
+//! (optionally hanging before publish, to be killed) and a consumer that records an
+//! effect per applied event. Integration tests run it as a separate process.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use sqlx::AnyConnection;
+use weft_events::consumer::{Handler, HandlerError, Received};
+use weft_events::kafka::KafkaArgs;
+use weft_events::outbox::RelayConfig;
+use weft_events::{Consumer, Database, Relay};
+use weft_proto::order::OrderCreated;
+use weft_proto::user::UserSignedUp;
+
+#[derive(Parser)]
+#[command(about = "Drives the weft event backbone for tests")]
+struct Cli {
+    /// Database URL (sqlite:// or postgres://).
+    #[arg(long)]
+    db: String,
+    /// Bootstrap brokers.
+    #[arg(long)]
+    brokers: String,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Runs the outbox relay until killed.
+    Relay {
+        /// Hang after reading a batch, before publishing it.
+        #[arg(long)]
+        hang_before_publish: bool,
+    },
+    /// Runs a consumer that records one effect row per applied event and prints a
+    /// JSON line per settled record.
+    Consume {
+        /// Consumer group.
+        #[arg(long)]
+        group: String,
+        /// Also write a marker file here once the consumer is running.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
+}
+
+struct RecordEffect;
+
+#[async_trait::async_trait]
+impl Handler for RecordEffect {
+    async fn handle(&self, tx: &mut AnyConnection, event: &Received) -> Result<(), HandlerError> {
+        let user_id = match event.envelope.event_type.as_str() {
+            "weft.user.v1.UserSignedUp" => event.decode::<UserSignedUp>()?.user_id,
+            _ => {
+                let order = event.decode::<OrderCreated>()?;
+                if order.user_id.is_empty() || order.items.is_empty() {
+                    return Err(HandlerError::Permanent(
+                        "order without user or items".into(),
+                    ));
+                }
+                order.user_id
+            }
+        };
+        // No unique key on purpose: a double-applied event would show as two rows.
+        sqlx::query("INSERT INTO probe_effects (event_id, user_id) VALUES ($1, $2)")
+            .bind(event.envelope.id.clone())
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let _telemetry = weft_kit::telemetry::init(
+        "weft-events-probe",
+        &weft_kit::config::TelemetryArgs {
+            log_filter: std::env::var("WEFT_LOG").unwrap_or_else(|_| "info".into()),
+            ..Default::default()
+        },
+    )?;
+    let kafka = KafkaArgs::new(cli.brokers);
+    let db = Database::connect(&cli.db).await.context("database")?;
+    let shutdown = weft_kit::shutdown::on_signal();
+    match cli.command {
+        Cmd::Relay {
+            hang_before_publish,
+        } => {
+            let config = RelayConfig {
+                hang_before_publish,
+                ..RelayConfig::default()
+            };
+            let relay = Relay::new(db, &kafka, "probe-relay", config)?;
+            println!("relay running");
+            relay.run(shutdown).await;
+        }
+        Cmd::Consume { group, ready_file } => {
+            sqlx::query("CREATE TABLE IF NOT EXISTS probe_effects (event_id TEXT NOT NULL, user_id TEXT NOT NULL)")
+                .execute(db.pool())
+                .await?;
+            let consumer = Consumer::new(&group, kafka, db)
+                .on::<UserSignedUp>(RecordEffect)
+                .on::<OrderCreated>(RecordEffect)
+                .after_commit(|received, outcome| {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "event_id": received.envelope.id,
+                            "type": received.envelope.event_type,
+                            "outcome": format!("{outcome:?}"),
+                        })
+                    );
+                });
+            if let Some(path) = ready_file {
+                std::fs::write(path, b"ready")?;
+            }
+            consumer.run(shutdown).await?;
+        }
+    }
+    Ok(())
+}

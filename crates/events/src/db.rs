@@ -1,0 +1,134 @@
+//! A service's own database: SQLite under the data directory by default, PostgreSQL
+//! when given a `postgres://` URL. Both run through sqlx's `Any` driver so the outbox,
+//! the inbox and the services' own tables share one code path; DDL differs, so each
+//! backend has its own versioned migrations.
+
+use std::path::Path;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{Any, AnyPool, Executor as _, Transaction};
+
+use crate::EventsError;
+
+/// Which database engine is behind a [`Database`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// A pool on a service's database, migrated for the outbox and inbox.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// The SQLite URL of the database `name` under `data_dir` (created if missing).
+pub fn sqlite_url(data_dir: &Path, name: &str) -> Result<String, EventsError> {
+    std::fs::create_dir_all(data_dir)?;
+    let dir = std::path::absolute(data_dir)?;
+    Ok(format!(
+        "sqlite://{}?mode=rwc",
+        dir.join(format!("{name}.db")).display()
+    ))
+}
+
+impl Database {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`) and runs the event
+    /// backbone's migrations.
+    pub async fn connect(url: &str) -> Result<Self, EventsError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            let scheme = url.split(':').next().unwrap_or_default().to_owned();
+            return Err(EventsError::UnsupportedDatabase(scheme));
+        };
+        let options = AnyConnectOptions::from_str(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 10,
+            })
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the one writer; the busy timeout
+                        // makes writers queue instead of failing.
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = NORMAL",
+                            "PRAGMA busy_timeout = 5000",
+                            "PRAGMA foreign_keys = ON",
+                        ] {
+                            conn.execute(pragma).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        let db = Self { pool, backend };
+        db.migrate(
+            sqlx::migrate!("./migrations/sqlite"),
+            sqlx::migrate!("./migrations/postgres"),
+        )
+        .await?;
+        Ok(db)
+    }
+
+    /// Runs a service's own migrations, one set per backend. Migrations of other
+    /// components in the same database (the outbox's) are left alone.
+    pub async fn migrate(&self, sqlite: Migrator, postgres: Migrator) -> Result<(), EventsError> {
+        let mut migrator = match self.backend {
+            Backend::Sqlite => sqlite,
+            Backend::Postgres => postgres,
+        };
+        migrator.set_ignore_missing(true);
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The engine behind the pool.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so two writers queue on the busy timeout instead of one
+    /// failing when it upgrades a read lock.
+    pub async fn begin(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    /// Checks that the database answers (readiness probe).
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Now, in microseconds since the Unix epoch: how weft stores instants.
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}

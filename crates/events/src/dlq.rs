@@ -1,0 +1,104 @@
+//! Dead letters: a record a consumer cannot process (undecodable, invalid, of an
+//! unknown type, or failing permanently) is copied to `<topic>.dlq` with its original
+//! key, value and headers plus `dlq_*` headers that say why and where it came from.
+//! The consumer moves its offset only after the dead-letter topic acknowledged it.
+
+use rdkafka::Message as _;
+use rdkafka::message::{BorrowedMessage, Header, Headers as _, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::EventsError;
+use crate::catalog::dead_letter_topic;
+use crate::kafka::KafkaArgs;
+
+/// Header names added to a dead letter.
+pub mod header {
+    /// Machine-readable reason: `malformed-envelope`, `unknown-type`, `undecodable`,
+    /// `invalid`, `handler-rejected`.
+    pub const REASON: &str = "dlq_reason";
+    /// Human-readable error.
+    pub const ERROR: &str = "dlq_error";
+    /// Topic the record came from.
+    pub const SOURCE_TOPIC: &str = "dlq_source_topic";
+    /// Partition the record came from.
+    pub const SOURCE_PARTITION: &str = "dlq_source_partition";
+    /// Offset of the record.
+    pub const SOURCE_OFFSET: &str = "dlq_source_offset";
+    /// Consumer group that gave up on it.
+    pub const CONSUMER_GROUP: &str = "dlq_consumer_group";
+    /// When it was dead-lettered (RFC 3339).
+    pub const TIME: &str = "dlq_time";
+}
+
+/// Publishes dead letters for one consumer group.
+pub struct DeadLetters {
+    producer: FutureProducer,
+    group: String,
+}
+
+impl DeadLetters {
+    /// A dead-letter publisher for `group`.
+    pub fn new(kafka: &KafkaArgs, group: &str) -> Result<Self, EventsError> {
+        Ok(Self {
+            producer: kafka.producer(&format!("{group}-dlq")).create()?,
+            group: group.to_owned(),
+        })
+    }
+
+    /// Copies `msg` to its dead-letter topic and waits for the acknowledgement.
+    pub async fn send(
+        &self,
+        msg: &BorrowedMessage<'_>,
+        reason: &str,
+        error: &str,
+    ) -> Result<(), EventsError> {
+        let mut headers = OwnedHeaders::new();
+        if let Some(original) = msg.headers() {
+            for h in original.iter() {
+                headers = headers.insert(Header {
+                    key: h.key,
+                    value: h.value,
+                });
+            }
+        }
+        let partition = msg.partition().to_string();
+        let offset = msg.offset().to_string();
+        let time = chrono::Utc::now().to_rfc3339();
+        for (k, v) in [
+            (header::REASON, reason),
+            (header::ERROR, error),
+            (header::SOURCE_TOPIC, msg.topic()),
+            (header::SOURCE_PARTITION, partition.as_str()),
+            (header::SOURCE_OFFSET, offset.as_str()),
+            (header::CONSUMER_GROUP, self.group.as_str()),
+            (header::TIME, time.as_str()),
+        ] {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        let topic = dead_letter_topic(msg.topic());
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).headers(headers);
+        if let Some(key) = msg.key() {
+            record = record.key(key);
+        }
+        if let Some(payload) = msg.payload() {
+            record = record.payload(payload);
+        }
+        match self.producer.send_result(record) {
+            Ok(delivery) => match delivery.await {
+                Ok(Ok(_)) => {
+                    metrics::counter!("consumer_dead_letters_total", "group" => self.group.clone(), "reason" => reason.to_owned())
+                        .increment(1);
+                    Ok(())
+                }
+                Ok(Err((e, _))) => Err(EventsError::Kafka(e)),
+                Err(_) => Err(EventsError::Delivery(
+                    "dead-letter producer dropped the delivery".into(),
+                )),
+            },
+            Err((e, _)) => Err(EventsError::Kafka(e)),
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Kafka client settings shared by every weft producer and consumer.
+
+use rdkafka::ClientConfig;
+
+/// Where the brokers are and how topics are laid out.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KafkaArgs {
+    /// Bootstrap brokers, comma-separated (`host:port,...`).
+    #[arg(
+        long = "kafka-brokers",
+        env = "KAFKA_BROKERS",
+        default_value = "localhost:9092"
+    )]
+    pub brokers: String,
+    /// Partitions of each topic created at start-up.
+    #[arg(long, env = "WEFT_TOPIC_PARTITIONS", default_value_t = 3)]
+    pub topic_partitions: i32,
+    /// Replication factor of each topic created at start-up.
+    #[arg(long, env = "WEFT_TOPIC_REPLICATION", default_value_t = 1)]
+    pub topic_replication: i32,
+}
+
+impl KafkaArgs {
+    /// Settings for `brokers` with the defaults above.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topic_partitions: 3,
+            topic_replication: 1,
+        }
+    }
+
+    /// Base client settings.
+    pub fn client(&self, client_id: &str) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", client_id)
+            .set("socket.keepalive.enable", "true")
+            .set("log.connection.close", "false");
+        c
+    }
+
+    /// The idempotent producer: `acks=all`, retries without duplicates or reordering
+    /// within a partition.
+    pub fn producer(&self, client_id: &str) -> ClientConfig {
+        let mut c = self.client(client_id);
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("max.in.flight.requests.per.connection", "5")
+            .set("linger.ms", "2")
+            .set("message.timeout.ms", "30000")
+            .set("compression.type", "none");
+        c
+    }
+
+    /// A group consumer whose offsets move only when the runtime stores them, after
+    /// the handler's transaction has committed.
+    pub fn consumer(&self, client_id: &str, group: &str) -> ClientConfig {
+        let mut c = self.client(client_id);
+        c.set("group.id", group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "2000")
+            .set("max.poll.interval.ms", "300000")
+            .set("enable.partition.eof", "false");
+        c
+    }
+}

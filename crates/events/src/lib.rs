@@ -1,0 +1,69 @@
+//! weft-events: the event backbone every weft service stands on.
+//!
+//! - [`catalog`]: which proto message is which event, on which topic, keyed by what.
+//! - [`envelope`]: the CloudEvents binary-mode envelope (Kafka headers) and the
+//!   metadata every event carries.
+//! - [`db`]: the service database (SQLite by default, PostgreSQL by URL) with the
+//!   outbox and inbox tables.
+//! - [`outbox`]: state change and event commit in one transaction; the [`outbox::Relay`]
+//!   publishes with the idempotent producer and marks a row sent only on a delivery
+//!   report.
+//! - [`consumer`]: at-least-once delivery, effect-once handling: the handler's change
+//!   and an inbox row commit together, duplicates are skipped, offsets move only after
+//!   the commit, poison records go to the dead-letter topic.
+//! - [`topics`]: explicit, idempotent topic provisioning.
+//! - [`kafka`]: client settings shared by producers and consumers.
+
+pub mod catalog;
+pub mod consumer;
+pub mod db;
+pub mod dlq;
+pub mod envelope;
+pub mod kafka;
+pub mod outbox;
+pub mod topics;
+
+pub use catalog::DomainEvent;
+pub use consumer::{Consumer, Handler, HandlerError, Received};
+pub use db::Database;
+pub use envelope::{Envelope, EventContext};
+pub use outbox::{Outbox, Relay};
+
+/// Errors of the event backbone.
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    /// The database failed.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The Kafka client failed.
+    #[error("kafka error: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The broker did not acknowledge a record.
+    #[error("delivery failed: {0}")]
+    Delivery(String),
+    /// Topics could not be created.
+    #[error("cannot create topic {topic}: {reason}")]
+    Provision {
+        /// The topic.
+        topic: String,
+        /// The broker's answer.
+        reason: String,
+    },
+    /// A stored outbox row is unreadable.
+    #[error("outbox row {seq} is corrupt: {reason}")]
+    CorruptOutboxRow {
+        /// Sequence number of the row.
+        seq: i64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The database URL is not one weft supports.
+    #[error("unsupported database URL scheme {0:?}; use sqlite:// or postgres://")]
+    UnsupportedDatabase(String),
+    /// An I/O error (creating the data directory).
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,302 @@
+//! The transactional outbox. A service writes its state change and the event row in
+//! one database transaction ([`Outbox::enqueue`]); the [`Relay`] reads unsent rows in
+//! order, publishes them with the idempotent producer (`acks=all`) and marks a row
+//! sent only once the broker has acknowledged it. A crash anywhere in between leaves
+//! the row unsent, so it is published again after restart: never lost, at worst
+//! delivered twice, which the consumers' inbox absorbs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::{AnyConnection, QueryBuilder, Row as _};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::EventsError;
+use crate::catalog::DomainEvent;
+use crate::db::{Database, now_micros};
+use crate::envelope::Envelope;
+use crate::kafka::KafkaArgs;
+
+/// Writes events into the outbox inside a caller's transaction.
+pub struct Outbox;
+
+impl Outbox {
+    /// Adds `event` to the outbox within the transaction `conn` belongs to. The event
+    /// must carry metadata (see [`crate::EventContext::metadata`]).
+    pub async fn enqueue<E: DomainEvent>(
+        conn: &mut AnyConnection,
+        event: &E,
+    ) -> Result<(), EventsError> {
+        let envelope = Envelope::of(event).map_err(|e| EventsError::CorruptOutboxRow {
+            seq: 0,
+            reason: e.to_string(),
+        })?;
+        let headers = serde_json::to_string(&envelope.headers()).map_err(|e| {
+            EventsError::CorruptOutboxRow {
+                seq: 0,
+                reason: e.to_string(),
+            }
+        })?;
+        sqlx::query(
+            "INSERT INTO weft_outbox (event_id, topic, event_key, event_type, headers, payload, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(envelope.id)
+        .bind(E::TOPIC)
+        .bind(event.key().to_owned())
+        .bind(E::TYPE)
+        .bind(headers)
+        .bind(event.encode_to_vec())
+        .bind(now_micros())
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Unsent rows: the relay's backlog.
+    pub async fn backlog(db: &Database) -> Result<i64, EventsError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM weft_outbox WHERE sent_at IS NULL")
+            .fetch_one(db.pool())
+            .await?;
+        Ok(row.try_get::<i64, _>("n")?)
+    }
+}
+
+/// Wakes the relay right after a transaction with outbox rows commits, so events go
+/// out without waiting for the next poll.
+#[derive(Clone, Default, Debug)]
+pub struct RelayWaker(Arc<Notify>);
+
+impl RelayWaker {
+    /// Tells the relay there is work.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Tuning of the relay.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Rows published per round.
+    pub batch: i64,
+    /// Longest wait between rounds when nobody wakes the relay.
+    pub poll_interval: Duration,
+    /// How long sent rows are kept before they are deleted.
+    pub retention: Duration,
+    /// Fault injection for crash tests: after reading a batch, hang before
+    /// publishing it (a test then kills the process).
+    pub hang_before_publish: bool,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch: 256,
+            poll_interval: Duration::from_millis(500),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            hang_before_publish: false,
+        }
+    }
+}
+
+struct Pending {
+    seq: i64,
+    topic: String,
+    key: String,
+    headers: Vec<(String, String)>,
+    payload: Vec<u8>,
+}
+
+/// Publishes outbox rows to Kafka.
+pub struct Relay {
+    db: Database,
+    producer: FutureProducer,
+    waker: RelayWaker,
+    config: RelayConfig,
+}
+
+impl Relay {
+    /// A relay for `db` publishing to `kafka` as `client_id`.
+    pub fn new(
+        db: Database,
+        kafka: &KafkaArgs,
+        client_id: &str,
+        config: RelayConfig,
+    ) -> Result<Self, EventsError> {
+        let producer: FutureProducer = kafka.producer(client_id).create()?;
+        Ok(Self {
+            db,
+            producer,
+            waker: RelayWaker::default(),
+            config,
+        })
+    }
+
+    /// The handle that wakes this relay.
+    pub fn waker(&self) -> RelayWaker {
+        self.waker.clone()
+    }
+
+    /// Publishes until `shutdown`, then finishes the round in flight.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut failures: u32 = 0;
+        let mut rounds: u64 = 0;
+        loop {
+            rounds += 1;
+            let published = match self.publish_pending().await {
+                Ok(n) => {
+                    failures = 0;
+                    n
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %e, failures, "outbox relay round failed");
+                    0
+                }
+            };
+            if rounds % 600 == 0 {
+                self.report_and_prune().await;
+            }
+            if published as i64 >= self.config.batch {
+                continue; // more rows are waiting
+            }
+            let wait = if failures > 0 {
+                crate::consumer::backoff(failures)
+            } else {
+                self.config.poll_interval
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.waker.0.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        tracing::info!("outbox relay stopped");
+    }
+
+    async fn report_and_prune(&self) {
+        if let Ok(n) = Outbox::backlog(&self.db).await {
+            metrics::gauge!("outbox_backlog").set(n as f64);
+        }
+        let cutoff =
+            now_micros() - i64::try_from(self.config.retention.as_micros()).unwrap_or(i64::MAX);
+        if let Err(e) =
+            sqlx::query("DELETE FROM weft_outbox WHERE sent_at IS NOT NULL AND sent_at < $1")
+                .bind(cutoff)
+                .execute(self.db.pool())
+                .await
+        {
+            tracing::warn!(error = %e, "pruning sent outbox rows failed");
+        }
+    }
+
+    /// One round: publishes up to a batch of unsent rows, in order, and marks those the
+    /// broker acknowledged. Returns how many were published.
+    pub async fn publish_pending(&self) -> Result<usize, EventsError> {
+        let rows = sqlx::query(
+            "SELECT seq, topic, event_key, headers, payload FROM weft_outbox \
+             WHERE sent_at IS NULL ORDER BY seq LIMIT $1",
+        )
+        .bind(self.config.batch)
+        .fetch_all(self.db.pool())
+        .await?;
+        if rows.is_empty() {
+            metrics::gauge!("outbox_backlog").set(0.0);
+            return Ok(0);
+        }
+        let mut pending = Vec::with_capacity(rows.len());
+        for row in rows {
+            let seq: i64 = row.try_get("seq")?;
+            let headers: String = row.try_get("headers")?;
+            let headers =
+                serde_json::from_str(&headers).map_err(|e| EventsError::CorruptOutboxRow {
+                    seq,
+                    reason: e.to_string(),
+                })?;
+            pending.push(Pending {
+                seq,
+                topic: row.try_get("topic")?,
+                key: row.try_get("event_key")?,
+                headers,
+                payload: row.try_get("payload")?,
+            });
+        }
+        if self.config.hang_before_publish {
+            tracing::warn!(
+                rows = pending.len(),
+                "fault injection: hanging before publish"
+            );
+            std::future::pending::<()>().await;
+        }
+
+        let mut deliveries = Vec::with_capacity(pending.len());
+        for p in &pending {
+            let mut headers = OwnedHeaders::new_with_capacity(p.headers.len());
+            for (k, v) in &p.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            let record = FutureRecord::to(&p.topic)
+                .key(&p.key)
+                .payload(&p.payload)
+                .headers(headers);
+            match self.producer.send_result(record) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((e, _)) => {
+                    // Local queue full or the producer is failing: publish what is
+                    // queued and leave the rest for the next round.
+                    tracing::warn!(error = %e, "producer refused a record");
+                    break;
+                }
+            }
+        }
+
+        let mut acked = Vec::with_capacity(deliveries.len());
+        let mut first_error = None;
+        for (p, delivery) in pending.iter().zip(deliveries) {
+            match delivery.await {
+                Ok(Ok(_)) => acked.push(p.seq),
+                Ok(Err((e, _))) => {
+                    first_error.get_or_insert_with(|| e.to_string());
+                }
+                Err(_) => {
+                    first_error.get_or_insert_with(|| "producer dropped the delivery".to_owned());
+                }
+            }
+        }
+        if !acked.is_empty() {
+            let mut update = QueryBuilder::new("UPDATE weft_outbox SET sent_at = ");
+            update.push_bind(now_micros());
+            update.push(", attempts = attempts + 1 WHERE seq IN (");
+            let mut list = update.separated(", ");
+            for seq in &acked {
+                list.push_bind(*seq);
+            }
+            list.push_unseparated(")");
+            update.build().execute(self.db.pool()).await?;
+            metrics::counter!("outbox_published_total").increment(acked.len() as u64);
+        }
+        if let Some(error) = first_error {
+            let failed: Vec<i64> = pending
+                .iter()
+                .map(|p| p.seq)
+                .filter(|s| !acked.contains(s))
+                .collect();
+            tracing::warn!(%error, failed = failed.len(), "some outbox rows were not acknowledged");
+            let _ = sqlx::query(
+                "UPDATE weft_outbox SET attempts = attempts + 1, last_error = $1 WHERE seq = $2",
+            )
+            .bind(error.clone())
+            .bind(failed.first().copied().unwrap_or_default())
+            .execute(self.db.pool())
+            .await;
+            return Err(EventsError::Delivery(error));
+        }
+        Ok(acked.len())
+    }
+}

@@ -1,0 +1,82 @@
+//! The event backbone on SQLite, through the real broker and a consumer process.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+#[path = "common/scenario.rs"]
+mod scenario;
+
+use std::time::Duration;
+
+use common::*;
+use weft_events::db::sqlite_url;
+use weft_events::kafka::KafkaArgs;
+use weft_events::{Database, topics};
+use weft_testkit::Broker;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_to_consumer_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    scenario::outbox_to_consumer(
+        sqlite_url(dir.path(), "publisher").unwrap(),
+        sqlite_url(dir.path(), "consumer").unwrap(),
+    )
+    .await;
+}
+
+/// kill -9 of the relay between the commit and the publish loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_killed_before_publish_publishes_after_restart() {
+    let broker = Broker::start();
+    let kafka = KafkaArgs::new(broker.bootstrap());
+    topics::provision(&kafka, &topics::all_topics())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path(), "user").unwrap();
+    let db = Database::connect(&url).await.unwrap();
+
+    let event = signup("crash-1");
+    let id = event.metadata.clone().unwrap().event_id;
+    enqueue(&db, &[event]).await;
+
+    let mut relay = Probe::spawn(&[
+        "--db",
+        &url,
+        "--brokers",
+        &broker.bootstrap(),
+        "relay",
+        "--hang-before-publish",
+    ]);
+    relay.wait_line(
+        "the relay to reach the fault point",
+        Duration::from_secs(30),
+        |l| l.contains("hanging before publish"),
+    );
+    relay.kill9();
+    assert_eq!(
+        unsent(&db).await,
+        1,
+        "the row is still unsent after the crash"
+    );
+
+    let _relay = Probe::spawn(&["--db", &url, "--brokers", &broker.bootstrap(), "relay"]);
+    let seen = read_topic_until(
+        &broker.bootstrap(),
+        "user-events",
+        Duration::from_secs(60),
+        |seen| seen.iter().any(|m| header(m, "ce_id") == Some(id.as_str())),
+    );
+    let record = seen
+        .iter()
+        .find(|m| header(m, "ce_id") == Some(id.as_str()))
+        .unwrap();
+    assert_eq!(header(record, "ce_type"), Some("weft.user.v1.UserSignedUp"));
+    assert_eq!(header(record, "ce_subject"), Some("crash-1"));
+    assert_eq!(header(record, "content-type"), Some("application/protobuf"));
+    weft_testkit::eventually(
+        "the row to be marked sent",
+        Duration::from_secs(30),
+        || async { (unsent(&db).await == 0).then_some(()) },
+    )
+    .await;
+}

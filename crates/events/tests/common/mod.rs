@@ -1,0 +1,201 @@
+//! Shared harness of the event backbone's integration tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+use sqlx::Row as _;
+use weft_events::kafka::KafkaArgs;
+use weft_events::{Database, EventContext, Outbox};
+use weft_proto::user::{SignupSource, UserSignedUp};
+
+pub const PROBE: &str = env!("CARGO_BIN_EXE_weft-events-probe");
+
+/// A probe process whose stdout lines arrive on a channel; killed on drop.
+pub struct Probe {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Probe {
+    pub fn spawn(args: &[&str]) -> Self {
+        let mut child = Command::new(PROBE)
+            .args(args)
+            .env("WEFT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn probe");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines: rx }
+    }
+
+    /// Waits for a line satisfying `pred`; panics after `timeout`.
+    pub fn wait_line(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if pred(&line) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("timed out after {timeout:?} waiting for {what}"),
+            }
+        }
+    }
+
+    /// Collects JSON outcome lines until `n` match `outcome`.
+    pub fn wait_outcomes(
+        &self,
+        outcome: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<serde_json::Value> {
+        let mut seen = Vec::new();
+        while seen.len() < n {
+            let line = self.wait_line(
+                &format!("{n} x {outcome} (have {})", seen.len()),
+                timeout,
+                |l| l.starts_with('{'),
+            );
+            let v: serde_json::Value = serde_json::from_str(&line).expect("json line");
+            if v["outcome"] == outcome {
+                seen.push(v);
+            }
+        }
+        seen
+    }
+
+    /// SIGKILL, no goodbye.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signup(user_id: &str) -> UserSignedUp {
+    UserSignedUp {
+        metadata: Some(EventContext::root().metadata("user", "test")),
+        user_id: user_id.into(),
+        email: format!("{user_id}@example.com"),
+        name: user_id.into(),
+        source: SignupSource::Web as i32,
+        ..Default::default()
+    }
+}
+
+/// Commits `events` to the outbox of `db` in one transaction.
+pub async fn enqueue(db: &Database, events: &[UserSignedUp]) {
+    let mut tx = db.begin().await.unwrap();
+    for e in events {
+        Outbox::enqueue(&mut tx, e).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+pub async fn unsent(db: &Database) -> i64 {
+    Outbox::backlog(db).await.unwrap()
+}
+
+pub async fn effects(db: &Database) -> (i64, i64) {
+    let row = sqlx::query("SELECT COUNT(*) AS n, COUNT(DISTINCT event_id) AS d FROM probe_effects")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    (row.get::<i64, _>("n"), row.get::<i64, _>("d"))
+}
+
+/// Produces a raw record, bypassing the outbox (for poison records).
+pub async fn produce_raw(
+    kafka: &KafkaArgs,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+    headers: &[(&str, &str)],
+) {
+    let producer: FutureProducer = kafka.producer("raw-test-producer").create().unwrap();
+    let mut h = OwnedHeaders::new();
+    for (k, v) in headers {
+        h = h.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        });
+    }
+    producer
+        .send(
+            FutureRecord::to(topic).key(key).payload(payload).headers(h),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+}
+
+/// Reads a topic from the beginning until `pred` holds for the records seen so far.
+pub fn read_topic_until(
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+    pred: impl Fn(&[OwnedMessage]) -> bool,
+) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in metadata.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    loop {
+        if pred(&seen) {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out reading {topic}: {} records seen",
+            seen.len()
+        );
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            seen.push(m.detach());
+        }
+    }
+}
+
+pub fn header<'a>(m: &'a OwnedMessage, name: &str) -> Option<&'a str> {
+    use rdkafka::message::Headers as _;
+    m.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}

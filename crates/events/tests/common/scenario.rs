@@ -1,0 +1,176 @@
+//! The end-to-end backbone scenario, run on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use prost::Message as _;
+use weft_events::catalog::{ORDER_EVENTS, USER_EVENTS};
+use weft_events::envelope::Envelope;
+use weft_events::kafka::KafkaArgs;
+use weft_events::outbox::RelayConfig;
+use weft_events::{Database, EventContext, Relay, topics};
+use weft_proto::order::OrderCreated;
+use weft_testkit::Broker;
+
+use super::common::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Outbox → relay → broker → consumer in another process: applied once, duplicates
+/// skipped, poison dead-lettered, and the consumer keeps going.
+pub async fn outbox_to_consumer(publisher_url: String, consumer_url: String) {
+    let broker = Broker::start();
+    let kafka = KafkaArgs::new(broker.bootstrap());
+    topics::provision(&kafka, &topics::all_topics())
+        .await
+        .unwrap();
+    // Provisioning again is a no-op, not an error.
+    assert!(
+        topics::provision(&kafka, &topics::all_topics())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let publisher = Database::connect(&publisher_url).await.unwrap();
+    let consumer_db = Database::connect(&consumer_url).await.unwrap();
+    let probe = Probe::spawn(&[
+        "--db",
+        &consumer_url,
+        "--brokers",
+        &broker.bootstrap(),
+        "consume",
+        "--group",
+        "probe",
+    ]);
+
+    // Three events, committed together, published by the relay.
+    let events: Vec<_> = ["u1", "u2", "u3"].iter().map(|u| signup(u)).collect();
+    enqueue(&publisher, &events).await;
+    assert_eq!(unsent(&publisher).await, 3);
+    let relay = Relay::new(
+        publisher.clone(),
+        &kafka,
+        "test-relay",
+        RelayConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(relay.publish_pending().await.unwrap(), 3);
+    assert_eq!(unsent(&publisher).await, 0);
+
+    let applied = probe.wait_outcomes("Applied", 3, WAIT);
+    let mut ids: Vec<_> = applied
+        .iter()
+        .map(|v| v["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    let mut expected: Vec<_> = events
+        .iter()
+        .map(|e| e.metadata.clone().unwrap().event_id)
+        .collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert!(
+        applied
+            .iter()
+            .all(|v| v["type"] == "weft.user.v1.UserSignedUp")
+    );
+
+    // The relay crashed after publishing but before marking: every row goes out again.
+    sqlx::query("UPDATE weft_outbox SET sent_at = NULL")
+        .execute(publisher.pool())
+        .await
+        .unwrap();
+    assert_eq!(relay.publish_pending().await.unwrap(), 3);
+    probe.wait_outcomes("Duplicate", 3, WAIT);
+    assert_eq!(
+        effects(&consumer_db).await,
+        (3, 3),
+        "each event applied exactly once"
+    );
+
+    // Poison: garbage with no envelope, an unknown type, and a valid order event that
+    // misses required fields.
+    let garbage = b"\xde\xad\xbe\xef not protobuf".to_vec();
+    produce_raw(&kafka, USER_EVENTS, "junk", &garbage, &[]).await;
+    let good = Envelope::of(&signup("u-x")).unwrap();
+    let mut unknown: Vec<(String, String)> = good.headers();
+    for (k, v) in &mut unknown {
+        if k == "ce_type" {
+            *v = "weft.user.v1.UserTeleported".into();
+        }
+    }
+    let unknown_refs: Vec<(&str, &str)> = unknown
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    produce_raw(&kafka, USER_EVENTS, "u-x", b"", &unknown_refs).await;
+    let hollow = OrderCreated {
+        metadata: Some(EventContext::root().metadata("order", "test")),
+        order_id: "o-1".into(),
+        ..Default::default()
+    };
+    let hollow_env = Envelope::of(&hollow).unwrap().headers();
+    let hollow_refs: Vec<(&str, &str)> = hollow_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    produce_raw(
+        &kafka,
+        ORDER_EVENTS,
+        "o-1",
+        &hollow.encode_to_vec(),
+        &hollow_refs,
+    )
+    .await;
+
+    // The consumer keeps going: a later valid event is applied.
+    let later = signup("u4");
+    enqueue(&publisher, std::slice::from_ref(&later)).await;
+    relay.publish_pending().await.unwrap();
+    let later_id = later.metadata.unwrap().event_id;
+    probe.wait_line("the event after the poison", WAIT, |l| {
+        l.contains(&later_id) && l.contains("Applied")
+    });
+
+    let dlq = read_topic_until(&broker.bootstrap(), "user-events.dlq", WAIT, |seen| {
+        seen.len() >= 2
+    });
+    let reasons: Vec<_> = dlq.iter().filter_map(|m| header(m, "dlq_reason")).collect();
+    assert!(reasons.contains(&"malformed-envelope"), "{reasons:?}");
+    assert!(reasons.contains(&"unknown-type"), "{reasons:?}");
+    let junk = dlq
+        .iter()
+        .find(|m| header(m, "dlq_reason") == Some("malformed-envelope"))
+        .unwrap();
+    use rdkafka::Message as _;
+    assert_eq!(
+        junk.payload(),
+        Some(garbage.as_slice()),
+        "original bytes kept"
+    );
+    assert_eq!(junk.key(), Some(b"junk".as_slice()), "original key kept");
+    assert_eq!(header(junk, "dlq_source_topic"), Some(USER_EVENTS));
+    assert_eq!(header(junk, "dlq_consumer_group"), Some("probe"));
+    let teleported = dlq
+        .iter()
+        .find(|m| header(m, "dlq_reason") == Some("unknown-type"))
+        .unwrap();
+    assert_eq!(
+        header(teleported, "ce_type"),
+        Some("weft.user.v1.UserTeleported"),
+        "original headers kept"
+    );
+
+    let order_dlq = read_topic_until(&broker.bootstrap(), "order-events.dlq", WAIT, |seen| {
+        !seen.is_empty()
+    });
+    assert_eq!(header(&order_dlq[0], "dlq_reason"), Some("invalid"));
+    assert!(
+        header(&order_dlq[0], "dlq_error")
+            .unwrap()
+            .contains("without user")
+    );
+
+    assert_eq!(effects(&consumer_db).await, (4, 4), "poison left no effect");
+}

@@ -1,0 +1,151 @@
+//! The gRPC server bootstrap every weft service uses.
+//!
+//! [`GrpcServer::bind`] binds the listener before returning (port 0 in tests), so a
+//! caller knows the address at once; [`GrpcServer::serve`] adds health and reflection
+//! (v1 and v1alpha) to the service's routes, wraps everything in the standard layer
+//! stack ([`layer_stack`]) and serves until the shutdown token fires, then reports
+//! NOT_SERVING, stops accepting, and drains in-flight RPCs within the grace period.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::{HealthReporter, HealthService};
+use tower::ServiceBuilder;
+use tower::layer::util::{Identity, Stack};
+use tower_http::trace::TraceLayer;
+
+use crate::KitError;
+use crate::config::ServerArgs;
+use crate::layers::{DeadlineLayer, RpcMetricsLayer, ShedLayer, rpc_span};
+use crate::readiness::Readiness;
+
+/// A bound, not yet serving, gRPC server.
+pub struct GrpcServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    args: ServerArgs,
+    reporter: HealthReporter,
+}
+
+impl GrpcServer {
+    /// Binds `addr` now; port 0 picks a free port (see [`Self::local_addr`]).
+    pub async fn bind(addr: SocketAddr, args: ServerArgs) -> Result<Self, KitError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| KitError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| KitError::Bind { addr, source })?;
+        Ok(Self {
+            listener,
+            local_addr,
+            args,
+            reporter: HealthReporter::new(),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The largest message the services should accept, for their generated servers'
+    /// `max_decoding_message_size`/`max_encoding_message_size`.
+    pub fn max_message_bytes(&self) -> usize {
+        self.args.max_message_bytes
+    }
+
+    /// A readiness driver for the named services (full proto names), to which the
+    /// service adds its dependency probes. Until the first probe round passes, every
+    /// service reports NOT_SERVING.
+    pub fn readiness(&self, services: &[&str]) -> Readiness {
+        Readiness::new(
+            self.reporter.clone(),
+            services.iter().map(|s| (*s).to_owned()).collect(),
+        )
+    }
+
+    /// Serves `routes` plus health and reflection until `shutdown` is cancelled, then
+    /// drains for at most the grace period.
+    pub async fn serve(
+        self,
+        routes: Routes,
+        readiness: Readiness,
+        shutdown: CancellationToken,
+    ) -> Result<(), KitError> {
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(weft_proto::DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+        let health = HealthServer::new(HealthService::from_health_reporter(self.reporter));
+
+        let readiness_task = tokio::spawn(readiness.run(shutdown.clone()));
+        let grace = self.args.shutdown_grace;
+        let drain = shutdown.clone();
+        let server = Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .layer(layer_stack(&self.args))
+            .add_routes(routes)
+            .add_service(health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
+                drain.cancelled().await;
+                // Let the NOT_SERVING status reach load balancers before the
+                // listener closes.
+                let _ = readiness_task.await;
+            });
+        tracing::info!(addr = %self.local_addr, "gRPC server listening");
+
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => result?,
+            _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(?grace, "drain grace period over; aborting in-flight RPCs");
+            }
+        }
+        tracing::info!("gRPC server stopped");
+        Ok(())
+    }
+}
+
+/// The layer stack around every weft gRPC service, outermost first: tracing span
+/// (parented on the caller's `traceparent`), RPC metrics, load shedding, deadline.
+pub fn layer_stack(
+    args: &ServerArgs,
+) -> Stack<
+    DeadlineLayer,
+    Stack<
+        ShedLayer,
+        Stack<
+            RpcMetricsLayer,
+            Stack<
+                TraceLayer<
+                    tower_http::classify::SharedClassifier<
+                        tower_http::classify::GrpcErrorsAsFailures,
+                    >,
+                    fn(&http::Request<tonic::body::Body>) -> tracing::Span,
+                >,
+                Identity,
+            >,
+        >,
+    >,
+> {
+    let make_span: fn(&http::Request<tonic::body::Body>) -> tracing::Span = rpc_span;
+    ServiceBuilder::new()
+        .layer(TraceLayer::new_for_grpc().make_span_with(make_span))
+        .layer(RpcMetricsLayer)
+        .layer(ShedLayer::new(args.max_concurrent_rpcs))
+        .layer(DeadlineLayer::new(args.rpc_timeout))
+        .into_inner()
+}

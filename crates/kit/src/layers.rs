@@ -1,0 +1,288 @@
+//! The tower layers every weft gRPC server runs, composed in [`crate::grpc`]:
+//! [`RpcMetricsLayer`] (duration by method and code), [`ShedLayer`] (bounded
+//! concurrency; excess is refused at once, never queued) and [`DeadlineLayer`] (the
+//! client's `grpc-timeout`, capped by the server's own limit, answered with
+//! `DEADLINE_EXCEEDED`).
+//!
+//! Written here rather than taken from tower because the stock layers answer with
+//! transport errors that tonic turns into `CANCELLED` or a per-connection message; a
+//! gRPC client deserves `DEADLINE_EXCEEDED` and `RESOURCE_EXHAUSTED`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use tokio::sync::Semaphore;
+use tonic::Status;
+use tower::{Layer, Service};
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+/// Paths never shed nor timed: health checks must answer under load.
+fn is_exempt(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.Health/")
+}
+
+/// Parses a `grpc-timeout` header value (`1-8 digits` + `H|M|S|m|u|n`).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Ends an RPC with `DEADLINE_EXCEEDED` when the shorter of the client's
+/// `grpc-timeout` and the server's limit runs out before the response starts.
+#[derive(Debug, Clone)]
+pub struct DeadlineLayer {
+    limit: Duration,
+}
+
+impl DeadlineLayer {
+    /// RPCs run at most `limit`.
+    pub fn new(limit: Duration) -> Self {
+        Self { limit }
+    }
+}
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Deadline {
+            inner,
+            limit: self.limit,
+        }
+    }
+}
+
+/// The service of [`DeadlineLayer`].
+#[derive(Debug, Clone)]
+pub struct Deadline<S> {
+    inner: S,
+    limit: Duration,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Deadline<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: Default,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<S::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let client = req
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout);
+        let limit = client.map_or(self.limit, |c| c.min(self.limit));
+        let exempt = is_exempt(req.uri().path());
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            if exempt {
+                return fut.await;
+            }
+            match tokio::time::timeout(limit, fut).await {
+                Ok(result) => result,
+                Err(_) => Ok(Status::deadline_exceeded(format!(
+                    "deadline of {} ms exceeded",
+                    limit.as_millis()
+                ))
+                .into_http()),
+            }
+        })
+    }
+}
+
+/// Serves at most `max` RPCs at once and refuses the rest at once with
+/// `RESOURCE_EXHAUSTED`, so an overloaded server fails fast instead of queueing.
+#[derive(Debug, Clone)]
+pub struct ShedLayer {
+    permits: Arc<Semaphore>,
+}
+
+impl ShedLayer {
+    /// At most `max` RPCs in flight.
+    pub fn new(max: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(max.max(1))),
+        }
+    }
+}
+
+impl<S> Layer<S> for ShedLayer {
+    type Service = Shed<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Shed {
+            inner,
+            permits: self.permits.clone(),
+        }
+    }
+}
+
+/// The service of [`ShedLayer`].
+#[derive(Debug, Clone)]
+pub struct Shed<S> {
+    inner: S,
+    permits: Arc<Semaphore>,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Shed<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<S::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        if is_exempt(req.uri().path()) {
+            return Box::pin(self.inner.call(req));
+        }
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                metrics::counter!("rpc_server_admitted_total").increment(1);
+                let fut = self.inner.call(req);
+                Box::pin(async move {
+                    let result = fut.await;
+                    drop(permit);
+                    result
+                })
+            }
+            Err(_) => {
+                metrics::counter!("rpc_server_shed_total").increment(1);
+                Box::pin(async {
+                    Ok(
+                        Status::resource_exhausted("server is overloaded; retry with backoff")
+                            .into_http(),
+                    )
+                })
+            }
+        }
+    }
+}
+
+/// Records `rpc_server_duration_seconds{method,code}` for every RPC.
+///
+/// The code is read from the response headers: tonic sends every error of a unary
+/// RPC as a trailers-only response, so headers carry `grpc-status`; a response that
+/// starts without it is counted as `OK`. For streaming RPCs the duration is the time
+/// to the first response headers.
+#[derive(Debug, Clone, Default)]
+pub struct RpcMetricsLayer;
+
+impl<S> Layer<S> for RpcMetricsLayer {
+    type Service = RpcMetrics<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcMetrics { inner }
+    }
+}
+
+/// The service of [`RpcMetricsLayer`].
+#[derive(Debug, Clone)]
+pub struct RpcMetrics<S> {
+    inner: S,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RpcMetrics<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<S::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let method = req.uri().path().to_owned();
+        let start = Instant::now();
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let result = fut.await;
+            let code = match &result {
+                Ok(resp) => resp
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .map_or(tonic::Code::Ok, tonic::Code::from_i32),
+                Err(_) => tonic::Code::Unknown,
+            };
+            metrics::histogram!(
+                "rpc_server_duration_seconds",
+                "method" => method,
+                "code" => format!("{code:?}")
+            )
+            .record(start.elapsed().as_secs_f64());
+            result
+        })
+    }
+}
+
+/// The span of one incoming RPC, a child of the caller's trace context.
+pub fn rpc_span<B>(req: &Request<B>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "rpc",
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.method = %req.uri().path(),
+    );
+    crate::telemetry::set_parent_from(&span, &crate::telemetry::HeaderCarrier(req.headers()));
+    span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_parses_every_unit() {
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_grpc_timeout("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(parse_grpc_timeout("9n"), Some(Duration::from_nanos(9)));
+    }
+
+    #[test]
+    fn grpc_timeout_rejects_garbage() {
+        for bad in ["", "S", "10", "123456789S", "-1S", "1.5S", "10x", "1 S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! weft-kit: the runtime every weft process shares.
+//!
+//! - [`config`]: env-first, typed settings shared by every server.
+//! - [`telemetry`]: one entry point for logs, traces (OTLP when configured) and W3C
+//!   trace-context propagation through gRPC metadata and Kafka headers.
+//! - [`grpc`]: the gRPC server bootstrap: health with real readiness, reflection v1 and
+//!   v1alpha, deadlines, load shedding, message limits, metrics and graceful drain.
+//! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`).
+//! - [`status`]: the one place domain errors become `tonic::Status`.
+//! - [`shutdown`]: the process's cancellation tree, rooted at SIGTERM/SIGINT.
+
+pub mod admin;
+pub mod config;
+pub mod grpc;
+pub mod layers;
+pub mod readiness;
+pub mod shutdown;
+pub mod status;
+pub mod telemetry;
+
+/// Errors of the kit.
+#[derive(Debug, thiserror::Error)]
+pub enum KitError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The gRPC server failed while serving.
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    /// The admin server failed while serving.
+    #[error("admin server failed: {0}")]
+    Admin(std::io::Error),
+    /// The reflection service could not be built from the descriptor set.
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// Telemetry could not be set up.
+    #[error("cannot set up telemetry: {0}")]
+    Telemetry(String),
+}

@@ -1,0 +1,394 @@
+//! The kit's gRPC bootstrap through a real socket: health driven by readiness,
+//! deadlines, load shedding, message limits, malformed input, drain, and /metrics.
+//! A stand-in user service (sleeping on request) exercises the stack; the stack is
+//! what is under test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Response, Status};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use weft_kit::admin::AdminServer;
+use weft_kit::config::ServerArgs;
+use weft_kit::grpc::GrpcServer;
+use weft_proto::user::user_service_client::UserServiceClient;
+use weft_proto::user::user_service_server::{UserService, UserServiceServer};
+use weft_proto::user::*;
+
+struct StandIn {
+    /// Notified when a sign-up handler starts running.
+    started: Arc<tokio::sync::Notify>,
+}
+
+#[tonic::async_trait]
+impl UserService for StandIn {
+    async fn sign_up(
+        &self,
+        req: Request<SignUpRequest>,
+    ) -> Result<Response<SignUpResponse>, Status> {
+        let delay = req
+            .metadata()
+            .get("x-test-delay-ms")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
+        self.started.notify_one();
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        Ok(Response::new(SignUpResponse {
+            user: Some(User {
+                name: req.into_inner().name,
+                ..Default::default()
+            }),
+        }))
+    }
+    async fn login(&self, _: Request<LoginRequest>) -> Result<Response<LoginResponse>, Status> {
+        Err(weft_kit::status::internal(&std::io::Error::other(
+            "secret /var/lib/weft/user.db locked",
+        )))
+    }
+    async fn get_user(
+        &self,
+        _: Request<GetUserRequest>,
+    ) -> Result<Response<GetUserResponse>, Status> {
+        Err(Status::unimplemented("stand-in"))
+    }
+    async fn update_user(
+        &self,
+        _: Request<UpdateUserRequest>,
+    ) -> Result<Response<UpdateUserResponse>, Status> {
+        Err(Status::unimplemented("stand-in"))
+    }
+    async fn get_jwks(
+        &self,
+        _: Request<GetJwksRequest>,
+    ) -> Result<Response<GetJwksResponse>, Status> {
+        Ok(Response::new(GetJwksResponse::default()))
+    }
+}
+
+struct Running {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    ready: Arc<AtomicBool>,
+    started: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn spawn(args: ServerArgs) -> Running {
+    let server = GrpcServer::bind("127.0.0.1:0".parse().unwrap(), args)
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let limit = server.max_message_bytes();
+    let ready = Arc::new(AtomicBool::new(true));
+    let probe_flag = ready.clone();
+    let readiness = server.readiness(&["weft.user.v1.UserService"]).with_probe(
+        "stand-in dependency",
+        move || {
+            let ok = probe_flag.load(Ordering::SeqCst);
+            async move { if ok { Ok(()) } else { Err("down".to_owned()) } }
+        },
+    );
+    let started = Arc::new(tokio::sync::Notify::new());
+    let svc = UserServiceServer::new(StandIn {
+        started: started.clone(),
+    })
+    .max_decoding_message_size(limit)
+    .max_encoding_message_size(limit);
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        server
+            .serve(Routes::new(svc), readiness, token)
+            .await
+            .unwrap();
+    });
+    Running {
+        addr,
+        shutdown,
+        ready,
+        started,
+        task,
+    }
+}
+
+async fn channel(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+async fn health(addr: SocketAddr, service: &str) -> Result<i32, Status> {
+    let mut client = HealthClient::new(channel(addr).await);
+    client
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .map(|r| r.into_inner().status)
+}
+
+async fn wait_health(addr: SocketAddr, service: &str, want: ServingStatus) {
+    weft_testkit::eventually(
+        &format!("{service:?} to be {want:?}"),
+        Duration::from_secs(10),
+        || async { (health(addr, service).await.ok() == Some(want as i32)).then_some(()) },
+    )
+    .await;
+}
+
+fn signup(name: &str, delay_ms: u64, timeout: Option<Duration>) -> Request<SignUpRequest> {
+    let mut req = Request::new(SignUpRequest {
+        name: name.into(),
+        ..Default::default()
+    });
+    req.metadata_mut()
+        .insert("x-test-delay-ms", delay_ms.to_string().parse().unwrap());
+    if let Some(t) = timeout {
+        req.set_timeout(t);
+    }
+    req
+}
+
+#[tokio::test]
+async fn health_follows_readiness_probes() {
+    let s = spawn(ServerArgs::default()).await;
+    wait_health(s.addr, "", ServingStatus::Serving).await;
+    wait_health(s.addr, "weft.user.v1.UserService", ServingStatus::Serving).await;
+    s.ready.store(false, Ordering::SeqCst);
+    wait_health(
+        s.addr,
+        "weft.user.v1.UserService",
+        ServingStatus::NotServing,
+    )
+    .await;
+    s.ready.store(true, Ordering::SeqCst);
+    wait_health(s.addr, "weft.user.v1.UserService", ServingStatus::Serving).await;
+    let unknown = health(s.addr, "weft.nope.v1.Nope").await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+}
+
+/// The client's own timer fires first, so what proves the server honours the
+/// deadline is that it stops the handler: with one slot, a slow call whose deadline
+/// passed must free the slot long before its handler would have finished.
+#[tokio::test]
+async fn client_deadline_stops_the_handler() {
+    let args = ServerArgs {
+        max_concurrent_rpcs: 1,
+        ..ServerArgs::default()
+    };
+    let s = spawn(args).await;
+    let mut client = UserServiceClient::new(channel(s.addr).await);
+    let err = client
+        .sign_up(signup("slow", 5_000, Some(Duration::from_millis(100))))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{err:?}"
+    );
+    let freed = weft_testkit::eventually("the slot to be freed", Duration::from_secs(2), || {
+        let mut c = client.clone();
+        async move { c.sign_up(signup("fast", 0, None)).await.ok() }
+    })
+    .await;
+    assert_eq!(freed.into_inner().user.unwrap().name, "fast");
+}
+
+#[tokio::test]
+async fn server_limit_caps_long_deadlines() {
+    let args = ServerArgs {
+        rpc_timeout: Duration::from_millis(150),
+        ..ServerArgs::default()
+    };
+    let s = spawn(args).await;
+    let mut client = UserServiceClient::new(channel(s.addr).await);
+    let err = client
+        .sign_up(signup("slow", 2_000, Some(Duration::from_secs(60))))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded);
+}
+
+#[tokio::test]
+async fn excess_concurrency_is_shed_not_queued() {
+    let args = ServerArgs {
+        max_concurrent_rpcs: 1,
+        ..ServerArgs::default()
+    };
+    let s = spawn(args).await;
+    let ch = channel(s.addr).await;
+    let mut a = UserServiceClient::new(ch.clone());
+    let mut b = UserServiceClient::new(ch);
+    let slow = tokio::spawn(async move { a.sign_up(signup("holder", 1_000, None)).await });
+    // Once the first call holds the only slot, a second is refused at once.
+    s.started.notified().await;
+    let shed = b.sign_up(signup("extra", 0, None)).await.unwrap_err();
+    assert_eq!(shed.code(), Code::ResourceExhausted, "{shed:?}");
+    assert!(shed.message().contains("overloaded"), "{shed:?}");
+    assert_eq!(
+        slow.await.unwrap().unwrap().into_inner().user.unwrap().name,
+        "holder"
+    );
+    // Health checks are never shed.
+    assert_eq!(
+        health(s.addr, "").await.unwrap(),
+        ServingStatus::Serving as i32
+    );
+}
+
+#[tokio::test]
+async fn oversize_and_malformed_requests_are_refused() {
+    let args = ServerArgs {
+        max_message_bytes: 64 * 1024,
+        ..ServerArgs::default()
+    };
+    let s = spawn(args).await;
+    let mut client = UserServiceClient::new(channel(s.addr).await);
+    let big = "x".repeat(1024 * 1024);
+    let err = client.sign_up(signup(&big, 0, None)).await.unwrap_err();
+    assert!(
+        matches!(err.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "oversize: {err:?}"
+    );
+
+    // Field 2 (name, a string) carrying invalid UTF-8.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Malformed {
+        #[prost(bytes = "vec", tag = "2")]
+        name: Vec<u8>,
+    }
+    let mut grpc = tonic::client::Grpc::new(channel(s.addr).await);
+    grpc.ready().await.unwrap();
+    let codec: tonic_prost::ProstCodec<Malformed, SignUpResponse> =
+        tonic_prost::ProstCodec::default();
+    let err = grpc
+        .unary(
+            Request::new(Malformed {
+                name: vec![0xff, 0xfe, 0xfd],
+            }),
+            "/weft.user.v1.UserService/SignUp".parse().unwrap(),
+            codec,
+        )
+        .await
+        .unwrap_err();
+    assert_ne!(err.code(), Code::Ok);
+    // The server is unharmed.
+    let ok = client.sign_up(signup("after", 0, None)).await.unwrap();
+    assert_eq!(ok.into_inner().user.unwrap().name, "after");
+}
+
+#[tokio::test]
+async fn internal_errors_do_not_leak() {
+    let s = spawn(ServerArgs::default()).await;
+    let mut client = UserServiceClient::new(channel(s.addr).await);
+    let err = client.login(LoginRequest::default()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Internal);
+    assert!(!err.message().contains("/var/lib"), "{}", err.message());
+    assert!(err.message().contains("request id"));
+}
+
+#[tokio::test]
+async fn shutdown_drains_in_flight_calls_and_reports_not_serving() {
+    let s = spawn(ServerArgs::default()).await;
+    wait_health(s.addr, "", ServingStatus::Serving).await;
+    let ch = channel(s.addr).await;
+    let mut client = UserServiceClient::new(ch.clone());
+    let in_flight =
+        tokio::spawn(async move { client.sign_up(signup("draining", 700, None)).await });
+    let mut watcher = HealthClient::new(ch);
+    let mut stream = watcher
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.shutdown.cancel();
+    let done = in_flight.await.unwrap().unwrap();
+    assert_eq!(
+        done.into_inner().user.unwrap().name,
+        "draining",
+        "in-flight call completed"
+    );
+    let mut saw_not_serving = false;
+    while let Ok(Some(update)) = stream.message().await {
+        if update.status == ServingStatus::NotServing as i32 {
+            saw_not_serving = true;
+            break;
+        }
+    }
+    assert!(saw_not_serving, "health reported NOT_SERVING during drain");
+    drop(stream);
+    drop(watcher);
+    tokio::time::timeout(Duration::from_secs(10), s.task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(s.addr).await.is_err(),
+        "listener closed"
+    );
+}
+
+#[tokio::test]
+async fn admin_serves_rpc_metrics_and_readiness() {
+    let s = spawn(ServerArgs::default()).await;
+    let admin = AdminServer::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let admin_addr = admin.local_addr();
+    let ready = Arc::new(AtomicBool::new(false));
+    tokio::spawn(admin.serve(ready.clone(), CancellationToken::new()));
+    let mut client = UserServiceClient::new(channel(s.addr).await);
+    client.sign_up(signup("m", 0, None)).await.unwrap();
+    let _ = client.get_user(GetUserRequest::default()).await;
+
+    let metrics = http_get(admin_addr, "/metrics").await;
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains(r#"rpc_server_duration_seconds_count{method="/weft.user.v1.UserService/SignUp",code="Ok"}"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"method="/weft.user.v1.UserService/GetUser",code="Unimplemented""#));
+    assert!(
+        http_get(admin_addr, "/readyz")
+            .await
+            .starts_with("HTTP/1.1 503")
+    );
+    ready.store(true, Ordering::SeqCst);
+    assert!(
+        http_get(admin_addr, "/readyz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    assert!(
+        http_get(admin_addr, "/nope")
+            .await
+            .starts_with("HTTP/1.1 404")
+    );
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.unwrap();
+    out
+}

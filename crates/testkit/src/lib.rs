@@ -1,0 +1,159 @@
+//! Test harnesses for weft: start the embedded broker on a free port, hand out
+//! throwaway PostgreSQL databases, find free ports, and wait on conditions with a
+//! deadline instead of sleeping.
+//!
+//! These helpers panic with a message that says what to do: they are for tests only.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound and released; a tiny race is accepted).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+/// Polls `check` every 50 ms until it yields a value or `timeout` passes, then panics
+/// naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+pub fn wait_for_port(addr: SocketAddr, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on {addr} after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The tools cache weft's scripts install into.
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("WEFT_TOOLS_DIR").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/weft/tools"),
+        PathBuf::from,
+    )
+}
+
+/// Finds an installed tool: `$WEFT_TOOLS_DIR/bin/<name>` first, then `PATH`.
+pub fn find_tool(name: &str) -> Option<PathBuf> {
+    let cached = tools_dir().join("bin").join(name);
+    if cached.is_file() {
+        return Some(cached);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Like [`find_tool`], but panics with the install command when the tool is missing.
+pub fn require_tool(name: &str) -> PathBuf {
+    find_tool(name).unwrap_or_else(|| {
+        panic!("{name} is not installed; run scripts/install-tools (or scripts/test, which does)")
+    })
+}
+
+/// The embedded broker (tansu) on a free port, with in-memory storage, killed on drop.
+pub struct Broker {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    /// Starts a broker and waits until it accepts connections.
+    pub fn start() -> Self {
+        let bin = std::env::var_os("WEFT_TANSU_BIN")
+            .map(PathBuf::from)
+            .or_else(|| find_tool("tansu"))
+            .expect(
+                "tansu is not installed; run scripts/install-tansu (or scripts/test, which does)",
+            );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = std::fs::File::create(dir.path().join("broker.log")).expect("broker log");
+        let child = Command::new(bin)
+            .arg("broker")
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("STORAGE_ENGINE")
+            .env_remove("CLUSTER_ID")
+            .env("RUST_LOG", "warn")
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("cannot start tansu");
+        wait_for_port(addr, Duration::from_secs(30));
+        Self {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    /// `host:port` for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh, empty PostgreSQL database on the test server named by
+/// `WEFT_TEST_DATABASE_URL` (set by `scripts/test`). Panics when the variable is
+/// missing: PostgreSQL tests never skip silently.
+pub async fn postgres_database() -> String {
+    use sqlx::Connection as _;
+    let admin = std::env::var("WEFT_TEST_DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "WEFT_TEST_DATABASE_URL is not set: PostgreSQL tests need a server. \
+             Run scripts/test, or `eval $(scripts/pg start)` first."
+        )
+    });
+    let name = format!("weft_t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at WEFT_TEST_DATABASE_URL: {e}"));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    format!("{base}/{name}")
+}

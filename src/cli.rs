@@ -1,0 +1,103 @@
+//! The command line of `weft`. Every flag also reads a `WEFT_*` (or standard)
+//! environment variable; defaults run the embedded mesh on the ports of the design.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// weft: a gRPC service mesh with a Kafka event backbone.
+#[derive(Debug, Parser)]
+#[command(name = "weft", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the whole mesh on this machine: broker, topics, services.
+    Up(UpArgs),
+    /// Print the events of a topic, decoded by their ce_type, as JSON lines.
+    Tail(TailArgs),
+}
+
+/// Which broker the mesh uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BrokerMode {
+    /// Start the embedded Kafka-compatible broker (tansu).
+    Embedded,
+    /// Use the Kafka cluster named by `--kafka-brokers` / `KAFKA_BROKERS`.
+    External,
+}
+
+/// Where the embedded broker keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BrokerStorage {
+    /// An SQLite file under the data dir: events survive a restart.
+    Sqlite,
+    /// Memory only: fastest, gone on exit.
+    Memory,
+}
+
+/// Flags of `weft up`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    /// Directory for databases, broker storage, mail and logs.
+    #[arg(long, env = "WEFT_DATA_DIR", default_value = ".weft")]
+    pub data_dir: PathBuf,
+    /// Embedded broker or an external Kafka.
+    #[arg(long, env = "WEFT_BROKER", value_enum, default_value_t = BrokerMode::Embedded)]
+    pub broker: BrokerMode,
+    /// Storage of the embedded broker.
+    #[arg(long, env = "WEFT_BROKER_STORAGE", value_enum, default_value_t = BrokerStorage::Sqlite)]
+    pub broker_storage: BrokerStorage,
+    /// Port of the embedded broker (Kafka protocol).
+    #[arg(long, env = "WEFT_BROKER_PORT", default_value_t = 9092)]
+    pub broker_port: u16,
+    /// Bootstrap servers of an external Kafka (required with `--broker external`).
+    #[arg(long, env = "KAFKA_BROKERS", required_if_eq("broker", "external"))]
+    pub kafka_brokers: Option<String>,
+    /// The tansu binary; by default the one scripts/install-tansu installed, then PATH.
+    #[arg(long, env = "WEFT_TANSU_BIN")]
+    pub tansu_bin: Option<PathBuf>,
+    /// Partitions of each topic created at start-up.
+    #[arg(long, env = "WEFT_TOPIC_PARTITIONS", default_value_t = 3)]
+    pub topic_partitions: i32,
+    /// Exit once everything is up and healthy instead of running until Ctrl-C
+    /// (for smoke tests and start-up timing).
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Where `weft tail` starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StartAt {
+    /// The oldest record of each partition.
+    Beginning,
+    /// Only records produced from now on.
+    End,
+}
+
+/// Flags of `weft tail`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TailArgs {
+    /// The topic, e.g. `user-events` or `user-events.dlq`.
+    pub topic: String,
+    /// Bootstrap servers.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "localhost:9092")]
+    pub kafka_brokers: String,
+    /// Where to start.
+    #[arg(long, value_enum, default_value_t = StartAt::Beginning)]
+    pub from: StartAt,
+    /// Stop after this many records.
+    #[arg(long, short = 'n')]
+    pub max: Option<usize>,
+    /// Stop when the end of every partition is reached instead of waiting for more.
+    #[arg(long, short = 'e')]
+    pub exit: bool,
+    /// Pretty-print each record over several lines.
+    #[arg(long)]
+    pub pretty: bool,
+}

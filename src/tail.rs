@@ -1,0 +1,144 @@
+//! `weft tail`: a typed kcat. Reads a topic from every partition and prints each
+//! record as one JSON line: where it came from, its headers, and its payload decoded
+//! as the protobuf message its `ce_type` names (proto3 JSON).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use prost_reflect::DynamicMessage;
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers as _};
+use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+use serde_json::{Value, json};
+
+use crate::cli::{StartAt, TailArgs};
+
+/// Runs `weft tail`.
+pub async fn run(args: TailArgs) -> anyhow::Result<()> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &args.kafka_brokers)
+        .set("group.id", format!("weft-tail-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set(
+            "enable.partition.eof",
+            if args.exit { "true" } else { "false" },
+        )
+        .create()
+        .context("creating the Kafka client")?;
+    let metadata = consumer
+        .fetch_metadata(Some(&args.topic), Duration::from_secs(10))
+        .with_context(|| {
+            format!(
+                "reading metadata of {} from {}",
+                args.topic, args.kafka_brokers
+            )
+        })?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == args.topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        bail!(
+            "topic {} does not exist (weft up creates the weft topics)",
+            args.topic
+        );
+    }
+    let start = match args.from {
+        StartAt::Beginning => Offset::Beginning,
+        StartAt::End => Offset::End,
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in &partitions {
+        tpl.add_partition_offset(&args.topic, *p, start)?;
+    }
+    consumer.assign(&tpl)?;
+
+    let shutdown = weft_kit::shutdown::on_signal();
+    let mut printed = 0usize;
+    let mut at_end = BTreeSet::new();
+    loop {
+        if args.max.is_some_and(|max| printed >= max) {
+            break;
+        }
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            m = consumer.recv() => m,
+        };
+        match next {
+            Ok(m) => {
+                at_end.remove(&m.partition());
+                let record = render(&m);
+                let line = if args.pretty {
+                    serde_json::to_string_pretty(&record)?
+                } else {
+                    serde_json::to_string(&record)?
+                };
+                println!("{line}");
+                printed += 1;
+            }
+            Err(KafkaError::PartitionEOF(p)) => {
+                at_end.insert(p);
+                if at_end.len() == partitions.len() {
+                    break;
+                }
+            }
+            Err(e) => return Err(e).context("reading the topic"),
+        }
+    }
+    Ok(())
+}
+
+/// One record as JSON: position, key, headers, and the decoded event.
+pub fn render(m: &BorrowedMessage<'_>) -> Value {
+    let mut headers = BTreeMap::new();
+    if let Some(h) = m.headers() {
+        for h in h.iter() {
+            let value = h.value.map(|v| String::from_utf8_lossy(v).into_owned());
+            headers.insert(h.key.to_owned(), value);
+        }
+    }
+    let ce_type = headers.get("ce_type").cloned().flatten();
+    let payload = m.payload().unwrap_or_default();
+    let (event, error) = match decode(ce_type.as_deref(), payload) {
+        Ok(v) => (v, Value::Null),
+        Err(e) => (Value::Null, Value::String(e)),
+    };
+    let mut out = json!({
+        "topic": m.topic(),
+        "partition": m.partition(),
+        "offset": m.offset(),
+        "timestamp_ms": m.timestamp().to_millis(),
+        "key": m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        "headers": headers,
+        "type": ce_type,
+        "event": event,
+    });
+    if !error.is_null() {
+        out["error"] = error;
+        out["payload_hex"] = Value::String(hex_prefix(payload, 64));
+    }
+    out
+}
+
+/// Decodes `payload` as the message `ce_type` names, to proto3 JSON.
+pub fn decode(ce_type: Option<&str>, payload: &[u8]) -> Result<Value, String> {
+    let ce_type = ce_type.ok_or("no ce_type header")?;
+    let descriptor = weft_proto::descriptor_pool()
+        .get_message_by_name(ce_type)
+        .ok_or_else(|| format!("unknown event type {ce_type}"))?;
+    let message = DynamicMessage::decode(descriptor, payload)
+        .map_err(|e| format!("undecodable {ce_type}: {e}"))?;
+    serde_json::to_value(&message).map_err(|e| e.to_string())
+}
+
+fn hex_prefix(bytes: &[u8], max: usize) -> String {
+    let mut s: String = bytes.iter().take(max).map(|b| format!("{b:02x}")).collect();
+    if bytes.len() > max {
+        s.push('…');
+    }
+    s
+}

@@ -1,0 +1,160 @@
+//! `weft up`: the whole mesh on one machine. Starts the embedded broker (or uses an
+//! external Kafka), provisions every topic explicitly, starts the services that this
+//! build contains, waits until all are healthy, prints where everything is, and on
+//! Ctrl-C or SIGTERM stops the children in reverse order, each with a grace period.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::Child;
+use weft_events::kafka::KafkaArgs;
+use weft_events::topics;
+
+use crate::broker::{self, EmbeddedBroker};
+use crate::cli::{BrokerMode, UpArgs};
+
+/// How long a child may take to exit after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+
+/// A child process the launcher supervises.
+struct Managed {
+    name: &'static str,
+    child: Child,
+}
+
+/// Runs `weft up`.
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let shutdown = weft_kit::shutdown::on_signal();
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data dir {}", args.data_dir.display()))?;
+    let data_dir = std::path::absolute(&args.data_dir)?;
+    println!(
+        "weft {} — data in {}",
+        env!("CARGO_PKG_VERSION"),
+        data_dir.display()
+    );
+
+    let mut children: Vec<Managed> = Vec::new();
+    let bootstrap = match args.broker {
+        BrokerMode::Embedded => {
+            let bin = broker::locate(args.tansu_bin.as_deref())?;
+            let t = Instant::now();
+            print_step(&format!(
+                "starting the embedded broker ({} storage) on 127.0.0.1:{}",
+                format!("{:?}", args.broker_storage).to_lowercase(),
+                args.broker_port
+            ));
+            let b = EmbeddedBroker::start(&bin, &data_dir, args.broker_port, args.broker_storage)
+                .await?;
+            println!("ok ({} ms)", t.elapsed().as_millis());
+            let bootstrap = b.bootstrap.clone();
+            children.push(Managed {
+                name: "broker",
+                child: b.child,
+            });
+            bootstrap
+        }
+        BrokerMode::External => args.kafka_brokers.clone().unwrap_or_default(),
+    };
+
+    let mut kafka = KafkaArgs::new(bootstrap.clone());
+    kafka.topic_partitions = args.topic_partitions;
+    let t = Instant::now();
+    let wanted = topics::all_topics();
+    print_step(&format!("provisioning {} topics", wanted.len()));
+    let created = provision_with_retry(&kafka).await?;
+    println!("ok ({} new, {} ms)", created.len(), t.elapsed().as_millis());
+
+    println!();
+    println!("  embedded broker (Kafka protocol)   {bootstrap}");
+    println!("  topics                             {}", wanted.join(", "));
+    println!("  services                           none in this build yet");
+    println!();
+    println!(
+        "weft is up in {} ms. Tail events with `weft tail user-events`. Ctrl-C stops.",
+        started.elapsed().as_millis()
+    );
+
+    if args.check {
+        stop_all(&mut children).await;
+        return Ok(());
+    }
+
+    let exited = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        name = first_exit(&mut children) => Some(name),
+    };
+    if let Some(name) = exited {
+        eprintln!("weft: {name} exited unexpectedly; stopping everything");
+        if name == "broker" {
+            eprintln!("{}", broker::tail_of(&data_dir.join("logs/broker.log")));
+        }
+    }
+    stop_all(&mut children).await;
+    match exited {
+        None => Ok(()),
+        Some(name) => anyhow::bail!("{name} exited unexpectedly"),
+    }
+}
+
+fn print_step(what: &str) {
+    use std::io::Write as _;
+    print!("▸ {what} … ");
+    let _ = std::io::stdout().flush();
+}
+
+async fn provision_with_retry(kafka: &KafkaArgs) -> anyhow::Result<Vec<String>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut attempt = 0u32;
+    loop {
+        match topics::provision(kafka, &topics::all_topics()).await {
+            Ok(created) => return Ok(created),
+            Err(e) if Instant::now() < deadline => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "broker not ready for topic creation yet");
+                tokio::time::sleep(
+                    weft_events::consumer::backoff(attempt).min(Duration::from_secs(2)),
+                )
+                .await;
+            }
+            Err(e) => return Err(e).context("creating topics"),
+        }
+    }
+}
+
+/// Resolves with the name of the first child that exits.
+async fn first_exit(children: &mut [Managed]) -> &'static str {
+    if children.is_empty() {
+        return std::future::pending().await;
+    }
+    let waits = children.iter_mut().map(|m| {
+        let name = m.name;
+        Box::pin(async move {
+            let _ = m.child.wait().await;
+            name
+        })
+    });
+    futures::future::select_all(waits).await.0
+}
+
+/// SIGTERM to each child, newest first; SIGKILL to any still running after the grace.
+async fn stop_all(children: &mut Vec<Managed>) {
+    while let Some(mut m) = children.pop() {
+        if let Some(pid) = m.child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+        match tokio::time::timeout(STOP_GRACE, m.child.wait()).await {
+            Ok(_) => println!("stopped {}", m.name),
+            Err(_) => {
+                eprintln!(
+                    "weft: {} did not stop within {STOP_GRACE:?}; killing it",
+                    m.name
+                );
+                let _ = m.child.kill().await;
+            }
+        }
+    }
+}
