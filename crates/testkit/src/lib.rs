@@ -79,7 +79,16 @@ pub fn require_tool(name: &str) -> PathBuf {
     })
 }
 
-/// The embedded broker (tansu) on a free port, with in-memory storage, killed on drop.
+/// Where a test broker keeps its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerStorage {
+    /// In memory.
+    Memory,
+    /// An SQLite file in the broker's temp dir.
+    Sqlite,
+}
+
+/// The embedded broker (tansu) on a free port, killed on drop.
 pub struct Broker {
     child: Child,
     addr: SocketAddr,
@@ -87,8 +96,13 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Starts a broker and waits until it accepts connections.
+    /// Starts an in-memory broker and waits until it accepts connections.
     pub fn start() -> Self {
+        Self::start_with(BrokerStorage::Memory)
+    }
+
+    /// Starts a broker with the given storage and waits until it accepts connections.
+    pub fn start_with(storage: BrokerStorage) -> Self {
         let bin = std::env::var_os("WEFT_TANSU_BIN")
             .map(PathBuf::from)
             .or_else(|| find_tool("tansu"))
@@ -103,7 +117,13 @@ impl Broker {
         let child = Command::new(bin)
             .arg("broker")
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args([
+                "--storage-engine",
+                match storage {
+                    BrokerStorage::Memory => "memory://tansu/",
+                    BrokerStorage::Sqlite => "sqlite://broker.db",
+                },
+            ])
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env_remove("STORAGE_ENGINE")
             .env_remove("CLUSTER_ID")
