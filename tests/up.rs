@@ -80,7 +80,13 @@ impl Drop for Up {
 
 fn tail(port: u16, topic: &str) -> (bool, String, String) {
     let out = Command::new(WEFT)
-        .args(["tail", topic, "--exit", "--kafka-brokers", &format!("127.0.0.1:{port}")])
+        .args([
+            "tail",
+            topic,
+            "--exit",
+            "--kafka-brokers",
+            &format!("127.0.0.1:{port}"),
+        ])
         .output()
         .unwrap();
     (
@@ -98,7 +104,9 @@ async fn up_provisions_topics_and_tail_decodes_events_across_restarts() {
     let up = Up::start(&data, port);
 
     // Publish one signup through the outbox of a service database.
-    let db = Database::connect(&sqlite_url(dir.path(), "svc").unwrap()).await.unwrap();
+    let db = Database::connect(&sqlite_url(dir.path(), "svc").unwrap())
+        .await
+        .unwrap();
     let event = UserSignedUp {
         metadata: Some(EventContext::root().metadata("user", "test")),
         user_id: "u-42".into(),
@@ -116,7 +124,8 @@ async fn up_provisions_topics_and_tail_decodes_events_across_restarts() {
 
     let (ok, out, err) = tail(port, "user-events");
     assert!(ok, "{err}");
-    let record: serde_json::Value = serde_json::from_str(out.lines().next().expect("one record")).unwrap();
+    let record: serde_json::Value =
+        serde_json::from_str(out.lines().next().expect("one record")).unwrap();
     assert_eq!(record["type"], "weft.user.v1.UserSignedUp");
     assert_eq!(record["key"], "u-42");
     assert_eq!(record["event"]["email"], "ada@example.com");
@@ -149,7 +158,10 @@ async fn up_provisions_topics_and_tail_decodes_events_across_restarts() {
 
 #[test]
 fn bad_flags_exit_64_and_external_broker_needs_an_address() {
-    let out = Command::new(WEFT).args(["up", "--broker-port", "not-a-port"]).output().unwrap();
+    let out = Command::new(WEFT)
+        .args(["up", "--broker-port", "not-a-port"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
     let out = Command::new(WEFT)
         .args(["up", "--broker", "external"])

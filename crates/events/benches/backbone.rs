@@ -68,7 +68,11 @@ fn percentile(sorted: &[i64], p: f64) -> f64 {
 async fn wait_for(record: &Record, n: usize, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while record.latencies.lock().unwrap().len() < n {
-        assert!(Instant::now() < deadline, "only {} of {n} events arrived", record.latencies.lock().unwrap().len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} events arrived",
+            record.latencies.lock().unwrap().len()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -76,10 +80,16 @@ async fn wait_for(record: &Record, n: usize, timeout: Duration) {
 async fn run(storage: BrokerStorage, bulk: usize, rate: usize, seconds: usize) {
     let broker = Broker::start_with(storage);
     let kafka = KafkaArgs::new(broker.bootstrap());
-    topics::provision(&kafka, &topics::all_topics()).await.unwrap();
+    topics::provision(&kafka, &topics::all_topics())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let publisher = Database::connect(&sqlite_url(dir.path(), "publisher").unwrap()).await.unwrap();
-    let consumer_db = Database::connect(&sqlite_url(dir.path(), "consumer").unwrap()).await.unwrap();
+    let publisher = Database::connect(&sqlite_url(dir.path(), "publisher").unwrap())
+        .await
+        .unwrap();
+    let consumer_db = Database::connect(&sqlite_url(dir.path(), "consumer").unwrap())
+        .await
+        .unwrap();
     sqlx::query("CREATE TABLE bench_effects (user_id TEXT NOT NULL)")
         .execute(consumer_db.pool())
         .await
@@ -89,11 +99,18 @@ async fn run(storage: BrokerStorage, bulk: usize, rate: usize, seconds: usize) {
         latencies: Mutex::new(Vec::new()),
     });
     let shutdown = CancellationToken::new();
-    let relay = Relay::new(publisher.clone(), &kafka, "bench-relay", RelayConfig::default()).unwrap();
+    let relay = Relay::new(
+        publisher.clone(),
+        &kafka,
+        "bench-relay",
+        RelayConfig::default(),
+    )
+    .unwrap();
     let waker = relay.waker();
-    tokio::spawn(relay.run(shutdown.clone()));
-    let consumer = Consumer::new("bench", kafka.clone(), consumer_db).on::<UserSignedUp>(Recorder(record.clone()));
-    tokio::spawn(consumer.run(shutdown.clone()));
+    let relay_task = tokio::spawn(relay.run(shutdown.clone()));
+    let consumer = Consumer::new("bench", kafka.clone(), consumer_db)
+        .on::<UserSignedUp>(Recorder(record.clone()));
+    let consumer_task = tokio::spawn(consumer.run(shutdown.clone()));
 
     // Warm-up: one event end to end (group join, connections).
     let mut tx = publisher.begin().await.unwrap();
@@ -132,7 +149,9 @@ async fn run(storage: BrokerStorage, bulk: usize, rate: usize, seconds: usize) {
     for i in 0..n {
         ticker.tick().await;
         let mut tx = publisher.begin().await.unwrap();
-        Outbox::enqueue(&mut tx, &event(bulk + 1 + i)).await.unwrap();
+        Outbox::enqueue(&mut tx, &event(bulk + 1 + i))
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         waker.wake();
     }
@@ -145,11 +164,17 @@ async fn run(storage: BrokerStorage, bulk: usize, rate: usize, seconds: usize) {
         percentile(&lat, 0.99),
         percentile(&lat, 1.0)
     );
+    // Stop the clients while the broker is still there, so they leave cleanly.
     shutdown.cancel();
+    let _ = relay_task.await;
+    let _ = consumer_task.await;
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[tokio::main]

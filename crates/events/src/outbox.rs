@@ -157,7 +157,7 @@ impl Relay {
                     0
                 }
             };
-            if rounds % 600 == 0 {
+            if rounds.is_multiple_of(600) {
                 self.report_and_prune().await;
             }
             if published as i64 >= self.config.batch {

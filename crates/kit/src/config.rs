@@ -43,7 +43,7 @@ pub enum LogFormat {
 }
 
 /// Logging and tracing settings.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct TelemetryArgs {
     /// Log filter in `tracing` env-filter syntax, e.g. `info,weft_events=debug`.
     #[arg(long = "log", env = "WEFT_LOG", default_value = "info")]
@@ -54,6 +54,16 @@ pub struct TelemetryArgs {
     /// OTLP/gRPC endpoint of a trace collector, e.g. `http://localhost:4317`.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+}
+
+impl Default for TelemetryArgs {
+    fn default() -> Self {
+        Self {
+            log_filter: "info".to_owned(),
+            log_format: LogFormat::Text,
+            otlp_endpoint: None,
+        }
+    }
 }
 
 /// A value that never shows in logs or `Debug` output (passwords, keys, URLs with

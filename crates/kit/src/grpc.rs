@@ -119,28 +119,19 @@ impl GrpcServer {
     }
 }
 
+/// The tracing layer of [`layer_stack`]: one span per RPC, parented on the caller.
+pub type RpcTraceLayer = TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::GrpcErrorsAsFailures>,
+    fn(&http::Request<tonic::body::Body>) -> tracing::Span,
+>;
+
+/// The composed layers of [`layer_stack`], outermost last.
+pub type LayerStack =
+    Stack<DeadlineLayer, Stack<ShedLayer, Stack<RpcMetricsLayer, Stack<RpcTraceLayer, Identity>>>>;
+
 /// The layer stack around every weft gRPC service, outermost first: tracing span
 /// (parented on the caller's `traceparent`), RPC metrics, load shedding, deadline.
-pub fn layer_stack(
-    args: &ServerArgs,
-) -> Stack<
-    DeadlineLayer,
-    Stack<
-        ShedLayer,
-        Stack<
-            RpcMetricsLayer,
-            Stack<
-                TraceLayer<
-                    tower_http::classify::SharedClassifier<
-                        tower_http::classify::GrpcErrorsAsFailures,
-                    >,
-                    fn(&http::Request<tonic::body::Body>) -> tracing::Span,
-                >,
-                Identity,
-            >,
-        >,
-    >,
-> {
+pub fn layer_stack(args: &ServerArgs) -> LayerStack {
     let make_span: fn(&http::Request<tonic::body::Body>) -> tracing::Span = rpc_span;
     ServiceBuilder::new()
         .layer(TraceLayer::new_for_grpc().make_span_with(make_span))

@@ -10,7 +10,11 @@ mod support;
 
 async fn grpcurl(args: &[&str]) -> (bool, String) {
     let bin = weft_testkit::require_tool("grpcurl");
-    let out = tokio::process::Command::new(bin).args(args).output().await.unwrap();
+    let out = tokio::process::Command::new(bin)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -34,9 +38,18 @@ async fn grpcurl_lists_services_through_reflection() {
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
     ] {
-        assert!(out.lines().any(|l| l.trim() == service), "{service} missing from:\n{out}");
+        assert!(
+            out.lines().any(|l| l.trim() == service),
+            "{service} missing from:\n{out}"
+        );
     }
-    let (ok, out) = grpcurl(&["-plaintext", &target(s.addr), "describe", "weft.user.v1.UserService"]).await;
+    let (ok, out) = grpcurl(&[
+        "-plaintext",
+        &target(s.addr),
+        "describe",
+        "weft.user.v1.UserService",
+    ])
+    .await;
     assert!(ok, "{out}");
     assert!(out.contains("rpc SignUp"), "{out}");
 }
@@ -45,13 +58,24 @@ async fn grpcurl_lists_services_through_reflection() {
 async fn grpcurl_health_check_is_serving() {
     let s = support::spawn(ServerArgs::default()).await;
     let addr = target(s.addr);
-    let body = weft_testkit::eventually("SERVING via grpcurl", std::time::Duration::from_secs(10), || {
-        let addr = addr.clone();
-        async move {
-            let (ok, out) = grpcurl(&["-plaintext", "-d", r#"{"service":""}"#, &addr, "grpc.health.v1.Health/Check"]).await;
-            (ok && out.contains("SERVING")).then_some(out)
-        }
-    })
+    let body = weft_testkit::eventually(
+        "SERVING via grpcurl",
+        std::time::Duration::from_secs(10),
+        || {
+            let addr = addr.clone();
+            async move {
+                let (ok, out) = grpcurl(&[
+                    "-plaintext",
+                    "-d",
+                    r#"{"service":""}"#,
+                    &addr,
+                    "grpc.health.v1.Health/Check",
+                ])
+                .await;
+                (ok && out.contains("SERVING")).then_some(out)
+            }
+        },
+    )
     .await;
     assert!(body.contains(r#""status": "SERVING""#), "{body}");
 }
@@ -60,14 +84,35 @@ async fn grpcurl_health_check_is_serving() {
 async fn grpcurl_calls_with_json_and_sees_clear_errors() {
     let s = support::spawn(ServerArgs::default()).await;
     let addr = target(s.addr);
-    let (ok, out) = grpcurl(&["-plaintext", "-d", r#"{"name":"Ada"}"#, &addr, "weft.user.v1.UserService/SignUp"]).await;
+    let (ok, out) = grpcurl(&[
+        "-plaintext",
+        "-d",
+        r#"{"name":"Ada"}"#,
+        &addr,
+        "weft.user.v1.UserService/SignUp",
+    ])
+    .await;
     assert!(ok, "{out}");
     assert!(out.contains(r#""name": "Ada""#), "{out}");
 
     // A field of the wrong type is refused by the client before it is sent.
-    let (ok, out) = grpcurl(&["-plaintext", "-d", r#"{"name":42}"#, &addr, "weft.user.v1.UserService/SignUp"]).await;
+    let (ok, out) = grpcurl(&[
+        "-plaintext",
+        "-d",
+        r#"{"name":42}"#,
+        &addr,
+        "weft.user.v1.UserService/SignUp",
+    ])
+    .await;
     assert!(!ok, "{out}");
     // An unknown method is UNIMPLEMENTED... or unknown to reflection.
-    let (ok, out) = grpcurl(&["-plaintext", "-d", "{}", &addr, "weft.user.v1.UserService/Teleport"]).await;
+    let (ok, out) = grpcurl(&[
+        "-plaintext",
+        "-d",
+        "{}",
+        &addr,
+        "weft.user.v1.UserService/Teleport",
+    ])
+    .await;
     assert!(!ok && out.contains("Teleport"), "{out}");
 }

@@ -119,4 +119,3 @@ pub async fn channel(addr: SocketAddr) -> Channel {
         .await
         .unwrap()
 }
-
