@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sqlx::{AnyConnection, QueryBuilder, Row as _};
+use sqlx::{AnyConnection, Row as _};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -270,15 +270,18 @@ impl Relay {
             }
         }
         if !acked.is_empty() {
-            let mut update = QueryBuilder::new("UPDATE weft_outbox SET sent_at = ");
-            update.push_bind(now_micros());
-            update.push(", attempts = attempts + 1 WHERE seq IN (");
-            let mut list = update.separated(", ");
+            // Placeholders are written out because sqlx's Any query builder emits `?`,
+            // which PostgreSQL does not accept.
+            let list: Vec<String> = (0..acked.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "UPDATE weft_outbox SET sent_at = $1, attempts = attempts + 1 WHERE seq IN ({})",
+                list.join(", ")
+            );
+            let mut update = sqlx::query(&sql).bind(now_micros());
             for seq in &acked {
-                list.push_bind(*seq);
+                update = update.bind(*seq);
             }
-            list.push_unseparated(")");
-            update.build().execute(self.db.pool()).await?;
+            update.execute(self.db.pool()).await?;
             metrics::counter!("outbox_published_total").increment(acked.len() as u64);
         }
         if let Some(error) = first_error {
