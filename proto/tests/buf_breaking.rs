@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -28,7 +31,10 @@ fn workspace_with(file: &str, edit: impl Fn(&str) -> String) -> tempfile::TempDi
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(repo().join("buf.yaml"), dir.path().join("buf.yaml")).unwrap();
     copy_tree(&repo().join("proto/weft"), &dir.path().join("proto/weft"));
-    copy_tree(&repo().join("proto/google"), &dir.path().join("proto/google"));
+    copy_tree(
+        &repo().join("proto/google"),
+        &dir.path().join("proto/google"),
+    );
     let path = dir.path().join("proto").join(file);
     let text = std::fs::read_to_string(&path).unwrap();
     let edited = edit(&text);
@@ -43,7 +49,11 @@ fn buf(dir: &Path, args: &[&str]) -> (bool, String) {
         .current_dir(dir)
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
@@ -56,7 +66,9 @@ const EVENTS: &str = "weft/user/v1/user_events.proto";
 
 #[test]
 fn the_current_tree_is_not_breaking_and_lints_clean() {
-    let dir = workspace_with(EVENTS, |t| format!("{t}\n// an added comment is not a change\n"));
+    let dir = workspace_with(EVENTS, |t| {
+        format!("{t}\n// an added comment is not a change\n")
+    });
     let (ok, out) = breaking(dir.path());
     assert!(ok, "{out}");
     let (ok, out) = buf(&repo(), &["lint"]);
@@ -69,12 +81,17 @@ fn a_removed_field_is_caught() {
     let (ok, out) = breaking(dir.path());
     assert!(!ok, "buf breaking accepted a removed field:\n{out}");
     assert!(out.contains("UserSignedUp"), "{out}");
-    assert!(out.contains("deleted") || out.contains("FIELD_NO_DELETE"), "{out}");
+    assert!(
+        out.contains("deleted") || out.contains("FIELD_NO_DELETE"),
+        "{out}"
+    );
 }
 
 #[test]
 fn a_renumbered_field_is_caught() {
-    let dir = workspace_with(EVENTS, |t| t.replacen("string email = 3;", "string email = 13;", 1));
+    let dir = workspace_with(EVENTS, |t| {
+        t.replacen("string email = 3;", "string email = 13;", 1)
+    });
     let (ok, out) = breaking(dir.path());
     assert!(!ok, "buf breaking accepted a renumbered field:\n{out}");
     assert!(out.contains("UserSignedUp"), "{out}");

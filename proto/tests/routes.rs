@@ -48,19 +48,28 @@ fn a_removed_route_is_breaking() {
     let d = diff(&baseline, &without);
     assert!(d.is_breaking());
     assert_eq!(d.removed.len(), 1);
-    assert!(d.removed[0].starts_with("GET /v1/users/{user_id} "), "{:?}", d.removed);
+    assert!(
+        d.removed[0].starts_with("GET /v1/users/{user_id} "),
+        "{:?}",
+        d.removed
+    );
 }
 
 #[test]
 fn a_changed_route_is_breaking_and_an_added_one_is_not() {
     let baseline = std::fs::read_to_string(baseline_path()).unwrap();
-    let changed = baseline.replace("POST /v1/orders/{order_id}:ship", "POST /v1/orders/{order_id}:dispatch");
+    let changed = baseline.replace(
+        "POST /v1/orders/{order_id}:ship",
+        "POST /v1/orders/{order_id}:dispatch",
+    );
     let d = diff(&baseline, &changed);
     assert!(d.is_breaking());
     assert_eq!(d.removed.len(), 1);
     assert_eq!(d.added.len(), 1);
 
-    let added = format!("{baseline}GET /v1/extra -> weft.user.v1.UserService.GetUser body= response_body=\n");
+    let added = format!(
+        "{baseline}GET /v1/extra -> weft.user.v1.UserService.GetUser body= response_body=\n"
+    );
     let d = diff(&baseline, &added);
     assert!(!d.is_breaking());
     assert_eq!(d.added.len(), 1);
@@ -96,7 +105,12 @@ fn the_design_routes_exist() {
         "GET /v1/analytics/metrics -> weft.analytics.v1.AnalyticsService.GetMetrics",
         "GET /v1/analytics/metrics:stream -> weft.analytics.v1.AnalyticsService.StreamMetrics",
     ] {
-        assert!(table.lines().any(|l| l.starts_with(line)), "missing route {line:?} in:\n{table}");
+        assert!(
+            table.lines().any(|l| l.starts_with(line)),
+            "missing route {line:?} in:\n{table}"
+        );
     }
-    assert!(table.contains(":stream -> weft.analytics.v1.AnalyticsService.StreamMetrics body= response_body= streaming"));
+    assert!(table.contains(
+        ":stream -> weft.analytics.v1.AnalyticsService.StreamMetrics body= response_body= streaming"
+    ));
 }

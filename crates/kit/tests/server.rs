@@ -290,10 +290,10 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
 
 #[tokio::test]
 async fn reflection_v1_lists_every_service() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
 
     let s = spawn(ServerArgs::default()).await;
     let mut client = ServerReflectionClient::new(channel(s.addr).await);
