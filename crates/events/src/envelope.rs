@@ -80,6 +80,22 @@ impl EventContext {
         }
     }
 
+    /// The context of a request: its `x-correlation-id` when it carries a usable one
+    /// (1–128 visible ASCII characters), else a fresh root.
+    pub fn from_correlation_header(value: Option<&str>) -> Self {
+        match value.map(str::trim) {
+            Some(v)
+                if !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                Self {
+                    correlation_id: v.to_owned(),
+                    causation_id: String::new(),
+                }
+            }
+            _ => Self::root(),
+        }
+    }
+
     /// A reaction to `cause`: same correlation, caused by its event id.
     pub fn caused_by(cause: &EventMetadata) -> Self {
         let correlation_id = if cause.correlation_id.is_empty() {

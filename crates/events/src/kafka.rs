@@ -1,6 +1,10 @@
 //! Kafka client settings shared by every weft producer and consumer.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseProducer, Producer as _};
 
 /// Where the brokers are and how topics are laid out.
 #[derive(Debug, Clone, clap::Args)]
@@ -71,4 +75,30 @@ impl KafkaArgs {
             .set("fetch.wait.max.ms", "50");
         c
     }
+}
+
+/// The future of one readiness probe run.
+pub type ProbeFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+
+/// A readiness probe for the brokers: asks for cluster metadata (off the async
+/// threads, since librdkafka's call blocks) and fails when no answer comes in time.
+pub fn broker_probe(
+    kafka: &KafkaArgs,
+) -> Result<impl Fn() -> ProbeFuture + Send + Sync + 'static, rdkafka::error::KafkaError> {
+    let client: Arc<BaseProducer> = Arc::new(kafka.client("weft-readiness").create()?);
+    Ok(move || {
+        let client = client.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                client
+                    .client()
+                    .fetch_metadata(None, Duration::from_millis(1500))
+                    .map(|_| ())
+                    .map_err(|e| format!("broker: {e}"))
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        }) as ProbeFuture
+    })
 }

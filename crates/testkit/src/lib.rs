@@ -88,6 +88,58 @@ pub enum BrokerStorage {
     Sqlite,
 }
 
+/// Reads `topic` from the beginning of every partition until `pred` holds for the
+/// records seen so far; panics after `timeout`.
+pub fn read_topic_until(
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+    pred: impl Fn(&[rdkafka::message::OwnedMessage]) -> bool,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("kafka reader");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("topic metadata");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in metadata.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    loop {
+        if pred(&seen) {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out reading {topic}: {} records seen",
+            seen.len()
+        );
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            seen.push(m.detach());
+        }
+    }
+}
+
+/// The UTF-8 value of header `name` of a record.
+pub fn header<'a>(m: &'a rdkafka::message::OwnedMessage, name: &str) -> Option<&'a str> {
+    use rdkafka::Message as _;
+    use rdkafka::message::Headers as _;
+    m.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
 /// The embedded broker (tansu) on a free port, killed on drop.
 pub struct Broker {
     child: Child,
@@ -103,6 +155,12 @@ impl Broker {
 
     /// Starts a broker with the given storage and waits until it accepts connections.
     pub fn start_with(storage: BrokerStorage) -> Self {
+        Self::start_on(free_port(), storage)
+    }
+
+    /// Starts a broker on `port` (for tests that hand the address out before the
+    /// broker exists).
+    pub fn start_on(port: u16, storage: BrokerStorage) -> Self {
         let bin = std::env::var_os("WEFT_TANSU_BIN")
             .map(PathBuf::from)
             .or_else(|| find_tool("tansu"))
@@ -110,7 +168,6 @@ impl Broker {
                 "tansu is not installed; run scripts/install-tansu (or scripts/test, which does)",
             );
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let url = format!("tcp://127.0.0.1:{port}");
         let log = std::fs::File::create(dir.path().join("broker.log")).expect("broker log");

@@ -6,10 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
 use sqlx::Row as _;
 use weft_events::kafka::KafkaArgs;
 use weft_events::{Database, EventContext, Outbox};
@@ -152,50 +150,4 @@ pub async fn produce_raw(
         .unwrap();
 }
 
-/// Reads a topic from the beginning until `pred` holds for the records seen so far.
-pub fn read_topic_until(
-    brokers: &str,
-    topic: &str,
-    timeout: Duration,
-    pred: impl Fn(&[OwnedMessage]) -> bool,
-) -> Vec<OwnedMessage> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in metadata.topics()[0].partitions() {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let deadline = Instant::now() + timeout;
-    let mut seen = Vec::new();
-    loop {
-        if pred(&seen) {
-            return seen;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out reading {topic}: {} records seen",
-            seen.len()
-        );
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            seen.push(m.detach());
-        }
-    }
-}
-
-pub fn header<'a>(m: &'a OwnedMessage, name: &str) -> Option<&'a str> {
-    use rdkafka::message::Headers as _;
-    m.headers()?
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-        .and_then(|v| std::str::from_utf8(v).ok())
-}
+pub use weft_testkit::{header, read_topic_until};

@@ -1,0 +1,130 @@
+//! Assembling the user service: database and migrations, signing key, outbox relay,
+//! gRPC and admin servers, readiness probes. [`App::build`] binds every listener
+//! before it returns, so a test knows the ports at once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic::service::interceptor::InterceptedService;
+use weft_auth::{Issuer, SigningKeys, TokenConfig, Verifier};
+use weft_events::outbox::RelayConfig;
+use weft_events::{Database, Relay};
+use weft_kit::admin::AdminServer;
+use weft_kit::grpc::GrpcServer;
+use weft_proto::user::user_service_server::UserServiceServer;
+
+use crate::config::Config;
+use crate::password::{self, LoginLimiter};
+use crate::service::UserApi;
+
+/// Full proto name of the service, for health.
+pub const SERVICE: &str = "weft.user.v1.UserService";
+
+/// A built, bound, not yet running user service.
+pub struct App {
+    grpc: GrpcServer,
+    admin: AdminServer,
+    api: UserApi,
+    relay: Relay,
+    verifier: Arc<Verifier>,
+    config: Config,
+}
+
+impl App {
+    /// Connects, migrates, loads keys and binds the listeners.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let url = match &config.database_url {
+            Some(url) => url.expose().clone(),
+            None => weft_events::db::sqlite_url(&config.data_dir, "user")?,
+        };
+        let db = Database::connect(&url)
+            .await
+            .context("connecting to the user database")?;
+        db.migrate(
+            sqlx::migrate!("./migrations/sqlite"),
+            sqlx::migrate!("./migrations/postgres"),
+        )
+        .await
+        .context("migrating the user database")?;
+        let key_file = config
+            .signing_key_file
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("keys/user-token.pem"));
+        let keys = Arc::new(SigningKeys::load_or_create(&key_file)?);
+        let tokens = TokenConfig {
+            ttl: config.token_ttl,
+            ..TokenConfig::default()
+        };
+        let verifier = Arc::new(Verifier::new(&tokens));
+        verifier.set_keys(&[keys.jwk()]);
+        let relay = Relay::new(
+            db.clone(),
+            &config.kafka,
+            "weft-user-relay",
+            RelayConfig::default(),
+        )?;
+        let mut dummy = [0u8; 16];
+        rand::fill(&mut dummy);
+        let api = UserApi {
+            db,
+            relay: relay.waker(),
+            issuer: Issuer::new(keys.clone(), tokens),
+            keys,
+            limiter: LoginLimiter::new(config.login_max_failures, config.login_lockout),
+            admin_emails: config.admin_emails.clone(),
+            dummy_hash: password::hash(format!("{dummy:x?}")).await?,
+        };
+        let grpc = GrpcServer::bind(config.grpc_addr, config.server.clone()).await?;
+        let admin = AdminServer::bind(config.admin_addr).await?;
+        Ok(Self {
+            grpc,
+            admin,
+            api,
+            relay,
+            verifier,
+            config,
+        })
+    }
+
+    /// Where the gRPC server listens.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr()
+    }
+
+    /// Where the admin server listens.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr()
+    }
+
+    /// Serves until `shutdown`, then drains.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let db = self.api.db.clone();
+        let broker = weft_events::kafka::broker_probe(&self.config.kafka)?;
+        let readiness = self
+            .grpc
+            .readiness(&[SERVICE])
+            .with_probe("database", move || {
+                let db = db.clone();
+                async move { db.ping().await.map_err(|e| format!("database: {e}")) }
+            })
+            .with_probe("broker", broker);
+        let limit = self.grpc.max_message_bytes();
+        let server = UserServiceServer::new(self.api)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
+        let routes = Routes::new(InterceptedService::new(
+            server,
+            weft_auth::interceptor(self.verifier),
+        ));
+
+        let relay = tokio::spawn(self.relay.run(shutdown.clone()));
+        let admin = tokio::spawn(self.admin.serve(readiness.flag(), shutdown.clone()));
+        let served = self.grpc.serve(routes, readiness, shutdown).await;
+        let _ = relay.await;
+        let _ = admin.await;
+        served.map_err(Into::into)
+    }
+}

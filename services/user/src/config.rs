@@ -1,0 +1,57 @@
+//! Settings of the user service: flags or environment variables, with defaults that
+//! run it in the embedded mesh.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use weft_events::kafka::KafkaArgs;
+use weft_kit::config::{Secret, ServerArgs, TelemetryArgs};
+
+/// The user service.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "weft-user",
+    version,
+    about = "weft user service: accounts, login, tokens"
+)]
+pub struct Config {
+    /// gRPC listen address.
+    #[arg(long, env = "WEFT_GRPC_ADDR", default_value = "0.0.0.0:50051")]
+    pub grpc_addr: SocketAddr,
+    /// Admin (/metrics) listen address.
+    #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "0.0.0.0:9101")]
+    pub admin_addr: SocketAddr,
+    /// Data directory (SQLite database, signing key).
+    #[arg(long, env = "WEFT_DATA_DIR", default_value = ".weft")]
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL; SQLite under the data dir when absent.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<Secret<String>>,
+    /// PKCS#8 PEM Ed25519 key that signs tokens; created if missing.
+    /// Default: `<data dir>/keys/user-token.pem`.
+    #[arg(long, env = "WEFT_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
+    /// Lifetime of access tokens.
+    #[arg(long, env = "WEFT_TOKEN_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub token_ttl: Duration,
+    /// Emails that get the `admin` role when they sign up (comma-separated).
+    #[arg(long, env = "WEFT_ADMIN_EMAILS", value_delimiter = ',')]
+    pub admin_emails: Vec<String>,
+    /// Failed logins per account before it is locked for `--login-lockout`.
+    #[arg(long, env = "WEFT_LOGIN_MAX_FAILURES", default_value_t = 5)]
+    pub login_max_failures: usize,
+    /// How long failed logins count and lock an account.
+    #[arg(long, env = "WEFT_LOGIN_LOCKOUT", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub login_lockout: Duration,
+    /// gRPC server limits.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Kafka.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Logs and traces.
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}

@@ -1,0 +1,234 @@
+//! The user domain: validated values parsed from requests at the gRPC edge, and the
+//! errors the service can answer with.
+
+use std::collections::BTreeMap;
+
+use weft_kit::status::FieldViolation;
+
+/// What can go wrong in the user service; mapped to a gRPC status once, in
+/// [`crate::service`].
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    /// The request is invalid; every offending field is named.
+    #[error("invalid request")]
+    Invalid(Vec<FieldViolation>),
+    /// Another user has this email address.
+    #[error("email already registered")]
+    EmailTaken,
+    /// No such user (or not visible to the caller).
+    #[error("user not found")]
+    NotFound,
+    /// Email or password is wrong.
+    #[error("email or password is wrong")]
+    BadCredentials,
+    /// Too many failed logins for this account.
+    #[error("too many failed logins")]
+    Locked {
+        /// When trying again may succeed.
+        retry_after: std::time::Duration,
+    },
+    /// A dependency failed; the cause is logged, not sent.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl UserError {
+    /// One invalid field.
+    pub fn invalid(field: &str, description: &str) -> Self {
+        Self::Invalid(vec![FieldViolation::new(field, description)])
+    }
+}
+
+impl From<sqlx::Error> for UserError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+/// Collects field violations while parsing a request.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    /// Records that `field` is invalid.
+    pub fn add(&mut self, field: &str, description: impl Into<String>) {
+        self.0.push(FieldViolation::new(field, description));
+    }
+
+    /// `Ok(value)` when nothing was recorded.
+    pub fn finish<T>(self, value: T) -> Result<T, UserError> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(UserError::Invalid(self.0))
+        }
+    }
+}
+
+/// An email address, trimmed and lower-cased.
+pub fn parse_email(raw: &str, field: &str, v: &mut Violations) -> String {
+    let email = raw.trim().to_lowercase();
+    let problem = if email.is_empty() {
+        Some("is required")
+    } else if email.len() > 254 {
+        Some("is longer than 254 characters")
+    } else if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some("must not contain spaces or control characters")
+    } else {
+        match email.split_once('@') {
+            Some((local, domain))
+                if !local.is_empty()
+                    && local.len() <= 64
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !domain.contains("..") =>
+            {
+                None
+            }
+            _ => Some("is not an email address"),
+        }
+    };
+    if let Some(p) = problem {
+        v.add(field, p);
+    }
+    email
+}
+
+/// A display name: 1–100 characters after trimming, no control characters.
+pub fn parse_name(raw: &str, field: &str, v: &mut Violations) -> String {
+    let name = raw.trim().to_owned();
+    let len = name.chars().count();
+    if len == 0 {
+        v.add(field, "is required");
+    } else if len > 100 {
+        v.add(field, format!("is {len} characters long; at most 100"));
+    } else if name.chars().any(char::is_control) {
+        v.add(field, "must not contain control characters");
+    }
+    name
+}
+
+/// A phone number in E.164 form (`+` and 7–15 digits), or empty.
+pub fn parse_phone(raw: &str, field: &str, v: &mut Violations) -> String {
+    let phone = raw.trim().to_owned();
+    if phone.is_empty() {
+        return phone;
+    }
+    let digits = phone.strip_prefix('+').unwrap_or("");
+    let ok = (7..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0');
+    if !ok {
+        v.add(field, "must be in E.164 form, e.g. +14155550123");
+    }
+    phone
+}
+
+/// A password: 10–128 characters, with at least one letter and one non-letter, and
+/// not containing the local part of the email.
+pub fn check_password(password: &str, email: &str, field: &str, v: &mut Violations) {
+    let len = password.chars().count();
+    if len < 10 {
+        v.add(field, "must be at least 10 characters");
+    } else if len > 128 {
+        v.add(field, "must be at most 128 characters");
+    } else if !password.chars().any(char::is_alphabetic)
+        || password.chars().all(char::is_alphabetic)
+    {
+        v.add(field, "must mix letters with digits or symbols");
+    } else if let Some((local, _)) = email.split_once('@')
+        && local.len() >= 4
+        && password.to_lowercase().contains(local)
+    {
+        v.add(field, "must not contain your email address");
+    }
+}
+
+/// Free-form attributes: at most 20, keys 1–64 characters, values at most 256.
+pub fn check_metadata(metadata: &BTreeMap<String, String>, field: &str, v: &mut Violations) {
+    if metadata.len() > 20 {
+        v.add(field, format!("has {} entries; at most 20", metadata.len()));
+        return;
+    }
+    for (k, val) in metadata {
+        if k.is_empty() || k.chars().count() > 64 {
+            v.add(&format!("{field}[{k}]"), "keys must be 1–64 characters");
+        } else if val.chars().count() > 256 {
+            v.add(
+                &format!("{field}[{k}]"),
+                "values must be at most 256 characters",
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn email_ok(s: &str) -> bool {
+        let mut v = Violations::default();
+        parse_email(s, "email", &mut v);
+        v.finish(()).is_ok()
+    }
+
+    #[test]
+    fn emails() {
+        assert!(email_ok("Ada@Example.com"));
+        assert!(email_ok("a.b+tag@sub.example.org"));
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a da@example.com",
+            "a@b@c.com",
+            "ada@.com",
+            "ada@example..com",
+        ] {
+            assert!(!email_ok(bad), "{bad:?}");
+        }
+        assert!(!email_ok(&format!("{}@example.com", "a".repeat(65))));
+    }
+
+    #[test]
+    fn passwords() {
+        let check = |p: &str| {
+            let mut v = Violations::default();
+            check_password(p, "ada.lovelace@example.com", "password", &mut v);
+            v.finish(()).is_ok()
+        };
+        assert!(check("correct horse 42"));
+        assert!(!check("short1"));
+        assert!(!check("onlyletterspassword"));
+        assert!(!check("1234567890123"));
+        assert!(!check("my-ada.lovelace-1"));
+        assert!(!check(&"a1".repeat(65)));
+    }
+
+    #[test]
+    fn phones_and_names() {
+        let mut v = Violations::default();
+        assert_eq!(
+            parse_phone(" +14155550123 ", "phone", &mut v),
+            "+14155550123"
+        );
+        parse_phone("", "phone", &mut v);
+        assert!(v.finish(()).is_ok());
+        for bad in ["14155550123", "+0123456789", "+1-415-555", "+12"] {
+            let mut v = Violations::default();
+            parse_phone(bad, "phone", &mut v);
+            assert!(v.finish(()).is_err(), "{bad}");
+        }
+        let mut v = Violations::default();
+        parse_name(&"x".repeat(1_000_000), "name", &mut v);
+        parse_name("  ", "name2", &mut v);
+        let Err(UserError::Invalid(list)) = v.finish(()) else {
+            panic!("expected violations")
+        };
+        assert_eq!(list.len(), 2);
+    }
+}

@@ -1,0 +1,401 @@
+//! The user service through a real socket: sign-up, login, tokens, reads, updates,
+//! events on the broker, and bad input of every kind.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use prost::Message as _;
+use rdkafka::Message as _;
+use support::*;
+use tonic::Code;
+use weft_proto::user::*;
+use weft_testkit::{header, read_topic_until};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn flow(db: Db) {
+    let app = spawn_app(db).await;
+    let mut client = app.client().await;
+
+    // Sign up with the caller's correlation id.
+    let mut req = tonic::Request::new(signup_request("Ada@Example.com"));
+    req.metadata_mut()
+        .insert("x-correlation-id", "corr-123".parse().unwrap());
+    let user = client
+        .sign_up(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(user.email, "ada@example.com", "emails are normalised");
+    assert_eq!(user.source, SignupSource::Web as i32);
+    assert!(user.create_time.is_some());
+
+    // One UserSignedUp on user-events, keyed by the user, correlation kept.
+    let records = read_topic_until(&app.broker.bootstrap(), "user-events", WAIT, |s| {
+        !s.is_empty()
+    });
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!(header(r, "ce_type"), Some("weft.user.v1.UserSignedUp"));
+    assert_eq!(header(r, "ce_correlationid"), Some("corr-123"));
+    assert_eq!(r.key(), Some(user.user_id.as_bytes()));
+    let event = UserSignedUp::decode(r.payload().unwrap()).unwrap();
+    assert_eq!(event.email, "ada@example.com");
+    assert_eq!(
+        event.attributes.get("campaign").map(String::as_str),
+        Some("launch")
+    );
+    assert!(
+        !format!("{event:?}").contains("analytical"),
+        "no password in the event"
+    );
+
+    // Log in; the token verifies against the published JWKS.
+    let login = client
+        .login(LoginRequest {
+            email: "ADA@example.com".into(),
+            password: "analytical engine 1843".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(login.token_type, "Bearer");
+    assert_eq!(login.user_id, user.user_id);
+    assert!(login.expires_in > 0 && login.expires_in <= 15 * 60);
+    let jwks = client
+        .get_jwks(GetJwksRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(jwks.keys.len(), 1);
+    assert_eq!(
+        (jwks.keys[0].kty.as_str(), jwks.keys[0].crv.as_str()),
+        ("OKP", "Ed25519")
+    );
+    let verifier = weft_auth::Verifier::new(&weft_auth::TokenConfig::default());
+    verifier.set_keys(&jwks.keys);
+    assert_eq!(
+        verifier.verify(&login.access_token).unwrap().sub,
+        user.user_id
+    );
+
+    // Read yourself; update your name with a field mask → UserUpdated.
+    let me = client
+        .get_user(with_token(
+            GetUserRequest {
+                user_id: user.user_id.clone(),
+            },
+            &login.access_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(me.name, "Ada Lovelace");
+    let updated = client
+        .update_user(with_token(
+            UpdateUserRequest {
+                user: Some(User {
+                    user_id: user.user_id.clone(),
+                    name: "Ada King".into(),
+                    phone: "+999".into(), // not in the mask: ignored
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["name".into()],
+                }),
+            },
+            &login.access_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(updated.name, "Ada King");
+    assert_eq!(updated.phone, "+14155550123");
+    let records = read_topic_until(&app.broker.bootstrap(), "user-events", WAIT, |s| {
+        s.len() >= 2
+    });
+    let upd = records
+        .iter()
+        .find(|r| header(r, "ce_type") == Some("weft.user.v1.UserUpdated"))
+        .unwrap();
+    let upd = UserUpdated::decode(upd.payload().unwrap()).unwrap();
+    assert_eq!(upd.changed_fields, ["name"]);
+    assert_eq!(upd.name, "Ada King");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_up_login_read_update_on_sqlite() {
+    flow(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_up_login_read_update_on_postgres() {
+    flow(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_email_is_already_exists_and_leaves_no_trace() {
+    let app = spawn_app(Db::Sqlite).await;
+    let mut client = app.client().await;
+    client
+        .sign_up(signup_request("dup@example.com"))
+        .await
+        .unwrap();
+    let err = client
+        .sign_up(signup_request("DUP@example.com"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    assert_eq!(user_count(&app.database_url).await, 1);
+    // Exactly one event: the failed sign-up wrote none.
+    let other = client
+        .sign_up(signup_request("other@example.com"))
+        .await
+        .unwrap();
+    let records = read_topic_until(&app.broker.bootstrap(), "user-events", WAIT, |s| {
+        s.len() >= 2
+    });
+    assert_eq!(records.len(), 2);
+    let other_id = other.into_inner().user.unwrap().user_id;
+    assert!(records.iter().any(|r| r.key() == Some(other_id.as_bytes())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_sign_ups_are_invalid_argument_naming_the_fields() {
+    let app = spawn_app(Db::Sqlite).await;
+    let mut client = app.client().await;
+
+    let err = client.sign_up(SignUpRequest::default()).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let mut fields = violations(&err);
+    fields.sort();
+    assert_eq!(fields, ["email", "name", "password", "source"]);
+
+    let cases: Vec<(&str, SignUpRequest)> = vec![
+        (
+            "email",
+            SignUpRequest {
+                email: "not-an-email".into(),
+                ..signup_request("x@example.com")
+            },
+        ),
+        (
+            "email",
+            SignUpRequest {
+                email: format!("{}@example.com", "a".repeat(300)),
+                ..signup_request("x@example.com")
+            },
+        ),
+        (
+            "password",
+            SignUpRequest {
+                password: "short1".into(),
+                ..signup_request("x@example.com")
+            },
+        ),
+        (
+            "password",
+            SignUpRequest {
+                password: "abcdefghijklmnop".into(),
+                ..signup_request("x@example.com")
+            },
+        ),
+        (
+            "name",
+            SignUpRequest {
+                name: "x".repeat(1024 * 1024),
+                ..signup_request("x@example.com")
+            },
+        ),
+        (
+            "name",
+            SignUpRequest {
+                name: "bad\u{0}name".into(),
+                ..signup_request("x@example.com")
+            },
+        ),
+        (
+            "phone",
+            SignUpRequest {
+                phone: "555-1234".into(),
+                ..signup_request("x@example.com")
+            },
+        ),
+        (
+            "source",
+            SignUpRequest {
+                source: 99,
+                ..signup_request("x@example.com")
+            },
+        ),
+        (
+            "metadata",
+            SignUpRequest {
+                metadata: (0..50).map(|i| (format!("k{i}"), "v".into())).collect(),
+                ..signup_request("x@example.com")
+            },
+        ),
+    ];
+    for (field, req) in cases {
+        let err = client.sign_up(req).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}: {err:?}");
+        assert_eq!(violations(&err), [field], "{err:?}");
+        assert!(
+            !err.message().contains("SELECT") && !err.message().contains('/'),
+            "{}",
+            err.message()
+        );
+    }
+    assert_eq!(
+        user_count(&app.database_url).await,
+        0,
+        "no bad sign-up left a user"
+    );
+    assert_eq!(
+        outbox_count(&app.database_url).await,
+        0,
+        "no bad sign-up left an event"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_fail_and_lock_the_account() {
+    let app = spawn_app(Db::Sqlite).await;
+    let mut client = app.client().await;
+    client
+        .sign_up(signup_request("lock@example.com"))
+        .await
+        .unwrap();
+    let login = |password: &str| LoginRequest {
+        email: "lock@example.com".into(),
+        password: password.into(),
+    };
+    let unknown = client
+        .login(LoginRequest {
+            email: "nobody@example.com".into(),
+            password: "whatever 123".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::Unauthenticated);
+    for _ in 0..3 {
+        let err = client.login(login("wrong password 1")).await.unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated);
+        assert_eq!(err.message(), "email or password is wrong");
+    }
+    let locked = client
+        .login(login("analytical engine 1843"))
+        .await
+        .unwrap_err();
+    assert_eq!(locked.code(), Code::ResourceExhausted, "{locked:?}");
+    use tonic_types::StatusExt as _;
+    assert!(locked.get_error_details().retry_info().is_some());
+    let empty = client.login(LoginRequest::default()).await.unwrap_err();
+    assert_eq!(empty.code(), Code::InvalidArgument);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_gate_reads_and_updates() {
+    let app = spawn_app(Db::Sqlite).await;
+    let mut client = app.client().await;
+    let (ada, ada_token) = user_with_token(&mut client, "ada@example.com").await;
+    let (bob, _) = user_with_token(&mut client, "bob@example.com").await;
+    let (_, root_token) = user_with_token(&mut client, "root@example.com").await;
+
+    let get = |id: &str| GetUserRequest { user_id: id.into() };
+    // No token.
+    let err = client.get_user(get(&ada)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    // Another user's id: not found, not forbidden (no existence leak).
+    let err = client
+        .get_user(with_token(get(&bob), &ada_token))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    // An admin may read anyone.
+    let bob_seen = client
+        .get_user(with_token(get(&bob), &root_token))
+        .await
+        .unwrap();
+    assert_eq!(bob_seen.into_inner().user.unwrap().email, "bob@example.com");
+
+    // Forged, alg:none, garbage and another issuer's tokens.
+    let parts: Vec<&str> = ada_token.split('.').collect();
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        parts[1],
+        &parts[2][..parts[2].len() - 4]
+    );
+    let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.", parts[1]);
+    let other_keys = std::sync::Arc::new(weft_auth::SigningKeys::ephemeral().unwrap());
+    let foreign = weft_auth::Issuer::new(other_keys, weft_auth::TokenConfig::default())
+        .issue(&ada, &["admin".into()])
+        .unwrap()
+        .0;
+    for bad in [forged.as_str(), none.as_str(), "garbage", foreign.as_str()] {
+        let err = client
+            .get_user(with_token(get(&ada), bad))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated, "{bad}: {err:?}");
+    }
+
+    // Updating someone else, an unknown mask path, and an empty mask.
+    let update = |id: &str, paths: Vec<&str>| UpdateUserRequest {
+        user: Some(User {
+            user_id: id.into(),
+            name: "New".into(),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: paths.into_iter().map(Into::into).collect(),
+        }),
+    };
+    let err = client
+        .update_user(with_token(update(&bob, vec!["name"]), &ada_token))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = client
+        .update_user(with_token(update(&ada, vec!["password_hash"]), &ada_token))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(violations(&err), ["update_mask.paths[0]"]);
+    let err = client
+        .update_user(with_token(update(&ada, vec![]), &ada_token))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), ["update_mask"]);
+    let err = client
+        .update_user(with_token(
+            UpdateUserRequest {
+                user: None,
+                update_mask: None,
+            },
+            &ada_token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), ["user"]);
+    // Taking another user's email is ALREADY_EXISTS.
+    let mut steal = update(&ada, vec!["email"]);
+    if let Some(u) = steal.user.as_mut() {
+        u.email = "bob@example.com".into();
+    }
+    let err = client
+        .update_user(with_token(steal, &ada_token))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+}

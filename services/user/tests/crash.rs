@@ -1,0 +1,77 @@
+//! kill -9 of the user service right after `SignUp` returned loses nothing: the event
+//! committed with the user is published once the service is back.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::signup_request;
+use weft_proto::user::user_service_client::UserServiceClient;
+use weft_testkit::{Broker, BrokerStorage, free_port, header, read_topic_until, wait_for_port};
+
+fn start(dir: &std::path::Path, grpc: SocketAddr, brokers: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_weft-user"))
+        .args([
+            "--grpc-addr",
+            &grpc.to_string(),
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--kafka-brokers", brokers])
+        .env("WEFT_LOG", "warn")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_after_sign_up_still_publishes_the_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker_port = free_port();
+    let brokers = format!("127.0.0.1:{broker_port}");
+    let grpc: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+
+    // The broker is down: the sign-up commits with its outbox row and nothing more.
+    let mut service = start(dir.path(), grpc, &brokers);
+    wait_for_port(grpc, Duration::from_secs(30));
+    let mut client = UserServiceClient::connect(format!("http://{grpc}"))
+        .await
+        .unwrap();
+    let user = client
+        .sign_up(signup_request("crash@example.com"))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    service.kill().unwrap(); // SIGKILL
+    service.wait().unwrap();
+
+    let broker = Broker::start_on(broker_port, BrokerStorage::Memory);
+    let kafka = weft_events::kafka::KafkaArgs::new(broker.bootstrap());
+    weft_events::topics::provision(&kafka, &weft_events::topics::all_topics())
+        .await
+        .unwrap();
+    let mut service = start(dir.path(), grpc, &brokers);
+    let records = read_topic_until(
+        &broker.bootstrap(),
+        "user-events",
+        Duration::from_secs(60),
+        |s| !s.is_empty(),
+    );
+    assert_eq!(
+        header(&records[0], "ce_subject"),
+        Some(user.user_id.as_str())
+    );
+    assert_eq!(
+        header(&records[0], "ce_type"),
+        Some("weft.user.v1.UserSignedUp")
+    );
+    service.kill().unwrap();
+    service.wait().unwrap();
+}

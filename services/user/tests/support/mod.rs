@@ -1,0 +1,164 @@
+//! `spawn_app` for the user service: the real service on free ports, a temp data dir,
+//! the embedded broker, and SQLite or a fresh PostgreSQL database.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+
+use clap::Parser as _;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use weft_proto::user::user_service_client::UserServiceClient;
+use weft_proto::user::*;
+use weft_testkit::Broker;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub broker: Broker,
+    pub dir: tempfile::TempDir,
+    pub database_url: String,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+pub async fn spawn_app(db: Db) -> TestApp {
+    let broker = Broker::start();
+    let kafka = weft_events::kafka::KafkaArgs::new(broker.bootstrap());
+    weft_events::topics::provision(&kafka, &weft_events::topics::all_topics())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = match db {
+        Db::Sqlite => weft_events::db::sqlite_url(dir.path(), "user").unwrap(),
+        Db::Postgres => weft_testkit::postgres_database().await,
+    };
+    let config = weft_user::Config::try_parse_from([
+        "weft-user",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--database-url",
+        &database_url,
+        "--kafka-brokers",
+        &broker.bootstrap(),
+        "--admin-emails",
+        "root@example.com",
+        "--login-max-failures",
+        "3",
+    ])
+    .unwrap();
+    let app = weft_user::App::build(config).await.unwrap();
+    let addr = app.grpc_addr();
+    let admin = app.admin_addr();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    TestApp {
+        addr,
+        admin,
+        shutdown,
+        broker,
+        dir,
+        database_url,
+        task,
+    }
+}
+
+impl TestApp {
+    pub async fn client(&self) -> UserServiceClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        UserServiceClient::new(channel)
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+pub fn signup_request(email: &str) -> SignUpRequest {
+    SignUpRequest {
+        email: email.into(),
+        name: "Ada Lovelace".into(),
+        password: "analytical engine 1843".into(),
+        source: SignupSource::Web as i32,
+        phone: "+14155550123".into(),
+        metadata: [("campaign".to_owned(), "launch".to_owned())]
+            .into_iter()
+            .collect(),
+    }
+}
+
+pub fn with_token<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req
+}
+
+/// Signs up `email` and logs in; returns (user id, token).
+pub async fn user_with_token(
+    client: &mut UserServiceClient<Channel>,
+    email: &str,
+) -> (String, String) {
+    let user = client
+        .sign_up(signup_request(email))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    let login = client
+        .login(LoginRequest {
+            email: email.into(),
+            password: "analytical engine 1843".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (user.user_id, login.access_token)
+}
+
+/// Field paths of the BadRequest violations in a status.
+pub fn violations(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt as _;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// How many users the database holds.
+pub async fn user_count(url: &str) -> i64 {
+    use sqlx::Row as _;
+    let db = weft_events::Database::connect(url).await.unwrap();
+    sqlx::query("SELECT COUNT(*) AS n FROM users")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .get::<i64, _>("n")
+}
+
+/// How many events the service ever wrote to its outbox (sent or not).
+pub async fn outbox_count(url: &str) -> i64 {
+    use sqlx::Row as _;
+    let db = weft_events::Database::connect(url).await.unwrap();
+    sqlx::query("SELECT COUNT(*) AS n FROM weft_outbox")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .get::<i64, _>("n")
+}
