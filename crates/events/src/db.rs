@@ -132,3 +132,14 @@ impl Database {
 pub fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
+
+/// Whether `e` is a unique-constraint violation, on either backend.
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| {
+        d.is_unique_violation()
+            // PostgreSQL's SQLSTATE, SQLite's extended codes and message, for drivers
+            // that do not classify through `Any`.
+            || d.code().is_some_and(|c| c == "23505" || c == "2067" || c == "1555")
+            || d.message().contains("UNIQUE constraint failed")
+    })
+}

@@ -77,7 +77,7 @@ pub async fn insert(conn: &mut AnyConnection, user: &UserRecord) -> Result<(), U
     .await;
     match result {
         Ok(_) => Ok(()),
-        Err(e) if is_unique_violation(&e) => Err(UserError::EmailTaken),
+        Err(e) if weft_events::db::is_unique_violation(&e) => Err(UserError::EmailTaken),
         Err(e) => Err(e.into()),
     }
 }
@@ -98,7 +98,7 @@ pub async fn update(conn: &mut AnyConnection, user: &UserRecord) -> Result<(), U
     match result {
         Ok(r) if r.rows_affected() == 1 => Ok(()),
         Ok(_) => Err(UserError::NotFound),
-        Err(e) if is_unique_violation(&e) => Err(UserError::EmailTaken),
+        Err(e) if weft_events::db::is_unique_violation(&e) => Err(UserError::EmailTaken),
         Err(e) => Err(e.into()),
     }
 }
@@ -131,13 +131,4 @@ pub async fn by_email(db: &Database, email: &str) -> Result<Option<UserRecord>, 
         .fetch_optional(db.pool())
         .await?;
     Ok(row.as_ref().map(from_row).transpose()?)
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error().is_some_and(|d| {
-        d.is_unique_violation()
-            || d.code()
-                .is_some_and(|c| c == "23505" || c == "2067" || c == "1555")
-            || d.message().contains("UNIQUE constraint failed")
-    })
 }

@@ -1,0 +1,146 @@
+//! Assembling the order service: database, outbox relay, the welcome-order consumer,
+//! the token verifier fed from the user service's JWKS, and the gRPC and admin servers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic::service::interceptor::InterceptedService;
+use weft_auth::{TokenConfig, Verifier};
+use weft_events::outbox::RelayConfig;
+use weft_events::{Consumer, Database, Relay};
+use weft_kit::admin::AdminServer;
+use weft_kit::grpc::GrpcServer;
+use weft_proto::order::order_service_server::OrderServiceServer;
+use weft_proto::user::UserSignedUp;
+
+use crate::config::Config;
+use crate::payment::TestProvider;
+use crate::service::OrderApi;
+use crate::welcome::WelcomeOrders;
+
+/// Full proto name of the service, for health.
+pub const SERVICE: &str = "weft.order.v1.OrderService";
+
+/// A built, bound, not yet running order service.
+pub struct App {
+    grpc: GrpcServer,
+    admin: AdminServer,
+    api: OrderApi,
+    relay: Relay,
+    verifier: Arc<Verifier>,
+    config: Config,
+}
+
+impl App {
+    /// Connects, migrates and binds the listeners.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let url = match &config.database_url {
+            Some(url) => url.expose().clone(),
+            None => weft_events::db::sqlite_url(&config.data_dir, "order")?,
+        };
+        let db = Database::connect(&url)
+            .await
+            .context("connecting to the order database")?;
+        db.migrate(
+            sqlx::migrate!("./migrations/sqlite"),
+            sqlx::migrate!("./migrations/postgres"),
+        )
+        .await
+        .context("migrating the order database")?;
+        let relay = Relay::new(
+            db.clone(),
+            &config.kafka,
+            "weft-order-relay",
+            RelayConfig::default(),
+        )?;
+        let api = OrderApi {
+            db,
+            relay: relay.waker(),
+            payments: Arc::new(TestProvider),
+        };
+        let grpc = GrpcServer::bind(config.grpc_addr, config.server.clone()).await?;
+        let admin = AdminServer::bind(config.admin_addr).await?;
+        Ok(Self {
+            grpc,
+            admin,
+            api,
+            relay,
+            verifier: Arc::new(Verifier::new(&TokenConfig::default())),
+            config,
+        })
+    }
+
+    /// Where the gRPC server listens.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr()
+    }
+
+    /// Where the admin server listens.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr()
+    }
+
+    /// Serves until `shutdown`, then drains.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let db = self.api.db.clone();
+        let keys = self.verifier.clone();
+        let broker = weft_events::kafka::broker_probe(&self.config.kafka)?;
+        let readiness = self
+            .grpc
+            .readiness(&[SERVICE])
+            .with_probe("database", move || {
+                let db = db.clone();
+                async move { db.ping().await.map_err(|e| format!("database: {e}")) }
+            })
+            .with_probe("broker", broker)
+            .with_probe("token keys", move || {
+                let n = keys.key_count();
+                async move {
+                    if n > 0 {
+                        Ok(())
+                    } else {
+                        Err("no token keys from the user service yet".into())
+                    }
+                }
+            });
+
+        let waker = self.api.relay.clone();
+        let consumer = Consumer::new(
+            &self.config.consumer_group,
+            self.config.kafka.clone(),
+            self.api.db.clone(),
+        )
+        .on::<UserSignedUp>(WelcomeOrders)
+        .after_commit(move |_, _| waker.wake());
+        let stop = shutdown.clone();
+        let jwks = tokio::spawn(weft_auth::keep_fresh(
+            self.verifier.clone(),
+            self.config.user_service_url.clone(),
+            self.config.jwks_refresh,
+            async move { stop.cancelled().await },
+        ));
+        let limit = self.grpc.max_message_bytes();
+        let server = OrderServiceServer::new(self.api)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
+        let routes = Routes::new(InterceptedService::new(
+            server,
+            weft_auth::interceptor(self.verifier),
+        ));
+
+        let relay = tokio::spawn(self.relay.run(shutdown.clone()));
+        let consumer = tokio::spawn(consumer.run(shutdown.clone()));
+        let admin = tokio::spawn(self.admin.serve(readiness.flag(), shutdown.clone()));
+        let served = self.grpc.serve(routes, readiness, shutdown).await;
+        let _ = relay.await;
+        if let Ok(Err(e)) = consumer.await {
+            tracing::error!(error = %e, "welcome-order consumer failed");
+        }
+        let _ = admin.await;
+        let _ = jwks.await;
+        served.map_err(Into::into)
+    }
+}

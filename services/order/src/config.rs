@@ -1,0 +1,54 @@
+//! Settings of the order service: flags or environment variables, with defaults that
+//! run it in the embedded mesh.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use weft_events::kafka::KafkaArgs;
+use weft_kit::config::{Secret, ServerArgs, TelemetryArgs};
+
+/// The order service.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "weft-order",
+    version,
+    about = "weft order service: orders, payments, shipping"
+)]
+pub struct Config {
+    /// gRPC listen address.
+    #[arg(long, env = "WEFT_GRPC_ADDR", default_value = "0.0.0.0:50052")]
+    pub grpc_addr: SocketAddr,
+    /// Admin (/metrics) listen address.
+    #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "0.0.0.0:9102")]
+    pub admin_addr: SocketAddr,
+    /// Data directory (SQLite database).
+    #[arg(long, env = "WEFT_DATA_DIR", default_value = ".weft")]
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL; SQLite under the data dir when absent.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<Secret<String>>,
+    /// The user service, whose JWKS verifies access tokens.
+    #[arg(
+        long,
+        env = "WEFT_USER_SERVICE_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub user_service_url: String,
+    /// How often the token keys are refreshed.
+    #[arg(long, env = "WEFT_JWKS_REFRESH", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub jwks_refresh: Duration,
+    /// Consumer group for the welcome-order reaction.
+    #[arg(long, env = "WEFT_CONSUMER_GROUP", default_value = "weft-order")]
+    pub consumer_group: String,
+    /// gRPC server limits.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Kafka.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Logs and traces.
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}

@@ -1,0 +1,28 @@
+//! weft-order: orders, payments and shipping.
+//!
+//! `CreateOrder` validates lines and computes the total exactly (integer minor units),
+//! honouring an idempotency key; `PayOrder` charges through a [`payment::PaymentProvider`];
+//! `ShipOrder`, `DeliverOrder` and `CancelOrder` follow the state machine of
+//! [`domain::transition`]; every change commits with its event in the outbox. The
+//! service consumes `UserSignedUp` and creates one welcome order per user. Callers are
+//! known from their access token: a user sees only their own orders.
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod money;
+pub mod payment;
+pub mod service;
+pub mod store;
+pub mod welcome;
+
+pub use app::App;
+pub use config::Config;
+
+/// Runs the service with `config` until SIGTERM/SIGINT: the whole life of a process.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let _telemetry = weft_kit::telemetry::init("weft-order", &config.telemetry)?;
+    let app = App::build(config).await?;
+    tracing::info!(grpc = %app.grpc_addr(), admin = %app.admin_addr(), "order service ready to serve");
+    app.run_until_stopped(weft_kit::shutdown::on_signal()).await
+}

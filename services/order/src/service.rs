@@ -1,0 +1,575 @@
+//! The gRPC face of the order service. Requests are parsed at the edge, each change
+//! commits with its outbox event, and errors become statuses in [`status`] only.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use tonic::{Request, Response, Status};
+use tonic_types::StatusExt as _;
+use weft_auth::Caller;
+use weft_events::outbox::RelayWaker;
+use weft_events::{Database, EventContext, Outbox};
+use weft_proto::order::order_service_server::OrderService;
+use weft_proto::order::*;
+
+use crate::domain::{self, OrderError, Violations};
+use crate::money;
+use crate::payment::{Card, Charge, PaymentProvider, luhn};
+use crate::store::{self, OrderRecord};
+
+/// Version stamped on emitted events.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The order service's handlers.
+pub struct OrderApi {
+    /// The service database.
+    pub db: Database,
+    /// Wakes the outbox relay after a commit.
+    pub relay: RelayWaker,
+    /// Charges cards.
+    pub payments: Arc<dyn PaymentProvider>,
+}
+
+/// The single mapping of [`OrderError`] to a gRPC status.
+pub fn status(e: OrderError) -> Status {
+    match e {
+        OrderError::Invalid(v) => weft_kit::status::invalid_argument(&v),
+        OrderError::NotFound => Status::not_found("order not found"),
+        e @ OrderError::IllegalTransition { .. } => {
+            let mut d = tonic_types::ErrorDetails::new();
+            d.add_precondition_failure_violation("STATUS", "order", e.to_string());
+            Status::with_error_details(tonic::Code::FailedPrecondition, e.to_string(), d)
+        }
+        OrderError::Declined(reason) => {
+            let mut d = tonic_types::ErrorDetails::new();
+            d.set_error_info(
+                "PAYMENT_DECLINED",
+                "weft.order",
+                [("reason".to_owned(), reason.clone())],
+            );
+            Status::with_error_details(
+                tonic::Code::FailedPrecondition,
+                format!("payment declined: {reason}"),
+                d,
+            )
+        }
+        OrderError::PaymentUnavailable => {
+            Status::unavailable("the payment provider is unavailable; retry later")
+        }
+        OrderError::Internal(err) => weft_kit::status::internal(err.as_ref()),
+    }
+}
+
+fn timestamp(micros: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1000).unwrap_or(0),
+    }
+}
+
+/// The API view of a stored order.
+pub fn to_proto(o: &OrderRecord) -> Order {
+    Order {
+        order_id: o.order_id.clone(),
+        user_id: o.user_id.clone(),
+        items: items(o),
+        total: Some(money::from_minor(o.currency, o.total_minor)),
+        status: o.status as i32,
+        kind: o.kind as i32,
+        carrier: o.carrier.clone(),
+        tracking_number: o.tracking_number.clone(),
+        create_time: Some(timestamp(o.created_at)),
+        update_time: Some(timestamp(o.updated_at)),
+    }
+}
+
+/// The lines of an order as API items.
+pub fn items(o: &OrderRecord) -> Vec<OrderItem> {
+    o.lines
+        .iter()
+        .map(|l| OrderItem {
+            product_id: l.product_id.clone(),
+            name: l.name.clone(),
+            quantity: l.quantity,
+            unit_price: Some(money::from_minor(o.currency, l.unit_minor)),
+        })
+        .collect()
+}
+
+/// The `OrderCreated` event of an order.
+pub fn created_event(o: &OrderRecord, ctx: &EventContext) -> OrderCreated {
+    OrderCreated {
+        metadata: Some(ctx.metadata("order", VERSION)),
+        order_id: o.order_id.clone(),
+        user_id: o.user_id.clone(),
+        items: items(o),
+        total: Some(money::from_minor(o.currency, o.total_minor)),
+        status: o.status as i32,
+        kind: o.kind as i32,
+    }
+}
+
+fn context<T>(req: &Request<T>) -> EventContext {
+    EventContext::from_correlation_header(
+        req.metadata()
+            .get("x-correlation-id")
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+fn required_id(value: &str, field: &str) -> Result<String, OrderError> {
+    let v = value.trim();
+    if v.is_empty() || v.len() > 64 {
+        return Err(OrderError::invalid(
+            field,
+            "is required (at most 64 characters)",
+        ));
+    }
+    Ok(v.to_owned())
+}
+
+impl OrderApi {
+    async fn create(
+        &self,
+        caller: &Caller,
+        ctx: EventContext,
+        req: CreateOrderRequest,
+    ) -> Result<OrderRecord, OrderError> {
+        let mut v = Violations::default();
+        let user_id = if req.user_id.trim().is_empty() {
+            caller.user_id.clone()
+        } else {
+            req.user_id.trim().to_owned()
+        };
+        let key = req.idempotency_key.trim().to_owned();
+        if key.len() > 128 {
+            v.add("idempotency_key", "must be at most 128 characters");
+        }
+        let parsed = domain::parse_lines(&req.items, &mut v);
+        let (lines, currency, total) = v
+            .finish(parsed)?
+            .ok_or_else(|| OrderError::invalid("items", "must not be empty"))?;
+        if !caller.may_act_for(&user_id) {
+            // Ordering for someone else looks like ordering for nobody.
+            return Err(OrderError::invalid("user_id", "must be your own user id"));
+        }
+        let now = weft_events::db::now_micros();
+        let order = OrderRecord {
+            order_id: uuid::Uuid::now_v7().to_string(),
+            user_id,
+            status: OrderStatus::Pending,
+            kind: OrderKind::Regular,
+            currency,
+            total_minor: total,
+            carrier: String::new(),
+            tracking_number: String::new(),
+            payment_id: String::new(),
+            card_last4: String::new(),
+            idempotency_key: (!key.is_empty()).then_some(key.clone()),
+            created_at: now,
+            updated_at: now,
+            lines,
+        };
+        let mut tx = self.db.begin().await?;
+        if !key.is_empty()
+            && let Some(existing) = store::by_idempotency_key(&mut tx, &order.user_id, &key).await?
+        {
+            return Ok(existing);
+        }
+        if !store::insert(&mut tx, &order).await? {
+            drop(tx);
+            let mut conn = self.db.pool().acquire().await?;
+            return store::by_idempotency_key(&mut conn, &order.user_id, &key)
+                .await?
+                .ok_or_else(|| {
+                    OrderError::Internal(anyhow::anyhow!("order insert conflicted without a match"))
+                });
+        }
+        Outbox::enqueue(&mut tx, &created_event(&order, &ctx)).await?;
+        tx.commit().await?;
+        self.relay.wake();
+        tracing::info!(order_id = %order.order_id, total = %money::display(order.currency, order.total_minor), "order created");
+        Ok(order)
+    }
+
+    /// The caller's order `order_id`, or NotFound.
+    async fn visible(&self, caller: &Caller, order_id: &str) -> Result<OrderRecord, OrderError> {
+        let id = required_id(order_id, "order_id")?;
+        let mut conn = self.db.pool().acquire().await?;
+        match store::by_id(&mut conn, &id).await? {
+            Some(o) if caller.may_act_for(&o.user_id) => Ok(o),
+            _ => Err(OrderError::NotFound),
+        }
+    }
+
+    async fn pay(
+        &self,
+        caller: &Caller,
+        ctx: EventContext,
+        req: PayOrderRequest,
+    ) -> Result<(OrderRecord, String), OrderError> {
+        let mut v = Violations::default();
+        let card = req.card.unwrap_or_default();
+        let number: String = card
+            .number
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .collect();
+        if !(12..=19).contains(&number.len())
+            || !number.bytes().all(|b| b.is_ascii_digit())
+            || !luhn(&number)
+        {
+            v.add("card.number", "is not a valid card number");
+        }
+        if !(1..=12).contains(&card.exp_month) {
+            v.add("card.exp_month", "must be 1–12");
+        }
+        let now = chrono_like_year_month();
+        if card.exp_year < now.0 || (card.exp_year == now.0 && card.exp_month < now.1) {
+            v.add("card.exp_year", "the card has expired");
+        }
+        if !(3..=4).contains(&card.cvc.len()) || !card.cvc.bytes().all(|b| b.is_ascii_digit()) {
+            v.add("card.cvc", "must be 3 or 4 digits");
+        }
+        v.finish(())?;
+        let mut order = self.visible(caller, &req.order_id).await?;
+        let from = order.status;
+        let to = domain::transition(from, "pay")?;
+        let card = Card { number };
+        let amount = Some(money::from_minor(order.currency, order.total_minor));
+        let outcome = self
+            .payments
+            .charge(
+                &card,
+                order.currency.code,
+                order.total_minor,
+                &order.order_id,
+            )
+            .await;
+        let mut tx = self.db.begin().await?;
+        let result = match outcome {
+            Charge::Approved(payment_id) => {
+                order.status = to;
+                order.payment_id = payment_id.clone();
+                order.card_last4 = card.last4();
+                order.updated_at = weft_events::db::now_micros();
+                if !store::update(&mut tx, &order, from).await? {
+                    return Err(OrderError::IllegalTransition {
+                        action: "pay",
+                        from: "changed meanwhile",
+                    });
+                }
+                Outbox::enqueue(
+                    &mut tx,
+                    &PaymentProcessed {
+                        metadata: Some(ctx.metadata("order", VERSION)),
+                        order_id: order.order_id.clone(),
+                        user_id: order.user_id.clone(),
+                        amount,
+                        payment_id: payment_id.clone(),
+                        card_last4: card.last4(),
+                    },
+                )
+                .await?;
+                Ok((order, payment_id))
+            }
+            failed => {
+                let (reason, retryable) = match failed {
+                    Charge::Declined(r) => (r, false),
+                    _ => ("payment provider unavailable".to_owned(), true),
+                };
+                Outbox::enqueue(
+                    &mut tx,
+                    &PaymentFailed {
+                        metadata: Some(ctx.metadata("order", VERSION)),
+                        order_id: order.order_id.clone(),
+                        user_id: order.user_id.clone(),
+                        amount,
+                        reason: reason.clone(),
+                        retryable,
+                    },
+                )
+                .await?;
+                Err(if retryable {
+                    OrderError::PaymentUnavailable
+                } else {
+                    OrderError::Declined(reason)
+                })
+            }
+        };
+        tx.commit().await?;
+        self.relay.wake();
+        result
+    }
+
+    /// Moves an order along the state machine and emits the matching event.
+    async fn advance(
+        &self,
+        caller: &Caller,
+        ctx: EventContext,
+        order_id: &str,
+        action: &'static str,
+        reason: String,
+        apply: impl FnOnce(&mut OrderRecord),
+    ) -> Result<OrderRecord, OrderError> {
+        let mut order = self.visible(caller, order_id).await?;
+        let from = order.status;
+        order.status = domain::transition(from, action)?;
+        apply(&mut order);
+        order.updated_at = weft_events::db::now_micros();
+        let meta = Some(ctx.metadata("order", VERSION));
+        let (order_id, user_id) = (order.order_id.clone(), order.user_id.clone());
+        let mut tx = self.db.begin().await?;
+        if !store::update(&mut tx, &order, from).await? {
+            return Err(OrderError::IllegalTransition {
+                action,
+                from: "changed meanwhile",
+            });
+        }
+        match action {
+            "ship" => {
+                let e = OrderShipped {
+                    metadata: meta,
+                    order_id,
+                    user_id,
+                    carrier: order.carrier.clone(),
+                    tracking_number: order.tracking_number.clone(),
+                };
+                Outbox::enqueue(&mut tx, &e).await?;
+            }
+            "deliver" => {
+                Outbox::enqueue(
+                    &mut tx,
+                    &OrderDelivered {
+                        metadata: meta,
+                        order_id,
+                        user_id,
+                    },
+                )
+                .await?
+            }
+            _ => {
+                Outbox::enqueue(
+                    &mut tx,
+                    &OrderCancelled {
+                        metadata: meta,
+                        order_id,
+                        user_id,
+                        reason,
+                    },
+                )
+                .await?
+            }
+        }
+        tx.commit().await?;
+        self.relay.wake();
+        Ok(order)
+    }
+}
+
+/// (year, month) now, UTC.
+fn chrono_like_year_month() -> (i32, i32) {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400) as i64;
+    // Civil-from-days (Howard Hinnant's algorithm), enough for an expiry check.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year as i32, month as i32)
+}
+
+fn page_token(o: &OrderRecord) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{}", o.created_at, o.order_id))
+}
+
+fn parse_page_token(token: &str) -> Result<Option<(i64, String)>, OrderError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || OrderError::invalid("page_token", "is not a token this service issued");
+    let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let (at, id) = text.split_once(':').ok_or_else(bad)?;
+    Ok(Some((at.parse().map_err(|_| bad())?, id.to_owned())))
+}
+
+#[tonic::async_trait]
+impl OrderService for OrderApi {
+    async fn create_order(
+        &self,
+        request: Request<CreateOrderRequest>,
+    ) -> Result<Response<CreateOrderResponse>, Status> {
+        let caller = weft_auth::caller(&request)?;
+        let ctx = context(&request);
+        let order = self
+            .create(&caller, ctx, request.into_inner())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(CreateOrderResponse {
+            order: Some(to_proto(&order)),
+        }))
+    }
+
+    async fn pay_order(
+        &self,
+        request: Request<PayOrderRequest>,
+    ) -> Result<Response<PayOrderResponse>, Status> {
+        let caller = weft_auth::caller(&request)?;
+        let ctx = context(&request);
+        let (order, payment_id) = self
+            .pay(&caller, ctx, request.into_inner())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(PayOrderResponse {
+            order: Some(to_proto(&order)),
+            payment_id,
+        }))
+    }
+
+    async fn get_order(
+        &self,
+        request: Request<GetOrderRequest>,
+    ) -> Result<Response<GetOrderResponse>, Status> {
+        let caller = weft_auth::caller(&request)?;
+        let order = self
+            .visible(&caller, &request.get_ref().order_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(GetOrderResponse {
+            order: Some(to_proto(&order)),
+        }))
+    }
+
+    async fn list_orders(
+        &self,
+        request: Request<ListOrdersRequest>,
+    ) -> Result<Response<ListOrdersResponse>, Status> {
+        let caller = weft_auth::caller(&request)?;
+        let req = request.into_inner();
+        let user_id = if req.user_id.trim().is_empty() {
+            caller.user_id.clone()
+        } else {
+            req.user_id.trim().to_owned()
+        };
+        if req.page_size < 0 {
+            return Err(status(OrderError::invalid(
+                "page_size",
+                "must not be negative",
+            )));
+        }
+        let size = match req.page_size {
+            0 => 20,
+            n => i64::from(n.min(100)),
+        };
+        let after = parse_page_token(&req.page_token).map_err(status)?;
+        if !caller.may_act_for(&user_id) {
+            // Another user's orders look like no orders at all.
+            return Err(status(OrderError::NotFound));
+        }
+        let mut orders = store::page(&self.db, &user_id, after, size + 1)
+            .await
+            .map_err(status)?;
+        let next_page_token = if orders.len() as i64 > size {
+            orders.truncate(size as usize);
+            orders.last().map(page_token).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(ListOrdersResponse {
+            orders: orders.iter().map(to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn ship_order(
+        &self,
+        request: Request<ShipOrderRequest>,
+    ) -> Result<Response<ShipOrderResponse>, Status> {
+        let caller = weft_auth::caller(&request)?;
+        let ctx = context(&request);
+        let req = request.into_inner();
+        let mut v = Violations::default();
+        let carrier = req.carrier.trim().to_owned();
+        let tracking = req.tracking_number.trim().to_owned();
+        if carrier.is_empty() || carrier.len() > 64 {
+            v.add("carrier", "must be 1–64 characters");
+        }
+        if tracking.is_empty()
+            || tracking.len() > 64
+            || !tracking
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            v.add("tracking_number", "must be 1–64 letters, digits or dashes");
+        }
+        v.finish(()).map_err(status)?;
+        let order = self
+            .advance(&caller, ctx, &req.order_id, "ship", String::new(), |o| {
+                o.carrier = carrier;
+                o.tracking_number = tracking;
+            })
+            .await
+            .map_err(status)?;
+        Ok(Response::new(ShipOrderResponse {
+            order: Some(to_proto(&order)),
+        }))
+    }
+
+    async fn deliver_order(
+        &self,
+        request: Request<DeliverOrderRequest>,
+    ) -> Result<Response<DeliverOrderResponse>, Status> {
+        let caller = weft_auth::caller(&request)?;
+        let ctx = context(&request);
+        let order = self
+            .advance(
+                &caller,
+                ctx,
+                &request.get_ref().order_id,
+                "deliver",
+                String::new(),
+                |_| {},
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(DeliverOrderResponse {
+            order: Some(to_proto(&order)),
+        }))
+    }
+
+    async fn cancel_order(
+        &self,
+        request: Request<CancelOrderRequest>,
+    ) -> Result<Response<CancelOrderResponse>, Status> {
+        let caller = weft_auth::caller(&request)?;
+        let ctx = context(&request);
+        let req = request.into_inner();
+        if req.reason.chars().count() > 500 {
+            return Err(status(OrderError::invalid(
+                "reason",
+                "must be at most 500 characters",
+            )));
+        }
+        let order = self
+            .advance(
+                &caller,
+                ctx,
+                &req.order_id,
+                "cancel",
+                req.reason.trim().to_owned(),
+                |_| {},
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(CancelOrderResponse {
+            order: Some(to_proto(&order)),
+        }))
+    }
+}

@@ -1,0 +1,577 @@
+//! The order service through real sockets, beside the real user service and broker:
+//! the welcome order saga, exact totals, payments, shipping, authorization, pages,
+//! idempotency and bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use prost::Message as _;
+use rdkafka::Message as _;
+use support::*;
+use tonic::Code;
+use weft_proto::order::*;
+use weft_testkit::{header, read_topic_until};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn saga_and_lifecycle(db: Db) {
+    let mesh = spawn_mesh(db).await;
+    let (ada, token) = mesh.user("ada@example.com").await;
+    mesh.wait_ready(&token).await;
+    let mut orders = mesh.orders().await;
+
+    // The welcome order arrives through user-events → order service.
+    let welcome = weft_testkit::eventually("the welcome order", WAIT, || {
+        let mut orders = orders.clone();
+        let req = with_token(ListOrdersRequest::default(), &token);
+        async move {
+            let page = orders.list_orders(req).await.ok()?.into_inner();
+            page.orders
+                .into_iter()
+                .find(|o| o.kind == OrderKind::Welcome as i32)
+        }
+    })
+    .await;
+    assert_eq!(welcome.user_id, ada);
+    assert_eq!(welcome.status, OrderStatus::Confirmed as i32);
+    assert_eq!(welcome.total, usd(0, 0));
+    assert_eq!(welcome.items[0].name, "Welcome Package");
+
+    // Its OrderCreated keeps the signup's correlation and names the signup as cause.
+    let signup = read_topic_until(&mesh.broker.bootstrap(), "user-events", WAIT, |s| {
+        !s.is_empty()
+    });
+    let created = read_topic_until(&mesh.broker.bootstrap(), "order-events", WAIT, |s| {
+        !s.is_empty()
+    });
+    assert_eq!(created.len(), 1);
+    assert_eq!(
+        header(&created[0], "ce_type"),
+        Some("weft.order.v1.OrderCreated")
+    );
+    assert_eq!(
+        header(&created[0], "ce_correlationid"),
+        header(&signup[0], "ce_correlationid")
+    );
+    assert_eq!(
+        header(&created[0], "ce_causationid"),
+        header(&signup[0], "ce_id")
+    );
+    assert_eq!(created[0].key(), Some(welcome.order_id.as_bytes()));
+
+    // The manual seed order totals exactly 109.97 USD.
+    let order = orders
+        .create_order(with_token(seed_order(), &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    assert_eq!(order.total, usd(109, 970_000_000));
+    assert_eq!(order.status, OrderStatus::Pending as i32);
+    let events = read_topic_until(&mesh.broker.bootstrap(), "order-events", WAIT, |s| {
+        s.iter().any(|m| m.key() == Some(order.order_id.as_bytes()))
+    });
+    let event = events
+        .iter()
+        .find(|m| m.key() == Some(order.order_id.as_bytes()))
+        .unwrap();
+    let event = OrderCreated::decode(event.payload().unwrap()).unwrap();
+    assert_eq!(event.total, usd(109, 970_000_000));
+    assert_eq!(event.kind, OrderKind::Regular as i32);
+
+    // Pay, ship, deliver; then cancelling is a failed precondition.
+    let paid = orders
+        .pay_order(with_token(
+            PayOrderRequest {
+                order_id: order.order_id.clone(),
+                card: card("4242 4242 4242 4242"),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(paid.order.unwrap().status, OrderStatus::Confirmed as i32);
+    assert!(!paid.payment_id.is_empty());
+    let ship = ShipOrderRequest {
+        order_id: order.order_id.clone(),
+        carrier: "UPS".into(),
+        tracking_number: "1Z999AA10123456784".into(),
+    };
+    let shipped = orders
+        .ship_order(with_token(ship, &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    assert_eq!(shipped.status, OrderStatus::Shipped as i32);
+    assert_eq!(shipped.tracking_number, "1Z999AA10123456784");
+    let delivered = orders
+        .deliver_order(with_token(
+            DeliverOrderRequest {
+                order_id: order.order_id.clone(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    assert_eq!(delivered.status, OrderStatus::Delivered as i32);
+    let err = orders
+        .cancel_order(with_token(
+            CancelOrderRequest {
+                order_id: order.order_id.clone(),
+                reason: "late".into(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message().contains("ORDER_STATUS_DELIVERED"),
+        "{}",
+        err.message()
+    );
+
+    let events = read_topic_until(&mesh.broker.bootstrap(), "order-events", WAIT, |s| {
+        s.len() >= 5
+    });
+    let types: Vec<_> = events.iter().filter_map(|m| header(m, "ce_type")).collect();
+    for t in [
+        "weft.order.v1.PaymentProcessed",
+        "weft.order.v1.OrderShipped",
+        "weft.order.v1.OrderDelivered",
+    ] {
+        assert!(types.contains(&t), "{t} missing from {types:?}");
+    }
+    let shipped_event = events
+        .iter()
+        .find(|m| header(m, "ce_type") == Some("weft.order.v1.OrderShipped"))
+        .unwrap();
+    let shipped_event = OrderShipped::decode(shipped_event.payload().unwrap()).unwrap();
+    assert_eq!(shipped_event.carrier, "UPS");
+    let paid_event = events
+        .iter()
+        .find(|m| header(m, "ce_type") == Some("weft.order.v1.PaymentProcessed"))
+        .unwrap();
+    let paid_event = PaymentProcessed::decode(paid_event.payload().unwrap()).unwrap();
+    assert_eq!(paid_event.card_last4, "4242");
+    assert!(
+        !format!("{paid_event:?}").contains("4242424242424242"),
+        "no full card number"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn welcome_saga_and_order_lifecycle_on_sqlite() {
+    saga_and_lifecycle(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn welcome_saga_and_order_lifecycle_on_postgres() {
+    saga_and_lifecycle(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_see_only_their_own_orders() {
+    let mesh = spawn_mesh(Db::Sqlite).await;
+    let (ada, ada_token) = mesh.user("ada@example.com").await;
+    let (_, bob_token) = mesh.user("bob@example.com").await;
+    let (_, root_token) = mesh.user("root@example.com").await;
+    mesh.wait_ready(&ada_token).await;
+    let mut orders = mesh.orders().await;
+    let order = orders
+        .create_order(with_token(seed_order(), &ada_token))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+
+    let get = || GetOrderRequest {
+        order_id: order.order_id.clone(),
+    };
+    assert_eq!(
+        orders
+            .get_order(with_token(get(), &bob_token))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        orders.get_order(get()).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        orders
+            .get_order(with_token(get(), "not-a-token"))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+    let foreign = weft_auth::Issuer::new(
+        std::sync::Arc::new(weft_auth::SigningKeys::ephemeral().unwrap()),
+        weft_auth::TokenConfig::default(),
+    )
+    .issue(&ada, &[])
+    .unwrap()
+    .0;
+    assert_eq!(
+        orders
+            .get_order(with_token(get(), &foreign))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        orders
+            .get_order(with_token(get(), &root_token))
+            .await
+            .unwrap()
+            .into_inner()
+            .order
+            .unwrap()
+            .user_id,
+        ada
+    );
+
+    let list = ListOrdersRequest {
+        user_id: ada.clone(),
+        ..Default::default()
+    };
+    assert_eq!(
+        orders
+            .list_orders(with_token(list.clone(), &bob_token))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    for call in ["ship", "pay", "cancel"] {
+        let err = match call {
+            "ship" => orders
+                .ship_order(with_token(
+                    ShipOrderRequest {
+                        order_id: order.order_id.clone(),
+                        carrier: "UPS".into(),
+                        tracking_number: "X1".into(),
+                    },
+                    &bob_token,
+                ))
+                .await
+                .unwrap_err(),
+            "pay" => orders
+                .pay_order(with_token(
+                    PayOrderRequest {
+                        order_id: order.order_id.clone(),
+                        card: card("4242424242424242"),
+                    },
+                    &bob_token,
+                ))
+                .await
+                .unwrap_err(),
+            _ => orders
+                .cancel_order(with_token(
+                    CancelOrderRequest {
+                        order_id: order.order_id.clone(),
+                        reason: String::new(),
+                    },
+                    &bob_token,
+                ))
+                .await
+                .unwrap_err(),
+        };
+        assert_eq!(err.code(), Code::NotFound, "{call}");
+    }
+    let mut for_ada = seed_order();
+    for_ada.user_id = ada.clone();
+    let err = orders
+        .create_order(with_token(for_ada, &bob_token))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), ["user_id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_orders_are_invalid_argument_naming_the_fields() {
+    let mesh = spawn_mesh(Db::Sqlite).await;
+    let (_, token) = mesh.user("ada@example.com").await;
+    mesh.wait_ready(&token).await;
+    let mut orders = mesh.orders().await;
+    let create = |items: Vec<OrderItem>| CreateOrderRequest {
+        items,
+        ..Default::default()
+    };
+    let eur = Some(weft_proto::common::Money {
+        currency_code: "EUR".into(),
+        units: 1,
+        nanos: 0,
+    });
+    let xxx = Some(weft_proto::common::Money {
+        currency_code: "XXX".into(),
+        units: 1,
+        nanos: 0,
+    });
+    let cases: Vec<(CreateOrderRequest, Vec<&str>)> = vec![
+        (create(vec![]), vec!["items"]),
+        (
+            create(vec![item("a", 0, usd(1, 0))]),
+            vec!["items[0].quantity"],
+        ),
+        (
+            create(vec![item("a", -2, usd(1, 0))]),
+            vec!["items[0].quantity"],
+        ),
+        (
+            create(vec![item("a", 1, usd(-1, 0))]),
+            vec!["items[0].unit_price"],
+        ),
+        (
+            create(vec![item("a", 1, usd(1, 5_000_000))]),
+            vec!["items[0].unit_price"],
+        ),
+        (create(vec![item("a", 1, xxx)]), vec!["items[0].unit_price"]),
+        (
+            create(vec![item("a", 1, None)]),
+            vec!["items[0].unit_price"],
+        ),
+        (
+            create(vec![item("a", 1, usd(1, 0)), item("b", 1, eur)]),
+            vec!["items[1].unit_price.currency_code"],
+        ),
+        (
+            create(vec![item("", 1, usd(1, 0))]),
+            vec!["items[0].product_id"],
+        ),
+        (
+            create(
+                (0..10_000)
+                    .map(|i| item(&i.to_string(), 1, usd(1, 0)))
+                    .collect(),
+            ),
+            vec!["items"],
+        ),
+        (
+            create(vec![OrderItem {
+                name: "n".repeat(1024 * 1024),
+                ..item("a", 1, usd(1, 0))
+            }]),
+            vec!["items[0].name"],
+        ),
+        (
+            create(vec![item("a", i32::MAX, usd(1, 0))]),
+            vec!["items[0].quantity"],
+        ),
+    ];
+    for (req, want) in cases {
+        let err = orders
+            .create_order(with_token(req, &token))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{want:?}: {err:?}");
+        assert_eq!(violations(&err), want);
+    }
+
+    let order = orders
+        .create_order(with_token(seed_order(), &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    let pay = |c| PayOrderRequest {
+        order_id: order.order_id.clone(),
+        card: c,
+    };
+    let err = orders
+        .pay_order(with_token(pay(card("4242424242424241")), &token))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), ["card.number"]);
+    let mut expired = card("4242424242424242");
+    if let Some(c) = expired.as_mut() {
+        c.exp_year = 2001;
+        c.cvc = "x".into();
+    }
+    let err = orders
+        .pay_order(with_token(pay(expired), &token))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), ["card.exp_year", "card.cvc"]);
+    let err = orders
+        .pay_order(with_token(pay(card("4000000000000002")), &token))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("declined"));
+    let err = orders
+        .pay_order(with_token(pay(card("4000000000000119")), &token))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    let still = orders
+        .get_order(with_token(
+            GetOrderRequest {
+                order_id: order.order_id.clone(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    assert_eq!(
+        still.status,
+        OrderStatus::Pending as i32,
+        "a failed payment leaves the order pending"
+    );
+    let events = read_topic_until(&mesh.broker.bootstrap(), "order-events", WAIT, |s| {
+        s.iter()
+            .filter(|m| header(m, "ce_type") == Some("weft.order.v1.PaymentFailed"))
+            .count()
+            >= 2
+    });
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|m| header(m, "ce_type") == Some("weft.order.v1.PaymentFailed"))
+        .map(|m| PaymentFailed::decode(m.payload().unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        failed.iter().map(|f| f.retryable).collect::<Vec<_>>(),
+        [false, true]
+    );
+
+    // Shipping a pending order is illegal; bad shipping input is named.
+    let ship = |carrier: &str, tracking: &str| ShipOrderRequest {
+        order_id: order.order_id.clone(),
+        carrier: carrier.into(),
+        tracking_number: tracking.into(),
+    };
+    let err = orders
+        .ship_order(with_token(ship("UPS", "1Z9"), &token))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let err = orders
+        .ship_order(with_token(ship("", "bad tracking!"), &token))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), ["carrier", "tracking_number"]);
+    let err = orders
+        .get_order(with_token(GetOrderRequest::default(), &token))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), ["order_id"]);
+    let err = orders
+        .list_orders(with_token(
+            ListOrdersRequest {
+                page_token: "%%%".into(),
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), ["page_token"]);
+    let err = orders
+        .list_orders(with_token(
+            ListOrdersRequest {
+                page_size: -1,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), ["page_size"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_creates_and_pages() {
+    let mesh = spawn_mesh(Db::Sqlite).await;
+    let (_, token) = mesh.user("ada@example.com").await;
+    mesh.wait_ready(&token).await;
+    let mut orders = mesh.orders().await;
+    let mut keyed = seed_order();
+    keyed.idempotency_key = "checkout-42".into();
+    let a = orders
+        .create_order(with_token(keyed.clone(), &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    let b = orders
+        .create_order(with_token(keyed, &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    assert_eq!(
+        a.order_id, b.order_id,
+        "a retried create returns the first order"
+    );
+    for _ in 0..4 {
+        orders
+            .create_order(with_token(seed_order(), &token))
+            .await
+            .unwrap();
+    }
+    // 5 regular + 1 welcome (eventually) = 6 orders, in pages of 2, newest first.
+    let all = weft_testkit::eventually("six orders", WAIT, || {
+        let mut orders = orders.clone();
+        let token = token.clone();
+        async move {
+            let mut seen = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = orders
+                    .list_orders(with_token(
+                        ListOrdersRequest {
+                            page_size: 2,
+                            page_token,
+                            ..Default::default()
+                        },
+                        &token,
+                    ))
+                    .await
+                    .ok()?
+                    .into_inner();
+                assert!(page.orders.len() <= 2);
+                seen.extend(page.orders);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            (seen.len() == 6).then_some(seen)
+        }
+    })
+    .await;
+    let mut ids: Vec<_> = all.iter().map(|o| o.order_id.clone()).collect();
+    let times: Vec<_> = all.iter().map(|o| o.create_time.unwrap().seconds).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 6, "no order on two pages");
+    let events = read_topic_until(&mesh.broker.bootstrap(), "order-events", WAIT, |s| {
+        s.len() >= 6
+    });
+    assert_eq!(
+        events.len(),
+        6,
+        "one OrderCreated per order, none for the retry"
+    );
+}

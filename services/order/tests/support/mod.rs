@@ -1,0 +1,240 @@
+//! `spawn_mesh` for the order service: the real user and order services on free ports
+//! with the embedded broker, on SQLite or fresh PostgreSQL databases.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser as _;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use weft_proto::common::Money;
+use weft_proto::order::order_service_client::OrderServiceClient;
+use weft_proto::order::*;
+use weft_proto::user::user_service_client::UserServiceClient;
+use weft_proto::user::*;
+use weft_testkit::Broker;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+pub struct Mesh {
+    pub broker: Broker,
+    pub dir: tempfile::TempDir,
+    pub user: Running,
+    pub order: Option<Running>,
+    pub order_db: String,
+}
+
+pub async fn spawn_mesh(db: Db) -> Mesh {
+    let broker = Broker::start();
+    let kafka = weft_events::kafka::KafkaArgs::new(broker.bootstrap());
+    weft_events::topics::provision(&kafka, &weft_events::topics::all_topics())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (user_db, order_db) = match db {
+        Db::Sqlite => (
+            weft_events::db::sqlite_url(dir.path(), "user").unwrap(),
+            weft_events::db::sqlite_url(dir.path(), "order").unwrap(),
+        ),
+        Db::Postgres => (
+            weft_testkit::postgres_database().await,
+            weft_testkit::postgres_database().await,
+        ),
+    };
+    let config = weft_user::Config::try_parse_from([
+        "weft-user",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--database-url",
+        &user_db,
+        "--kafka-brokers",
+        &broker.bootstrap(),
+        "--admin-emails",
+        "root@example.com",
+    ])
+    .unwrap();
+    let app = weft_user::App::build(config).await.unwrap();
+    let shutdown = CancellationToken::new();
+    let user = Running {
+        addr: app.grpc_addr(),
+        shutdown: shutdown.clone(),
+        task: tokio::spawn(app.run_until_stopped(shutdown)),
+    };
+    let mut mesh = Mesh {
+        broker,
+        dir,
+        user,
+        order: None,
+        order_db,
+    };
+    mesh.start_order().await;
+    mesh
+}
+
+impl Mesh {
+    pub async fn start_order(&mut self) {
+        let config = weft_order::Config::try_parse_from([
+            "weft-order",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            self.dir.path().to_str().unwrap(),
+            "--database-url",
+            &self.order_db,
+            "--kafka-brokers",
+            &self.broker.bootstrap(),
+            "--user-service-url",
+            &format!("http://{}", self.user.addr),
+        ])
+        .unwrap();
+        let app = weft_order::App::build(config).await.unwrap();
+        let shutdown = CancellationToken::new();
+        self.order = Some(Running {
+            addr: app.grpc_addr(),
+            shutdown: shutdown.clone(),
+            task: tokio::spawn(app.run_until_stopped(shutdown)),
+        });
+    }
+
+    pub async fn stop_order(&mut self) {
+        if let Some(o) = self.order.take() {
+            o.stop().await;
+        }
+    }
+
+    pub async fn users(&self) -> UserServiceClient<Channel> {
+        UserServiceClient::connect(format!("http://{}", self.user.addr))
+            .await
+            .unwrap()
+    }
+
+    pub async fn orders(&self) -> OrderServiceClient<Channel> {
+        let addr = self.order.as_ref().unwrap().addr;
+        OrderServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap()
+    }
+
+    /// Signs `email` up and logs in; returns (user id, token).
+    pub async fn user(&self, email: &str) -> (String, String) {
+        let mut users = self.users().await;
+        let user = users
+            .sign_up(SignUpRequest {
+                email: email.into(),
+                name: "Test User".into(),
+                password: "analytical engine 1843".into(),
+                source: SignupSource::Api as i32,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap();
+        let token = users
+            .login(LoginRequest {
+                email: email.into(),
+                password: "analytical engine 1843".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .access_token;
+        (user.user_id, token)
+    }
+
+    /// Waits until the order service has the user service's token keys.
+    pub async fn wait_ready(&self, token: &str) {
+        let mut orders = self.orders().await;
+        weft_testkit::eventually(
+            "the order service to know the token keys",
+            Duration::from_secs(30),
+            || {
+                let mut orders = orders.clone();
+                let req = with_token(ListOrdersRequest::default(), token);
+                async move { orders.list_orders(req).await.ok() }
+            },
+        )
+        .await;
+        let _ = &mut orders;
+    }
+}
+
+pub fn with_token<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req
+}
+
+pub fn usd(units: i64, nanos: i32) -> Option<Money> {
+    Some(Money {
+        currency_code: "USD".into(),
+        units,
+        nanos,
+    })
+}
+
+pub fn item(product: &str, qty: i32, price: Option<Money>) -> OrderItem {
+    OrderItem {
+        product_id: product.into(),
+        name: format!("Product {product}"),
+        quantity: qty,
+        unit_price: price,
+    }
+}
+
+/// The seed order of the design: 2 × 29.99 + 1 × 49.99 USD.
+pub fn seed_order() -> CreateOrderRequest {
+    CreateOrderRequest {
+        user_id: String::new(),
+        items: vec![
+            item("mug", 2, usd(29, 990_000_000)),
+            item("lamp", 1, usd(49, 990_000_000)),
+        ],
+        idempotency_key: String::new(),
+    }
+}
+
+pub fn card(number: &str) -> Option<PaymentCard> {
+    Some(PaymentCard {
+        number: number.into(),
+        exp_month: 12,
+        exp_year: 2099,
+        cvc: "123".into(),
+    })
+}
+
+/// Field paths of the BadRequest violations in a status.
+pub fn violations(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt as _;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
