@@ -21,6 +21,30 @@ pub enum Command {
     Up(UpArgs),
     /// Print the events of a topic, decoded by their ce_type, as JSON lines.
     Tail(TailArgs),
+    /// Run one service in this process (what `weft up` starts as its children).
+    /// Everything after the service name is that service's own flags; see
+    /// `weft serve user -- --help`.
+    Serve(ServeArgs),
+}
+
+/// The services `weft serve` can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServiceName {
+    /// weft.user.v1.UserService.
+    User,
+    /// weft.order.v1.OrderService.
+    Order,
+}
+
+/// Flags of `weft serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// The service to run.
+    #[arg(value_enum)]
+    pub service: ServiceName,
+    /// The service's own flags.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 /// Which broker the mesh uses.
@@ -65,6 +89,32 @@ pub struct UpArgs {
     /// Partitions of each topic created at start-up.
     #[arg(long, env = "WEFT_TOPIC_PARTITIONS", default_value_t = 3)]
     pub topic_partitions: i32,
+    /// Address the services listen on; 0.0.0.0 exposes them beyond this machine.
+    #[arg(long, env = "WEFT_HOST", default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// gRPC port of the user service.
+    #[arg(long, env = "WEFT_USER_PORT", default_value_t = 50051)]
+    pub user_port: u16,
+    /// gRPC port of the order service.
+    #[arg(long, env = "WEFT_ORDER_PORT", default_value_t = 50052)]
+    pub order_port: u16,
+    /// Admin (/metrics) port of the user service.
+    #[arg(long, env = "WEFT_USER_ADMIN_PORT", default_value_t = 9101)]
+    pub user_admin_port: u16,
+    /// Admin (/metrics) port of the order service.
+    #[arg(long, env = "WEFT_ORDER_ADMIN_PORT", default_value_t = 9102)]
+    pub order_admin_port: u16,
+    /// PostgreSQL URL of the user service's database (SQLite under the data dir when
+    /// absent).
+    #[arg(long, env = "WEFT_USER_DATABASE_URL")]
+    pub user_database_url: Option<String>,
+    /// PostgreSQL URL of the order service's database (SQLite under the data dir when
+    /// absent).
+    #[arg(long, env = "WEFT_ORDER_DATABASE_URL")]
+    pub order_database_url: Option<String>,
+    /// Emails that get the admin role when they sign up (comma-separated).
+    #[arg(long, env = "WEFT_ADMIN_EMAILS", default_value = "admin@weft.local")]
+    pub admin_emails: String,
     /// Exit once everything is up and healthy instead of running until Ctrl-C
     /// (for smoke tests and start-up timing).
     #[arg(long)]

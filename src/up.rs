@@ -1,6 +1,6 @@
 //! `weft up`: the whole mesh on one machine. Starts the embedded broker (or uses an
-//! external Kafka), provisions every topic explicitly, starts the services that this
-//! build contains, waits until all are healthy, prints where everything is, and on
+//! external Kafka), provisions every topic explicitly, starts each service as a child
+//! process (`weft serve <name>`) and waits until it is healthy, prints where everything is, and on
 //! Ctrl-C or SIGTERM stops the children in reverse order, each with a grace period.
 
 use std::time::{Duration, Instant};
@@ -12,7 +12,10 @@ use tokio::process::Child;
 use weft_events::kafka::KafkaArgs;
 use weft_events::topics;
 
+use std::net::SocketAddr;
+
 use crate::broker::{self, EmbeddedBroker};
+use crate::children::{self, ServiceSpec};
 use crate::cli::{BrokerMode, UpArgs};
 
 /// How long a child may take to exit after SIGTERM before it is killed.
@@ -37,7 +40,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         data_dir.display()
     );
 
-    let mut children: Vec<Managed> = Vec::new();
+    let mut children_list: Vec<Managed> = Vec::new();
     let bootstrap = match args.broker {
         BrokerMode::Embedded => {
             let bin = broker::locate(args.tansu_bin.as_deref())?;
@@ -51,7 +54,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 .await?;
             println!("ok ({} ms)", t.elapsed().as_millis());
             let bootstrap = b.bootstrap.clone();
-            children.push(Managed {
+            children_list.push(Managed {
                 name: "broker",
                 child: b.child,
             });
@@ -68,10 +71,76 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let created = provision_with_retry(&kafka).await?;
     println!("ok ({} new, {} ms)", created.len(), t.elapsed().as_millis());
 
+    let host = args.host;
+    let user_grpc = SocketAddr::new(host, args.user_port);
+    let mut user_flags = vec!["--admin-emails".to_owned(), args.admin_emails.clone()];
+    if let Some(url) = &args.user_database_url {
+        user_flags.extend(["--database-url".to_owned(), url.clone()]);
+    }
+    let mut order_flags = vec![
+        "--user-service-url".to_owned(),
+        format!("http://{}", local(user_grpc)),
+    ];
+    if let Some(url) = &args.order_database_url {
+        order_flags.extend(["--database-url".to_owned(), url.clone()]);
+    }
+    let specs = [
+        ServiceSpec {
+            name: "user",
+            grpc: user_grpc,
+            admin: SocketAddr::new(host, args.user_admin_port),
+            flags: user_flags,
+        },
+        ServiceSpec {
+            name: "order",
+            grpc: SocketAddr::new(host, args.order_port),
+            admin: SocketAddr::new(host, args.order_admin_port),
+            flags: order_flags,
+        },
+    ];
+    // In order: the order service needs the user service's token keys to be ready.
+    for spec in &specs {
+        let t = Instant::now();
+        print_step(&format!(
+            "starting the {} service on {}",
+            spec.name, spec.grpc
+        ));
+        let mut child = children::spawn(spec, &data_dir, &bootstrap)?;
+        let log = data_dir.join(format!("logs/{}.log", spec.name));
+        let healthy = children::wait_healthy(
+            spec.name,
+            spec.grpc,
+            &mut child,
+            &log,
+            Duration::from_secs(60),
+        )
+        .await;
+        children_list.push(Managed {
+            name: spec.name,
+            child,
+        });
+        if let Err(e) = healthy {
+            println!("failed");
+            stop_all(&mut children_list).await;
+            return Err(e);
+        }
+        println!("ok ({} ms)", t.elapsed().as_millis());
+    }
+
     println!();
     println!("  embedded broker (Kafka protocol)   {bootstrap}");
     println!("  topics                             {}", wanted.join(", "));
-    println!("  services                           none in this build yet");
+    for spec in &specs {
+        println!(
+            "  {:<34} grpc {}   metrics http://{}/metrics   log {}",
+            format!("{} service", spec.name),
+            local(spec.grpc),
+            local(spec.admin),
+            data_dir.join(format!("logs/{}.log", spec.name)).display()
+        );
+    }
+    println!();
+    println!("  try: grpcurl -plaintext {} list", local(user_grpc));
     println!();
     println!(
         "weft is up in {} ms. Tail events with `weft tail user-events`. Ctrl-C stops.",
@@ -79,13 +148,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
 
     if args.check {
-        stop_all(&mut children).await;
+        stop_all(&mut children_list).await;
         return Ok(());
     }
 
     let exited = tokio::select! {
         _ = shutdown.cancelled() => None,
-        name = first_exit(&mut children) => Some(name),
+        name = first_exit(&mut children_list) => Some(name),
     };
     if let Some(name) = exited {
         eprintln!("weft: {name} exited unexpectedly; stopping everything");
@@ -93,10 +162,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             eprintln!("{}", broker::tail_of(&data_dir.join("logs/broker.log")));
         }
     }
-    stop_all(&mut children).await;
+    stop_all(&mut children_list).await;
     match exited {
         None => Ok(()),
         Some(name) => anyhow::bail!("{name} exited unexpectedly"),
+    }
+}
+
+/// `addr` as a client reaches it: an unspecified host becomes loopback.
+fn local(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
     }
 }
 

@@ -3,80 +3,15 @@
 //! type, and with SQLite broker storage they survive a restart of the mesh.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead as _, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+mod support;
+use support::{Ports, Up, WEFT};
 use weft_events::db::sqlite_url;
 use weft_events::kafka::KafkaArgs;
 use weft_events::outbox::RelayConfig;
 use weft_events::{Database, EventContext, Outbox, Relay};
 use weft_proto::user::{SignupSource, UserSignedUp};
-
-const WEFT: &str = env!("CARGO_BIN_EXE_weft");
-
-struct Up {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Up {
-    fn start(data_dir: &Path, port: u16) -> Self {
-        let mut child = Command::new(WEFT)
-            .args(["up", "--broker-port", &port.to_string()])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let up = Self { child, lines: rx };
-        up.wait_for("weft is up", Duration::from_secs(90));
-        up
-    }
-
-    fn wait_for(&self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        let mut seen = String::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(line) => {
-                    seen.push_str(&line);
-                    seen.push('\n');
-                }
-                Err(_) => panic!("no {needle:?} from weft up within {timeout:?}; output:\n{seen}"),
-            }
-        }
-    }
-
-    fn stop(mut self) {
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
-        self.wait_for("stopped broker", Duration::from_secs(30));
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "weft up exited with {status}");
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn tail(port: u16, topic: &str) -> (bool, String, String) {
     let out = Command::new(WEFT)
@@ -100,8 +35,9 @@ fn tail(port: u16, topic: &str) -> (bool, String, String) {
 async fn up_provisions_topics_and_tail_decodes_events_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let port = weft_testkit::free_port();
-    let up = Up::start(&data, port);
+    let ports = Ports::free();
+    let port = ports.broker;
+    let up = Up::start(&data, &ports);
 
     // Publish one signup through the outbox of a service database.
     let db = Database::connect(&sqlite_url(dir.path(), "svc").unwrap())
@@ -137,8 +73,20 @@ async fn up_provisions_topics_and_tail_decodes_events_across_restarts() {
         event.metadata.as_ref().unwrap().event_id.as_str()
     );
 
-    // Every topic exists, including the dead-letter topics, and is empty but readable.
-    for topic in ["order-events", "notification-events", "user-events.dlq"] {
+    // The order service reacted with the welcome order.
+    let (ok, out, err) = tail(port, "order-events");
+    assert!(ok, "{err}");
+    let welcome: serde_json::Value =
+        serde_json::from_str(out.lines().next().expect("a welcome order")).unwrap();
+    assert_eq!(welcome["event"]["kind"], "ORDER_KIND_WELCOME");
+    assert_eq!(welcome["event"]["userId"], "u-42");
+    assert_eq!(
+        welcome["headers"]["ce_causationid"],
+        event.metadata.as_ref().unwrap().event_id.as_str()
+    );
+
+    // Every other topic exists, including the dead-letter topics, and is empty.
+    for topic in ["notification-events", "user-events.dlq", "order-events.dlq"] {
         let (ok, out, err) = tail(port, topic);
         assert!(ok && out.is_empty(), "{topic}: {err}{out}");
     }
@@ -149,7 +97,7 @@ async fn up_provisions_topics_and_tail_decodes_events_across_restarts() {
     up.stop();
 
     // Same data dir: the broker's SQLite storage kept the event.
-    let up = Up::start(&data, port);
+    let up = Up::start(&data, &ports);
     let (ok, out, err) = tail(port, "user-events");
     assert!(ok, "{err}");
     assert_eq!(out.lines().count(), 1, "{out}");

@@ -125,7 +125,11 @@ impl EventContext {
                 seconds: now.timestamp(),
                 nanos: i32::try_from(now.timestamp_subsec_nanos()).unwrap_or(0),
             }),
-            headers: carrier.0.into_iter().collect(),
+            headers: carrier
+                .0
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .collect(),
         }
     }
 }

@@ -1,0 +1,107 @@
+//! The services `weft up` runs as child processes (`weft serve <name> …`), each with
+//! its output in `<data dir>/logs/<name>.log`, and the wait for their health.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use tokio::process::{Child, Command};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// One service to start.
+pub struct ServiceSpec {
+    /// `weft serve` name, also the log file name.
+    pub name: &'static str,
+    /// gRPC address.
+    pub grpc: SocketAddr,
+    /// Admin address.
+    pub admin: SocketAddr,
+    /// Extra flags of the service.
+    pub flags: Vec<String>,
+}
+
+/// Starts `spec` as `weft serve <name>` with its log under `data_dir/logs`.
+pub fn spawn(spec: &ServiceSpec, data_dir: &Path, brokers: &str) -> anyhow::Result<Child> {
+    let exe = std::env::current_exe().context("locating the weft binary")?;
+    let log_path = data_dir.join(format!("logs/{}.log", spec.name));
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    Command::new(exe)
+        .args(["serve", spec.name])
+        .args([
+            "--grpc-addr",
+            &spec.grpc.to_string(),
+            "--admin-addr",
+            &spec.admin.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--kafka-brokers", brokers])
+        .args(&spec.flags)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting the {} service", spec.name))
+}
+
+/// Waits until the service at `grpc` reports SERVING, or fails when `child` exits or
+/// `timeout` passes.
+pub async fn wait_healthy(
+    name: &str,
+    grpc: SocketAddr,
+    child: &mut Child,
+    log: &Path,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let target = if grpc.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], grpc.port()))
+    } else {
+        grpc
+    };
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "the {name} service exited with {status} during start-up; see {}:\n{}",
+                log.display(),
+                crate::broker::tail_of(log)
+            );
+        }
+        if serving(target).await {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the {name} service was not healthy within {timeout:?}; see {}:\n{}",
+                log.display(),
+                crate::broker::tail_of(log)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn serving(addr: SocketAddr) -> bool {
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else {
+        return false;
+    };
+    let Ok(channel) = endpoint
+        .connect_timeout(Duration::from_millis(500))
+        .connect()
+        .await
+    else {
+        return false;
+    };
+    HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32)
+}

@@ -1,0 +1,119 @@
+//! The user/order acceptance story against `weft up`, driven by the repository's own
+//! grpcurl script (`scripts/demo`) and checked on the broker: one `UserSignedUp`,
+//! exactly one welcome `OrderCreated` with the signup's correlation id and the signup
+//! as its cause, the seed order totalling exactly 109.97 USD, and `OrderShipped`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use prost::Message as _;
+use rdkafka::Message as _;
+use support::{Ports, Up};
+use weft_proto::order::{OrderCreated, OrderKind, OrderShipped};
+use weft_testkit::{header, read_topic_until};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn value<'a>(out: &'a str, step: &str, key: &str) -> &'a str {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&format!("{step} ")))
+        .unwrap_or_else(|| panic!("no {step} line in:\n{out}"));
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+}
+
+#[test]
+fn the_grpcurl_demo_tells_the_whole_story() {
+    weft_testkit::require_tool("grpcurl");
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let up = Up::start(dir.path(), &ports);
+    let brokers = format!("127.0.0.1:{}", ports.broker);
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo");
+    let out = Command::new("bash")
+        .arg(script)
+        .env("WEFT_USER_ADDR", format!("127.0.0.1:{}", ports.user))
+        .env("WEFT_ORDER_ADDR", format!("127.0.0.1:{}", ports.order))
+        .env("DEMO_EMAIL", "story@example.com")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let user_id = value(&stdout, "signed-up", "user_id").to_owned();
+    let welcome_id = value(&stdout, "welcome-order", "order_id").to_owned();
+    let order_id = value(&stdout, "order", "order_id").to_owned();
+    assert_eq!(value(&stdout, "order", "total"), "109.97_USD");
+    assert_eq!(value(&stdout, "paid", "status"), "ORDER_STATUS_CONFIRMED");
+    assert_eq!(value(&stdout, "shipped", "status"), "ORDER_STATUS_SHIPPED");
+
+    let users = read_topic_until(&brokers, "user-events", WAIT, |s| !s.is_empty());
+    assert_eq!(users.len(), 1, "one UserSignedUp");
+    let signup = &users[0];
+    assert_eq!(header(signup, "ce_type"), Some("weft.user.v1.UserSignedUp"));
+    assert_eq!(header(signup, "ce_subject"), Some(user_id.as_str()));
+
+    // Records of different orders sit on different partitions: read until all three
+    // (welcome, manual, shipped) have arrived.
+    let orders = read_topic_until(&brokers, "order-events", WAIT, |s| {
+        let has = |key: &str, ty: &str| {
+            s.iter()
+                .any(|m| m.key() == Some(key.as_bytes()) && header(m, "ce_type") == Some(ty))
+        };
+        has(&welcome_id, "weft.order.v1.OrderCreated")
+            && has(&order_id, "weft.order.v1.OrderCreated")
+            && has(&order_id, "weft.order.v1.OrderShipped")
+    });
+    let created: Vec<_> = orders
+        .iter()
+        .filter(|m| header(m, "ce_type") == Some("weft.order.v1.OrderCreated"))
+        .map(|m| (m, OrderCreated::decode(m.payload().unwrap()).unwrap()))
+        .collect();
+    let welcomes: Vec<_> = created
+        .iter()
+        .filter(|(_, e)| e.kind == OrderKind::Welcome as i32)
+        .collect();
+    let mut welcome_ids: Vec<_> = welcomes.iter().map(|(m, _)| header(m, "ce_id")).collect();
+    welcome_ids.sort_unstable();
+    welcome_ids.dedup();
+    assert_eq!(welcome_ids.len(), 1, "exactly one welcome OrderCreated");
+    let (welcome_record, welcome) = welcomes[0];
+    assert_eq!(welcome.order_id, welcome_id);
+    assert_eq!(
+        header(welcome_record, "ce_correlationid"),
+        header(signup, "ce_correlationid")
+    );
+    assert_eq!(
+        header(welcome_record, "ce_causationid"),
+        header(signup, "ce_id")
+    );
+
+    let (_, manual) = created
+        .iter()
+        .find(|(_, e)| e.order_id == order_id)
+        .unwrap();
+    let total = manual.total.clone().unwrap();
+    assert_eq!(
+        (total.currency_code.as_str(), total.units, total.nanos),
+        ("USD", 109, 970_000_000)
+    );
+    let shipped = orders
+        .iter()
+        .find(|m| header(m, "ce_type") == Some("weft.order.v1.OrderShipped"))
+        .map(|m| OrderShipped::decode(m.payload().unwrap()).unwrap())
+        .unwrap();
+    assert_eq!(
+        (shipped.order_id.as_str(), shipped.carrier.as_str()),
+        (order_id.as_str(), "UPS")
+    );
+    up.stop();
+}

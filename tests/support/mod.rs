@@ -1,0 +1,102 @@
+//! `weft up` as a child process on free ports, for end-to-end tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+
+/// Free ports for every listener of the mesh.
+pub struct Ports {
+    pub broker: u16,
+    pub user: u16,
+    pub order: u16,
+    pub user_admin: u16,
+    pub order_admin: u16,
+}
+
+impl Ports {
+    pub fn free() -> Self {
+        let p = weft_testkit::free_port;
+        Self {
+            broker: p(),
+            user: p(),
+            order: p(),
+            user_admin: p(),
+            order_admin: p(),
+        }
+    }
+}
+
+pub struct Up {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Up {
+    pub fn start(data_dir: &Path, ports: &Ports) -> Self {
+        let mut child = Command::new(WEFT)
+            .arg("up")
+            .args(["--broker-port", &ports.broker.to_string()])
+            .args(["--user-port", &ports.user.to_string()])
+            .args(["--order-port", &ports.order.to_string()])
+            .args(["--user-admin-port", &ports.user_admin.to_string()])
+            .args(["--order-admin-port", &ports.order_admin.to_string()])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env_remove("WEFT_USER_DATABASE_URL")
+            .env_remove("WEFT_ORDER_DATABASE_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let up = Self { child, lines: rx };
+        up.wait_for("weft is up", Duration::from_secs(120));
+        up
+    }
+
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut seen = String::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => {
+                    seen.push_str(&line);
+                    seen.push('\n');
+                }
+                Err(_) => panic!("no {needle:?} from weft up within {timeout:?}; output:\n{seen}"),
+            }
+        }
+    }
+
+    /// SIGTERM, then a clean exit with every child stopped.
+    pub fn stop(mut self) {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
+        self.wait_for("stopped broker", Duration::from_secs(60));
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "weft up exited with {status}");
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
