@@ -19,22 +19,26 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
 
 /// Runs one service in this process with its own flags.
 async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
-    fn parse<C: clap::Parser>(name: &str, args: &[String]) -> C {
-        match C::try_parse_from(std::iter::once(name.to_owned()).chain(args.iter().cloned())) {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = e.print();
-                // 64 (EX_USAGE) for bad flags; help is not an error.
-                std::process::exit(if e.use_stderr() { 64 } else { 0 });
-            }
-        }
-    }
+    use weft_kit::cli::parse_or_exit;
+    tokio::spawn(stop_when_orphaned());
+    let argv = |name: &str| std::iter::once(name.to_owned()).chain(args.args.iter().cloned());
     match args.service {
-        cli::ServiceName::User => {
-            weft_user::run(parse::<weft_user::Config>("weft-user", &args.args)).await
-        }
-        cli::ServiceName::Order => {
-            weft_order::run(parse::<weft_order::Config>("weft-order", &args.args)).await
+        cli::ServiceName::User => weft_user::run(parse_or_exit(argv("weft-user"))).await,
+        cli::ServiceName::Order => weft_order::run(parse_or_exit(argv("weft-order"))).await,
+    }
+}
+
+/// A service started by `weft up` stops (gracefully, through SIGTERM) when its
+/// launcher is gone, even if the launcher was killed without a chance to stop it.
+async fn stop_when_orphaned() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::{getpid, getppid};
+    let parent = getppid();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        if getppid() != parent {
+            let _ = kill(getpid(), Signal::SIGTERM);
+            return;
         }
     }
 }

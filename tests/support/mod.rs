@@ -95,7 +95,16 @@ impl Up {
 }
 
 impl Drop for Up {
+    /// A failed test still stops the mesh the way a user would (SIGTERM), so no
+    /// broker or service outlives it; SIGKILL only if that does not work.
     fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

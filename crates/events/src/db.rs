@@ -39,6 +39,25 @@ pub fn sqlite_url(data_dir: &Path, name: &str) -> Result<String, EventsError> {
     ))
 }
 
+/// The database of service `name`: `url` when given (PostgreSQL), else SQLite at
+/// `<data_dir>/<name>.db`; connected, with the backbone's and the service's
+/// migrations applied.
+pub async fn open_service_db(
+    url: Option<&str>,
+    data_dir: &Path,
+    name: &str,
+    sqlite: Migrator,
+    postgres: Migrator,
+) -> Result<Database, EventsError> {
+    let url = match url {
+        Some(u) => u.to_owned(),
+        None => sqlite_url(data_dir, name)?,
+    };
+    let db = Database::connect(&url).await?;
+    db.migrate(sqlite, postgres).await?;
+    Ok(db)
+}
+
 impl Database {
     /// Connects to `url` (`sqlite://…` or `postgres://…`) and runs the event
     /// backbone's migrations.

@@ -8,8 +8,10 @@
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`).
 //! - [`status`]: the one place domain errors become `tonic::Status`.
 //! - [`shutdown`]: the process's cancellation tree, rooted at SIGTERM/SIGINT.
+//! - [`cli`]: exit codes of every binary (64 for bad flags).
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod grpc;
 pub mod layers;

@@ -10,7 +10,7 @@ use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use weft_auth::{TokenConfig, Verifier};
 use weft_events::outbox::RelayConfig;
-use weft_events::{Consumer, Database, Relay};
+use weft_events::{Consumer, Relay};
 use weft_kit::admin::AdminServer;
 use weft_kit::grpc::GrpcServer;
 use weft_proto::order::order_service_server::OrderServiceServer;
@@ -37,19 +37,15 @@ pub struct App {
 impl App {
     /// Connects, migrates and binds the listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let url = match &config.database_url {
-            Some(url) => url.expose().clone(),
-            None => weft_events::db::sqlite_url(&config.data_dir, "order")?,
-        };
-        let db = Database::connect(&url)
-            .await
-            .context("connecting to the order database")?;
-        db.migrate(
+        let db = weft_events::db::open_service_db(
+            config.database_url.as_ref().map(|u| u.expose().as_str()),
+            &config.data_dir,
+            "order",
             sqlx::migrate!("./migrations/sqlite"),
             sqlx::migrate!("./migrations/postgres"),
         )
         .await
-        .context("migrating the order database")?;
+        .context("opening the order database")?;
         let relay = Relay::new(
             db.clone(),
             &config.kafka,
@@ -134,13 +130,24 @@ impl App {
         let relay = tokio::spawn(self.relay.run(shutdown.clone()));
         let consumer = tokio::spawn(consumer.run(shutdown.clone()));
         let admin = tokio::spawn(self.admin.serve(readiness.flag(), shutdown.clone()));
+        let grace = self.config.server.shutdown_grace;
         let served = self.grpc.serve(routes, readiness, shutdown).await;
-        let _ = relay.await;
-        if let Ok(Err(e)) = consumer.await {
-            tracing::error!(error = %e, "welcome-order consumer failed");
+        // Background work gets the same grace as RPCs; a client stuck on a vanished
+        // broker must not keep the process alive.
+        let background = async {
+            let _ = relay.await;
+            if let Ok(Err(e)) = consumer.await {
+                tracing::error!(error = %e, "welcome-order consumer failed");
+            }
+            let _ = admin.await;
+            let _ = jwks.await;
+        };
+        if tokio::time::timeout(grace, background).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "background tasks did not stop within the grace period"
+            );
         }
-        let _ = admin.await;
-        let _ = jwks.await;
         served.map_err(Into::into)
     }
 }

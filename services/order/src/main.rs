@@ -2,26 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-
-#[tokio::main]
-async fn main() -> ExitCode {
-    let config = match weft_order::Config::try_parse() {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(64)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
-    };
-    match weft_order::run(config).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("weft-order: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> ExitCode {
+    let config: weft_order::Config = weft_kit::cli::parse_or_exit(std::env::args());
+    weft_kit::cli::block_on("weft-order", weft_order::run(config))
 }

@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use weft_auth::{Issuer, SigningKeys, TokenConfig, Verifier};
+use weft_events::Relay;
 use weft_events::outbox::RelayConfig;
-use weft_events::{Database, Relay};
 use weft_kit::admin::AdminServer;
 use weft_kit::grpc::GrpcServer;
 use weft_proto::user::user_service_server::UserServiceServer;
@@ -36,19 +36,15 @@ pub struct App {
 impl App {
     /// Connects, migrates, loads keys and binds the listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let url = match &config.database_url {
-            Some(url) => url.expose().clone(),
-            None => weft_events::db::sqlite_url(&config.data_dir, "user")?,
-        };
-        let db = Database::connect(&url)
-            .await
-            .context("connecting to the user database")?;
-        db.migrate(
+        let db = weft_events::db::open_service_db(
+            config.database_url.as_ref().map(|u| u.expose().as_str()),
+            &config.data_dir,
+            "user",
             sqlx::migrate!("./migrations/sqlite"),
             sqlx::migrate!("./migrations/postgres"),
         )
         .await
-        .context("migrating the user database")?;
+        .context("opening the user database")?;
         let key_file = config
             .signing_key_file
             .clone()
@@ -122,9 +118,20 @@ impl App {
 
         let relay = tokio::spawn(self.relay.run(shutdown.clone()));
         let admin = tokio::spawn(self.admin.serve(readiness.flag(), shutdown.clone()));
+        let grace = self.config.server.shutdown_grace;
         let served = self.grpc.serve(routes, readiness, shutdown).await;
-        let _ = relay.await;
-        let _ = admin.await;
+        // Background work gets the same grace as RPCs; a client stuck on a vanished
+        // broker must not keep the process alive.
+        let background = async {
+            let _ = relay.await;
+            let _ = admin.await;
+        };
+        if tokio::time::timeout(grace, background).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "background tasks did not stop within the grace period"
+            );
+        }
         served.map_err(Into::into)
     }
 }
