@@ -73,7 +73,10 @@ impl EmbeddedBroker {
             BrokerStorage::Sqlite => "sqlite://broker.db",
             BrokerStorage::Memory => "memory://tansu/",
         };
-        let mut child = Command::new(bin)
+        // Through `weft supervise`, so the broker stops even if the launcher is killed.
+        let mut child = Command::new(std::env::current_exe().context("locating the weft binary")?)
+            .arg("supervise")
+            .arg(bin)
             .arg("broker")
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
             .args(["--storage-engine", engine])

@@ -42,6 +42,9 @@ pub fn spawn(spec: &ServiceSpec, data_dir: &Path, brokers: &str) -> anyhow::Resu
         .arg(data_dir)
         .args(["--kafka-brokers", brokers])
         .args(&spec.flags)
+        // Each service gets its own database by flag; a shared one would mix their
+        // outboxes.
+        .env_remove("DATABASE_URL")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -21,6 +21,11 @@ pub enum Command {
     Up(UpArgs),
     /// Print the events of a topic, decoded by their ce_type, as JSON lines.
     Tail(TailArgs),
+    /// Run a program as a child and stop it (SIGTERM) when this process is told to
+    /// stop or loses its parent; `weft up` runs the embedded broker this way so a
+    /// killed launcher never leaves a broker behind.
+    #[command(hide = true)]
+    Supervise(SuperviseArgs),
     /// Run one service in this process (what `weft up` starts as its children).
     /// Everything after the service name is that service's own flags; see
     /// `weft serve user -- --help`.
@@ -34,6 +39,14 @@ pub enum ServiceName {
     User,
     /// weft.order.v1.OrderService.
     Order,
+}
+
+/// Flags of `weft supervise`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SuperviseArgs {
+    /// The program and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
 }
 
 /// Flags of `weft serve`.
@@ -104,6 +117,11 @@ pub struct UpArgs {
     /// Admin (/metrics) port of the order service.
     #[arg(long, env = "WEFT_ORDER_ADMIN_PORT", default_value_t = 9102)]
     pub order_admin_port: u16,
+    /// A PostgreSQL server for every service: each gets its own database on it,
+    /// named `<database>_<service>` and created when missing. Per-service URLs below
+    /// take precedence. SQLite under the data dir when neither is given.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
     /// PostgreSQL URL of the user service's database (SQLite under the data dir when
     /// absent).
     #[arg(long, env = "WEFT_USER_DATABASE_URL")]

@@ -14,6 +14,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Up(args) => up::run(args).await,
         cli::Command::Tail(args) => tail::run(args).await,
         cli::Command::Serve(args) => serve(args).await,
+        cli::Command::Supervise(args) => supervise(args).await,
     }
 }
 
@@ -25,6 +26,42 @@ async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
     match args.service {
         cli::ServiceName::User => weft_user::run(parse_or_exit(argv("weft-user"))).await,
         cli::ServiceName::Order => weft_order::run(parse_or_exit(argv("weft-order"))).await,
+    }
+}
+
+/// Runs `args.command` until it exits, forwarding SIGTERM/SIGINT to it, and stopping
+/// it when this process's parent goes away.
+async fn supervise(args: cli::SuperviseArgs) -> anyhow::Result<()> {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::{Pid, getppid};
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or_else(|| anyhow::anyhow!("nothing to supervise"))?;
+    let mut child = tokio::process::Command::new(program).args(rest).spawn()?;
+    let pid = child.id().map(|p| Pid::from_raw(p as i32));
+    let stop = weft_kit::shutdown::on_signal();
+    let parent = getppid();
+    let mut orphan_check = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                let status = status?;
+                return if status.success() { Ok(()) } else { Err(anyhow::anyhow!("{program} exited with {status}")) };
+            }
+            _ = stop.cancelled() => break,
+            _ = orphan_check.tick() => if getppid() != parent { break },
+        }
+    }
+    if let Some(pid) = pid {
+        let _ = kill(pid, Signal::SIGTERM);
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(10), child.wait()).await {
+        Ok(_) => Ok(()),
+        Err(_) => {
+            child.kill().await?;
+            Ok(())
+        }
     }
 }
 

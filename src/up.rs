@@ -72,17 +72,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("ok ({} new, {} ms)", created.len(), t.elapsed().as_millis());
 
     let host = args.host;
+    let user_db = database_for(&args.database_url, &args.user_database_url, "user").await?;
+    let order_db = database_for(&args.database_url, &args.order_database_url, "order").await?;
     let user_grpc = SocketAddr::new(host, args.user_port);
     let mut user_flags = vec!["--admin-emails".to_owned(), args.admin_emails.clone()];
-    if let Some(url) = &args.user_database_url {
-        user_flags.extend(["--database-url".to_owned(), url.clone()]);
+    if let Some(url) = user_db {
+        user_flags.extend(["--database-url".to_owned(), url]);
     }
     let mut order_flags = vec![
         "--user-service-url".to_owned(),
         format!("http://{}", local(user_grpc)),
     ];
-    if let Some(url) = &args.order_database_url {
-        order_flags.extend(["--database-url".to_owned(), url.clone()]);
+    if let Some(url) = order_db {
+        order_flags.extend(["--database-url".to_owned(), url]);
     }
     let specs = [
         ServiceSpec {
@@ -167,6 +169,60 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         None => Ok(()),
         Some(name) => anyhow::bail!("{name} exited unexpectedly"),
     }
+}
+
+/// The database URL of `service`: its own URL when given; else, with a shared server
+/// URL, a database of its own on that server (created when missing); else none
+/// (SQLite under the data dir).
+async fn database_for(
+    shared: &Option<String>,
+    own: &Option<String>,
+    service: &str,
+) -> anyhow::Result<Option<String>> {
+    if let Some(url) = own {
+        return Ok(Some(url.clone()));
+    }
+    let Some(base) = shared else { return Ok(None) };
+    let (head, query) = base
+        .split_once('?')
+        .map_or((base.as_str(), None), |(h, q)| (h, Some(q)));
+    let (server, db) = head
+        .rsplit_once('/')
+        .filter(|(s, _)| s.contains("://"))
+        .ok_or_else(|| {
+            anyhow::anyhow!("DATABASE_URL must name a database: postgres://user@host:port/name")
+        })?;
+    let base_name = if db.is_empty() { "weft" } else { db };
+    let name: String = format!("{base_name}_{service}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(base)
+        .await
+        .context("connecting to the PostgreSQL server of DATABASE_URL")?;
+    let exists = sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_optional(&mut conn)
+        .await?
+        .is_some();
+    if !exists {
+        // The name is sanitised to [a-z0-9_] above, so quoting it is enough.
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .await
+            .with_context(|| format!("creating database {name}"))?;
+    }
+    Ok(Some(match query {
+        Some(q) => format!("{server}/{name}?{q}"),
+        None => format!("{server}/{name}"),
+    }))
 }
 
 /// `addr` as a client reaches it: an unspecified host becomes loopback.

@@ -29,10 +29,22 @@ fn value<'a>(out: &'a str, step: &str, key: &str) -> &'a str {
 
 #[test]
 fn the_grpcurl_demo_tells_the_whole_story() {
+    story(None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_story_on_postgresql_through_database_url() {
+    let server = weft_testkit::postgres_database().await;
+    tokio::task::spawn_blocking(move || story(Some(&server)))
+        .await
+        .unwrap();
+}
+
+fn story(database_url: Option<&str>) {
     weft_testkit::require_tool("grpcurl");
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports::free();
-    let up = Up::start(dir.path(), &ports);
+    let up = Up::start_with(dir.path(), &ports, database_url);
     let brokers = format!("127.0.0.1:{}", ports.broker);
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo");
@@ -116,4 +128,27 @@ fn the_grpcurl_demo_tells_the_whole_story() {
         (order_id.as_str(), "UPS")
     );
     up.stop();
+    if let Some(url) = database_url {
+        // Each service kept its data in a database of its own on that server.
+        assert!(!dir.path().join("user.db").exists() && !dir.path().join("order.db").exists());
+        let count = |service: &str, table: &str| {
+            let url = format!("{url}_{service}");
+            let sql = format!("SELECT COUNT(*) AS n FROM {table}");
+            tokio::runtime::Handle::current().block_on(async move {
+                use sqlx::{Connection as _, Row as _};
+                let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+                sqlx::query(&sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap()
+                    .get::<i64, _>("n")
+            })
+        };
+        assert_eq!(count("user", "users"), 1);
+        assert_eq!(
+            count("order", "orders"),
+            2,
+            "the welcome order and the seed order"
+        );
+    }
 }

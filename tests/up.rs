@@ -121,3 +121,22 @@ fn bad_flags_exit_64_and_external_broker_needs_an_address() {
     let out = Command::new(WEFT).arg("--help").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// A launcher killed with SIGKILL leaves no broker or service behind: they notice the
+/// lost parent and stop.
+#[test]
+fn a_killed_launcher_leaves_nothing_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    Up::start(dir.path(), &ports).kill9();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    for port in [ports.broker, ports.user, ports.order] {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "port {port} still served after the launcher died"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}

@@ -41,7 +41,17 @@ pub struct Up {
 
 impl Up {
     pub fn start(data_dir: &Path, ports: &Ports) -> Self {
-        let mut child = Command::new(WEFT)
+        Self::start_with(data_dir, ports, None)
+    }
+
+    /// Like [`Self::start`], with every service on PostgreSQL under `database_url`.
+    pub fn start_with(data_dir: &Path, ports: &Ports, database_url: Option<&str>) -> Self {
+        let mut command = Command::new(WEFT);
+        match database_url {
+            Some(url) => command.env("DATABASE_URL", url),
+            None => command.env_remove("DATABASE_URL"),
+        };
+        let mut child = command
             .arg("up")
             .args(["--broker-port", &ports.broker.to_string()])
             .args(["--user-port", &ports.user.to_string()])
@@ -91,6 +101,14 @@ impl Up {
         self.wait_for("stopped broker", Duration::from_secs(60));
         let status = self.child.wait().unwrap();
         assert!(status.success(), "weft up exited with {status}");
+    }
+}
+
+impl Up {
+    /// SIGKILL the launcher: no chance to stop its children itself.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 }
 
