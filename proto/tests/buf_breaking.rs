@@ -1,10 +1,14 @@
 //! Proof that schema governance bites: `buf breaking` against the committed baseline
-//! image rejects a removed field and a renumbered field, and accepts the tree as it is;
-//! `buf lint` passes. Runs the real buf (installed by scripts/install-tools).
+//! image rejects a removed field and a renumbered field and accepts the tree as it is,
+//! and `buf lint` passes. Runs the real buf (installed by scripts/install-tools); when
+//! buf is missing these tests fail, they never skip.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// The event file the tests edit, relative to the module root (`proto/`).
+const EVENTS: &str = "weft/user/v1/user_events.proto";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -13,36 +17,45 @@ fn repo() -> PathBuf {
         .to_owned()
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+fn copy_protos(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let target = to.join(entry.file_name());
         if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
+            copy_protos(&entry.path(), &target);
         } else if entry.path().extension().is_some_and(|e| e == "proto") {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
 }
 
-/// A copy of the module (buf.yaml + every .proto) with `edit` applied to one file.
-fn workspace_with(file: &str, edit: impl Fn(&str) -> String) -> tempfile::TempDir {
+/// A copy of the buf workspace: `buf.yaml` and every `.proto` of the module, laid out
+/// as in the repository so `buf.yaml`'s module path and ignores apply unchanged.
+fn module_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(repo().join("buf.yaml"), dir.path().join("buf.yaml")).unwrap();
-    copy_tree(&repo().join("proto/weft"), &dir.path().join("proto/weft"));
-    copy_tree(
-        &repo().join("proto/google"),
-        &dir.path().join("proto/google"),
-    );
+    for sub in ["weft", "google"] {
+        copy_protos(
+            &repo().join("proto").join(sub),
+            &dir.path().join("proto").join(sub),
+        );
+    }
+    dir
+}
+
+/// [`module_copy`] with `edit` applied to `file` (relative to the module root).
+fn module_copy_with(file: &str, edit: impl Fn(&str) -> String) -> tempfile::TempDir {
+    let dir = module_copy();
     let path = dir.path().join("proto").join(file);
     let text = std::fs::read_to_string(&path).unwrap();
     let edited = edit(&text);
-    assert_ne!(text, edited, "the edit changed nothing");
+    assert_ne!(text, edited, "the edit changed nothing in {file}");
     std::fs::write(&path, edited).unwrap();
     dir
 }
 
+/// Runs buf in `dir`; returns whether it succeeded and its stdout + stderr.
 fn buf(dir: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(weft_testkit::require_tool("buf"))
         .args(args)
@@ -57,52 +70,99 @@ fn buf(dir: &Path, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// `buf breaking` of the workspace in `dir` against the committed baseline image,
+/// one JSON object per violation.
 fn breaking(dir: &Path) -> (bool, String) {
     let baseline = repo().join("proto/baseline/image.binpb");
-    buf(dir, &["breaking", "--against", baseline.to_str().unwrap()])
+    buf(
+        dir,
+        &[
+            "breaking",
+            "--against",
+            baseline.to_str().unwrap(),
+            "--error-format=json",
+        ],
+    )
 }
 
-const EVENTS: &str = "weft/user/v1/user_events.proto";
+/// Whether one reported violation has rule `rule` and mentions every one of `words`.
+fn reports(out: &str, rule: &str, words: &[&str]) -> bool {
+    out.lines().any(|line| {
+        line.contains(&format!(r#""type":"{rule}""#)) && words.iter().all(|w| line.contains(w))
+    })
+}
 
 #[test]
-fn the_current_tree_is_not_breaking_and_lints_clean() {
-    let dir = workspace_with(EVENTS, |t| {
-        format!("{t}\n// an added comment is not a change\n")
-    });
+fn an_unmodified_copy_is_not_breaking() {
+    let dir = module_copy();
     let (ok, out) = breaking(dir.path());
-    assert!(ok, "{out}");
+    assert!(ok, "buf breaking rejected the unmodified tree:\n{out}");
+}
+
+#[test]
+fn buf_lint_passes_on_the_real_tree() {
     let (ok, out) = buf(&repo(), &["lint"]);
-    assert!(ok, "{out}");
+    assert!(ok, "buf lint failed:\n{out}");
 }
 
 #[test]
 fn a_removed_field_is_caught() {
-    let dir = workspace_with(EVENTS, |t| t.replacen("  string name = 4;\n", "", 1));
+    let dir = module_copy_with(EVENTS, |t| t.replacen("  string name = 4;\n", "", 1));
     let (ok, out) = breaking(dir.path());
     assert!(!ok, "buf breaking accepted a removed field:\n{out}");
-    assert!(out.contains("UserSignedUp"), "{out}");
     assert!(
-        out.contains("deleted") || out.contains("FIELD_NO_DELETE"),
-        "{out}"
+        reports(
+            &out,
+            "FIELD_NO_DELETE",
+            &[r#"field \"4\" with name \"name\""#, "UserSignedUp"]
+        ),
+        "expected FIELD_NO_DELETE for UserSignedUp.name, got:\n{out}"
     );
 }
 
 #[test]
 fn a_renumbered_field_is_caught() {
-    let dir = workspace_with(EVENTS, |t| {
+    let dir = module_copy_with(EVENTS, |t| {
         t.replacen("string email = 3;", "string email = 13;", 1)
     });
     let (ok, out) = breaking(dir.path());
     assert!(!ok, "buf breaking accepted a renumbered field:\n{out}");
-    assert!(out.contains("UserSignedUp"), "{out}");
+    assert!(
+        reports(
+            &out,
+            "FIELD_NO_DELETE",
+            &[r#"field \"3\" with name \"email\""#, "UserSignedUp"]
+        ),
+        "expected FIELD_NO_DELETE for UserSignedUp field 3, got:\n{out}"
+    );
+}
+
+#[test]
+fn swapped_field_numbers_are_caught() {
+    // Same fields, same types, numbers exchanged: old readers would silently read the
+    // email as the name. Only the name/number pairing changed.
+    let dir = module_copy_with(EVENTS, |t| {
+        t.replacen("string email = 3;", "string email = @;", 1)
+            .replacen("string name = 4;", "string name = 3;", 1)
+            .replacen("string email = @;", "string email = 4;", 1)
+    });
+    let (ok, out) = breaking(dir.path());
+    assert!(!ok, "buf breaking accepted swapped field numbers:\n{out}");
+    assert!(
+        reports(&out, "FIELD_SAME_NAME", &[r#"Field \"3\""#, "UserSignedUp"]),
+        "expected FIELD_SAME_NAME for UserSignedUp field 3, got:\n{out}"
+    );
 }
 
 #[test]
 fn a_lint_violation_is_caught() {
-    let dir = workspace_with("weft/order/v1/order.proto", |t| {
+    let dir = module_copy_with("weft/order/v1/order.proto", |t| {
         t.replacen("ORDER_STATUS_UNSPECIFIED = 0;", "ORDER_STATUS_NONE = 0;", 1)
     });
     let (ok, out) = buf(dir.path(), &["lint"]);
-    assert!(!ok, "{out}");
+    assert!(
+        !ok,
+        "buf lint accepted a zero enum value without _UNSPECIFIED:\n{out}"
+    );
     assert!(out.contains("ORDER_STATUS_NONE"), "{out}");
 }

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use weft_proto::routes::{diff, render, route_table};
 use weft_proto::{SERVICES, descriptor_pool};
 
-const HEADER: &str = "# REST routes of the weft contracts (google.api.http), one binding a line.\n\
-                      # Compared by proto/tests/routes.rs; regenerate with scripts/update-baseline.\n";
+/// The one-line header of the baseline file; `diff` ignores `#` lines.
+const HEADER: &str = "# REST routes (google.api.http) of the weft contracts, one binding a line: \
+                      the baseline of proto/tests/routes.rs; regenerate with scripts/update-baseline\n";
 
 fn baseline_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("baseline/routes.txt")
@@ -31,9 +32,11 @@ fn routes_match_baseline() {
     }
     assert!(
         !d.is_breaking(),
-        "REST routes removed or changed since the baseline (breaking for REST clients):\n  {}\n\
+        "REST routes removed or changed since the baseline (breaking for REST clients):\n\
+         removed:\n  {}\nadded:\n  {}\n\
          If this is intended, run scripts/update-baseline and say so in the change.",
-        d.removed.join("\n  ")
+        d.removed.join("\n  "),
+        d.added.join("\n  ")
     );
 }
 

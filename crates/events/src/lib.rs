@@ -11,6 +11,7 @@
 //! - [`consumer`]: at-least-once delivery, effect-once handling: the handler's change
 //!   and an inbox row commit together, duplicates are skipped, offsets move only after
 //!   the commit, poison records go to the dead-letter topic.
+//! - [`dlq`]: dead letters with their original bytes and the reason.
 //! - [`topics`]: explicit, idempotent topic provisioning.
 //! - [`kafka`]: client settings shared by producers and consumers.
 

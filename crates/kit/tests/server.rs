@@ -209,7 +209,8 @@ async fn shutdown_drains_in_flight_calls_and_reports_not_serving() {
         .await
         .unwrap()
         .into_inner();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Stop only once the call is inside its handler.
+    s.started.notified().await;
     s.shutdown.cancel();
     let done = in_flight.await.unwrap().unwrap();
     assert_eq!(
