@@ -138,12 +138,21 @@ impl Database {
         }
     }
 
-    /// Checks that the database answers (readiness probe).
+    /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
             .await
             .map(|_| ())
+    }
+
+    /// [`Self::ping`] as a readiness probe, for `Readiness::with_probe`.
+    pub fn probe(&self) -> impl Fn() -> crate::kafka::ProbeFuture + Send + Sync + 'static {
+        let db = self.clone();
+        move || {
+            let db = db.clone();
+            Box::pin(async move { db.ping().await.map_err(|e| format!("database: {e}")) })
+        }
     }
 }
 

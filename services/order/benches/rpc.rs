@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use support::*;
 use tokio::sync::Mutex;
+use tonic::transport::Channel;
 use weft_proto::order::GetOrderRequest;
+use weft_proto::user::user_service_client::UserServiceClient;
 use weft_proto::user::{SignUpRequest, SignupSource};
 
 fn env(name: &str, default: u64) -> u64 {
@@ -113,6 +115,31 @@ where
     (Stats(all), start.elapsed(), errors.load(Ordering::Relaxed))
 }
 
+/// A call that signs up a new user `<prefix>-<i>@example.com`.
+fn sign_up(
+    users: UserServiceClient<Channel>,
+    prefix: String,
+) -> impl Fn(usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
++ Send
++ Sync
++ 'static {
+    move |i| {
+        let mut u = users.clone();
+        let email = format!("{prefix}-{i}@example.com");
+        Box::pin(async move {
+            u.sign_up(SignUpRequest {
+                email,
+                name: "Bench".into(),
+                password: "benchmark password 1".into(),
+                source: SignupSource::Api as i32,
+                ..Default::default()
+            })
+            .await
+            .is_ok()
+        })
+    }
+}
+
 async fn run(db: Db, label: &str) {
     let mesh = spawn_mesh(db).await;
     let (_, token) = mesh.user("bench@example.com").await;
@@ -124,42 +151,18 @@ async fn run(db: Db, label: &str) {
     let seconds = env("WEFT_BENCH_SECONDS", 10);
     let run_id = std::process::id();
 
-    let u = users.clone();
-    let (mut s, wall, e) = open_loop(signup_rate, seconds, move |i| {
-        let mut u = u.clone();
-        async move {
-            u.sign_up(SignUpRequest {
-                email: format!("fixed-{run_id}-{i}@example.com"),
-                name: "Bench".into(),
-                password: "benchmark password 1".into(),
-                source: SignupSource::Api as i32,
-                ..Default::default()
-            })
-            .await
-            .is_ok()
-        }
-    })
+    let (mut s, wall, e) = open_loop(
+        signup_rate,
+        seconds,
+        sign_up(users.clone(), format!("fixed-{run_id}")),
+    )
     .await;
     println!(
         "[{label}] {}",
         s.line(&format!("SignUp at {signup_rate}/s"), wall, e)
     );
-    let u = users.clone();
-    let (mut s, wall, e) = closed_loop(4, 5, move |i| {
-        let mut u = u.clone();
-        async move {
-            u.sign_up(SignUpRequest {
-                email: format!("closed-{run_id}-{i}@example.com"),
-                name: "Bench".into(),
-                password: "benchmark password 1".into(),
-                source: SignupSource::Api as i32,
-                ..Default::default()
-            })
-            .await
-            .is_ok()
-        }
-    })
-    .await;
+    let (mut s, wall, e) =
+        closed_loop(4, 5, sign_up(users.clone(), format!("closed-{run_id}"))).await;
     println!(
         "[{label}] {}",
         s.line("SignUp closed loop, 4 callers", wall, e)

@@ -81,16 +81,12 @@ impl App {
 
     /// Serves until `shutdown`, then drains.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let db = self.api.db.clone();
         let keys = self.verifier.clone();
         let broker = weft_events::kafka::broker_probe(&self.config.kafka)?;
         let readiness = self
             .grpc
             .readiness(&[SERVICE])
-            .with_probe("database", move || {
-                let db = db.clone();
-                async move { db.ping().await.map_err(|e| format!("database: {e}")) }
-            })
+            .with_probe("database", self.api.db.probe())
             .with_probe("broker", broker)
             .with_probe("token keys", move || {
                 let n = keys.key_count();
