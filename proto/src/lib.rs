@@ -89,3 +89,53 @@ pub const SERVICES: [&str; 4] = [
     "weft.notification.v1.NotificationService",
     "weft.analytics.v1.AnalyticsService",
 ];
+
+impl common::Money {
+    /// The amount as an exact decimal with at least two fraction digits and no
+    /// trailing zeros beyond them, e.g. `109.97`, `0.00`, `-1.5` → `-1.50`,
+    /// `0.125` → `0.125`. No floating point is involved.
+    pub fn decimal(&self) -> String {
+        let negative = self.units < 0 || self.nanos < 0;
+        let units = self.units.unsigned_abs();
+        let nanos = self.nanos.unsigned_abs();
+        let mut fraction = format!("{nanos:09}");
+        while fraction.len() > 2 && fraction.ends_with('0') {
+            fraction.pop();
+        }
+        let sign = if negative { "-" } else { "" };
+        format!("{sign}{units}.{fraction}")
+    }
+}
+
+impl std::fmt::Display for common::Money {
+    /// `109.97 USD`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.decimal(), self.currency_code)
+    }
+}
+
+#[cfg(test)]
+mod money_tests {
+    use super::common::Money;
+
+    fn money(units: i64, nanos: i32) -> Money {
+        Money {
+            currency_code: "USD".into(),
+            units,
+            nanos,
+        }
+    }
+
+    #[test]
+    fn decimals_are_exact() {
+        assert_eq!(money(109, 970_000_000).to_string(), "109.97 USD");
+        assert_eq!(money(0, 0).decimal(), "0.00");
+        assert_eq!(money(-1, -500_000_000).decimal(), "-1.50");
+        assert_eq!(money(0, -10_000_000).decimal(), "-0.01");
+        assert_eq!(money(0, 125_000_000).decimal(), "0.125");
+        assert_eq!(
+            money(i64::MAX, 999_999_999).decimal(),
+            "9223372036854775807.999999999"
+        );
+    }
+}

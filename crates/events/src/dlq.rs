@@ -52,22 +52,40 @@ impl DeadLetters {
         reason: &str,
         error: &str,
     ) -> Result<(), EventsError> {
+        let headers: Vec<(&str, Option<&[u8]>)> = msg
+            .headers()
+            .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
+            .unwrap_or_default();
+        let record = DeadRecord {
+            topic: msg.topic(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: msg.key(),
+            payload: msg.payload(),
+            headers,
+        };
+        self.send_record(&record, reason, error).await
+    }
+
+    /// Copies a record kept elsewhere (e.g. stored by a service that gave up on it
+    /// later) to its dead-letter topic and waits for the acknowledgement.
+    pub async fn send_record(
+        &self,
+        record: &DeadRecord<'_>,
+        reason: &str,
+        error: &str,
+    ) -> Result<(), EventsError> {
         let mut headers = OwnedHeaders::new();
-        if let Some(original) = msg.headers() {
-            for h in original.iter() {
-                headers = headers.insert(Header {
-                    key: h.key,
-                    value: h.value,
-                });
-            }
+        for (key, value) in &record.headers {
+            headers = headers.insert(Header { key, value: *value });
         }
-        let partition = msg.partition().to_string();
-        let offset = msg.offset().to_string();
+        let partition = record.partition.to_string();
+        let offset = record.offset.to_string();
         let time = chrono::Utc::now().to_rfc3339();
         for (k, v) in [
             (header::REASON, reason),
             (header::ERROR, error),
-            (header::SOURCE_TOPIC, msg.topic()),
+            (header::SOURCE_TOPIC, record.topic),
             (header::SOURCE_PARTITION, partition.as_str()),
             (header::SOURCE_OFFSET, offset.as_str()),
             (header::CONSUMER_GROUP, self.group.as_str()),
@@ -78,15 +96,15 @@ impl DeadLetters {
                 value: Some(v.as_bytes()),
             });
         }
-        let topic = dead_letter_topic(msg.topic());
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).headers(headers);
-        if let Some(key) = msg.key() {
-            record = record.key(key);
+        let topic = dead_letter_topic(record.topic);
+        let mut out: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).headers(headers);
+        if let Some(key) = record.key {
+            out = out.key(key);
         }
-        if let Some(payload) = msg.payload() {
-            record = record.payload(payload);
+        if let Some(payload) = record.payload {
+            out = out.payload(payload);
         }
-        match self.producer.send_result(record) {
+        match self.producer.send_result(out) {
             Ok(delivery) => match delivery.await {
                 Ok(Ok(_)) => {
                     metrics::counter!("consumer_dead_letters_total", "group" => self.group.clone(), "reason" => reason.to_owned())
@@ -101,4 +119,21 @@ impl DeadLetters {
             Err((e, _)) => Err(EventsError::Kafka(e)),
         }
     }
+}
+
+/// The parts of a record that a dead letter copies.
+#[derive(Debug, Clone)]
+pub struct DeadRecord<'a> {
+    /// Topic it came from.
+    pub topic: &'a str,
+    /// Partition it came from.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// The record key.
+    pub key: Option<&'a [u8]>,
+    /// The record value.
+    pub payload: Option<&'a [u8]>,
+    /// The record headers, in order.
+    pub headers: Vec<(&'a str, Option<&'a [u8]>)>,
 }

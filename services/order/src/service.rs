@@ -61,12 +61,7 @@ pub fn status(e: OrderError) -> Status {
     }
 }
 
-fn timestamp(micros: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1000).unwrap_or(0),
-    }
-}
+use weft_events::db::timestamp;
 
 /// The API view of a stored order.
 pub fn to_proto(o: &OrderRecord) -> Order {

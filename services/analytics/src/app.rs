@@ -1,0 +1,163 @@
+//! Assembling the analytics service: database, the projecting consumer (offsets in
+//! the database), the token verifier, and the gRPC, admin and dashboard servers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic::service::interceptor::InterceptedService;
+use weft_auth::{TokenConfig, Verifier};
+use weft_events::consumer::Outcome;
+use weft_events::{Consumer, Database};
+use weft_kit::admin::AdminServer;
+use weft_kit::grpc::GrpcServer;
+use weft_proto::analytics::analytics_service_server::AnalyticsServiceServer;
+
+use crate::config::Config;
+use crate::dashboard::DashboardServer;
+use crate::projection::{DropProjections, Projector};
+use crate::service::AnalyticsApi;
+
+/// Full proto name of the service, for health.
+pub const SERVICE: &str = "weft.analytics.v1.AnalyticsService";
+
+/// A built, bound, not yet running analytics service.
+pub struct App {
+    grpc: GrpcServer,
+    admin: AdminServer,
+    dashboard: Option<DashboardServer>,
+    db: Database,
+    verifier: Arc<Verifier>,
+    config: Config,
+}
+
+impl App {
+    /// Connects, migrates and binds the listeners.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = weft_events::db::open_service_db(
+            config.database_url.as_ref().map(|u| u.expose().as_str()),
+            &config.data_dir,
+            "analytics",
+            sqlx::migrate!("./migrations/sqlite"),
+            sqlx::migrate!("./migrations/postgres"),
+        )
+        .await
+        .context("opening the analytics database")?;
+        let grpc = GrpcServer::bind(config.grpc_addr, config.server.clone()).await?;
+        let admin = AdminServer::bind(config.admin_addr).await?;
+        let dashboard = if config.no_dashboard {
+            None
+        } else {
+            Some(
+                DashboardServer::bind(config.dashboard_addr)
+                    .await
+                    .with_context(|| {
+                        format!("binding the dashboard to {}", config.dashboard_addr)
+                    })?,
+            )
+        };
+        Ok(Self {
+            grpc,
+            admin,
+            dashboard,
+            db,
+            verifier: Arc::new(Verifier::new(&TokenConfig::default())),
+            config,
+        })
+    }
+
+    /// Where the gRPC server listens.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr()
+    }
+
+    /// Where the admin server listens.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr()
+    }
+
+    /// Where the dashboard listens, when it is served.
+    pub fn dashboard_addr(&self) -> Option<SocketAddr> {
+        self.dashboard.as_ref().map(DashboardServer::local_addr)
+    }
+
+    /// Serves until `shutdown`, then drains.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let broker = weft_events::kafka::broker_probe(&self.config.kafka)?;
+        let readiness = self
+            .grpc
+            .readiness(&[SERVICE])
+            .with_probe("database", self.db.probe())
+            .with_probe("broker", broker);
+
+        let (changed, changes) = watch::channel(0u64);
+        let mut consumer = Consumer::new(
+            &self.config.consumer_group,
+            self.config.kafka.clone(),
+            self.db.clone(),
+        );
+        for topic in weft_events::catalog::TOPICS {
+            consumer = consumer.subscribe(topic);
+        }
+        let consumer = consumer
+            .on_any(Projector)
+            .offsets_in_database(DropProjections)
+            .after_commit(move |_, outcome| {
+                if outcome == Outcome::Applied {
+                    changed.send_modify(|v| *v = v.wrapping_add(1));
+                }
+            });
+        let rewinder = consumer
+            .rewinder()
+            .context("the analytics consumer keeps its offsets in the database")?;
+        let api = AnalyticsApi {
+            db: self.db.clone(),
+            changes,
+            rewinder,
+            shutdown: shutdown.clone(),
+        };
+        let stop = shutdown.clone();
+        let jwks = tokio::spawn(weft_auth::keep_fresh(
+            self.verifier.clone(),
+            self.config.user_service_url.clone(),
+            self.config.jwks_refresh,
+            async move { stop.cancelled().await },
+        ));
+        let dashboard = self
+            .dashboard
+            .map(|d| tokio::spawn(d.serve(api.clone(), shutdown.clone())));
+        let limit = self.grpc.max_message_bytes();
+        let server = AnalyticsServiceServer::new(api)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
+        let routes = Routes::new(InterceptedService::new(
+            server,
+            weft_auth::interceptor(self.verifier),
+        ));
+
+        let consumer = tokio::spawn(consumer.run(shutdown.clone()));
+        let admin = tokio::spawn(self.admin.serve(readiness.flag(), shutdown.clone()));
+        let grace = self.config.server.shutdown_grace;
+        let served = self.grpc.serve(routes, readiness, shutdown).await;
+        let background = async {
+            if let Ok(Err(e)) = consumer.await {
+                tracing::error!(error = %e, "analytics consumer failed");
+            }
+            if let Some(d) = dashboard {
+                let _ = d.await;
+            }
+            let _ = admin.await;
+            let _ = jwks.await;
+        };
+        if tokio::time::timeout(grace, background).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "background tasks did not stop within the grace period"
+            );
+        }
+        served.map_err(Into::into)
+    }
+}

@@ -1,0 +1,60 @@
+//! Settings of the analytics service: flags or environment variables, with defaults
+//! that run it in the embedded mesh.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use weft_events::kafka::KafkaArgs;
+use weft_kit::config::{Secret, ServerArgs, TelemetryArgs};
+
+/// The analytics service.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "weft-analytics",
+    version,
+    about = "weft analytics service: exact projections of every event, a metric stream and the live dashboard"
+)]
+pub struct Config {
+    /// gRPC listen address.
+    #[arg(long, env = "WEFT_GRPC_ADDR", default_value = "0.0.0.0:50054")]
+    pub grpc_addr: SocketAddr,
+    /// Admin (/metrics) listen address.
+    #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "0.0.0.0:9104")]
+    pub admin_addr: SocketAddr,
+    /// Dashboard (HTTP) listen address.
+    #[arg(long, env = "WEFT_DASHBOARD_ADDR", default_value = "0.0.0.0:8088")]
+    pub dashboard_addr: SocketAddr,
+    /// Do not serve the dashboard (when the gateway serves it).
+    #[arg(long, env = "WEFT_NO_DASHBOARD")]
+    pub no_dashboard: bool,
+    /// Data directory (SQLite database).
+    #[arg(long, env = "WEFT_DATA_DIR", default_value = ".weft")]
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL; SQLite under the data dir when absent.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<Secret<String>>,
+    /// The user service, whose JWKS verifies access tokens (for a rebuild).
+    #[arg(
+        long,
+        env = "WEFT_USER_SERVICE_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub user_service_url: String,
+    /// How often the token keys are refreshed.
+    #[arg(long, env = "WEFT_JWKS_REFRESH", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub jwks_refresh: Duration,
+    /// Name under which the inbox and offsets are kept.
+    #[arg(long, env = "WEFT_CONSUMER_GROUP", default_value = "weft-analytics")]
+    pub consumer_group: String,
+    /// gRPC server limits.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Kafka.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Logs and traces.
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}

@@ -1,0 +1,27 @@
+//! weft-analytics: exact projections over every weft event.
+//!
+//! One consumer reads every partition of `user-events`, `order-events` and
+//! `notification-events` and applies each event to the [`projection`] tables in the
+//! transaction that also records it in the inbox and stores its offset, so a
+//! redelivery or a restart neither loses nor double-counts; a rebuild drops the
+//! tables and replays the topics from the beginning. The [`service`] serves the
+//! metrics over gRPC (including a coalesced stream) and the [`dashboard`] serves the
+//! live page over HTTP with Server-Sent Events.
+
+pub mod app;
+pub mod config;
+pub mod dashboard;
+pub mod latency;
+pub mod projection;
+pub mod service;
+
+pub use app::App;
+pub use config::Config;
+
+/// Runs the service with `config` until SIGTERM/SIGINT: the whole life of a process.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let _telemetry = weft_kit::telemetry::init("weft-analytics", &config.telemetry)?;
+    let app = App::build(config).await?;
+    tracing::info!(grpc = %app.grpc_addr(), admin = %app.admin_addr(), dashboard = ?app.dashboard_addr(), "analytics service ready to serve");
+    app.run_until_stopped(weft_kit::shutdown::on_signal()).await
+}

@@ -1,0 +1,103 @@
+//! Settings of the notification service: flags or environment variables, with
+//! defaults that run it in the embedded mesh.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use weft_events::kafka::KafkaArgs;
+use weft_kit::config::{Secret, ServerArgs, TelemetryArgs};
+
+/// The notification service.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "weft-notification",
+    version,
+    about = "weft notification service: welcome, order and shipping messages by email and SMS"
+)]
+pub struct Config {
+    /// gRPC listen address.
+    #[arg(long, env = "WEFT_GRPC_ADDR", default_value = "0.0.0.0:50053")]
+    pub grpc_addr: SocketAddr,
+    /// Admin (/metrics) listen address.
+    #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "0.0.0.0:9103")]
+    pub admin_addr: SocketAddr,
+    /// Data directory (SQLite database, and the mail and SMS directories by default).
+    #[arg(long, env = "WEFT_DATA_DIR", default_value = ".weft")]
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL; SQLite under the data dir when absent.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<Secret<String>>,
+    /// SMTP server, e.g. `smtp://127.0.0.1:2525` or `smtp://user:pass@host:587?tls=required`;
+    /// without it emails are written as `.eml` files to the mail directory.
+    #[arg(long, env = "WEFT_SMTP_URL")]
+    pub smtp_url: Option<Secret<String>>,
+    /// Where `.eml` files go when no SMTP server is set [default: <data dir>/mail].
+    #[arg(long, env = "WEFT_MAIL_DIR")]
+    pub mail_dir: Option<PathBuf>,
+    /// Sender of every email.
+    #[arg(
+        long,
+        env = "WEFT_MAIL_FROM",
+        default_value = "weft <no-reply@weft.localhost>"
+    )]
+    pub mail_from: String,
+    /// Webhook that text messages are POSTed to; without it they are written as JSON
+    /// files to the SMS directory.
+    #[arg(long, env = "WEFT_SMS_WEBHOOK_URL")]
+    pub sms_webhook_url: Option<Secret<String>>,
+    /// Where text messages go when no webhook is set [default: <data dir>/sms].
+    #[arg(long, env = "WEFT_SMS_DIR")]
+    pub sms_dir: Option<PathBuf>,
+    /// Read the templates from this directory instead of the built-in ones (every
+    /// file of the service's `templates/` must be there).
+    #[arg(long, env = "WEFT_TEMPLATE_DIR")]
+    pub template_dir: Option<PathBuf>,
+    /// Delivery attempts before a message is given up on (its event then goes to the
+    /// dead-letter topic).
+    #[arg(long, env = "WEFT_DELIVERY_MAX_ATTEMPTS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+    /// Time limit of one SMTP or webhook exchange.
+    #[arg(long, env = "WEFT_SEND_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub send_timeout: Duration,
+    /// The user service, whose JWKS verifies access tokens.
+    #[arg(
+        long,
+        env = "WEFT_USER_SERVICE_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub user_service_url: String,
+    /// How often the token keys are refreshed.
+    #[arg(long, env = "WEFT_JWKS_REFRESH", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub jwks_refresh: Duration,
+    /// Consumer group.
+    #[arg(long, env = "WEFT_CONSUMER_GROUP", default_value = "weft-notification")]
+    pub consumer_group: String,
+    /// gRPC server limits.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Kafka.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Logs and traces.
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+impl Config {
+    /// The mail directory in effect.
+    pub fn mail_dir(&self) -> PathBuf {
+        self.mail_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("mail"))
+    }
+
+    /// The SMS directory in effect.
+    pub fn sms_dir(&self) -> PathBuf {
+        self.sms_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("sms"))
+    }
+}

@@ -1,0 +1,267 @@
+//! What the notification service does with each event: remember contacts and plan
+//! notifications, inside the consumer's transaction (so a redelivered event finds its
+//! inbox row and plans nothing twice; the unique (event, template, channel) index is
+//! the second guard). Delivery happens later, in [`crate::delivery`], so a slow or
+//! failing transport never holds up the consumer.
+//!
+//! Content that can never become a message (no user id, an email without `@`, an
+//! order without items or total) is a permanent error: the record goes to the
+//! dead-letter topic.
+
+use serde::Serialize;
+use sqlx::AnyConnection;
+use weft_events::consumer::{Handler, HandlerError, Received};
+use weft_events::db::now_micros;
+use weft_proto::common::Money;
+use weft_proto::notification::Channel;
+use weft_proto::order::{OrderCreated, OrderShipped};
+use weft_proto::user::{UserSignedUp, UserUpdated};
+
+use crate::store::{self, Contact, NotificationRow};
+use crate::templates::{ORDER_CONFIRMATION, ORDER_SHIPPED, WELCOME};
+
+fn permanent(msg: impl Into<String>) -> HandlerError {
+    HandlerError::Permanent(msg.into())
+}
+
+fn user_id(id: &str, event: &str) -> Result<String, HandlerError> {
+    let id = id.trim();
+    if id.is_empty() || id.len() > 64 {
+        return Err(permanent(format!("{event} without a usable user_id")));
+    }
+    Ok(id.to_owned())
+}
+
+/// Plans one notification of `event` for `user_id`.
+async fn plan(
+    tx: &mut AnyConnection,
+    event: &Received,
+    user_id: &str,
+    channel: Channel,
+    template: &str,
+    recipient: &str,
+    context: &impl Serialize,
+) -> Result<(), HandlerError> {
+    let context =
+        serde_json::to_string(context).map_err(|e| permanent(format!("template values: {e}")))?;
+    let row = NotificationRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        user_id: user_id.to_owned(),
+        channel,
+        template: template.to_owned(),
+        trigger_event_id: event.envelope.id.clone(),
+        context,
+        recipient: recipient.to_owned(),
+        subject: String::new(),
+        status: weft_proto::notification::DeliveryStatus::Pending,
+        attempts: 0,
+        last_error: None,
+        created_at: now_micros(),
+        sent_at: None,
+    };
+    if store::plan(tx, &row).await? {
+        metrics::counter!("notifications_planned_total", "template" => template.to_owned(), "channel" => channel.as_str_name())
+            .increment(1);
+    }
+    Ok(())
+}
+
+/// `UserSignedUp`: remember the contact, plan the welcome email.
+pub struct Welcome;
+
+#[async_trait::async_trait]
+impl Handler for Welcome {
+    async fn handle(&self, tx: &mut AnyConnection, event: &Received) -> Result<(), HandlerError> {
+        let e = event.decode::<UserSignedUp>()?;
+        let user_id = user_id(&e.user_id, "UserSignedUp")?;
+        let email = e.email.trim();
+        if !email.contains('@') {
+            return Err(permanent("UserSignedUp without a usable email"));
+        }
+        let contact = Contact {
+            email: email.to_owned(),
+            name: e.name.trim().to_owned(),
+            phone: e.phone.trim().to_owned(),
+        };
+        store::put_contact(tx, &user_id, &contact, now_micros()).await?;
+        store::save_trigger(tx, event, now_micros()).await?;
+        let context = serde_json::json!({});
+        plan(
+            tx,
+            event,
+            &user_id,
+            Channel::Email,
+            WELCOME,
+            email,
+            &context,
+        )
+        .await
+    }
+}
+
+/// `UserUpdated`: keep the contact current.
+pub struct ContactChanges;
+
+#[async_trait::async_trait]
+impl Handler for ContactChanges {
+    async fn handle(&self, tx: &mut AnyConnection, event: &Received) -> Result<(), HandlerError> {
+        let e = event.decode::<UserUpdated>()?;
+        let user_id = user_id(&e.user_id, "UserUpdated")?;
+        let mut contact = store::contact(tx, &user_id).await?.unwrap_or_default();
+        for field in &e.changed_fields {
+            match field.as_str() {
+                "email" => contact.email = e.email.trim().to_owned(),
+                "name" => contact.name = e.name.trim().to_owned(),
+                "phone" => contact.phone = e.phone.trim().to_owned(),
+                _ => {}
+            }
+        }
+        store::put_contact(tx, &user_id, &contact, now_micros()).await?;
+        Ok(())
+    }
+}
+
+/// One line of an order confirmation.
+#[derive(Debug, Serialize)]
+struct ItemLine {
+    name: String,
+    quantity: i32,
+    unit_price: String,
+    line_total: String,
+}
+
+/// `unit × quantity`, exactly (in nanos, with 128-bit headroom).
+fn times(unit: &Money, quantity: i32) -> Result<Money, HandlerError> {
+    let nanos =
+        (i128::from(unit.units) * 1_000_000_000 + i128::from(unit.nanos)) * i128::from(quantity);
+    let units =
+        i64::try_from(nanos / 1_000_000_000).map_err(|_| permanent("line total out of range"))?;
+    Ok(Money {
+        currency_code: unit.currency_code.clone(),
+        units,
+        nanos: (nanos % 1_000_000_000) as i32,
+    })
+}
+
+/// `OrderCreated`: plan the order confirmation.
+pub struct Confirmation;
+
+#[async_trait::async_trait]
+impl Handler for Confirmation {
+    async fn handle(&self, tx: &mut AnyConnection, event: &Received) -> Result<(), HandlerError> {
+        let e = event.decode::<OrderCreated>()?;
+        let user_id = user_id(&e.user_id, "OrderCreated")?;
+        if e.order_id.trim().is_empty() {
+            return Err(permanent("OrderCreated without an order_id"));
+        }
+        let total = e
+            .total
+            .as_ref()
+            .filter(|t| !t.currency_code.is_empty())
+            .ok_or_else(|| permanent("OrderCreated without a total"))?;
+        if e.items.is_empty() {
+            return Err(permanent("OrderCreated without items"));
+        }
+        let mut items = Vec::with_capacity(e.items.len());
+        for item in &e.items {
+            let unit = item
+                .unit_price
+                .as_ref()
+                .ok_or_else(|| permanent("OrderCreated item without a unit price"))?;
+            if item.quantity <= 0 {
+                return Err(permanent("OrderCreated item with a quantity below one"));
+            }
+            items.push(ItemLine {
+                name: item.name.clone(),
+                quantity: item.quantity,
+                unit_price: unit.to_string(),
+                line_total: times(unit, item.quantity)?.to_string(),
+            });
+        }
+        store::save_trigger(tx, event, now_micros()).await?;
+        let context = serde_json::json!({
+            "order_id": e.order_id,
+            "items": items,
+            "total": total.to_string(),
+        });
+        plan(
+            tx,
+            event,
+            &user_id,
+            Channel::Email,
+            ORDER_CONFIRMATION,
+            "",
+            &context,
+        )
+        .await
+    }
+}
+
+/// `OrderShipped`: plan the shipping email and, unless the user is known to have no
+/// phone number, the text message.
+pub struct Shipping;
+
+#[async_trait::async_trait]
+impl Handler for Shipping {
+    async fn handle(&self, tx: &mut AnyConnection, event: &Received) -> Result<(), HandlerError> {
+        let e = event.decode::<OrderShipped>()?;
+        let user_id = user_id(&e.user_id, "OrderShipped")?;
+        if e.order_id.trim().is_empty() {
+            return Err(permanent("OrderShipped without an order_id"));
+        }
+        store::save_trigger(tx, event, now_micros()).await?;
+        let context = serde_json::json!({
+            "order_id": e.order_id,
+            "carrier": e.carrier,
+            "tracking_number": e.tracking_number,
+        });
+        plan(
+            tx,
+            event,
+            &user_id,
+            Channel::Email,
+            ORDER_SHIPPED,
+            "",
+            &context,
+        )
+        .await?;
+        let known_without_phone = store::contact(tx, &user_id)
+            .await?
+            .is_some_and(|c| c.phone.is_empty());
+        if !known_without_phone {
+            plan(
+                tx,
+                event,
+                &user_id,
+                Channel::Sms,
+                ORDER_SHIPPED,
+                "",
+                &context,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_totals_are_exact() {
+        let unit = Money {
+            currency_code: "USD".into(),
+            units: 29,
+            nanos: 990_000_000,
+        };
+        assert_eq!(times(&unit, 2).unwrap().to_string(), "59.98 USD");
+        assert_eq!(times(&unit, 1000).unwrap().to_string(), "29990.00 USD");
+        let big = Money {
+            currency_code: "USD".into(),
+            units: i64::MAX / 2,
+            nanos: 0,
+        };
+        assert!(times(&big, 3).is_err());
+    }
+}

@@ -1,0 +1,135 @@
+//! The gRPC API: a user's notifications, newest first, and one notification. A
+//! caller sees their own (an admin sees all); anybody else's are NOT_FOUND.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use tonic::{Request, Response, Status};
+use weft_events::Database;
+use weft_events::db::timestamp;
+use weft_kit::status::{FieldViolation, invalid_argument};
+use weft_proto::notification::notification_service_server::NotificationService;
+use weft_proto::notification::{
+    GetNotificationRequest, GetNotificationResponse, ListNotificationsRequest,
+    ListNotificationsResponse, Notification,
+};
+
+use crate::store::{self, NotificationRow};
+
+/// The NotificationService implementation.
+#[derive(Clone)]
+pub struct NotificationApi {
+    /// The service database.
+    pub db: Database,
+}
+
+fn internal(e: sqlx::Error) -> Status {
+    weft_kit::status::internal(&e)
+}
+
+/// The API view of a stored notification.
+pub fn to_proto(n: &NotificationRow) -> Notification {
+    Notification {
+        notification_id: n.id.clone(),
+        user_id: n.user_id.clone(),
+        channel: n.channel as i32,
+        template: n.template.clone(),
+        recipient: n.recipient.clone(),
+        subject: n.subject.clone(),
+        status: n.status as i32,
+        trigger_event_id: n.trigger_event_id.clone(),
+        create_time: Some(timestamp(n.created_at)),
+        sent_time: n.sent_at.map(timestamp),
+    }
+}
+
+fn page_token(n: &NotificationRow) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{}", n.created_at, n.id))
+}
+
+fn parse_page_token(token: &str) -> Result<Option<(i64, String)>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || {
+        invalid_argument(&[FieldViolation::new(
+            "page_token",
+            "is not a token this service issued",
+        )])
+    };
+    let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let (at, id) = text.split_once(':').ok_or_else(bad)?;
+    Ok(Some((at.parse().map_err(|_| bad())?, id.to_owned())))
+}
+
+#[tonic::async_trait]
+impl NotificationService for NotificationApi {
+    async fn list_notifications(
+        &self,
+        request: Request<ListNotificationsRequest>,
+    ) -> Result<Response<ListNotificationsResponse>, Status> {
+        let caller = weft_auth::caller(&request)?;
+        let req = request.into_inner();
+        let user_id = if req.user_id.trim().is_empty() {
+            caller.user_id.clone()
+        } else {
+            req.user_id.trim().to_owned()
+        };
+        let mut violations = Vec::new();
+        if req.page_size < 0 {
+            violations.push(FieldViolation::new("page_size", "must not be negative"));
+        }
+        if user_id.len() > 64 {
+            violations.push(FieldViolation::new(
+                "user_id",
+                "is longer than 64 characters",
+            ));
+        }
+        if !violations.is_empty() {
+            return Err(invalid_argument(&violations));
+        }
+        let size = match req.page_size {
+            0 => 20,
+            n => i64::from(n.min(100)),
+        };
+        let after = parse_page_token(&req.page_token)?;
+        if !caller.may_act_for(&user_id) {
+            return Err(Status::not_found("no notifications for that user"));
+        }
+        let mut rows = store::page(&self.db, &user_id, after, size + 1)
+            .await
+            .map_err(internal)?;
+        let next_page_token = if rows.len() as i64 > size {
+            rows.truncate(size as usize);
+            rows.last().map(page_token).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(ListNotificationsResponse {
+            notifications: rows.iter().map(to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_notification(
+        &self,
+        request: Request<GetNotificationRequest>,
+    ) -> Result<Response<GetNotificationResponse>, Status> {
+        let caller = weft_auth::caller(&request)?;
+        let id = request.get_ref().notification_id.trim().to_owned();
+        if id.is_empty() || id.len() > 64 {
+            return Err(invalid_argument(&[FieldViolation::new(
+                "notification_id",
+                "must be a notification id",
+            )]));
+        }
+        match store::get(&self.db, &id).await.map_err(internal)? {
+            Some(n) if caller.may_act_for(&n.user_id) => {
+                Ok(Response::new(GetNotificationResponse {
+                    notification: Some(to_proto(&n)),
+                }))
+            }
+            _ => Err(Status::not_found("notification not found")),
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! The notification database: contacts, trigger records and notifications.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row as _};
+use weft_events::{Database, Received};
+use weft_proto::notification::{Channel, DeliveryStatus};
+
+/// Where to reach a user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Contact {
+    /// Email address.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Phone number (E.164), empty when none.
+    pub phone: String,
+}
+
+/// Saves what `UserSignedUp` says of a user.
+pub async fn put_contact(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    c: &Contact,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO contacts (user_id, email, name, phone, updated_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (user_id) DO UPDATE SET email = excluded.email, name = excluded.name, \
+         phone = excluded.phone, updated_at = excluded.updated_at",
+    )
+    .bind(user_id.to_owned())
+    .bind(c.email.clone())
+    .bind(c.name.clone())
+    .bind(c.phone.clone())
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The contact of `user_id`, if this service has seen the user.
+pub async fn contact(
+    conn: &mut AnyConnection,
+    user_id: &str,
+) -> Result<Option<Contact>, sqlx::Error> {
+    let row = sqlx::query("SELECT email, name, phone FROM contacts WHERE user_id = $1")
+        .bind(user_id.to_owned())
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| {
+        Ok(Contact {
+            email: r.try_get(0)?,
+            name: r.try_get(1)?,
+            phone: r.try_get(2)?,
+        })
+    })
+    .transpose()
+}
+
+/// Keeps the triggering record whole (for a later dead letter). Idempotent.
+pub async fn save_trigger(
+    conn: &mut AnyConnection,
+    event: &Received,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let headers: Vec<(&str, String)> = event
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), STANDARD.encode(v)))
+        .collect();
+    let headers = serde_json::to_string(&headers).unwrap_or_else(|_| "[]".into());
+    sqlx::query(
+        "INSERT INTO triggers (event_id, event_type, correlation_id, topic, kafka_partition, \
+         kafka_offset, event_key, headers, payload, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(event.envelope.id.clone())
+    .bind(event.envelope.event_type.clone())
+    .bind(event.context().correlation_id)
+    .bind(event.topic.clone())
+    .bind(i64::from(event.partition))
+    .bind(event.offset)
+    .bind(event.key.clone())
+    .bind(headers)
+    .bind(event.payload.clone())
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A stored trigger record.
+#[derive(Debug, Clone)]
+pub struct Trigger {
+    /// Its correlation id.
+    pub correlation_id: String,
+    /// Topic it came from.
+    pub topic: String,
+    /// Partition it came from.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// The record key.
+    pub key: Option<String>,
+    /// The record headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The record value.
+    pub payload: Vec<u8>,
+}
+
+/// The trigger record `event_id`.
+pub async fn trigger(db: &Database, event_id: &str) -> Result<Option<Trigger>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT correlation_id, topic, kafka_partition, kafka_offset, event_key, headers, payload \
+         FROM triggers WHERE event_id = $1",
+    )
+    .bind(event_id.to_owned())
+    .fetch_optional(db.pool())
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let headers: String = r.try_get(5)?;
+    let headers: Vec<(String, String)> = serde_json::from_str(&headers).unwrap_or_default();
+    Ok(Some(Trigger {
+        correlation_id: r.try_get(0)?,
+        topic: r.try_get(1)?,
+        partition: i32::try_from(r.try_get::<i64, _>(2)?).unwrap_or_default(),
+        offset: r.try_get(3)?,
+        key: r.try_get(4)?,
+        headers: headers
+            .into_iter()
+            .map(|(k, v)| (k, STANDARD.decode(v).unwrap_or_default()))
+            .collect(),
+        payload: r.try_get(6)?,
+    }))
+}
+
+/// One notification as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationRow {
+    /// Its id.
+    pub id: String,
+    /// The recipient user.
+    pub user_id: String,
+    /// Email or SMS.
+    pub channel: Channel,
+    /// Template name.
+    pub template: String,
+    /// The event that caused it.
+    pub trigger_event_id: String,
+    /// Template values (JSON object).
+    pub context: String,
+    /// Address or number, once known.
+    pub recipient: String,
+    /// Subject, once rendered.
+    pub subject: String,
+    /// Delivery status.
+    pub status: DeliveryStatus,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+    /// Last delivery error.
+    pub last_error: Option<String>,
+    /// Created, µs since the epoch.
+    pub created_at: i64,
+    /// Sent, µs since the epoch.
+    pub sent_at: Option<i64>,
+}
+
+const COLUMNS: &str = "notification_id, user_id, channel, template, trigger_event_id, context, \
+                       recipient, subject, status, attempts, last_error, created_at, sent_at";
+
+fn from_row(r: &AnyRow) -> Result<NotificationRow, sqlx::Error> {
+    let channel = i32::try_from(r.try_get::<i64, _>("channel")?).unwrap_or_default();
+    let status = i32::try_from(r.try_get::<i64, _>("status")?).unwrap_or_default();
+    Ok(NotificationRow {
+        id: r.try_get("notification_id")?,
+        user_id: r.try_get("user_id")?,
+        channel: Channel::try_from(channel).unwrap_or(Channel::Unspecified),
+        template: r.try_get("template")?,
+        trigger_event_id: r.try_get("trigger_event_id")?,
+        context: r.try_get("context")?,
+        recipient: r.try_get("recipient")?,
+        subject: r.try_get("subject")?,
+        status: DeliveryStatus::try_from(status).unwrap_or(DeliveryStatus::Unspecified),
+        attempts: r.try_get("attempts")?,
+        last_error: r.try_get("last_error")?,
+        created_at: r.try_get("created_at")?,
+        sent_at: r.try_get("sent_at")?,
+    })
+}
+
+/// Plans a notification; `false` when this (event, template, channel) already has one.
+pub async fn plan(conn: &mut AnyConnection, n: &NotificationRow) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO notifications (notification_id, user_id, channel, template, trigger_event_id, \
+         context, recipient, subject, status, attempts, next_attempt_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, '', $8, 0, $9, $9) \
+         ON CONFLICT (trigger_event_id, template, channel) DO NOTHING",
+    )
+    .bind(n.id.clone())
+    .bind(n.user_id.clone())
+    .bind(n.channel as i64)
+    .bind(n.template.clone())
+    .bind(n.trigger_event_id.clone())
+    .bind(n.context.clone())
+    .bind(n.recipient.clone())
+    .bind(DeliveryStatus::Pending as i64)
+    .bind(n.created_at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Pending notifications due at `now`, earliest first.
+pub async fn due(db: &Database, now: i64, limit: i64) -> Result<Vec<NotificationRow>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM notifications WHERE status = $1 AND next_attempt_at <= $2 \
+         ORDER BY next_attempt_at, notification_id LIMIT $3"
+    ))
+    .bind(DeliveryStatus::Pending as i64)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// When the next pending notification is due, if any.
+pub async fn next_due(db: &Database) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query("SELECT MIN(next_attempt_at) FROM notifications WHERE status = $1")
+        .bind(DeliveryStatus::Pending as i64)
+        .fetch_one(db.pool())
+        .await?;
+    row.try_get::<Option<i64>, _>(0)
+}
+
+/// Records the delivery; `false` when the row was no longer pending.
+pub async fn mark_sent(
+    conn: &mut AnyConnection,
+    id: &str,
+    recipient: &str,
+    subject: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE notifications SET status = $1, recipient = $2, subject = $3, sent_at = $4, \
+         attempts = attempts + 1, last_error = NULL WHERE notification_id = $5 AND status = $6",
+    )
+    .bind(DeliveryStatus::Sent as i64)
+    .bind(recipient.to_owned())
+    .bind(subject.to_owned())
+    .bind(now)
+    .bind(id.to_owned())
+    .bind(DeliveryStatus::Pending as i64)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Counts a failed attempt and sets when to try again.
+pub async fn reschedule(
+    db: &Database,
+    id: &str,
+    next_attempt_at: i64,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE notifications SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 \
+         WHERE notification_id = $3 AND status = $4",
+    )
+    .bind(next_attempt_at)
+    .bind(error.to_owned())
+    .bind(id.to_owned())
+    .bind(DeliveryStatus::Pending as i64)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Gives up on a notification.
+pub async fn mark_failed(db: &Database, id: &str, error: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE notifications SET status = $1, attempts = attempts + 1, last_error = $2 \
+         WHERE notification_id = $3 AND status = $4",
+    )
+    .bind(DeliveryStatus::Failed as i64)
+    .bind(error.to_owned())
+    .bind(id.to_owned())
+    .bind(DeliveryStatus::Pending as i64)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Drops a planned notification that turned out to have nobody to go to (a text
+/// message for a user without a phone number).
+pub async fn drop_unaddressable(db: &Database, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM notifications WHERE notification_id = $1 AND status = $2")
+        .bind(id.to_owned())
+        .bind(DeliveryStatus::Pending as i64)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// One notification.
+pub async fn get(db: &Database, id: &str) -> Result<Option<NotificationRow>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM notifications WHERE notification_id = $1"
+    ))
+    .bind(id.to_owned())
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// A page of a user's notifications, newest first, after the cursor
+/// `(created_at, notification_id)`.
+pub async fn page(
+    db: &Database,
+    user_id: &str,
+    after: Option<(i64, String)>,
+    limit: i64,
+) -> Result<Vec<NotificationRow>, sqlx::Error> {
+    let rows = match after {
+        None => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM notifications WHERE user_id = $1 \
+                 ORDER BY created_at DESC, notification_id DESC LIMIT $2"
+            ))
+            .bind(user_id.to_owned())
+            .bind(limit)
+            .fetch_all(db.pool())
+            .await?
+        }
+        Some((at, id)) => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM notifications WHERE user_id = $1 \
+                 AND (created_at < $2 OR (created_at = $2 AND notification_id < $3)) \
+                 ORDER BY created_at DESC, notification_id DESC LIMIT $4"
+            ))
+            .bind(user_id.to_owned())
+            .bind(at)
+            .bind(id)
+            .bind(limit)
+            .fetch_all(db.pool())
+            .await?
+        }
+    };
+    rows.iter().map(from_row).collect()
+}
