@@ -28,9 +28,13 @@ pub struct ServiceSpec {
 pub fn spawn(spec: &ServiceSpec, data_dir: &Path, brokers: &str) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("locating the weft binary")?;
     let log_path = data_dir.join(format!("logs/{}.log", spec.name));
-    let log = std::fs::File::create(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
-    Command::new(exe)
+    // Appended to, so a restarted service's log follows its previous life's.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let child = Command::new(exe)
         .args(["serve", spec.name])
         .args([
             "--grpc-addr",
@@ -50,7 +54,15 @@ pub fn spawn(spec: &ServiceSpec, data_dir: &Path, brokers: &str) -> anyhow::Resu
         .stderr(log)
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("starting the {} service", spec.name))
+        .with_context(|| format!("starting the {} service", spec.name))?;
+    // `<data dir>/run/<name>.pid`: which process is the service, for operators and
+    // crash tests.
+    if let Some(pid) = child.id() {
+        let run = data_dir.join("run");
+        std::fs::create_dir_all(&run)?;
+        std::fs::write(run.join(format!("{}.pid", spec.name)), format!("{pid}\n"))?;
+    }
+    Ok(child)
 }
 
 /// Waits until the service at `grpc` reports SERVING, or fails when `child` exits or

@@ -39,6 +39,10 @@ pub enum ServiceName {
     User,
     /// weft.order.v1.OrderService.
     Order,
+    /// weft.notification.v1.NotificationService.
+    Notification,
+    /// weft.analytics.v1.AnalyticsService (and the dashboard).
+    Analytics,
 }
 
 /// Flags of `weft supervise`.
@@ -111,12 +115,27 @@ pub struct UpArgs {
     /// gRPC port of the order service.
     #[arg(long, env = "WEFT_ORDER_PORT", default_value_t = 50052)]
     pub order_port: u16,
+    /// gRPC port of the notification service.
+    #[arg(long, env = "WEFT_NOTIFICATION_PORT", default_value_t = 50053)]
+    pub notification_port: u16,
+    /// gRPC port of the analytics service.
+    #[arg(long, env = "WEFT_ANALYTICS_PORT", default_value_t = 50054)]
+    pub analytics_port: u16,
+    /// HTTP port of the live dashboard (served by the analytics service).
+    #[arg(long, env = "WEFT_DASHBOARD_PORT", default_value_t = 8088)]
+    pub dashboard_port: u16,
     /// Admin (/metrics) port of the user service.
     #[arg(long, env = "WEFT_USER_ADMIN_PORT", default_value_t = 9101)]
     pub user_admin_port: u16,
     /// Admin (/metrics) port of the order service.
     #[arg(long, env = "WEFT_ORDER_ADMIN_PORT", default_value_t = 9102)]
     pub order_admin_port: u16,
+    /// Admin (/metrics) port of the notification service.
+    #[arg(long, env = "WEFT_NOTIFICATION_ADMIN_PORT", default_value_t = 9103)]
+    pub notification_admin_port: u16,
+    /// Admin (/metrics) port of the analytics service.
+    #[arg(long, env = "WEFT_ANALYTICS_ADMIN_PORT", default_value_t = 9104)]
+    pub analytics_admin_port: u16,
     /// A PostgreSQL server for every service: each gets its own database on it,
     /// named `<database>_<service>` and created when missing. Per-service URLs below
     /// take precedence. SQLite under the data dir when neither is given.
@@ -130,6 +149,14 @@ pub struct UpArgs {
     /// absent).
     #[arg(long, env = "WEFT_ORDER_DATABASE_URL")]
     pub order_database_url: Option<String>,
+    /// PostgreSQL URL of the notification service's database (SQLite under the data
+    /// dir when absent).
+    #[arg(long, env = "WEFT_NOTIFICATION_DATABASE_URL")]
+    pub notification_database_url: Option<String>,
+    /// PostgreSQL URL of the analytics service's database (SQLite under the data dir
+    /// when absent).
+    #[arg(long, env = "WEFT_ANALYTICS_DATABASE_URL")]
+    pub analytics_database_url: Option<String>,
     /// Emails that get the admin role when they sign up (comma-separated).
     #[arg(long, env = "WEFT_ADMIN_EMAILS", default_value = "admin@weft.local")]
     pub admin_emails: String,

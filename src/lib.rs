@@ -26,6 +26,12 @@ async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
     match args.service {
         cli::ServiceName::User => weft_user::run(parse_or_exit(argv("weft-user"))).await,
         cli::ServiceName::Order => weft_order::run(parse_or_exit(argv("weft-order"))).await,
+        cli::ServiceName::Notification => {
+            weft_notification::run(parse_or_exit(argv("weft-notification"))).await
+        }
+        cli::ServiceName::Analytics => {
+            weft_analytics::run(parse_or_exit(argv("weft-analytics"))).await
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! process (`weft serve <name>`) and waits until it is healthy, prints where everything is, and on
 //! Ctrl-C or SIGTERM stops the children in reverse order, each with a grace period.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -20,6 +21,8 @@ use crate::cli::{BrokerMode, UpArgs};
 
 /// How long a child may take to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(15);
+/// How often one service may crash before `weft up` gives up on the mesh.
+const MAX_RESTARTS: u32 = 5;
 
 /// A child process the launcher supervises.
 struct Managed {
@@ -72,35 +75,51 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("ok ({} new, {} ms)", created.len(), t.elapsed().as_millis());
 
     let host = args.host;
-    let user_db = database_for(&args.database_url, &args.user_database_url, "user").await?;
-    let order_db = database_for(&args.database_url, &args.order_database_url, "order").await?;
     let user_grpc = SocketAddr::new(host, args.user_port);
-    let mut user_flags = vec!["--admin-emails".to_owned(), args.admin_emails.clone()];
-    if let Some(url) = user_db {
-        user_flags.extend(["--database-url".to_owned(), url]);
-    }
-    let mut order_flags = vec![
-        "--user-service-url".to_owned(),
-        format!("http://{}", local(user_grpc)),
-    ];
-    if let Some(url) = order_db {
-        order_flags.extend(["--database-url".to_owned(), url]);
-    }
-    let specs = [
+    let user_url = format!("http://{}", local(user_grpc));
+    let dashboard = SocketAddr::new(host, args.dashboard_port);
+    let mut specs = vec![
         ServiceSpec {
             name: "user",
             grpc: user_grpc,
             admin: SocketAddr::new(host, args.user_admin_port),
-            flags: user_flags,
+            flags: vec!["--admin-emails".to_owned(), args.admin_emails.clone()],
         },
         ServiceSpec {
             name: "order",
             grpc: SocketAddr::new(host, args.order_port),
             admin: SocketAddr::new(host, args.order_admin_port),
-            flags: order_flags,
+            flags: vec!["--user-service-url".to_owned(), user_url.clone()],
+        },
+        ServiceSpec {
+            name: "notification",
+            grpc: SocketAddr::new(host, args.notification_port),
+            admin: SocketAddr::new(host, args.notification_admin_port),
+            flags: vec!["--user-service-url".to_owned(), user_url.clone()],
+        },
+        ServiceSpec {
+            name: "analytics",
+            grpc: SocketAddr::new(host, args.analytics_port),
+            admin: SocketAddr::new(host, args.analytics_admin_port),
+            flags: vec![
+                "--user-service-url".to_owned(),
+                user_url,
+                "--dashboard-addr".to_owned(),
+                dashboard.to_string(),
+            ],
         },
     ];
-    // In order: the order service needs the user service's token keys to be ready.
+    for (spec, own_url) in specs.iter_mut().zip([
+        &args.user_database_url,
+        &args.order_database_url,
+        &args.notification_database_url,
+        &args.analytics_database_url,
+    ]) {
+        if let Some(url) = database_for(&args.database_url, own_url, spec.name).await? {
+            spec.flags.extend(["--database-url".to_owned(), url]);
+        }
+    }
+    // In order: the others need the user service's token keys to be ready.
     for spec in &specs {
         let t = Instant::now();
         print_step(&format!(
@@ -141,6 +160,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             data_dir.join(format!("logs/{}.log", spec.name)).display()
         );
     }
+    println!("  {:<34} http://{}/", "live dashboard", local(dashboard));
+    if std::env::var_os("WEFT_SMTP_URL").is_none() {
+        println!(
+            "  {:<34} {}",
+            "emails (.eml files)",
+            data_dir.join("mail").display()
+        );
+    }
     println!();
     println!("  try: grpcurl -plaintext {} list", local(user_grpc));
     println!();
@@ -154,9 +181,44 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let exited = tokio::select! {
-        _ = shutdown.cancelled() => None,
-        name = first_exit(&mut children_list) => Some(name),
+    // A service that dies is started again (a few times, with a pause that grows);
+    // the broker dying, or a service crashing over and over, stops everything.
+    let mut restarts: HashMap<&'static str, u32> = HashMap::new();
+    let exited = loop {
+        let name = tokio::select! {
+            _ = shutdown.cancelled() => break None,
+            name = first_exit(&mut children_list) => name,
+        };
+        let Some(spec) = specs.iter().find(|s| s.name == name) else {
+            break Some(name);
+        };
+        let count = restarts.entry(name).or_default();
+        *count += 1;
+        if *count > MAX_RESTARTS {
+            eprintln!("weft: the {name} service crashed {MAX_RESTARTS} times; giving up");
+            break Some(name);
+        }
+        let pause = Duration::from_millis(250 << (*count - 1).min(4));
+        eprintln!(
+            "weft: the {name} service exited unexpectedly; restarting it in {} ms (restart {count} of {MAX_RESTARTS}); see {}",
+            pause.as_millis(),
+            data_dir.join(format!("logs/{name}.log")).display()
+        );
+        tokio::select! {
+            _ = shutdown.cancelled() => break None,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        match children::spawn(spec, &data_dir, &bootstrap) {
+            Ok(child) => {
+                if let Some(m) = children_list.iter_mut().find(|m| m.name == name) {
+                    m.child = child;
+                }
+            }
+            Err(e) => {
+                eprintln!("weft: restarting the {name} service failed: {e:#}");
+                break Some(name);
+            }
+        }
     };
     if let Some(name) = exited {
         eprintln!("weft: {name} exited unexpectedly; stopping everything");

@@ -13,12 +13,18 @@ use nix::unistd::Pid;
 pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 
 /// Free ports for every listener of the mesh.
+#[derive(Clone)]
 pub struct Ports {
     pub broker: u16,
     pub user: u16,
     pub order: u16,
     pub user_admin: u16,
     pub order_admin: u16,
+    pub notification: u16,
+    pub analytics: u16,
+    pub notification_admin: u16,
+    pub analytics_admin: u16,
+    pub dashboard: u16,
 }
 
 impl Ports {
@@ -30,6 +36,11 @@ impl Ports {
             order: p(),
             user_admin: p(),
             order_admin: p(),
+            notification: p(),
+            analytics: p(),
+            notification_admin: p(),
+            analytics_admin: p(),
+            dashboard: p(),
         }
     }
 }
@@ -58,10 +69,22 @@ impl Up {
             .args(["--order-port", &ports.order.to_string()])
             .args(["--user-admin-port", &ports.user_admin.to_string()])
             .args(["--order-admin-port", &ports.order_admin.to_string()])
+            .args(["--notification-port", &ports.notification.to_string()])
+            .args(["--analytics-port", &ports.analytics.to_string()])
+            .args([
+                "--notification-admin-port",
+                &ports.notification_admin.to_string(),
+            ])
+            .args(["--analytics-admin-port", &ports.analytics_admin.to_string()])
+            .args(["--dashboard-port", &ports.dashboard.to_string()])
             .arg("--data-dir")
             .arg(data_dir)
             .env_remove("WEFT_USER_DATABASE_URL")
             .env_remove("WEFT_ORDER_DATABASE_URL")
+            .env_remove("WEFT_NOTIFICATION_DATABASE_URL")
+            .env_remove("WEFT_ANALYTICS_DATABASE_URL")
+            .env_remove("WEFT_SMTP_URL")
+            .env_remove("WEFT_SMS_WEBHOOK_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

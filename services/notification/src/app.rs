@@ -23,7 +23,7 @@ use weft_proto::user::{UserSignedUp, UserUpdated};
 
 use crate::config::Config;
 use crate::delivery::{Deliverer, DeliveryConfig};
-use crate::reactions::{Confirmation, ContactChanges, Shipping, Welcome};
+use crate::reactions::{Confirmation, ContactChanges, NeverReplay, Shipping, Welcome};
 use crate::service::NotificationApi;
 use crate::templates::Templates;
 use crate::transport::{MailFiles, MailTransport, SmsFiles, SmsTransport, SmsWebhook, Smtp};
@@ -148,6 +148,7 @@ impl App {
         .on::<UserUpdated>(ContactChanges)
         .on::<OrderCreated>(Confirmation)
         .on::<OrderShipped>(Shipping)
+        .offsets_in_database(NeverReplay)
         .after_commit(move |_, _| wake.notify_one());
         let stop = shutdown.clone();
         let jwks = tokio::spawn(weft_auth::keep_fresh(

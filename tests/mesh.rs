@@ -1,0 +1,583 @@
+//! The notification and analytics services inside `weft up`, through their real
+//! interfaces: gRPC calls, `.eml` files on disk, records on the broker, and SQL on
+//! the analytics database. One signup and one order give a welcome email, two order
+//! confirmations, three `EmailSent` and exact metrics; replaying every event twice
+//! while each consumer is killed with SIGKILL changes nothing; poison records go to
+//! the dead-letter topics and processing goes on.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use rdkafka::Message as _;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::{Header, Headers as _, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use support::{Ports, Up};
+use tonic::Request;
+use tonic::transport::Channel;
+use weft_proto::analytics::analytics_service_client::AnalyticsServiceClient;
+use weft_proto::analytics::{GetMetricsRequest, Metrics};
+use weft_proto::common::Money;
+use weft_proto::notification::notification_service_client::NotificationServiceClient;
+use weft_proto::notification::{DeliveryStatus, EmailSent, ListNotificationsRequest};
+use weft_proto::order::order_service_client::OrderServiceClient;
+use weft_proto::order::{CreateOrderRequest, OrderItem};
+use weft_proto::user::user_service_client::UserServiceClient;
+use weft_proto::user::{LoginRequest, SignUpRequest, SignupSource, UserSignedUp};
+use weft_testkit::{eventually, header, read_topic_until};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn channel(port: u16) -> Channel {
+    Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn usd(units: i64, nanos: i32) -> Option<Money> {
+    Some(Money {
+        currency_code: "USD".into(),
+        units,
+        nanos,
+    })
+}
+
+fn authed<T>(msg: T, token: &str) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+/// Signs up `email` and places the seed order (2 × 29.99 + 1 × 49.99); returns the
+/// user id and an access token.
+async fn signup_and_order(ports: &Ports, email: &str) -> (String, String) {
+    let mut users = UserServiceClient::new(channel(ports.user).await);
+    users
+        .sign_up(SignUpRequest {
+            email: email.into(),
+            name: "Ada Lovelace".into(),
+            password: "correct horse battery staple".into(),
+            source: SignupSource::Web as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let login = users
+        .login(LoginRequest {
+            email: email.into(),
+            password: "correct horse battery staple".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut orders = OrderServiceClient::new(channel(ports.order).await);
+    let order = orders
+        .create_order(authed(
+            CreateOrderRequest {
+                user_id: login.user_id.clone(),
+                items: vec![
+                    OrderItem {
+                        product_id: "mug".into(),
+                        name: "Mug".into(),
+                        quantity: 2,
+                        unit_price: usd(29, 990_000_000),
+                    },
+                    OrderItem {
+                        product_id: "lamp".into(),
+                        name: "Lamp".into(),
+                        quantity: 1,
+                        unit_price: usd(49, 990_000_000),
+                    },
+                ],
+                idempotency_key: format!("seed-{email}"),
+            },
+            &login.access_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    assert_eq!(order.total, usd(109, 970_000_000));
+    (login.user_id, login.access_token)
+}
+
+async fn metrics(port: u16) -> Metrics {
+    AnalyticsServiceClient::new(channel(port).await)
+        .get_metrics(GetMetricsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .metrics
+        .unwrap()
+}
+
+/// The `.eml` files of `dir`: name → contents.
+fn mails(dir: &Path) -> BTreeMap<String, String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return BTreeMap::new();
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// What must not change under redelivery: everything but latency and times.
+fn exact_part(m: &Metrics) -> String {
+    format!(
+        "signups={} by_source={:?} orders={} revenue={:?} per_hour={:?} emails={} sms={} events={}",
+        m.signups,
+        m.signups_by_source,
+        m.orders_created,
+        m.revenue,
+        m.orders_per_hour
+            .iter()
+            .map(|h| (h.hour_start.map(|t| t.seconds), h.count))
+            .collect::<Vec<_>>(),
+        m.emails_sent,
+        m.sms_sent,
+        m.events_processed
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signup_and_an_order_give_three_emails_and_exact_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let up = tokio::task::spawn_blocking({
+        let (d, p) = (dir.path().to_owned(), ports.clone());
+        move || Up::start(&d, &p)
+    })
+    .await
+    .unwrap();
+
+    let (user_id, token) = signup_and_order(&ports, "ada@example.com").await;
+    let mail_dir = dir.path().join("mail");
+    let mails = eventually("three .eml files", WAIT, || async {
+        let m = mails(&mail_dir);
+        (m.len() == 3).then_some(m)
+    })
+    .await;
+    let bodies: Vec<&String> = mails.values().collect();
+    let welcome: Vec<_> = bodies
+        .iter()
+        .filter(|b| b.contains("Subject: Welcome to weft, Ada Lovelace"))
+        .collect();
+    assert_eq!(welcome.len(), 1, "{bodies:#?}");
+    assert!(welcome[0].contains("To: ada@example.com"));
+    let confirmations: Vec<_> = bodies
+        .iter()
+        .filter(|b| b.contains("is confirmed"))
+        .collect();
+    assert_eq!(confirmations.len(), 2, "{bodies:#?}");
+    let seed = confirmations
+        .iter()
+        .find(|b| b.contains("Total: 109.97 USD"))
+        .expect("a confirmation of the seed order");
+    assert!(seed.contains("Mug at 29.99 USD =3D 59.98 USD"), "{seed}");
+    assert!(seed.contains("Lamp at 49.99 USD =3D 49.99 USD"), "{seed}");
+    assert!(seed.contains("Content-Type: text/html"), "{seed}");
+    assert!(
+        confirmations.iter().any(|b| b.contains("Total: 0.00 USD")),
+        "the welcome order's confirmation"
+    );
+
+    // Three EmailSent, each caused by its trigger and in the trigger's correlation.
+    let brokers = format!("127.0.0.1:{}", ports.broker);
+    let sent = tokio::task::spawn_blocking(move || {
+        read_topic_until(&brokers, "notification-events", WAIT, |s| s.len() >= 3)
+    })
+    .await
+    .unwrap();
+    assert_eq!(sent.len(), 3);
+    for record in &sent {
+        assert_eq!(
+            header(record, "ce_type"),
+            Some("weft.notification.v1.EmailSent")
+        );
+        let e: EmailSent = prost::Message::decode(record.payload().unwrap()).unwrap();
+        assert_eq!(e.user_id, user_id);
+        assert_eq!(
+            header(record, "ce_causationid"),
+            Some(e.trigger_event_id.as_str())
+        );
+        assert!(!header(record, "ce_correlationid").unwrap_or("").is_empty());
+    }
+
+    let m = eventually("metrics of one signup and two orders", WAIT, || async {
+        let m = metrics(ports.analytics).await;
+        (m.emails_sent == 3 && m.orders_created == 2).then_some(m)
+    })
+    .await;
+    assert_eq!(m.signups, 1);
+    assert_eq!(m.signups_by_source.get("SIGNUP_SOURCE_WEB"), Some(&1));
+    assert_eq!(m.orders_created, 2);
+    assert_eq!(m.revenue, vec![usd(109, 970_000_000).unwrap()]);
+    assert_eq!(m.revenue[0].to_string(), "109.97 USD");
+    assert_eq!(m.orders_per_hour.iter().map(|h| h.count).sum::<i64>(), 2);
+    assert_eq!(m.sms_sent, 0, "the user gave no phone number");
+    let latency = m.event_latency.unwrap();
+    assert!(
+        latency.count >= 6 && latency.p50_ms <= latency.p99_ms && latency.p99_ms <= latency.max_ms
+    );
+
+    // The user sees their notifications over gRPC; nobody else does.
+    let mut notes = NotificationServiceClient::new(channel(ports.notification).await);
+    let list = notes
+        .list_notifications(authed(
+            ListNotificationsRequest {
+                user_id: user_id.clone(),
+                page_size: 2,
+                page_token: String::new(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.notifications.len(), 2);
+    assert!(!list.next_page_token.is_empty());
+    assert!(
+        list.notifications
+            .iter()
+            .all(|n| n.status == DeliveryStatus::Sent as i32 && n.sent_time.is_some())
+    );
+    let anonymous = notes
+        .list_notifications(ListNotificationsRequest {
+            user_id: user_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+    let garbage_token = notes
+        .list_notifications(authed(
+            ListNotificationsRequest {
+                user_id,
+                page_token: "not-a-token".into(),
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(garbage_token.code(), tonic::Code::InvalidArgument);
+    up.stop();
+}
+
+/// Every record of `topics` up to their current ends.
+fn all_records(brokers: &str, topics: &[&str]) -> Vec<rdkafka::message::OwnedMessage> {
+    let mut out = Vec::new();
+    for topic in topics {
+        let end = high_watermarks(brokers, &[topic]).values().sum::<i64>() as usize;
+        out.extend(read_topic_until(brokers, topic, WAIT, |s| s.len() >= end));
+    }
+    out
+}
+
+/// High watermark of every partition of `topics`.
+fn high_watermarks(brokers: &str, topics: &[&str]) -> BTreeMap<(String, i32), i64> {
+    let client: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for topic in topics {
+        let md = client
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        for p in md.topics()[0].partitions() {
+            let (_, high) = client
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .unwrap();
+            out.insert(((*topic).to_owned(), p.id()), high);
+        }
+    }
+    out
+}
+
+/// Offsets `service` has stored in its own database.
+async fn stored_offsets(data_dir: &Path, service: &str) -> BTreeMap<(String, i32), i64> {
+    use sqlx::Row as _;
+    let url = weft_events::db::sqlite_url(data_dir, service).unwrap();
+    let db = weft_events::Database::connect(&url).await.unwrap();
+    let rows = sqlx::query(
+        "SELECT topic, kafka_partition, next_offset FROM weft_consumer_offsets \
+         WHERE consumer_group = $1",
+    )
+    .bind(format!("weft-{service}"))
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    rows.iter()
+        .map(|r| {
+            let partition: i64 = r.get(1);
+            (
+                (r.get::<String, _>(0), partition as i32),
+                r.get::<i64, _>(2),
+            )
+        })
+        .collect()
+}
+
+/// Copies `record` back onto its topic: same key, value and headers.
+async fn republish(producer: &FutureProducer, record: &rdkafka::message::OwnedMessage) {
+    let mut headers = OwnedHeaders::new();
+    if let Some(h) = record.headers() {
+        for h in h.iter() {
+            headers = headers.insert(Header {
+                key: h.key,
+                value: h.value,
+            });
+        }
+    }
+    let mut out: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(record.topic()).headers(headers);
+    if let Some(k) = record.key() {
+        out = out.key(k);
+    }
+    if let Some(v) = record.payload() {
+        out = out.payload(v);
+    }
+    producer.send(out, Duration::from_secs(10)).await.unwrap();
+}
+
+fn kill9(data_dir: &Path, service: &str) -> i32 {
+    let pid: i32 = std::fs::read_to_string(data_dir.join(format!("run/{service}.pid")))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    pid
+}
+
+const TOPICS: [&str; 3] = ["user-events", "order-events", "notification-events"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_every_event_twice_and_killing_each_consumer_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    let ports = Ports::free();
+    let up = tokio::task::spawn_blocking({
+        let (d, p) = (data.clone(), ports.clone());
+        move || Up::start(&d, &p)
+    })
+    .await
+    .unwrap();
+    for i in 0..3 {
+        signup_and_order(&ports, &format!("user{i}@example.com")).await;
+    }
+    let brokers = format!("127.0.0.1:{}", ports.broker);
+    let mail_dir = data.join("mail");
+    let mails_before = eventually("nine .eml files", WAIT, || async {
+        let m = mails(&mail_dir);
+        (m.len() == 9).then_some(m)
+    })
+    .await;
+    // Settled: nine EmailSent published and every record of the run applied.
+    let records = eventually("a settled run", WAIT, || {
+        let brokers = brokers.clone();
+        let port = ports.analytics;
+        async move {
+            let b = brokers.clone();
+            let records = tokio::task::spawn_blocking(move || all_records(&b, &TOPICS))
+                .await
+                .unwrap();
+            let emails = records
+                .iter()
+                .filter(|r| r.topic() == "notification-events")
+                .count();
+            let m = metrics(port).await;
+            (emails == 9 && m.events_processed == records.len() as i64).then_some(records)
+        }
+    })
+    .await;
+    let before = exact_part(&metrics(ports.analytics).await);
+    assert!(before.contains("signups=3 "), "{before}");
+    assert!(before.contains("emails=9 "), "{before}");
+
+    // Every event of the run, twice more; each consumer killed once, mid-stream.
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let mut killed = Vec::new();
+    for (pass, victim) in ["notification", "analytics"].into_iter().enumerate() {
+        for (i, record) in records.iter().enumerate() {
+            republish(&producer, record).await;
+            if i == records.len() / 2 {
+                killed.push((victim, kill9(&data, victim)));
+            }
+        }
+        assert_eq!(killed.len(), pass + 1);
+    }
+
+    // Both restarted by `weft up` and caught up with the ends of their topics.
+    for (service, old_pid) in &killed {
+        eventually(&format!("{service} restarted"), WAIT, || async {
+            let pid = std::fs::read_to_string(data.join(format!("run/{service}.pid"))).ok()?;
+            (pid.trim().parse::<i32>().ok()? != *old_pid).then_some(())
+        })
+        .await;
+    }
+    let ends = {
+        let b = brokers.clone();
+        tokio::task::spawn_blocking(move || high_watermarks(&b, &TOPICS))
+            .await
+            .unwrap()
+    };
+    for service in ["analytics", "notification"] {
+        let wanted: BTreeMap<_, _> = ends
+            .iter()
+            .filter(|((t, _), _)| service == "analytics" || t != "notification-events")
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        eventually(&format!("{service} caught up"), WAIT, || async {
+            let mut stored = stored_offsets(&data, service).await;
+            // A partition that never had a record has no stored offset.
+            for (tp, end) in &wanted {
+                if *end == 0 {
+                    stored.entry(tp.clone()).or_insert(0);
+                }
+            }
+            (stored == wanted).then_some(())
+        })
+        .await;
+    }
+
+    assert_eq!(exact_part(&metrics(ports.analytics).await), before);
+    assert_eq!(
+        mails(&mail_dir),
+        mails_before,
+        "the same emails, byte for byte"
+    );
+    let b = brokers.clone();
+    let sent = tokio::task::spawn_blocking(move || all_records(&b, &["notification-events"]))
+        .await
+        .unwrap();
+    let ids: BTreeSet<&str> = sent.iter().filter_map(|r| header(r, "ce_id")).collect();
+    assert_eq!(ids.len(), 9, "no EmailSent beyond the first nine");
+    up.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_records_go_to_the_dead_letter_topic_and_processing_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let up = tokio::task::spawn_blocking({
+        let (d, p) = (dir.path().to_owned(), ports.clone());
+        move || Up::start(&d, &p)
+    })
+    .await
+    .unwrap();
+    let brokers = format!("127.0.0.1:{}", ports.broker);
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let send = |headers: Vec<(String, String)>, value: Vec<u8>| {
+        let producer = producer.clone();
+        async move {
+            let mut h = OwnedHeaders::new();
+            for (k, v) in &headers {
+                h = h.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            let record: FutureRecord<'_, str, [u8]> = FutureRecord::to("user-events")
+                .key("poison")
+                .payload(value.as_slice())
+                .headers(h);
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .unwrap();
+        }
+    };
+    // Garbage: no envelope at all.
+    send(Vec::new(), b"\x00\xffnot protobuf".to_vec()).await;
+    // A well-formed envelope naming a type nobody knows.
+    let mut hollow = UserSignedUp {
+        metadata: Some(weft_events::EventContext::root().metadata("poison-test", "1")),
+        ..Default::default()
+    };
+    let envelope = weft_events::Envelope::of(&hollow).unwrap();
+    let mut unknown = envelope.headers();
+    for (k, v) in &mut unknown {
+        if k == "ce_type" {
+            *v = "weft.user.v1.UserExploded".into();
+        }
+    }
+    send(unknown, prost::Message::encode_to_vec(&hollow)).await;
+    // A valid UserSignedUp without user id or email.
+    hollow.name = "Nobody".into();
+    send(envelope.headers(), prost::Message::encode_to_vec(&hollow)).await;
+
+    // Processing goes on: a real signup after the poison is counted and mailed.
+    let (user_id, _) = signup_and_order(&ports, "after-poison@example.com").await;
+    let m = eventually("the signup after the poison", WAIT, || async {
+        let m = metrics(ports.analytics).await;
+        (m.emails_sent == 3).then_some(m)
+    })
+    .await;
+    assert_eq!(m.signups, 1);
+    assert_eq!(m.orders_created, 2);
+    assert!(!user_id.is_empty());
+
+    let dead = tokio::task::spawn_blocking(move || {
+        read_topic_until(&brokers, "user-events.dlq", WAIT, |s| {
+            ["weft-notification", "weft-analytics"].iter().all(|g| {
+                s.iter()
+                    .filter(|r| header(r, "dlq_consumer_group") == Some(*g))
+                    .count()
+                    >= 3
+            })
+        })
+    })
+    .await
+    .unwrap();
+    for group in ["weft-notification", "weft-analytics"] {
+        let mine: Vec<_> = dead
+            .iter()
+            .filter(|r| header(r, "dlq_consumer_group") == Some(group))
+            .collect();
+        let reasons: BTreeSet<&str> = mine
+            .iter()
+            .filter_map(|r| header(r, "dlq_reason"))
+            .collect();
+        assert_eq!(
+            reasons,
+            BTreeSet::from(["malformed-envelope", "unknown-type", "invalid"]),
+            "{group}"
+        );
+        for r in &mine {
+            assert!(!header(r, "dlq_error").unwrap_or("").is_empty());
+            assert_eq!(header(r, "dlq_source_topic"), Some("user-events"));
+            assert_eq!(
+                r.key(),
+                Some(b"poison".as_slice()),
+                "the original key is kept"
+            );
+        }
+    }
+    up.stop();
+}
