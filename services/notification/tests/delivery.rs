@@ -1,0 +1,306 @@
+//! Delivery through real transports: an SMTP server process (aiosmtpd from PyPI, with
+//! a handler that accepts, rejects with 550 or defers with 451 by recipient domain)
+//! and an HTTP webhook for text messages that fails once with 503. Events are
+//! published to the broker by the test; results are read back from the SMTP
+//! server's files, the webhook's requests and the broker's topics.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use clap::Parser as _;
+use rdkafka::Message as _;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+use weft_events::{DomainEvent, Envelope, EventContext};
+use weft_proto::order::OrderShipped;
+use weft_proto::user::{SignupSource, UserSignedUp};
+use weft_testkit::{Broker, eventually, header, read_topic_until, require_tool};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// aiosmtpd on a free port, writing accepted mail to `out`.
+struct SmtpServer {
+    child: Child,
+    port: u16,
+}
+
+impl SmtpServer {
+    fn start(out: &Path) -> Self {
+        let port = weft_testkit::free_port();
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let child = Command::new(require_tool("aiosmtpd"))
+            .args([
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "smtp_rules.Rules",
+            ])
+            .arg(out)
+            .env("PYTHONPATH", &fixtures)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting aiosmtpd");
+        weft_testkit::wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), WAIT);
+        Self { child, port }
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Requests the SMS webhook received: (idempotency key, JSON body).
+type Hits = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
+
+/// An SMS webhook that answers the first request 503 and every later one 200.
+async fn webhook() -> (SocketAddr, Hits) {
+    async fn receive(
+        State(hits): State<Hits>,
+        headers: HeaderMap,
+        body: axum::body::Bytes,
+    ) -> StatusCode {
+        let key = headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        let mut hits = hits.lock().unwrap();
+        hits.push((key, json));
+        if hits.len() == 1 {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        }
+    }
+    let hits: Hits = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route("/sms", axum::routing::post(receive))
+        .with_state(hits.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, hits)
+}
+
+async fn publish<E: DomainEvent>(producer: &FutureProducer, event: &E) {
+    let envelope = Envelope::of(event).unwrap();
+    let mut headers = OwnedHeaders::new();
+    for (k, v) in &envelope.headers() {
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        });
+    }
+    let payload = prost::Message::encode_to_vec(event);
+    let record: FutureRecord<'_, str, [u8]> = FutureRecord::to(E::TOPIC)
+        .key(event.key())
+        .payload(payload.as_slice())
+        .headers(headers);
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .unwrap();
+}
+
+fn signup(user_id: &str, email: &str, phone: &str) -> UserSignedUp {
+    UserSignedUp {
+        metadata: Some(EventContext::root().metadata("test", "1")),
+        user_id: user_id.into(),
+        email: email.into(),
+        name: format!("User {user_id}"),
+        source: SignupSource::Web as i32,
+        phone: phone.into(),
+        ..Default::default()
+    }
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    out.sort();
+    out
+}
+
+async fn run_delivery(database_url: String, dir: PathBuf) {
+    let broker = Broker::start();
+    let kafka = weft_events::kafka::KafkaArgs::new(broker.bootstrap());
+    weft_events::topics::provision(&kafka, &weft_events::topics::all_topics())
+        .await
+        .unwrap();
+    let received = dir.join("smtp-received");
+    let smtp = SmtpServer::start(&received);
+    let (hook, hits) = webhook().await;
+    let config = weft_notification::Config::try_parse_from([
+        "weft-notification",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--database-url",
+        &database_url,
+        "--kafka-brokers",
+        &broker.bootstrap(),
+        "--smtp-url",
+        &format!("smtp://127.0.0.1:{}", smtp.port),
+        "--sms-webhook-url",
+        &format!("http://{hook}/sms"),
+        "--max-attempts",
+        "3",
+        "--user-service-url",
+        "http://127.0.0.1:1",
+    ])
+    .unwrap();
+    let app = weft_notification::App::build(config).await.unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .create()
+        .unwrap();
+    // Deferred forever, rejected, and fine — in that order, so the good one has to
+    // get past the others.
+    publish(&producer, &signup("u-busy", "someone@busy.test", "")).await;
+    publish(&producer, &signup("u-reject", "nobody@reject.test", "")).await;
+    let ada = signup("u-ada", "ada@example.com", "+15551234567");
+    publish(&producer, &ada).await;
+    let shipped = OrderShipped {
+        metadata: Some(EventContext::root().metadata("test", "1")),
+        order_id: "order-1".into(),
+        user_id: "u-ada".into(),
+        carrier: "DHL".into(),
+        tracking_number: "TRACK-1".into(),
+    };
+    publish(&producer, &shipped).await;
+
+    // Two emails for Ada through SMTP (welcome, shipping), with stable Message-IDs.
+    let mails = eventually("Ada's two emails at the SMTP server", WAIT, || async {
+        let f = files(&received);
+        (f.len() >= 2).then_some(f)
+    })
+    .await;
+    assert_eq!(mails.len(), 2, "{mails:#?}");
+    assert!(mails.iter().all(|m| m.contains("To: ada@example.com")));
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.contains("Subject: Welcome to weft, User u-ada"))
+    );
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.contains("is on its way") && m.contains("TRACK-1"))
+    );
+    assert!(
+        mails
+            .iter()
+            .all(|m| m.contains("Message-ID: <") && m.contains("@weft>"))
+    );
+
+    // The text message: a 503 first, then delivered with the same idempotency key.
+    let hits = eventually("the SMS delivered on the second try", WAIT, || async {
+        let h = hits.lock().unwrap().clone();
+        (h.len() >= 2).then_some(h)
+    })
+    .await;
+    assert_eq!(hits.len(), 2, "delivered once after one failure: {hits:?}");
+    assert_eq!(hits[0].0, hits[1].0);
+    assert!(!hits[0].0.is_empty());
+    assert_eq!(hits[1].1["to"], "+15551234567");
+    assert!(hits[1].1["body"].as_str().unwrap().contains("TRACK-1"));
+
+    // EmailSent ×2 and SmsSent ×1, caused by their triggers.
+    let b = broker.bootstrap();
+    let sent = tokio::task::spawn_blocking(move || {
+        read_topic_until(&b, "notification-events", WAIT, |s| s.len() >= 3)
+    })
+    .await
+    .unwrap();
+    let types: Vec<&str> = sent.iter().filter_map(|r| header(r, "ce_type")).collect();
+    assert_eq!(types.iter().filter(|t| t.ends_with("EmailSent")).count(), 2);
+    assert_eq!(types.iter().filter(|t| t.ends_with("SmsSent")).count(), 1);
+    let sms = sent
+        .iter()
+        .find(|r| header(r, "ce_type").unwrap().ends_with("SmsSent"))
+        .unwrap();
+    assert_eq!(
+        header(sms, "ce_causationid"),
+        Some(shipped.metadata.as_ref().unwrap().event_id.as_str())
+    );
+
+    // 550 at once and 451 three times: both signups to the dead-letter topic.
+    let b = broker.bootstrap();
+    let dead = tokio::task::spawn_blocking(move || {
+        read_topic_until(&b, "user-events.dlq", WAIT, |s| s.len() >= 2)
+    })
+    .await
+    .unwrap();
+    assert_eq!(dead.len(), 2);
+    for r in &dead {
+        assert_eq!(header(r, "dlq_reason"), Some("delivery-failed"));
+        assert_eq!(header(r, "dlq_consumer_group"), Some("weft-notification"));
+        assert_eq!(
+            header(r, "ce_type"),
+            Some(UserSignedUp::TYPE),
+            "original headers kept"
+        );
+    }
+    let rejected = dead
+        .iter()
+        .find(|r| r.key() == Some(b"u-reject".as_slice()))
+        .unwrap();
+    assert!(
+        header(rejected, "dlq_error").unwrap().contains("550"),
+        "{:?}",
+        header(rejected, "dlq_error")
+    );
+    let busy = dead
+        .iter()
+        .find(|r| r.key() == Some(b"u-busy".as_slice()))
+        .unwrap();
+    assert!(
+        header(busy, "dlq_error")
+            .unwrap()
+            .contains("gave up after 3 attempts")
+    );
+    assert_eq!(files(&received).len(), 2, "nothing else reached the server");
+
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    drop(smtp);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_and_webhook_deliveries_retry_and_dead_letter_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = weft_events::db::sqlite_url(dir.path(), "notification").unwrap();
+    run_delivery(url, dir.path().to_owned()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_and_webhook_deliveries_retry_and_dead_letter_on_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = weft_testkit::postgres_database().await;
+    run_delivery(url, dir.path().to_owned()).await;
+}
