@@ -127,10 +127,47 @@ fn story(database_url: Option<&str>) {
         (shipped.order_id.as_str(), shipped.carrier.as_str()),
         (order_id.as_str(), "UPS")
     );
+
+    // The notification and analytics services saw the whole story: a welcome email,
+    // two order confirmations and the shipping email, and exact metrics (asked with
+    // the same grpcurl a user has).
+    let analytics = format!("127.0.0.1:{}", ports.analytics);
+    let deadline = std::time::Instant::now() + WAIT;
+    let metrics = loop {
+        let out = Command::new(weft_testkit::require_tool("grpcurl"))
+            .args([
+                "-plaintext",
+                &analytics,
+                "weft.analytics.v1.AnalyticsService/GetMetrics",
+            ])
+            .output()
+            .unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        if json["metrics"]["emailsSent"] == "4" {
+            break json;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "metrics never settled: {json}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let m = &metrics["metrics"];
+    assert_eq!(m["signups"], "1", "{m}");
+    assert_eq!(m["ordersCreated"], "2", "{m}");
+    assert_eq!(m["revenue"][0]["currencyCode"], "USD", "{m}");
+    assert_eq!(m["revenue"][0]["units"], "109", "{m}");
+    assert_eq!(m["revenue"][0]["nanos"], 970_000_000, "{m}");
+    if database_url.is_none() {
+        let mails = std::fs::read_dir(dir.path().join("mail")).unwrap().count();
+        assert_eq!(mails, 4, "welcome, two confirmations, shipping");
+    }
     up.stop();
     if let Some(url) = database_url {
         // Each service kept its data in a database of its own on that server.
         assert!(!dir.path().join("user.db").exists() && !dir.path().join("order.db").exists());
+        assert!(!dir.path().join("analytics.db").exists());
         let count = |service: &str, table: &str| {
             let url = format!("{url}_{service}");
             let sql = format!("SELECT COUNT(*) AS n FROM {table}");
@@ -149,6 +186,12 @@ fn story(database_url: Option<&str>) {
             count("order", "orders"),
             2,
             "the welcome order and the seed order"
+        );
+        assert_eq!(count("notification", "notifications"), 4);
+        assert_eq!(
+            count("analytics", "recent_events"),
+            9,
+            "signup, two orders, payment, shipping, four emails"
         );
     }
 }

@@ -20,7 +20,7 @@ use support::{Ports, Up};
 use tonic::Request;
 use tonic::transport::Channel;
 use weft_proto::analytics::analytics_service_client::AnalyticsServiceClient;
-use weft_proto::analytics::{GetMetricsRequest, Metrics};
+use weft_proto::analytics::{GetMetricsRequest, Metrics, RebuildProjectionsRequest};
 use weft_proto::common::Money;
 use weft_proto::notification::notification_service_client::NotificationServiceClient;
 use weft_proto::notification::{DeliveryStatus, EmailSent, ListNotificationsRequest};
@@ -276,6 +276,30 @@ async fn a_signup_and_an_order_give_three_emails_and_exact_metrics() {
         .await
         .unwrap_err();
     assert_eq!(garbage_token.code(), tonic::Code::InvalidArgument);
+
+    // A rebuild replays every topic into empty projections and ends where it began;
+    // only an admin may ask for one.
+    let mut analytics = AnalyticsServiceClient::new(channel(ports.analytics).await);
+    let denied = analytics
+        .rebuild_projections(authed(RebuildProjectionsRequest {}, &token))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    let (_, admin) = signup_and_order(&ports, "admin@weft.local").await;
+    let settled = eventually("the admin's emails and orders counted", WAIT, || async {
+        let m = metrics(ports.analytics).await;
+        (m.emails_sent == 6 && m.orders_created == 4).then_some(m)
+    })
+    .await;
+    let replayed = analytics
+        .rebuild_projections(authed(RebuildProjectionsRequest {}, &admin))
+        .await
+        .unwrap()
+        .into_inner()
+        .events_replayed;
+    let rebuilt = metrics(ports.analytics).await;
+    assert_eq!(exact_part(&rebuilt), exact_part(&settled));
+    assert_eq!(replayed, rebuilt.events_processed);
     up.stop();
 }
 
