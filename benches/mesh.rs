@@ -1,0 +1,249 @@
+//! Figures of the notification and analytics services inside `weft up` (release
+//! build, embedded broker, SQLite):
+//!
+//! 1. Consumer throughput: N `UserSignedUp` published at once; how fast the analytics
+//!    projection counts them and the notification consumer plans them (its stored
+//!    offsets), and how fast the welcome emails are written.
+//! 2. End-to-end latency from a SignUp call to the dashboard's Server-Sent Event that
+//!    carries it, at a fixed signup rate.
+//!
+//! `cargo bench --bench mesh` (env `WEFT_BENCH_EVENTS`, `WEFT_BENCH_SIGNUPS`,
+//! `WEFT_BENCH_RATE` change the sizes).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use support::{Ports, Up};
+use weft_events::{DomainEvent as _, Envelope, EventContext};
+use weft_proto::analytics::GetMetricsRequest;
+use weft_proto::analytics::analytics_service_client::AnalyticsServiceClient;
+use weft_proto::user::user_service_client::UserServiceClient;
+use weft_proto::user::{SignUpRequest, SignupSource, UserSignedUp};
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
+}
+
+async fn stored_offsets(data: &std::path::Path, service: &str, topic: &str) -> i64 {
+    let url = weft_events::db::sqlite_url(data, service).unwrap();
+    let db = weft_events::Database::connect(&url).await.unwrap();
+    let row: (Option<i64>,) = sqlx::query_as(
+        "SELECT CAST(SUM(next_offset) AS BIGINT) FROM weft_consumer_offsets WHERE topic = $1",
+    )
+    .bind(topic)
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    row.0.unwrap_or(0)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n = env_or("WEFT_BENCH_EVENTS", 2000);
+    let signups = env_or("WEFT_BENCH_SIGNUPS", 60);
+    let rate = env_or("WEFT_BENCH_RATE", 5);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    let ports = Ports::free();
+    let up = tokio::task::spawn_blocking({
+        let (d, p) = (data.clone(), ports.clone());
+        move || Up::start(&d, &p)
+    })
+    .await
+    .unwrap();
+    let analytics_channel =
+        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{}", ports.analytics))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    let mut analytics = AnalyticsServiceClient::new(analytics_channel);
+
+    // 1. Throughput.
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", format!("127.0.0.1:{}", ports.broker))
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let started = Instant::now();
+    let mut sends = Vec::with_capacity(n);
+    for i in 0..n {
+        let event = UserSignedUp {
+            metadata: Some(EventContext::root().metadata("bench", "1")),
+            user_id: format!("bench-{i}"),
+            email: format!("bench{i}@example.com"),
+            name: format!("Bench {i}"),
+            source: SignupSource::Web as i32,
+            ..Default::default()
+        };
+        let envelope = Envelope::of(&event).unwrap();
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &envelope.headers() {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        let payload = prost::Message::encode_to_vec(&event);
+        let key = event.key().to_owned();
+        let producer = producer.clone();
+        sends.push(async move {
+            let record: FutureRecord<'_, str, [u8]> = FutureRecord::to("user-events")
+                .key(key.as_str())
+                .payload(payload.as_slice())
+                .headers(headers);
+            producer
+                .send(record, Duration::from_secs(30))
+                .await
+                .unwrap();
+        });
+    }
+    futures::future::join_all(sends).await;
+    let published = started.elapsed();
+    let (mut analytics_done, mut planned_done, mut mailed_done) = (None, None, None);
+    while analytics_done.is_none() || planned_done.is_none() || mailed_done.is_none() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let at = started.elapsed();
+        if analytics_done.is_none() {
+            let m = analytics
+                .get_metrics(GetMetricsRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            if m.metrics.unwrap().signups >= n as i64 {
+                analytics_done = Some(at);
+            }
+        }
+        if planned_done.is_none()
+            && stored_offsets(&data, "notification", "user-events").await >= n as i64
+        {
+            planned_done = Some(at);
+        }
+        if mailed_done.is_none() {
+            let mails = std::fs::read_dir(data.join("mail"))
+                .map(|d| d.count())
+                .unwrap_or(0);
+            // Welcome emails and, through the welcome orders, confirmations.
+            if mails >= 2 * n {
+                mailed_done = Some(at);
+            }
+        }
+        assert!(
+            at < Duration::from_secs(600),
+            "the bench did not finish in 10 minutes"
+        );
+    }
+    let rate_of = |d: Duration| n as f64 / d.as_secs_f64();
+    println!("throughput: {n} UserSignedUp published in {published:.2?}");
+    let a = analytics_done.unwrap();
+    let p = planned_done.unwrap();
+    let m = mailed_done.unwrap();
+    println!(
+        "  analytics consumer: all counted after {a:.2?} ({:.0} events/s)",
+        rate_of(a)
+    );
+    println!(
+        "  notification consumer: all planned after {p:.2?} ({:.0} events/s)",
+        rate_of(p)
+    );
+    println!(
+        "  notification delivery: {} .eml written after {m:.2?} ({:.0} emails/s, with the welcome orders' confirmations)",
+        2 * n,
+        2.0 * rate_of(m)
+    );
+
+    // 2. Signup → dashboard latency.
+    let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let stream = std::net::TcpStream::connect(("127.0.0.1", ports.dashboard)).unwrap();
+    write!(
+        &stream,
+        "GET /v1/analytics/metrics:stream HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let reader_seen = seen.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let Some(json) = line.strip_prefix("data: ") else {
+                continue;
+            };
+            let now = Instant::now();
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
+                continue;
+            };
+            for e in v["newEvents"].as_array().into_iter().flatten() {
+                let email = e["summary"]
+                    .as_str()
+                    .and_then(|s| s.split_whitespace().nth(1));
+                if let (true, Some(email)) = (e["eventType"] == UserSignedUp::TYPE, email) {
+                    reader_seen
+                        .lock()
+                        .unwrap()
+                        .entry(email.to_owned())
+                        .or_insert(now);
+                }
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let user_channel =
+        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{}", ports.user))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    let mut sent = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / rate as u32);
+    for i in 0..signups {
+        tick.tick().await;
+        let email = format!("latency{i}@example.com");
+        let mut users = UserServiceClient::new(user_channel.clone());
+        sent.insert(email.clone(), Instant::now());
+        tokio::spawn(async move {
+            users
+                .sign_up(SignUpRequest {
+                    email,
+                    name: "Latency".into(),
+                    password: "correct horse battery staple".into(),
+                    source: SignupSource::Web as i32,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.lock().unwrap().len() < signups && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = seen.lock().unwrap().clone();
+    let mut latencies: Vec<Duration> = sent
+        .iter()
+        .filter_map(|(email, at)| seen.get(email).map(|s| s.duration_since(*at)))
+        .collect();
+    latencies.sort();
+    println!(
+        "latency signup → dashboard event at {rate} signups/s: {} of {signups} seen, p50 {:.1?}, p99 {:.1?}, max {:.1?}",
+        latencies.len(),
+        quantile(&latencies, 0.5),
+        quantile(&latencies, 0.99),
+        latencies.last().unwrap()
+    );
+    tokio::task::spawn_blocking(move || up.stop())
+        .await
+        .unwrap();
+}
