@@ -19,6 +19,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use support::{Ports, Up};
 use tonic::Request;
 use tonic::transport::Channel;
+use weft_events::DomainEvent as _;
 use weft_proto::analytics::analytics_service_client::AnalyticsServiceClient;
 use weft_proto::analytics::{GetMetricsRequest, Metrics, RebuildProjectionsRequest};
 use weft_proto::common::Money;
@@ -603,5 +604,155 @@ async fn poison_records_go_to_the_dead_letter_topic_and_processing_goes_on() {
             );
         }
     }
+    up.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metric_stream_follows_changes_and_bad_requests_get_clear_errors() {
+    use weft_proto::analytics::{ListRecentEventsRequest, StreamMetricsRequest};
+    use weft_proto::notification::GetNotificationRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let up = tokio::task::spawn_blocking({
+        let (d, p) = (dir.path().to_owned(), ports.clone());
+        move || Up::start(&d, &p)
+    })
+    .await
+    .unwrap();
+    let mut analytics = AnalyticsServiceClient::new(channel(ports.analytics).await);
+    let mut stream = analytics
+        .stream_metrics(StreamMetricsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let snapshot = stream.message().await.unwrap().unwrap();
+    assert_eq!(snapshot.metrics.unwrap().signups, 0);
+    assert!(snapshot.new_events.is_empty());
+
+    let (ada, ada_token) = signup_and_order(&ports, "ada@example.com").await;
+    let mut seen_signup = false;
+    let mut last = Metrics::default();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while last.emails_sent < 3 {
+        let update = tokio::time::timeout_at(deadline, stream.message())
+            .await
+            .expect("updates keep coming")
+            .unwrap()
+            .expect("the stream stays open");
+        seen_signup |= update
+            .new_events
+            .iter()
+            .any(|e| e.event_type == UserSignedUp::TYPE && e.summary.contains("ada@example.com"));
+        let m = update.metrics.unwrap();
+        assert!(
+            m.events_processed >= last.events_processed,
+            "never backwards"
+        );
+        last = m;
+    }
+    assert!(seen_signup, "the signup came as a new event");
+    assert_eq!(last.signups, 1);
+
+    let too_few = analytics
+        .list_recent_events(ListRecentEventsRequest { limit: -1 })
+        .await
+        .unwrap_err();
+    assert_eq!(too_few.code(), tonic::Code::InvalidArgument);
+    let capped = analytics
+        .list_recent_events(ListRecentEventsRequest { limit: 10_000 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!capped.events.is_empty() && capped.events.len() <= 50);
+    let anonymous = analytics
+        .rebuild_projections(RebuildProjectionsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+
+    let mut notes = NotificationServiceClient::new(channel(ports.notification).await);
+    let mine = notes
+        .list_notifications(authed(
+            ListNotificationsRequest {
+                user_id: ada.clone(),
+                ..Default::default()
+            },
+            &ada_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .notifications;
+    assert_eq!(mine.len(), 3);
+    let (_, bob_token) = signup_and_order(&ports, "bob@example.com").await;
+    for (request, code) in [
+        (
+            GetNotificationRequest {
+                notification_id: String::new(),
+            },
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            GetNotificationRequest {
+                notification_id: "x".repeat(10_000),
+            },
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            GetNotificationRequest {
+                notification_id: "no-such-notification".into(),
+            },
+            tonic::Code::NotFound,
+        ),
+        (
+            GetNotificationRequest {
+                notification_id: mine[0].notification_id.clone(),
+            },
+            tonic::Code::NotFound,
+        ),
+    ] {
+        let err = notes
+            .get_notification(authed(request, &bob_token))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), code, "{err:?}");
+    }
+    let others = notes
+        .list_notifications(authed(
+            ListNotificationsRequest {
+                user_id: ada.clone(),
+                ..Default::default()
+            },
+            &bob_token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(others.code(), tonic::Code::NotFound, "no existence leak");
+    let negative = notes
+        .list_notifications(authed(
+            ListNotificationsRequest {
+                user_id: ada,
+                page_size: -5,
+                ..Default::default()
+            },
+            &ada_token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(negative.code(), tonic::Code::InvalidArgument);
+    assert!(negative.message().contains("page_size") || !negative.details().is_empty());
+
+    // The dashboard's HTTP server: unknown routes are 404.
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", ports.dashboard))
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    conn.write_all(b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    drop(stream);
     up.stop();
 }
