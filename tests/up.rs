@@ -85,8 +85,21 @@ async fn up_provisions_topics_and_tail_decodes_events_across_restarts() {
         event.metadata.as_ref().unwrap().event_id.as_str()
     );
 
-    // Every other topic exists, including the dead-letter topics, and is empty.
-    for topic in ["notification-events", "user-events.dlq", "order-events.dlq"] {
+    // The notification service's topic holds only what it sent (the welcome email
+    // and the welcome order's confirmation, as they get sent).
+    let (ok, out, err) = tail(port, "notification-events");
+    assert!(ok, "{err}");
+    for line in out.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(record["type"], "weft.notification.v1.EmailSent", "{line}");
+        assert_eq!(record["event"]["userId"], "u-42");
+    }
+    // The dead-letter topics exist and are empty.
+    for topic in [
+        "user-events.dlq",
+        "order-events.dlq",
+        "notification-events.dlq",
+    ] {
         let (ok, out, err) = tail(port, topic);
         assert!(ok && out.is_empty(), "{topic}: {err}{out}");
     }
