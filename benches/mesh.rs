@@ -60,12 +60,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_owned();
     let ports = Ports::free();
-    let up = tokio::task::spawn_blocking({
-        let (d, p) = (data.clone(), ports.clone());
-        move || Up::start(&d, &p)
-    })
-    .await
-    .unwrap();
+    let up = Up::start_async(&data, &ports).await;
     let analytics_channel =
         tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{}", ports.analytics))
             .unwrap()

@@ -21,12 +21,7 @@ use weft_testkit::{require_tool, tools_dir};
 async fn a_signup_appears_on_the_live_dashboard() {
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports::free();
-    let up = tokio::task::spawn_blocking({
-        let (d, p) = (dir.path().to_owned(), ports.clone());
-        move || Up::start(&d, &p)
-    })
-    .await
-    .unwrap();
+    let up = Up::start_async(dir.path(), &ports).await;
 
     let base = format!("http://127.0.0.1:{}", ports.dashboard);
     let page = http_get(&format!("{base}/")).await;

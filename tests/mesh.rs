@@ -159,12 +159,7 @@ fn exact_part(m: &Metrics) -> String {
 async fn a_signup_and_an_order_give_three_emails_and_exact_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports::free();
-    let up = tokio::task::spawn_blocking({
-        let (d, p) = (dir.path().to_owned(), ports.clone());
-        move || Up::start(&d, &p)
-    })
-    .await
-    .unwrap();
+    let up = Up::start_async(dir.path(), &ports).await;
 
     let (user_id, token) = signup_and_order(&ports, "ada@example.com").await;
     let mail_dir = dir.path().join("mail");
@@ -401,12 +396,7 @@ async fn replaying_every_event_twice_and_killing_each_consumer_changes_nothing()
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_owned();
     let ports = Ports::free();
-    let up = tokio::task::spawn_blocking({
-        let (d, p) = (data.clone(), ports.clone());
-        move || Up::start(&d, &p)
-    })
-    .await
-    .unwrap();
+    let up = Up::start_async(&data, &ports).await;
     for i in 0..3 {
         signup_and_order(&ports, &format!("user{i}@example.com")).await;
     }
@@ -507,12 +497,7 @@ async fn replaying_every_event_twice_and_killing_each_consumer_changes_nothing()
 async fn poison_records_go_to_the_dead_letter_topic_and_processing_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports::free();
-    let up = tokio::task::spawn_blocking({
-        let (d, p) = (dir.path().to_owned(), ports.clone());
-        move || Up::start(&d, &p)
-    })
-    .await
-    .unwrap();
+    let up = Up::start_async(dir.path(), &ports).await;
     let brokers = format!("127.0.0.1:{}", ports.broker);
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &brokers)
@@ -613,12 +598,7 @@ async fn the_metric_stream_follows_changes_and_bad_requests_get_clear_errors() {
     use weft_proto::notification::GetNotificationRequest;
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports::free();
-    let up = tokio::task::spawn_blocking({
-        let (d, p) = (dir.path().to_owned(), ports.clone());
-        move || Up::start(&d, &p)
-    })
-    .await
-    .unwrap();
+    let up = Up::start_async(dir.path(), &ports).await;
     let mut analytics = AnalyticsServiceClient::new(channel(ports.analytics).await);
     let mut stream = analytics
         .stream_metrics(StreamMetricsRequest {})

@@ -102,6 +102,14 @@ impl Up {
         up
     }
 
+    /// [`Self::start`] from async code (it blocks while the mesh comes up).
+    pub async fn start_async(data_dir: &Path, ports: &Ports) -> Self {
+        let (d, p) = (data_dir.to_owned(), ports.clone());
+        tokio::task::spawn_blocking(move || Self::start(&d, &p))
+            .await
+            .unwrap()
+    }
+
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         let mut seen = String::new();

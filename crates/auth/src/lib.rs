@@ -7,10 +7,12 @@
 //! those public keys, refreshed from the user service; a token that does not verify is
 //! refused (`UNAUTHENTICATED`), and without keys nothing verifies: fail closed.
 
+pub mod jwks;
 pub mod keys;
 pub mod token;
 pub mod verify;
 
+pub use jwks::{JwksArgs, keys_probe};
 pub use keys::SigningKeys;
 pub use token::{Claims, Issuer, TokenConfig};
 pub use verify::{Caller, Verifier, caller, interceptor, keep_fresh};

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod grpc;
 pub mod layers;
+pub mod paging;
 pub mod readiness;
 pub mod shutdown;
 pub mod status;

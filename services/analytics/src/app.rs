@@ -120,12 +120,10 @@ impl App {
             shutdown: shutdown.clone(),
         };
         let stop = shutdown.clone();
-        let jwks = tokio::spawn(weft_auth::keep_fresh(
-            self.verifier.clone(),
-            self.config.user_service_url.clone(),
-            self.config.jwks_refresh,
-            async move { stop.cancelled().await },
-        ));
+        let jwks = self
+            .config
+            .jwks
+            .refresh(self.verifier.clone(), async move { stop.cancelled().await });
         let dashboard = self
             .dashboard
             .map(|d| tokio::spawn(d.serve(api.clone(), shutdown.clone())));

@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Parser;
 use weft_events::kafka::KafkaArgs;
@@ -35,16 +34,9 @@ pub struct Config {
     /// PostgreSQL URL; SQLite under the data dir when absent.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<Secret<String>>,
-    /// The user service, whose JWKS verifies access tokens (for a rebuild).
-    #[arg(
-        long,
-        env = "WEFT_USER_SERVICE_URL",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    pub user_service_url: String,
-    /// How often the token keys are refreshed.
-    #[arg(long, env = "WEFT_JWKS_REFRESH", default_value = "5m", value_parser = humantime::parse_duration)]
-    pub jwks_refresh: Duration,
+    /// Token keys.
+    #[command(flatten)]
+    pub jwks: weft_auth::JwksArgs,
     /// Name under which the inbox and offsets are kept.
     #[arg(long, env = "WEFT_CONSUMER_GROUP", default_value = "weft-analytics")]
     pub consumer_group: String,

@@ -62,16 +62,9 @@ pub struct Config {
     /// Time limit of one SMTP or webhook exchange.
     #[arg(long, env = "WEFT_SEND_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub send_timeout: Duration,
-    /// The user service, whose JWKS verifies access tokens.
-    #[arg(
-        long,
-        env = "WEFT_USER_SERVICE_URL",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    pub user_service_url: String,
-    /// How often the token keys are refreshed.
-    #[arg(long, env = "WEFT_JWKS_REFRESH", default_value = "5m", value_parser = humantime::parse_duration)]
-    pub jwks_refresh: Duration,
+    /// Token keys.
+    #[command(flatten)]
+    pub jwks: weft_auth::JwksArgs,
     /// Consumer group.
     #[arg(long, env = "WEFT_CONSUMER_GROUP", default_value = "weft-notification")]
     pub consumer_group: String,

@@ -1,11 +1,10 @@
 //! The gRPC API: a user's notifications, newest first, and one notification. A
 //! caller sees their own (an admin sees all); anybody else's are NOT_FOUND.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tonic::{Request, Response, Status};
 use weft_events::Database;
 use weft_events::db::timestamp;
+use weft_kit::paging::{page_token, parse_page_token};
 use weft_kit::status::{FieldViolation, invalid_argument};
 use weft_proto::notification::notification_service_server::NotificationService;
 use weft_proto::notification::{
@@ -40,26 +39,6 @@ pub fn to_proto(n: &NotificationRow) -> Notification {
         create_time: Some(timestamp(n.created_at)),
         sent_time: n.sent_at.map(timestamp),
     }
-}
-
-fn page_token(n: &NotificationRow) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}:{}", n.created_at, n.id))
-}
-
-fn parse_page_token(token: &str) -> Result<Option<(i64, String)>, Status> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let bad = || {
-        invalid_argument(&[FieldViolation::new(
-            "page_token",
-            "is not a token this service issued",
-        )])
-    };
-    let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
-    let text = String::from_utf8(raw).map_err(|_| bad())?;
-    let (at, id) = text.split_once(':').ok_or_else(bad)?;
-    Ok(Some((at.parse().map_err(|_| bad())?, id.to_owned())))
 }
 
 #[tonic::async_trait]
@@ -101,7 +80,9 @@ impl NotificationService for NotificationApi {
             .map_err(internal)?;
         let next_page_token = if rows.len() as i64 > size {
             rows.truncate(size as usize);
-            rows.last().map(page_token).unwrap_or_default()
+            rows.last()
+                .map(|n| page_token(n.created_at, &n.id))
+                .unwrap_or_default()
         } else {
             String::new()
         };

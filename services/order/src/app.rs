@@ -81,23 +81,13 @@ impl App {
 
     /// Serves until `shutdown`, then drains.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let keys = self.verifier.clone();
         let broker = weft_events::kafka::broker_probe(&self.config.kafka)?;
         let readiness = self
             .grpc
             .readiness(&[SERVICE])
             .with_probe("database", self.api.db.probe())
             .with_probe("broker", broker)
-            .with_probe("token keys", move || {
-                let n = keys.key_count();
-                async move {
-                    if n > 0 {
-                        Ok(())
-                    } else {
-                        Err("no token keys from the user service yet".into())
-                    }
-                }
-            });
+            .with_probe("token keys", weft_auth::keys_probe(self.verifier.clone()));
 
         let waker = self.api.relay.clone();
         let consumer = Consumer::new(
@@ -108,12 +98,10 @@ impl App {
         .on::<UserSignedUp>(WelcomeOrders)
         .after_commit(move |_, _| waker.wake());
         let stop = shutdown.clone();
-        let jwks = tokio::spawn(weft_auth::keep_fresh(
-            self.verifier.clone(),
-            self.config.user_service_url.clone(),
-            self.config.jwks_refresh,
-            async move { stop.cancelled().await },
-        ));
+        let jwks = self
+            .config
+            .jwks
+            .refresh(self.verifier.clone(), async move { stop.cancelled().await });
         let limit = self.grpc.max_message_bytes();
         let server = OrderServiceServer::new(self.api)
             .max_decoding_message_size(limit)

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tonic::{Request, Response, Status};
 use tonic_types::StatusExt as _;
 use weft_auth::Caller;
+use weft_events::db::timestamp;
 use weft_events::outbox::RelayWaker;
 use weft_events::{Database, EventContext, Outbox};
+use weft_kit::paging::{page_token, parse_page_token};
 use weft_proto::order::order_service_server::OrderService;
 use weft_proto::order::*;
 
@@ -60,8 +60,6 @@ pub fn status(e: OrderError) -> Status {
         OrderError::Internal(err) => weft_kit::status::internal(err.as_ref()),
     }
 }
-
-use weft_events::db::timestamp;
 
 /// The API view of a stored order.
 pub fn to_proto(o: &OrderRecord) -> Order {
@@ -380,21 +378,6 @@ fn chrono_like_year_month() -> (i32, i32) {
     (year as i32, month as i32)
 }
 
-fn page_token(o: &OrderRecord) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}:{}", o.created_at, o.order_id))
-}
-
-fn parse_page_token(token: &str) -> Result<Option<(i64, String)>, OrderError> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let bad = || OrderError::invalid("page_token", "is not a token this service issued");
-    let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
-    let text = String::from_utf8(raw).map_err(|_| bad())?;
-    let (at, id) = text.split_once(':').ok_or_else(bad)?;
-    Ok(Some((at.parse().map_err(|_| bad())?, id.to_owned())))
-}
-
 #[tonic::async_trait]
 impl OrderService for OrderApi {
     async fn create_order(
@@ -463,7 +446,7 @@ impl OrderService for OrderApi {
             0 => 20,
             n => i64::from(n.min(100)),
         };
-        let after = parse_page_token(&req.page_token).map_err(status)?;
+        let after = parse_page_token(&req.page_token)?;
         if !caller.may_act_for(&user_id) {
             // Another user's orders look like no orders at all.
             return Err(status(OrderError::NotFound));
@@ -473,7 +456,10 @@ impl OrderService for OrderApi {
             .map_err(status)?;
         let next_page_token = if orders.len() as i64 > size {
             orders.truncate(size as usize);
-            orders.last().map(page_token).unwrap_or_default()
+            orders
+                .last()
+                .map(|o| page_token(o.created_at, &o.order_id))
+                .unwrap_or_default()
         } else {
             String::new()
         };

@@ -1,0 +1,53 @@
+//! How a service that verifies tokens finds the user service's keys: the flags, the
+//! background refresher and the readiness probe, shared by every such service.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::verify::{Verifier, keep_fresh};
+
+/// Where the token keys come from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct JwksArgs {
+    /// The user service, whose JWKS verifies access tokens.
+    #[arg(
+        long,
+        env = "WEFT_USER_SERVICE_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub user_service_url: String,
+    /// How often the token keys are refreshed.
+    #[arg(long, env = "WEFT_JWKS_REFRESH", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub jwks_refresh: Duration,
+}
+
+impl JwksArgs {
+    /// Keeps `verifier` loaded from the user service until `stop` resolves.
+    pub fn refresh(
+        &self,
+        verifier: Arc<Verifier>,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> JoinHandle<()> {
+        tokio::spawn(keep_fresh(
+            verifier,
+            self.user_service_url.clone(),
+            self.jwks_refresh,
+            stop,
+        ))
+    }
+}
+
+/// A readiness probe: ready once the user service's JWKS has given at least one key.
+pub fn keys_probe(
+    verifier: Arc<Verifier>,
+) -> impl Fn() -> std::future::Ready<Result<(), String>> + Send + Sync + 'static {
+    move || {
+        std::future::ready(if verifier.key_count() > 0 {
+            Ok(())
+        } else {
+            Err("no token keys from the user service yet".into())
+        })
+    }
+}
