@@ -490,6 +490,39 @@ async fn replaying_every_event_twice_and_killing_each_consumer_changes_nothing()
         .unwrap();
     let ids: BTreeSet<&str> = sent.iter().filter_map(|r| header(r, "ce_id")).collect();
     assert_eq!(ids.len(), 9, "no EmailSent beyond the first nine");
+
+    // The order service's welcome reaction also resumes after a SIGKILL: a new
+    // signup gets its welcome order (and its emails) once weft up has restarted it.
+    let old_pid = kill9(&data, "order");
+    eventually("order restarted", WAIT, || async {
+        let pid = std::fs::read_to_string(data.join("run/order.pid")).ok()?;
+        (pid.trim().parse::<i32>().ok()? != old_pid).then_some(())
+    })
+    .await;
+    eventually("the order service SERVING again", WAIT, || async {
+        use tonic_health::pb::HealthCheckRequest;
+        use tonic_health::pb::health_check_response::ServingStatus;
+        use tonic_health::pb::health_client::HealthClient;
+        let ch = Channel::from_shared(format!("http://127.0.0.1:{}", ports.order))
+            .unwrap()
+            .connect()
+            .await
+            .ok()?;
+        let status = HealthClient::new(ch)
+            .check(HealthCheckRequest::default())
+            .await
+            .ok()?
+            .into_inner()
+            .status;
+        (status == ServingStatus::Serving as i32).then_some(())
+    })
+    .await;
+    signup_and_order(&ports, "after-crash@example.com").await;
+    eventually("the new user's welcome order and emails", WAIT, || async {
+        let m = metrics(ports.analytics).await;
+        (m.signups == 4 && m.orders_created == 8 && m.emails_sent == 12).then_some(())
+    })
+    .await;
     up.stop();
 }
 

@@ -183,6 +183,19 @@ pub trait Reset: Send + Sync + 'static {
     async fn reset(&self, tx: &mut AnyConnection) -> Result<(), sqlx::Error>;
 }
 
+/// The [`Reset`] of a consumer whose effects must never be replayed (messages sent,
+/// orders created): a rewind is refused and nothing changes.
+pub struct NeverReplay;
+
+#[async_trait]
+impl Reset for NeverReplay {
+    async fn reset(&self, _tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        Err(sqlx::Error::Protocol(
+            "this consumer's effects are never replayed".into(),
+        ))
+    }
+}
+
 type RewindReply = oneshot::Sender<Result<u64, String>>;
 
 /// Asks a consumer with offsets in its database to start over: drop the projection

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use weft_auth::{TokenConfig, Verifier};
+use weft_events::consumer::NeverReplay;
 use weft_events::dlq::DeadLetters;
 use weft_events::outbox::RelayConfig;
 use weft_events::{Consumer, Database, Relay};
@@ -23,7 +24,7 @@ use weft_proto::user::{UserSignedUp, UserUpdated};
 
 use crate::config::Config;
 use crate::delivery::{Deliverer, DeliveryConfig};
-use crate::reactions::{Confirmation, ContactChanges, NeverReplay, Shipping, Welcome};
+use crate::reactions::{Confirmation, ContactChanges, Shipping, Welcome};
 use crate::service::NotificationApi;
 use crate::templates::Templates;
 use crate::transport::{MailFiles, MailTransport, SmsFiles, SmsTransport, SmsWebhook, Smtp};
@@ -138,6 +139,7 @@ impl App {
         .on::<UserUpdated>(ContactChanges)
         .on::<OrderCreated>(Confirmation)
         .on::<OrderShipped>(Shipping)
+        // Replaying would message every user again.
         .offsets_in_database(NeverReplay)
         .after_commit(move |_, _| wake.notify_one());
         let stop = shutdown.clone();

@@ -10,7 +10,7 @@
 
 use serde::Serialize;
 use sqlx::AnyConnection;
-use weft_events::consumer::{Handler, HandlerError, Received, Reset};
+use weft_events::consumer::{Handler, HandlerError, Received};
 use weft_events::db::now_micros;
 use weft_proto::common::Money;
 use weft_proto::notification::Channel;
@@ -241,20 +241,6 @@ impl Handler for Shipping {
             .await?;
         }
         Ok(())
-    }
-}
-
-/// The consumer keeps its offsets in the service database (committed with the plans
-/// they cover, and no consumer-group membership to recover after a crash), but a
-/// replay from the beginning would message every user again: it is refused.
-pub struct NeverReplay;
-
-#[async_trait::async_trait]
-impl Reset for NeverReplay {
-    async fn reset(&self, _tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
-        Err(sqlx::Error::Protocol(
-            "notifications are never replayed: that would message every user again".into(),
-        ))
     }
 }
 
