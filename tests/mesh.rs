@@ -214,6 +214,29 @@ async fn a_signup_and_an_order_give_three_emails_and_exact_metrics() {
         assert!(!header(record, "ce_correlationid").unwrap_or("").is_empty());
     }
 
+    // One trace per user action: the welcome email's EmailSent continues the trace of
+    // the SignUp call that caused it (through user-events and the delivery worker).
+    let b = format!("127.0.0.1:{}", ports.broker);
+    let signups = tokio::task::spawn_blocking(move || {
+        read_topic_until(&b, "user-events", WAIT, |s| !s.is_empty())
+    })
+    .await
+    .unwrap();
+    let trace_of = |r: &rdkafka::message::OwnedMessage| {
+        header(r, "traceparent")
+            .and_then(|t| t.split('-').nth(1))
+            .map(str::to_owned)
+    };
+    let signup_trace = trace_of(&signups[0]).expect("UserSignedUp carries a traceparent");
+    let welcome = sent
+        .iter()
+        .find(|r| {
+            let e: EmailSent = prost::Message::decode(r.payload().unwrap()).unwrap();
+            e.template == "welcome"
+        })
+        .unwrap();
+    assert_eq!(trace_of(welcome), Some(signup_trace));
+
     let m = eventually("metrics of one signup and two orders", WAIT, || async {
         let m = metrics(ports.analytics).await;
         (m.emails_sent == 3 && m.orders_created == 2).then_some(m)

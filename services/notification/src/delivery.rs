@@ -23,6 +23,7 @@ use weft_events::db::now_micros;
 use weft_events::dlq::{DeadLetters, DeadRecord};
 use weft_events::outbox::RelayWaker;
 use weft_events::{Database, EventContext, Outbox};
+use weft_kit::telemetry::{MapCarrier, set_parent_from};
 use weft_proto::common::EventMetadata;
 use weft_proto::notification::{Channel, EmailSent, SmsSent};
 
@@ -239,13 +240,30 @@ impl Deliverer {
         subject: &str,
     ) -> Result<(), sqlx::Error> {
         let trigger = store::trigger(&self.db, &row.trigger_event_id).await?;
+        // The sent event continues the trigger's trace: one trace per user action.
+        let span = tracing::info_span!(
+            "notification sent",
+            otel.kind = "producer",
+            notification.id = %row.id,
+            notification.template = %row.template,
+        );
+        if let Some(t) = &trigger {
+            let carrier = MapCarrier(
+                t.headers
+                    .iter()
+                    .filter(|(k, _)| weft_events::envelope::header::TRACE.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+                    .collect(),
+            );
+            set_parent_from(&span, &carrier);
+        }
         let context = EventContext {
             correlation_id: trigger
                 .map(|t| t.correlation_id)
                 .unwrap_or_else(|| row.trigger_event_id.clone()),
             causation_id: row.trigger_event_id.clone(),
         };
-        let metadata = Some(context.metadata(SOURCE, env!("CARGO_PKG_VERSION")));
+        let metadata = Some(span.in_scope(|| context.metadata(SOURCE, env!("CARGO_PKG_VERSION"))));
         let mut tx = self.db.begin().await?;
         if !store::mark_sent(&mut tx, &row.id, recipient, subject, now_micros()).await? {
             tx.rollback().await?;
