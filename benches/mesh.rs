@@ -189,7 +189,7 @@ async fn main() {
 
     // 2. Signup → dashboard latency.
     let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let stream = std::net::TcpStream::connect(("127.0.0.1", ports.dashboard)).unwrap();
+    let stream = std::net::TcpStream::connect(("127.0.0.1", ports.gateway)).unwrap();
     write!(
         &stream,
         "GET /v1/analytics/metrics:stream HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"

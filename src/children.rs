@@ -1,5 +1,6 @@
 //! The services `weft up` runs as child processes (`weft serve <name> …`), each with
-//! its output in `<data dir>/logs/<name>.log`, and the wait for their health.
+//! its output in `<data dir>/logs/<name>.log`, and the wait for their health: gRPC
+//! health for the services, the admin `/readyz` for the gateway.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,11 +13,22 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+/// What a child is, which decides its common flags and how its health is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A gRPC service with a database and the broker.
+    Service,
+    /// The REST gateway: no database, no broker; ready when its admin `/readyz` is.
+    Gateway,
+}
+
 /// One service to start.
 pub struct ServiceSpec {
     /// `weft serve` name, also the log file name.
     pub name: &'static str,
-    /// gRPC address.
+    /// What it is.
+    pub kind: Kind,
+    /// gRPC address (for the gateway: its HTTP address).
     pub grpc: SocketAddr,
     /// Admin address.
     pub admin: SocketAddr,
@@ -34,17 +46,22 @@ pub fn spawn(spec: &ServiceSpec, data_dir: &Path, brokers: &str) -> anyhow::Resu
         .append(true)
         .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
-    let child = Command::new(exe)
-        .args(["serve", spec.name])
-        .args([
-            "--grpc-addr",
-            &spec.grpc.to_string(),
-            "--admin-addr",
-            &spec.admin.to_string(),
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--kafka-brokers", brokers])
+    let mut command = Command::new(exe);
+    command.args(["serve", spec.name]);
+    match spec.kind {
+        Kind::Service => {
+            command
+                .args(["--grpc-addr", &spec.grpc.to_string()])
+                .arg("--data-dir")
+                .arg(data_dir)
+                .args(["--kafka-brokers", brokers]);
+        }
+        Kind::Gateway => {
+            command.args(["--http-addr", &spec.grpc.to_string()]);
+        }
+    }
+    let child = command
+        .args(["--admin-addr", &spec.admin.to_string()])
         .args(&spec.flags)
         // Each service gets its own database by flag; a shared one would mix their
         // outboxes.
@@ -65,20 +82,22 @@ pub fn spawn(spec: &ServiceSpec, data_dir: &Path, brokers: &str) -> anyhow::Resu
     Ok(child)
 }
 
-/// Waits until the service at `grpc` reports SERVING, or fails when `child` exits or
-/// `timeout` passes.
+/// Waits until `spec` is ready (SERVING, or `/readyz` 200 for the gateway), or
+/// fails when `child` exits or `timeout` passes.
 pub async fn wait_healthy(
-    name: &str,
-    grpc: SocketAddr,
+    spec: &ServiceSpec,
     child: &mut Child,
     log: &Path,
     timeout: Duration,
 ) -> anyhow::Result<()> {
+    let name = spec.name;
     let deadline = Instant::now() + timeout;
-    let target = if grpc.ip().is_unspecified() {
-        SocketAddr::from(([127, 0, 0, 1], grpc.port()))
-    } else {
-        grpc
+    let local = |addr: SocketAddr| {
+        if addr.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        } else {
+            addr
+        }
     };
     loop {
         if let Some(status) = child.try_wait()? {
@@ -88,7 +107,11 @@ pub async fn wait_healthy(
                 crate::broker::tail_of(log)
             );
         }
-        if serving(target).await {
+        let ready = match spec.kind {
+            Kind::Service => serving(local(spec.grpc)).await,
+            Kind::Gateway => http_ready(local(spec.admin)).await,
+        };
+        if ready {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -100,6 +123,26 @@ pub async fn wait_healthy(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Whether `GET /readyz` on `addr` answers 200.
+async fn http_ready(addr: SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream
+            .write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await
+            .ok()?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.ok()?;
+        Some(head.ends_with(b" 200"))
+    };
+    tokio::time::timeout(Duration::from_millis(500), attempt)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 async fn serving(addr: SocketAddr) -> bool {

@@ -17,7 +17,7 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Start the whole mesh on this machine: broker, topics, services.
+    /// Start the whole mesh on this machine: broker, topics, services, gateway.
     Up(UpArgs),
     /// Print the events of a topic, decoded by their ce_type, as JSON lines.
     Tail(TailArgs),
@@ -41,8 +41,10 @@ pub enum ServiceName {
     Order,
     /// weft.notification.v1.NotificationService.
     Notification,
-    /// weft.analytics.v1.AnalyticsService (and the dashboard).
+    /// weft.analytics.v1.AnalyticsService.
     Analytics,
+    /// The REST gateway (and the live dashboard page).
+    Gateway,
 }
 
 /// Flags of `weft supervise`.
@@ -121,9 +123,12 @@ pub struct UpArgs {
     /// gRPC port of the analytics service.
     #[arg(long, env = "WEFT_ANALYTICS_PORT", default_value_t = 50054)]
     pub analytics_port: u16,
-    /// HTTP port of the live dashboard (served by the analytics service).
-    #[arg(long, env = "WEFT_DASHBOARD_PORT", default_value_t = 8088)]
-    pub dashboard_port: u16,
+    /// HTTP port of the gateway: REST/JSON, the live dashboard and `/openapi.json`.
+    #[arg(long, env = "WEFT_GATEWAY_PORT", default_value_t = 8080)]
+    pub gateway_port: u16,
+    /// Admin (/metrics) port of the gateway.
+    #[arg(long, env = "WEFT_GATEWAY_ADMIN_PORT", default_value_t = 9100)]
+    pub gateway_admin_port: u16,
     /// Admin (/metrics) port of the user service.
     #[arg(long, env = "WEFT_USER_ADMIN_PORT", default_value_t = 9101)]
     pub user_admin_port: u16,

@@ -1,5 +1,6 @@
 //! The `weft` launcher: `weft up` starts the embedded broker, provisions the topics
-//! and runs every service of the mesh as a child process on the ports of the design;
+//! and runs every service of the mesh and the gateway as child processes on the
+//! ports of the design;
 //! `weft tail` prints a topic's events decoded by their `ce_type`.
 
 pub mod broker;
@@ -32,6 +33,7 @@ async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
         cli::ServiceName::Analytics => {
             weft_analytics::run(parse_or_exit(argv("weft-analytics"))).await
         }
+        cli::ServiceName::Gateway => weft_gateway::run(parse_or_exit(argv("weft-gateway"))).await,
     }
 }
 

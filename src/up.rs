@@ -1,6 +1,7 @@
 //! `weft up`: the whole mesh on one machine. Starts the embedded broker (or uses an
-//! external Kafka), provisions every topic explicitly, starts each service as a child
-//! process (`weft serve <name>`) and waits until it is healthy, prints where everything is, and on
+//! external Kafka), provisions every topic explicitly, starts each service and then
+//! the gateway as a child process (`weft serve <name>`) and waits until it is
+//! healthy, prints where everything is, and on
 //! Ctrl-C or SIGTERM stops the children in reverse order, each with a grace period.
 
 use std::collections::HashMap;
@@ -16,7 +17,7 @@ use weft_events::topics;
 use std::net::SocketAddr;
 
 use crate::broker::{self, EmbeddedBroker};
-use crate::children::{self, ServiceSpec};
+use crate::children::{self, Kind, ServiceSpec};
 use crate::cli::{BrokerMode, UpArgs};
 
 /// How long a child may take to exit after SIGTERM before it is killed.
@@ -77,35 +78,51 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let host = args.host;
     let user_grpc = SocketAddr::new(host, args.user_port);
     let user_url = format!("http://{}", local(user_grpc));
-    let dashboard = SocketAddr::new(host, args.dashboard_port);
+    let gateway = SocketAddr::new(host, args.gateway_port);
+    let url = |port: u16| format!("http://{}", local(SocketAddr::new(host, port)));
     let mut specs = vec![
         ServiceSpec {
             name: "user",
+            kind: Kind::Service,
             grpc: user_grpc,
             admin: SocketAddr::new(host, args.user_admin_port),
             flags: vec!["--admin-emails".to_owned(), args.admin_emails.clone()],
         },
         ServiceSpec {
             name: "order",
+            kind: Kind::Service,
             grpc: SocketAddr::new(host, args.order_port),
             admin: SocketAddr::new(host, args.order_admin_port),
             flags: vec!["--user-service-url".to_owned(), user_url.clone()],
         },
         ServiceSpec {
             name: "notification",
+            kind: Kind::Service,
             grpc: SocketAddr::new(host, args.notification_port),
             admin: SocketAddr::new(host, args.notification_admin_port),
             flags: vec!["--user-service-url".to_owned(), user_url.clone()],
         },
         ServiceSpec {
             name: "analytics",
+            kind: Kind::Service,
             grpc: SocketAddr::new(host, args.analytics_port),
             admin: SocketAddr::new(host, args.analytics_admin_port),
+            flags: vec!["--user-service-url".to_owned(), user_url.clone()],
+        },
+        ServiceSpec {
+            name: "gateway",
+            kind: Kind::Gateway,
+            grpc: gateway,
+            admin: SocketAddr::new(host, args.gateway_admin_port),
             flags: vec![
                 "--user-service-url".to_owned(),
                 user_url,
-                "--dashboard-addr".to_owned(),
-                dashboard.to_string(),
+                "--order-service-url".to_owned(),
+                url(args.order_port),
+                "--notification-service-url".to_owned(),
+                url(args.notification_port),
+                "--analytics-service-url".to_owned(),
+                url(args.analytics_port),
             ],
         },
     ];
@@ -123,19 +140,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     for spec in &specs {
         let t = Instant::now();
         print_step(&format!(
-            "starting the {} service on {}",
-            spec.name, spec.grpc
+            "starting the {} on {}",
+            match spec.kind {
+                Kind::Service => format!("{} service", spec.name),
+                Kind::Gateway => "gateway".to_owned(),
+            },
+            spec.grpc
         ));
         let mut child = children::spawn(spec, &data_dir, &bootstrap)?;
         let log = data_dir.join(format!("logs/{}.log", spec.name));
-        let healthy = children::wait_healthy(
-            spec.name,
-            spec.grpc,
-            &mut child,
-            &log,
-            Duration::from_secs(60),
-        )
-        .await;
+        let healthy = children::wait_healthy(spec, &mut child, &log, Duration::from_secs(60)).await;
         children_list.push(Managed {
             name: spec.name,
             child,
@@ -152,15 +166,23 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("  embedded broker (Kafka protocol)   {bootstrap}");
     println!("  topics                             {}", wanted.join(", "));
     for spec in &specs {
+        let (what, listen) = match spec.kind {
+            Kind::Service => (format!("{} service", spec.name), "grpc"),
+            Kind::Gateway => ("gateway (REST/JSON)".to_owned(), "http"),
+        };
         println!(
-            "  {:<34} grpc {}   metrics http://{}/metrics   log {}",
-            format!("{} service", spec.name),
+            "  {what:<34} {listen} {}   metrics http://{}/metrics   log {}",
             local(spec.grpc),
             local(spec.admin),
             data_dir.join(format!("logs/{}.log", spec.name)).display()
         );
     }
-    println!("  {:<34} http://{}/", "live dashboard", local(dashboard));
+    println!("  {:<34} http://{}/", "live dashboard", local(gateway));
+    println!(
+        "  {:<34} http://{}/openapi.json",
+        "OpenAPI 3.1",
+        local(gateway)
+    );
     if std::env::var_os("WEFT_SMTP_URL").is_none() {
         println!(
             "  {:<34} {}",
@@ -170,6 +192,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     println!();
     println!("  try: grpcurl -plaintext {} list", local(user_grpc));
+    println!(
+        "       curl -X POST http://{}/v1/users -d '{{\"email\":\"ada@example.com\",\"name\":\"Ada\",\"password\":\"correct horse battery\"}}' -H 'content-type: application/json'",
+        local(gateway)
+    );
     println!();
     println!(
         "weft is up in {} ms. Tail events with `weft tail user-events`. Ctrl-C stops.",

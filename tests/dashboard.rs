@@ -23,7 +23,7 @@ async fn a_signup_appears_on_the_live_dashboard() {
     let ports = Ports::free();
     let up = Up::start_async(dir.path(), &ports).await;
 
-    let base = format!("http://127.0.0.1:{}", ports.dashboard);
+    let base = format!("http://127.0.0.1:{}", ports.gateway);
     let page = http_get(&format!("{base}/")).await;
     assert!(
         page.contains("EventSource"),

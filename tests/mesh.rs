@@ -778,8 +778,8 @@ async fn the_metric_stream_follows_changes_and_bad_requests_get_clear_errors() {
     assert_eq!(negative.code(), tonic::Code::InvalidArgument);
     assert!(negative.message().contains("page_size") || !negative.details().is_empty());
 
-    // The dashboard's HTTP server: unknown routes are 404.
-    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", ports.dashboard))
+    // The gateway: unknown routes are 404.
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", ports.gateway))
         .await
         .unwrap();
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

@@ -24,7 +24,8 @@ pub struct Ports {
     pub analytics: u16,
     pub notification_admin: u16,
     pub analytics_admin: u16,
-    pub dashboard: u16,
+    pub gateway: u16,
+    pub gateway_admin: u16,
 }
 
 impl Ports {
@@ -40,7 +41,8 @@ impl Ports {
             analytics: p(),
             notification_admin: p(),
             analytics_admin: p(),
-            dashboard: p(),
+            gateway: p(),
+            gateway_admin: p(),
         }
     }
 }
@@ -76,7 +78,8 @@ impl Up {
                 &ports.notification_admin.to_string(),
             ])
             .args(["--analytics-admin-port", &ports.analytics_admin.to_string()])
-            .args(["--dashboard-port", &ports.dashboard.to_string()])
+            .args(["--gateway-port", &ports.gateway.to_string()])
+            .args(["--gateway-admin-port", &ports.gateway_admin.to_string()])
             .arg("--data-dir")
             .arg(data_dir)
             .env_remove("WEFT_USER_DATABASE_URL")

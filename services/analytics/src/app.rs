@@ -1,5 +1,5 @@
 //! Assembling the analytics service: database, the projecting consumer (offsets in
-//! the database), the token verifier, and the gRPC, admin and dashboard servers.
+//! the database), the token verifier, and the gRPC and admin servers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +17,6 @@ use weft_kit::grpc::GrpcServer;
 use weft_proto::analytics::analytics_service_server::AnalyticsServiceServer;
 
 use crate::config::Config;
-use crate::dashboard::DashboardServer;
 use crate::projection::{DropProjections, Projector};
 use crate::service::AnalyticsApi;
 
@@ -28,7 +27,6 @@ pub const SERVICE: &str = "weft.analytics.v1.AnalyticsService";
 pub struct App {
     grpc: GrpcServer,
     admin: AdminServer,
-    dashboard: Option<DashboardServer>,
     db: Database,
     verifier: Arc<Verifier>,
     config: Config,
@@ -48,21 +46,9 @@ impl App {
         .context("opening the analytics database")?;
         let grpc = GrpcServer::bind(config.grpc_addr, config.server.clone()).await?;
         let admin = AdminServer::bind(config.admin_addr).await?;
-        let dashboard = if config.no_dashboard {
-            None
-        } else {
-            Some(
-                DashboardServer::bind(config.dashboard_addr)
-                    .await
-                    .with_context(|| {
-                        format!("binding the dashboard to {}", config.dashboard_addr)
-                    })?,
-            )
-        };
         Ok(Self {
             grpc,
             admin,
-            dashboard,
             db,
             verifier: Arc::new(Verifier::new(&TokenConfig::default())),
             config,
@@ -77,11 +63,6 @@ impl App {
     /// Where the admin server listens.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin.local_addr()
-    }
-
-    /// Where the dashboard listens, when it is served.
-    pub fn dashboard_addr(&self) -> Option<SocketAddr> {
-        self.dashboard.as_ref().map(DashboardServer::local_addr)
     }
 
     /// Serves until `shutdown`, then drains.
@@ -124,9 +105,6 @@ impl App {
             .config
             .jwks
             .refresh(self.verifier.clone(), async move { stop.cancelled().await });
-        let dashboard = self
-            .dashboard
-            .map(|d| tokio::spawn(d.serve(api.clone(), shutdown.clone())));
         let limit = self.grpc.max_message_bytes();
         let server = AnalyticsServiceServer::new(api)
             .max_decoding_message_size(limit)
@@ -143,9 +121,6 @@ impl App {
         let background = async {
             if let Ok(Err(e)) = consumer.await {
                 tracing::error!(error = %e, "analytics consumer failed");
-            }
-            if let Some(d) = dashboard {
-                let _ = d.await;
             }
             let _ = admin.await;
             let _ = jwks.await;

@@ -13,7 +13,7 @@ use weft_kit::config::{Secret, ServerArgs, TelemetryArgs};
 #[command(
     name = "weft-analytics",
     version,
-    about = "weft analytics service: exact projections of every event, a metric stream and the live dashboard"
+    about = "weft analytics service: exact projections of every event, and a metric stream"
 )]
 pub struct Config {
     /// gRPC listen address.
@@ -22,12 +22,6 @@ pub struct Config {
     /// Admin (/metrics) listen address.
     #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "0.0.0.0:9104")]
     pub admin_addr: SocketAddr,
-    /// Dashboard (HTTP) listen address.
-    #[arg(long, env = "WEFT_DASHBOARD_ADDR", default_value = "0.0.0.0:8088")]
-    pub dashboard_addr: SocketAddr,
-    /// Do not serve the dashboard (when the gateway serves it).
-    #[arg(long, env = "WEFT_NO_DASHBOARD")]
-    pub no_dashboard: bool,
     /// Data directory (SQLite database).
     #[arg(long, env = "WEFT_DATA_DIR", default_value = ".weft")]
     pub data_dir: PathBuf,

@@ -5,12 +5,11 @@
 //! transaction that also records it in the inbox and stores its offset, so a
 //! redelivery or a restart neither loses nor double-counts; a rebuild drops the
 //! tables and replays the topics from the beginning. The [`service`] serves the
-//! metrics over gRPC (including a coalesced stream) and the [`dashboard`] serves the
-//! live page over HTTP with Server-Sent Events.
+//! metrics over gRPC (including a coalesced stream); the gateway serves them over
+//! HTTP with Server-Sent Events to the live dashboard page.
 
 pub mod app;
 pub mod config;
-pub mod dashboard;
 pub mod latency;
 pub mod projection;
 pub mod service;
@@ -22,6 +21,6 @@ pub use config::Config;
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let _telemetry = weft_kit::telemetry::init("weft-analytics", &config.telemetry)?;
     let app = App::build(config).await?;
-    tracing::info!(grpc = %app.grpc_addr(), admin = %app.admin_addr(), dashboard = ?app.dashboard_addr(), "analytics service ready to serve");
+    tracing::info!(grpc = %app.grpc_addr(), admin = %app.admin_addr(), "analytics service ready to serve");
     app.run_until_stopped(weft_kit::shutdown::on_signal()).await
 }

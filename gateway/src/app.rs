@@ -1,0 +1,257 @@
+//! Assembling the gateway: the descriptor pool and route table, the upstream channels,
+//! the token verifier kept fresh from the user service, the HTTP server with its
+//! layers (concurrency limit with shedding, CORS, compression), and the admin server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::error_handling::HandleErrorLayer;
+use axum::response::{Html, IntoResponse};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, header};
+use prost_reflect::DescriptorPool;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate as _};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use weft_auth::{TokenConfig, Verifier};
+use weft_kit::admin::AdminServer;
+
+use crate::breaker::BreakerConfig;
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::policy::RateLimits;
+use crate::proxy::{self, Gateway};
+use crate::routes::Router;
+use crate::upstream::{UpstreamConfig, Upstreams};
+
+const DASHBOARD: &str = include_str!("../dashboard/index.html");
+
+/// A built, bound, not yet serving gateway.
+pub struct App {
+    listener: TcpListener,
+    http_addr: SocketAddr,
+    admin: AdminServer,
+    gateway: Arc<Gateway>,
+    openapi: Bytes,
+    config: Config,
+}
+
+impl App {
+    /// Reads the descriptors, builds the routes and upstreams, binds the listeners.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let pool = match &config.descriptor_set {
+            Some(path) => {
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("reading the descriptor set {}", path.display()))?;
+                DescriptorPool::decode(bytes.as_slice())
+                    .with_context(|| format!("decoding the descriptor set {}", path.display()))?
+            }
+            None => weft_proto::descriptor_pool().clone(),
+        };
+        let router = Router::from_pool(&pool).context("building the REST routes")?;
+        let upstreams = Upstreams::new(
+            &config.upstream_urls(),
+            &UpstreamConfig {
+                connect_timeout: config.connect_timeout,
+                max_message_bytes: config.max_message_bytes,
+                breaker: BreakerConfig {
+                    failures: config.breaker_failures.max(1),
+                    open_for: config.breaker_open_for,
+                },
+            },
+        )?;
+        let services: Vec<String> = router.bindings().iter().map(|b| b.service()).collect();
+        if let Some(missing) = upstreams.missing(services.iter().map(String::as_str)) {
+            anyhow::bail!(
+                "no upstream URL for {missing}; pass --upstream {missing}=http://host:port"
+            );
+        }
+        let openapi = Bytes::from(serde_json::to_vec(&crate::openapi::document(&router))?);
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("binding the gateway to {}", config.http_addr))?;
+        let http_addr = listener.local_addr()?;
+        let admin = AdminServer::bind(config.admin_addr).await?;
+        let gateway = Arc::new(Gateway {
+            router,
+            upstreams,
+            verifier: Arc::new(Verifier::new(&TokenConfig::default())),
+            limits: RateLimits::new(
+                config.rate_limit,
+                config.rate_burst,
+                config.auth_rate_limit,
+                config.auth_rate_burst,
+            ),
+            streams: Arc::new(Semaphore::new(config.max_streams)),
+            max_body_bytes: config.max_body_bytes,
+            request_timeout: config.request_timeout,
+            client_ip_header: config.client_ip_header.clone(),
+            shutdown: CancellationToken::new(),
+        });
+        Ok(Self {
+            listener,
+            http_addr,
+            admin,
+            gateway,
+            openapi,
+            config,
+        })
+    }
+
+    /// Where the REST server listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Where the admin server listens.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr()
+    }
+
+    /// Serves until `shutdown`, then drains open requests and streams.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let gw = self.gateway.clone();
+        let stop = shutdown.clone();
+        let jwks = self
+            .config
+            .jwks
+            .refresh(gw.verifier.clone(), async move { stop.cancelled().await });
+        let ready = Arc::new(AtomicBool::new(false));
+        let housekeeping = tokio::spawn(housekeeping(gw.clone(), ready.clone(), shutdown.clone()));
+        let admin = tokio::spawn(self.admin.serve(ready, shutdown.clone()));
+
+        let app = http_app(gw.clone(), self.openapi, &self.config);
+        let drain = shutdown.clone();
+        let streams_end = gw.shutdown.clone();
+        let server = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            drain.cancelled().await;
+            // Open streams would hold the drain forever: end them now.
+            streams_end.cancel();
+        })
+        .into_future();
+        tracing::info!(addr = %self.http_addr, "gateway listening");
+        let grace = self.config.shutdown_grace;
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => result.context("serving HTTP")?,
+            _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(?grace, "drain grace period over; dropping open requests");
+            }
+        }
+        let background = async {
+            let _ = admin.await;
+            let _ = jwks.await;
+            let _ = housekeeping.await;
+        };
+        if tokio::time::timeout(grace, background).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "background tasks did not stop within the grace period"
+            );
+        }
+        tracing::info!("gateway stopped");
+        Ok(())
+    }
+}
+
+/// Ready while token keys are loaded; idle rate-limit state is dropped now and then.
+async fn housekeeping(gw: Arc<Gateway>, ready: Arc<AtomicBool>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut rounds = 0u64;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        ready.store(gw.verifier.key_count() > 0, Ordering::SeqCst);
+        rounds += 1;
+        if rounds.is_multiple_of(120) {
+            gw.limits.forget_idle();
+        }
+    }
+    ready.store(false, Ordering::SeqCst);
+}
+
+/// The HTTP routes (the gateway's own pages, then every transcoded route) and the
+/// layers around them, outermost first: CORS, compression, load shedding over a
+/// concurrency limit.
+fn http_app(gw: Arc<Gateway>, openapi: Bytes, config: &Config) -> axum::Router {
+    let only_get = || {
+        axum::routing::MethodRouter::new().fallback(|method: Method| async move {
+            GatewayError::MethodNotAllowed {
+                method,
+                allowed: vec![Method::GET],
+            }
+            .into_response()
+        })
+    };
+    let openapi_doc = move || {
+        let doc = openapi.clone();
+        async move { ([(header::CONTENT_TYPE, "application/json")], doc) }
+    };
+    let page = || async { ([(header::CACHE_CONTROL, "no-cache")], Html(DASHBOARD)) };
+    let compression = CompressionLayer::new().compress_when(
+        DefaultPredicate::new().and(NotForContentType::const_new("application/x-ndjson")),
+    );
+    axum::Router::new()
+        .route("/openapi.json", only_get().get(openapi_doc))
+        .route("/", only_get().get(page))
+        .route("/dashboard", only_get().get(page))
+        .route("/healthz", only_get().get(|| async { "ok\n" }))
+        .fallback(proxy::handle)
+        .with_state(gw)
+        .layer(
+            ServiceBuilder::new()
+                .layer(cors(&config.cors_origins))
+                .layer(compression)
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    GatewayError::Overloaded.into_response()
+                }))
+                .load_shed()
+                .concurrency_limit(config.max_concurrent_requests),
+        )
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o.trim()).ok()),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("traceparent"),
+            HeaderName::from_static("tracestate"),
+            HeaderName::from_static("baggage"),
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("grpc-timeout"),
+        ])
+        .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER])
+        .max_age(Duration::from_secs(600))
+}

@@ -1,0 +1,241 @@
+//! One REST request, end to end: route, rate limit, authenticate, read and transcode
+//! the body, call the service with the allowed metadata and a deadline, and answer
+//! with JSON (or a stream). Every failure is a [`GatewayError`] rendered in one place.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+use http_body_util::BodyExt as _;
+use prost::Message as _;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tonic::codegen::http::uri::PathAndQuery;
+use tracing::Instrument as _;
+use weft_auth::Verifier;
+
+use crate::error::GatewayError;
+use crate::policy::{self, RateLimits};
+use crate::routes::{Binding, BodyRule, Routed, Router};
+use crate::stream::{self, Framing};
+use crate::transcode;
+use crate::upstream::Upstreams;
+
+/// Everything a request needs, shared by all requests.
+pub struct Gateway {
+    /// The route table.
+    pub router: Router,
+    /// The services.
+    pub upstreams: Upstreams,
+    /// Access-token verification.
+    pub verifier: Arc<Verifier>,
+    /// Per-client rate limits.
+    pub limits: RateLimits,
+    /// Open streams.
+    pub streams: Arc<Semaphore>,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Longest unary request.
+    pub request_timeout: Duration,
+    /// Header naming the client address, set by a trusted proxy.
+    pub client_ip_header: Option<String>,
+    /// Ends open streams at shutdown.
+    pub shutdown: CancellationToken,
+}
+
+/// The handler of every transcoded route.
+pub async fn handle(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request<Body>,
+) -> Response {
+    let started = Instant::now();
+    let request_id = policy::request_id(request.headers());
+    let span = tracing::info_span!(
+        "http",
+        method = %request.method(),
+        route = tracing::field::Empty,
+        status = tracing::field::Empty,
+        %request_id,
+    );
+    weft_kit::telemetry::set_parent_from(
+        &span,
+        &weft_kit::telemetry::HeaderCarrier(request.headers()),
+    );
+    let (route, mut response) = async {
+        let (route, result) = serve(&gw, peer, request, &request_id).await;
+        (route, result.unwrap_or_else(IntoResponse::into_response))
+    }
+    .instrument(span.clone())
+    .await;
+    let status = response.status();
+    span.record("route", route.as_str());
+    span.record("status", status.as_u16());
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    let labels = [("route", route), ("status", status.as_u16().to_string())];
+    metrics::counter!("gateway_requests_total", &labels).increment(1);
+    metrics::histogram!("gateway_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Serves one request; also returns the route label for metrics (the template, never
+/// the raw path, so labels stay bounded).
+async fn serve(
+    gw: &Gateway,
+    peer: SocketAddr,
+    request: Request<Body>,
+    request_id: &str,
+) -> (String, Result<Response, GatewayError>) {
+    let (parts, body) = request.into_parts();
+    let (binding, vars) = match gw.router.route(&parts.method, parts.uri.path()) {
+        Ok(Routed::Found(b, vars)) => (b, vars),
+        Ok(Routed::MethodNotAllowed(allowed)) => {
+            return (
+                "unmatched".into(),
+                Err(GatewayError::MethodNotAllowed {
+                    method: parts.method,
+                    allowed,
+                }),
+            );
+        }
+        Ok(Routed::NotFound) => {
+            let path = parts.uri.path().chars().take(256).collect();
+            return (
+                "unmatched".into(),
+                Err(GatewayError::NotFound {
+                    method: parts.method,
+                    path,
+                }),
+            );
+        }
+        Err(e) => {
+            return (
+                "unmatched".into(),
+                Err(GatewayError::field("path", e.to_string())),
+            );
+        }
+    };
+    let route = format!("{} {}", binding.method, binding.template);
+    let client = policy::client_ip(&parts.headers, peer, gw.client_ip_header.as_deref());
+    let result = call(gw, binding, vars, &parts, body, client, request_id).await;
+    (route, result)
+}
+
+async fn call(
+    gw: &Gateway,
+    binding: &Binding,
+    vars: crate::template::Bindings,
+    parts: &http::request::Parts,
+    body: Body,
+    client: std::net::IpAddr,
+    request_id: &str,
+) -> Result<Response, GatewayError> {
+    let rpc = binding.rpc.full_name();
+    gw.limits.check(client, Some(rpc))?;
+    if !policy::PUBLIC_RPCS.contains(&rpc) {
+        policy::authenticate(&gw.verifier, &parts.headers)?;
+    }
+    let body = read_body(&parts.headers, body, gw.max_body_bytes, binding).await?;
+    let message = transcode::request_message(binding, &vars, parts.uri.query(), &body)?;
+    let metadata = policy::metadata(&parts.headers, request_id)?;
+    let upstream = gw
+        .upstreams
+        .get(&binding.service())
+        .ok_or_else(|| GatewayError::Internal(format!("no upstream for {}", binding.service())))?;
+    let path = PathAndQuery::from_maybe_shared(binding.grpc_path())
+        .map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let mut grpc_request = tonic::Request::from_parts(
+        metadata,
+        tonic::Extensions::default(),
+        Bytes::from(message.encode_to_vec()),
+    );
+
+    if binding.streaming() {
+        // A stream has no deadline unless the client asks for one.
+        if parts.headers.contains_key("grpc-timeout") {
+            grpc_request.set_timeout(policy::timeout(&parts.headers, Duration::MAX)?);
+        }
+        let permit = gw
+            .streams
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| GatewayError::Overloaded)?;
+        let framing = Framing::from_accept(&parts.headers);
+        let response = upstream.server_streaming(path, grpc_request).await?;
+        return Ok(stream::respond(
+            binding.clone(),
+            framing,
+            response.into_inner(),
+            permit,
+            gw.shutdown.clone(),
+        ));
+    }
+
+    let deadline = policy::timeout(&parts.headers, gw.request_timeout)?;
+    grpc_request.set_timeout(deadline);
+    let response = tokio::time::timeout(deadline, upstream.unary(path, grpc_request))
+        .await
+        .map_err(|_| GatewayError::Timeout(deadline))??;
+    let json = transcode::response_json(binding, response.get_ref())?;
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        json,
+    )
+        .into_response())
+}
+
+/// Reads the body within `limit`, after checking that it is JSON.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    binding: &Binding,
+) -> Result<Bytes, GatewayError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(GatewayError::BodyTooLarge { limit });
+    }
+    let bytes = http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                GatewayError::BodyTooLarge { limit }
+            } else {
+                GatewayError::BadJson(format!("the body could not be read: {e}"))
+            }
+        })?
+        .to_bytes();
+    if !bytes.is_empty() && !matches!(binding.body, BodyRule::None) {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        if essence != "application/json" && !essence.ends_with("+json") {
+            return Err(GatewayError::UnsupportedMediaType(
+                content_type.chars().take(100).collect(),
+            ));
+        }
+    }
+    Ok(bytes)
+}

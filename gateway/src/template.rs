@@ -1,0 +1,564 @@
+//! `google.api.http` path templates: parsing and matching.
+//!
+//! The grammar (from `google/api/http.proto`):
+//!
+//! ```text
+//! Template = "/" Segments [ Verb ] ;
+//! Segments = Segment { "/" Segment } ;
+//! Segment  = "*" | "**" | LITERAL | Variable ;
+//! Variable = "{" FieldPath [ "=" Segments ] "}" ;
+//! FieldPath = IDENT { "." IDENT } ;
+//! Verb     = ":" LITERAL ;
+//! ```
+//!
+//! Matching works on the raw (still percent-encoded) request path. A variable that
+//! covers one segment is fully percent-decoded; one that covers several keeps the
+//! reserved characters (`%2F` and friends) encoded, as the HttpRule spec asks, so a
+//! value can always be split back into its segments.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+/// Why a template does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad path template {template:?}: {reason}")]
+pub struct TemplateError {
+    template: String,
+    reason: &'static str,
+}
+
+/// Why a request path cannot be matched at all (bad bytes, not "no route").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// A `%` not followed by two hex digits.
+    #[error("malformed percent-encoding in the path")]
+    BadEscape,
+    /// A decoded variable is not UTF-8.
+    #[error("the path variable {0} is not valid UTF-8 once percent-decoded")]
+    NotUtf8(String),
+}
+
+/// One segment pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Matches exactly this text.
+    Literal(String),
+    /// `*`: exactly one segment.
+    Single,
+    /// `**`: zero or more segments; only last.
+    Multi,
+}
+
+/// A `{field.path=...}` capture over a range of segments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variable {
+    /// The request field the value binds to, e.g. `["user", "user_id"]`.
+    pub field_path: Vec<String>,
+    /// First segment index it covers.
+    start: usize,
+    /// Segment patterns it covers.
+    len: usize,
+}
+
+impl Variable {
+    /// The field path joined with dots, as written in the template.
+    pub fn dotted(&self) -> String {
+        self.field_path.join(".")
+    }
+}
+
+/// A parsed path template.
+#[derive(Debug, Clone)]
+pub struct Template {
+    source: String,
+    segments: Vec<Segment>,
+    verb: Option<String>,
+    variables: Vec<Variable>,
+}
+
+impl fmt::Display for Template {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+/// The variables a path bound: (field path, value) in template order.
+pub type Bindings = Vec<(Vec<String>, String)>;
+
+impl Template {
+    /// Parses `source`.
+    pub fn parse(source: &str) -> Result<Self, TemplateError> {
+        let err = |reason| TemplateError {
+            template: source.to_owned(),
+            reason,
+        };
+        let rest = source
+            .strip_prefix('/')
+            .ok_or_else(|| err("must start with '/'"))?;
+        let mut parser = Parser {
+            chars: rest.char_indices().peekable(),
+            text: rest,
+        };
+        let mut segments = Vec::new();
+        let mut variables = Vec::new();
+        loop {
+            match parser.peek() {
+                Some('{') => {
+                    parser.next();
+                    let field_path = parser.field_path().ok_or_else(|| err("bad field path"))?;
+                    let start = segments.len();
+                    match parser.next() {
+                        Some('}') => segments.push(Segment::Single),
+                        Some('=') => loop {
+                            segments.push(parser.plain_segment().ok_or_else(|| {
+                                err("a variable's pattern must be literals, '*' or '**'")
+                            })?);
+                            match parser.next() {
+                                Some('/') => continue,
+                                Some('}') => break,
+                                _ => return Err(err("unterminated variable")),
+                            }
+                        },
+                        _ => return Err(err("unterminated variable")),
+                    }
+                    if variables
+                        .iter()
+                        .any(|v: &Variable| v.field_path == field_path)
+                    {
+                        return Err(err("a field is bound twice"));
+                    }
+                    variables.push(Variable {
+                        field_path,
+                        start,
+                        len: segments.len() - start,
+                    });
+                }
+                Some(_) => segments.push(
+                    parser
+                        .plain_segment()
+                        .ok_or_else(|| err("empty or malformed segment"))?,
+                ),
+                None => return Err(err("empty segment")),
+            }
+            match parser.next() {
+                Some('/') => continue,
+                Some(':') => {
+                    let verb = parser.remaining();
+                    if verb.is_empty() || !verb.chars().all(is_literal_char) {
+                        return Err(err("bad verb"));
+                    }
+                    let template = Self::finish(source, segments, Some(verb.to_owned()), variables);
+                    return template.map_err(err);
+                }
+                None => return Self::finish(source, segments, None, variables).map_err(err),
+                Some(_) => return Err(err("unexpected character")),
+            }
+        }
+    }
+
+    fn finish(
+        source: &str,
+        segments: Vec<Segment>,
+        verb: Option<String>,
+        variables: Vec<Variable>,
+    ) -> Result<Self, &'static str> {
+        if let Some(i) = segments.iter().position(|s| *s == Segment::Multi)
+            && i + 1 != segments.len()
+        {
+            return Err("'**' must be the last segment");
+        }
+        Ok(Self {
+            source: source.to_owned(),
+            segments,
+            verb,
+            variables,
+        })
+    }
+
+    /// The template as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Its variables, in order.
+    pub fn variables(&self) -> &[Variable] {
+        &self.variables
+    }
+
+    /// Its custom verb, if any (`ship` in `/v1/orders/{id}:ship`).
+    pub fn verb(&self) -> Option<&str> {
+        self.verb.as_deref()
+    }
+
+    /// The template as an OpenAPI path: every variable becomes `{dotted.path}` and a
+    /// bare `*`/`**` outside a variable stays as is.
+    pub fn openapi_path(&self) -> String {
+        let mut out = String::new();
+        let mut i = 0;
+        while i < self.segments.len() {
+            out.push('/');
+            if let Some(v) = self.variables.iter().find(|v| v.start == i) {
+                out.push('{');
+                out.push_str(&v.dotted());
+                out.push('}');
+                i += v.len.max(1);
+                continue;
+            }
+            match &self.segments[i] {
+                Segment::Literal(l) => out.push_str(l),
+                Segment::Single => out.push('*'),
+                Segment::Multi => out.push_str("**"),
+            }
+            i += 1;
+        }
+        if let Some(verb) = &self.verb {
+            out.push(':');
+            out.push_str(verb);
+        }
+        out
+    }
+
+    /// The segment patterns a variable covers, as written (`users/*`); `*` for a bare
+    /// `{field}`.
+    pub fn variable_pattern(&self, v: &Variable) -> String {
+        self.segments[v.start..v.start + v.len]
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(l) => l.as_str(),
+                Segment::Single => "*",
+                Segment::Multi => "**",
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// Matches a raw request path (no query). `Ok(None)`: no match.
+    pub fn matches(&self, raw_path: &str) -> Result<Option<Bindings>, PathError> {
+        let Some(rest) = raw_path.strip_prefix('/') else {
+            return Ok(None);
+        };
+        let rest = match &self.verb {
+            Some(verb) => {
+                // The verb is whatever follows the last ':' of the last segment.
+                let last = rest.rsplit('/').next().unwrap_or(rest);
+                let Some((_, v)) = last.rsplit_once(':') else {
+                    return Ok(None);
+                };
+                if decode_all(v)?.as_slice() != verb.as_bytes() {
+                    return Ok(None);
+                }
+                &rest[..rest.len() - v.len() - 1]
+            }
+            None => rest,
+        };
+        let raw: Vec<&str> = rest.split('/').collect();
+        let mut spans: Vec<(usize, usize)> = Vec::with_capacity(self.segments.len());
+        let mut at = 0;
+        for seg in &self.segments {
+            match seg {
+                Segment::Literal(l) => {
+                    let Some(r) = raw.get(at) else {
+                        return Ok(None);
+                    };
+                    if decode_all(r)?.as_slice() != l.as_bytes() {
+                        return Ok(None);
+                    }
+                    spans.push((at, at + 1));
+                    at += 1;
+                }
+                Segment::Single => {
+                    if raw.get(at).is_none_or(|r| r.is_empty()) {
+                        return Ok(None);
+                    }
+                    spans.push((at, at + 1));
+                    at += 1;
+                }
+                Segment::Multi => {
+                    // `**` takes the rest; a lone trailing empty segment ("a/") is
+                    // zero segments.
+                    let end = raw.len();
+                    let taken = if raw[at.min(end)..] == [""] { at } else { end };
+                    spans.push((at.min(end), taken.max(at.min(end))));
+                    at = end;
+                }
+            }
+        }
+        if at != raw.len() {
+            return Ok(None);
+        }
+        let mut bindings = Vec::with_capacity(self.variables.len());
+        for v in &self.variables {
+            let first = spans[v.start].0;
+            let last = spans[v.start + v.len - 1].1;
+            let parts = &raw[first..last];
+            let value = if v.len == 1 && self.segments[v.start] != Segment::Multi {
+                decode_all(parts.first().copied().unwrap_or_default())?
+            } else {
+                decode_keep_reserved(&parts.join("/"))?
+            };
+            let value = String::from_utf8(value).map_err(|_| PathError::NotUtf8(v.dotted()))?;
+            bindings.push((v.field_path.clone(), value));
+        }
+        Ok(Some(bindings))
+    }
+
+    /// Orders templates from most to least specific: literals beat `*`, `*` beats
+    /// `**`, segment by segment; a verb beats none; longer beats shorter.
+    pub fn specificity_cmp(&self, other: &Self) -> Ordering {
+        let rank = |s: &Segment| match s {
+            Segment::Literal(_) => 0,
+            Segment::Single => 1,
+            Segment::Multi => 2,
+        };
+        for (a, b) in self.segments.iter().zip(&other.segments) {
+            match rank(a).cmp(&rank(b)) {
+                Ordering::Equal => {}
+                o => return o,
+            }
+        }
+        other
+            .segments
+            .len()
+            .cmp(&self.segments.len())
+            .then(other.verb.is_some().cmp(&self.verb.is_some()))
+    }
+}
+
+fn is_literal_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-_.~!$&'()+,;@%".contains(c)
+}
+
+struct Parser<'a> {
+    chars: std::iter::Peekable<std::str::CharIndices<'a>>,
+    text: &'a str,
+}
+
+impl Parser<'_> {
+    fn peek(&mut self) -> Option<char> {
+        self.chars.peek().map(|(_, c)| *c)
+    }
+
+    fn next(&mut self) -> Option<char> {
+        self.chars.next().map(|(_, c)| c)
+    }
+
+    fn remaining(&mut self) -> &str {
+        let start = self.chars.peek().map_or(self.text.len(), |(i, _)| *i);
+        while self.chars.next().is_some() {}
+        &self.text[start..]
+    }
+
+    fn take_while(&mut self, keep: impl Fn(char) -> bool) -> String {
+        let mut out = String::new();
+        while let Some(c) = self.peek().filter(|c| keep(*c)) {
+            out.push(c);
+            self.next();
+        }
+        out
+    }
+
+    fn field_path(&mut self) -> Option<Vec<String>> {
+        let path = self.take_while(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        let parts: Vec<String> = path.split('.').map(str::to_owned).collect();
+        let ok = parts.iter().all(|p| {
+            p.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        });
+        ok.then_some(parts)
+    }
+
+    fn plain_segment(&mut self) -> Option<Segment> {
+        if self.peek() == Some('*') {
+            self.next();
+            if self.peek() == Some('*') {
+                self.next();
+                return Some(Segment::Multi);
+            }
+            return Some(Segment::Single);
+        }
+        let literal = self.take_while(is_literal_char);
+        (!literal.is_empty()).then_some(Segment::Literal(literal))
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Percent-decodes every escape.
+fn decode_all(raw: &str) -> Result<Vec<u8>, PathError> {
+    decode(raw, |_| true)
+}
+
+/// Percent-decodes every escape except those of RFC 6570 reserved characters, which
+/// stay encoded (multi-segment variables).
+fn decode_keep_reserved(raw: &str) -> Result<Vec<u8>, PathError> {
+    decode(raw, |b| !b":/?#[]@!$&'()*+,;=".contains(&b))
+}
+
+fn decode(raw: &str, decode_byte: impl Fn(u8) -> bool) -> Result<Vec<u8>, PathError> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) else {
+                return Err(PathError::BadEscape);
+            };
+            let b = (h << 4) | l;
+            if decode_byte(b) {
+                out.push(b);
+            } else {
+                out.extend_from_slice(&bytes[i..i + 3]);
+            }
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn bind(template: &str, path: &str) -> Option<Vec<(String, String)>> {
+        Template::parse(template)
+            .unwrap()
+            .matches(path)
+            .unwrap()
+            .map(|b| b.into_iter().map(|(f, v)| (f.join("."), v)).collect())
+    }
+
+    fn pairs(p: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
+        Some(
+            p.iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn grammar_table() {
+        let cases: &[(&str, &str, Option<&[(&str, &str)]>)] = &[
+            ("/v1/users", "/v1/users", Some(&[])),
+            ("/v1/users", "/v1/users/", None),
+            ("/v1/users/{id}", "/v1/users/42", Some(&[("id", "42")])),
+            ("/v1/users/{id}", "/v1/users/", None),
+            ("/v1/users/{id}", "/v1/users/4/2", None),
+            ("/v1/users/{id}", "/v1/users/a%2Fb", Some(&[("id", "a/b")])),
+            (
+                "/v1/users/{id}",
+                "/v1/users/caf%C3%A9",
+                Some(&[("id", "café")]),
+            ),
+            ("/v1/{user.id}/x", "/v1/7/x", Some(&[("user.id", "7")])),
+            (
+                "/v1/{name=users/*}",
+                "/v1/users/9",
+                Some(&[("name", "users/9")]),
+            ),
+            ("/v1/{name=users/*}", "/v1/groups/9", None),
+            (
+                "/v1/{name=users/*}",
+                "/v1/users/a%2Fb",
+                Some(&[("name", "users/a%2Fb")]),
+            ),
+            (
+                "/v1/{name=shelves/*/books/*}",
+                "/v1/shelves/1/books/2",
+                Some(&[("name", "shelves/1/books/2")]),
+            ),
+            (
+                "/v1/files/{path=**}",
+                "/v1/files/a/b/c",
+                Some(&[("path", "a/b/c")]),
+            ),
+            ("/v1/files/{path=**}", "/v1/files", Some(&[("path", "")])),
+            ("/v1/*/items", "/v1/anything/items", Some(&[])),
+            ("/v1/**", "/v1/a/b", Some(&[])),
+            (
+                "/v1/orders/{id}:ship",
+                "/v1/orders/7:ship",
+                Some(&[("id", "7")]),
+            ),
+            ("/v1/orders/{id}:ship", "/v1/orders/7:cancel", None),
+            ("/v1/orders/{id}:ship", "/v1/orders/7", None),
+            (
+                "/v1/orders/{id}",
+                "/v1/orders/7:ship",
+                Some(&[("id", "7:ship")]),
+            ),
+            ("/v1/users:login", "/v1/users:login", Some(&[])),
+            ("/v1/users:login", "/v1/users", None),
+            (
+                "/v1/{a}/{b.c}/{d=x/**}:go",
+                "/v1/1/2/x/y/z:go",
+                Some(&[("a", "1"), ("b.c", "2"), ("d", "x/y/z")]),
+            ),
+            (
+                "/v1/users/{id}",
+                "/v1/users/a+b%20c",
+                Some(&[("id", "a+b c")]),
+            ),
+        ];
+        for (template, path, want) in cases {
+            let want = want.and_then(pairs);
+            assert_eq!(bind(template, path), want, "{template} ~ {path}");
+        }
+    }
+
+    #[test]
+    fn bad_templates_are_refused() {
+        for t in [
+            "v1/users",
+            "/v1//users",
+            "/v1/{id",
+            "/v1/{}",
+            "/v1/{1x}",
+            "/v1/**/x",
+            "/v1/{a}/{a}",
+            "/v1/x:",
+            "/v1/{a=}",
+            "/v1/x?y",
+        ] {
+            assert!(Template::parse(t).is_err(), "{t} should not parse");
+        }
+    }
+
+    #[test]
+    fn bad_escapes_and_bytes_are_errors() {
+        let t = Template::parse("/v1/users/{id}").unwrap();
+        assert_eq!(t.matches("/v1/users/%G1"), Err(PathError::BadEscape));
+        assert_eq!(t.matches("/v1/users/%4"), Err(PathError::BadEscape));
+        assert_eq!(
+            t.matches("/v1/users/%FF"),
+            Err(PathError::NotUtf8("id".into()))
+        );
+    }
+
+    #[test]
+    fn literals_beat_wildcards() {
+        let mut ts: Vec<Template> = ["/v1/**", "/v1/{id}", "/v1/users", "/v1/{id}:go"]
+            .iter()
+            .map(|t| Template::parse(t).unwrap())
+            .collect();
+        ts.sort_by(Template::specificity_cmp);
+        let order: Vec<&str> = ts.iter().map(Template::as_str).collect();
+        assert_eq!(order, ["/v1/users", "/v1/{id}:go", "/v1/{id}", "/v1/**"]);
+    }
+
+    #[test]
+    fn openapi_paths() {
+        let t = Template::parse("/v1/{name=users/*}/{user.id}:ship").unwrap();
+        assert_eq!(t.openapi_path(), "/v1/{name}/{user.id}:ship");
+        assert_eq!(t.variable_pattern(&t.variables()[0]), "users/*");
+    }
+}
