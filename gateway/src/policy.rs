@@ -163,8 +163,9 @@ pub fn authenticate(verifier: &Arc<Verifier>, headers: &HeaderMap) -> Result<(),
 }
 
 /// The gRPC metadata of the call: the allow-list only. `authorization` as sent,
-/// the trace context of the gateway's own span (child of the caller's), and the
-/// request id. Nothing else the client sent crosses.
+/// the trace context of the gateway's own span (child of the caller's; the caller's
+/// own when no tracer runs), `baggage` and `tracestate` as sent (bounded to the W3C
+/// limit), and the request id. Nothing else the client sent crosses.
 pub fn metadata(
     headers: &HeaderMap,
     request_id: &str,
@@ -176,6 +177,18 @@ pub fn metadata(
         md.insert("authorization", v);
     }
     weft_kit::telemetry::inject_current(&mut weft_kit::telemetry::MetadataInjector(&mut md));
+    for name in ["traceparent", "tracestate", "baggage"] {
+        if md.contains_key(name) {
+            continue;
+        }
+        let value = headers
+            .get(name)
+            .filter(|v| v.len() <= 8192)
+            .and_then(|v| tonic::metadata::MetadataValue::try_from(v.as_bytes()).ok());
+        if let Some(v) = value {
+            md.insert(name, v);
+        }
+    }
     if let Ok(v) = tonic::metadata::MetadataValue::try_from(request_id) {
         md.insert("x-request-id", v);
     }

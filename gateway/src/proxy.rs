@@ -180,10 +180,7 @@ async fn call(
     }
 
     let deadline = policy::timeout(&parts.headers, gw.request_timeout)?;
-    grpc_request.set_timeout(deadline);
-    let response = tokio::time::timeout(deadline, upstream.unary(path, grpc_request))
-        .await
-        .map_err(|_| GatewayError::Timeout(deadline))??;
+    let response = upstream.unary(path, grpc_request, deadline).await?;
     let json = transcode::response_json(binding, response.get_ref())?;
     Ok((
         StatusCode::OK,

@@ -188,18 +188,42 @@ impl Upstream {
         }
     }
 
-    /// One unary call.
+    /// One unary call within `deadline` (also sent as `grpc-timeout`). A call that
+    /// fails at its deadline is a timeout, whichever side noticed first, and does not
+    /// count against the breaker: the service was slow, not down.
     pub async fn unary(
         &self,
         path: PathAndQuery,
-        request: tonic::Request<Bytes>,
+        mut request: tonic::Request<Bytes>,
+        deadline: Duration,
     ) -> Result<tonic::Response<Bytes>, GatewayError> {
         self.admit()?;
+        request.set_timeout(deadline);
+        let started = std::time::Instant::now();
         let mut client = self.client();
-        let result = match client.ready().await {
-            Ok(()) => client.unary(request, path, RawCodec).await,
-            Err(_) => Err(self.cannot_reach()),
+        let call = async {
+            match client.ready().await {
+                Ok(()) => client.unary(request, path, RawCodec).await,
+                Err(_) => Err(self.cannot_reach()),
+            }
         };
+        let Ok(result) = tokio::time::timeout(deadline, call).await else {
+            self.breaker.success();
+            return Err(GatewayError::Timeout(deadline));
+        };
+        if let Err(status) = &result
+            && started.elapsed() + Duration::from_millis(20) >= deadline
+            && matches!(
+                status.code(),
+                tonic::Code::Cancelled
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Unavailable
+                    | tonic::Code::Unknown
+            )
+        {
+            self.breaker.success();
+            return Err(GatewayError::Timeout(deadline));
+        }
         self.record(&result);
         result.map_err(|s| self.hide_transport(s))
     }

@@ -1,0 +1,396 @@
+//! The gateway's edge policies through its HTTP interface, in front of a real gRPC
+//! server: tokens, the header allow-list, request ids, deadlines, body limits, rate
+//! limits, the circuit breaker, load shedding, CORS, compression and its own pages.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::Harness;
+use tokio::net::TcpListener;
+use weft_auth::{Issuer, SigningKeys, TokenConfig};
+
+async fn json_of(resp: reqwest::Response) -> (u16, reqwest::header::HeaderMap, Value) {
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_checked_at_the_edge() {
+    let h = Harness::start(&[]).await;
+    let url = h.url("/v1/things/1");
+    let foreign = Issuer::new(
+        std::sync::Arc::new(SigningKeys::ephemeral().unwrap()),
+        TokenConfig::default(),
+    )
+    .issue("user-1", &[])
+    .unwrap()
+    .0;
+    let real = h.token();
+    // {"alg":"none","typ":"JWT"} with real claims and no signature.
+    let unsigned = format!(
+        "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.",
+        real.split('.').nth(1).unwrap()
+    );
+    for (what, header) in [
+        ("no token", None),
+        ("garbage", Some("Bearer not-a-jwt".to_owned())),
+        ("another key", Some(format!("Bearer {foreign}"))),
+        ("alg none", Some(format!("Bearer {unsigned}"))),
+        ("basic auth", Some("Basic dXNlcjpwYXNz".to_owned())),
+    ] {
+        let mut req = h.http.get(&url);
+        if let Some(v) = header {
+            req = req.header("authorization", v);
+        }
+        let (status, headers, body) = json_of(req.send().await.unwrap()).await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(body["code"], 16, "{what}");
+        assert!(
+            headers["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
+    }
+    let ok = h
+        .http
+        .get(&url)
+        .bearer_auth(h.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_allowed_headers_cross_and_request_ids_are_kept_or_replaced() {
+    let h = Harness::start(&[]).await;
+    let token = h.token();
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let resp = h
+        .http
+        .get(h.url("/v1/things/1"))
+        .bearer_auth(&token)
+        .header("x-request-id", "req-42.a:b_c")
+        .header("traceparent", format!("00-{trace}-b7ad6b7169203331-01"))
+        .header("tracestate", "vendor=1")
+        .header("baggage", "tenant=acme")
+        .header("x-evil", "1")
+        .header("cookie", "session=stolen")
+        .header("x-user-id", "admin")
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("grpc-status", "0")
+        .header("x-envoy-external-address", "6.6.6.6")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "req-42.a:b_c");
+    let (status, _, body) = json_of(resp).await;
+    assert_eq!(status, 200, "{body}");
+    let seen = body["metadataSeen"].as_object().unwrap();
+    let allowed: BTreeSet<&str> = [
+        "authorization",
+        "traceparent",
+        "tracestate",
+        "baggage",
+        "x-request-id",
+        "grpc-timeout",
+        // Set by the gRPC client itself.
+        "te",
+        "content-type",
+        "user-agent",
+        "grpc-accept-encoding",
+    ]
+    .into();
+    let keys: BTreeSet<&str> = seen.keys().map(String::as_str).collect();
+    assert!(
+        keys.is_subset(&allowed),
+        "crossed: {:?}",
+        keys.difference(&allowed).collect::<Vec<_>>()
+    );
+    assert_eq!(seen["authorization"], format!("Bearer {token}"));
+    assert_eq!(seen["x-request-id"], "req-42.a:b_c");
+    assert_eq!(seen["baggage"], "tenant=acme");
+    let parent = seen["traceparent"].as_str().unwrap();
+    assert!(parent.contains(trace), "same trace: {parent}");
+    assert!(
+        !parent.contains("b7ad6b7169203331"),
+        "the gateway's own span is the parent: {parent}"
+    );
+
+    for hostile in ["<script>alert(1)</script>", "a b", &"x".repeat(200)] {
+        let resp = h
+            .http
+            .get(h.url("/v1/things/1"))
+            .bearer_auth(&token)
+            .header("x-request-id", hostile)
+            .send()
+            .await
+            .unwrap();
+        let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert_ne!(id, hostile);
+        let (_, _, body) = json_of(resp).await;
+        assert_eq!(
+            body["metadataSeen"]["x-request-id"], id,
+            "the same fresh id goes upstream"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_bodies_and_media_types() {
+    let h = Harness::start(&["--max-body-bytes=1024", "--request-timeout=1500ms"]).await;
+    let token = h.token();
+    let slow = |timeout: Option<&str>, ms: u32| {
+        let mut r = h
+            .http
+            .get(h.url(&format!("/v1/slow/1?count={ms}")))
+            .bearer_auth(&token);
+        if let Some(t) = timeout {
+            r = r.header("grpc-timeout", t);
+        }
+        r.send()
+    };
+    let (status, _, body) = json_of(slow(Some("200m"), 3000).await.unwrap()).await;
+    assert_eq!((status, body["code"].as_i64()), (504, Some(4)), "{body}");
+    let (status, _, body) = json_of(slow(None, 3000).await.unwrap()).await;
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (504, Some(4)),
+        "the gateway's cap: {body}"
+    );
+    let (status, _, body) = json_of(slow(Some("5S"), 10).await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = body["metadataSeen"]["grpc-timeout"].as_str().unwrap();
+    assert!(
+        deadline.ends_with('m') || deadline.ends_with('u') || deadline.ends_with('n'),
+        "capped to 1.5 s: {deadline}"
+    );
+    let (status, _, _) = json_of(slow(Some("soon"), 10).await.unwrap()).await;
+    assert_eq!(status, 400);
+
+    let big = json!({"name": "x".repeat(2000)}).to_string();
+    let (status, _, body) = json_of(
+        h.http
+            .post(h.url("/v1/things"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(big)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_i64()), (413, Some(8)), "{body}");
+
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/jsonx",
+    ] {
+        let (status, _, body) = json_of(
+            h.http
+                .post(h.url("/v1/things"))
+                .bearer_auth(&token)
+                .header("content-type", content_type)
+                .body("{}")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 415, "{content_type}: {body}");
+    }
+    let (status, _, _) = json_of(
+        h.http
+            .post(h.url("/v1/things"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json; charset=utf-8")
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _, _) = json_of(
+        h.http
+            .post(h.url("/v1/things"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(vec![0xff, 0xfe, b'{'])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "bytes that are not UTF-8 JSON");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_over_their_rate_get_429_with_retry_after() {
+    let h = Harness::start(&["--rate-limit=3/min", "--rate-burst=3"]).await;
+    let token = h.token();
+    for _ in 0..3 {
+        let r = h
+            .http
+            .get(h.url("/v1/things/1"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let (status, headers, body) = json_of(
+        h.http
+            .get(h.url("/v1/things/1"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_i64()), (429, Some(8)), "{body}");
+    let after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=20).contains(&after), "{after}");
+    let types: Vec<&str> = body["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["@type"].as_str())
+        .collect();
+    assert!(
+        types.contains(&"type.googleapis.com/google.rpc.RetryInfo"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_service_opens_its_circuit_and_it_recovers_by_itself() {
+    // Nothing listens on the echo address at first.
+    let keys = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo_addr = std::net::SocketAddr::from(([127, 0, 0, 1], weft_testkit::free_port()));
+    let h = Harness::start_with(
+        keys,
+        echo_addr,
+        &["--breaker-failures=2", "--breaker-open-for=400ms"],
+    )
+    .await;
+    let token = h.token();
+    let get = || h.http.get(h.url("/v1/things/1")).bearer_auth(&token).send();
+    for _ in 0..2 {
+        let (status, _, body) = json_of(get().await.unwrap()).await;
+        assert_eq!((status, body["code"].as_i64()), (503, Some(14)), "{body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains("cannot be reached"), "{message}");
+        assert!(
+            !message.contains("127.0.0.1") && !message.contains("os error"),
+            "no transport details: {message}"
+        );
+    }
+    let (status, headers, body) = json_of(get().await.unwrap()).await;
+    assert_eq!(status, 503);
+    assert!(
+        body["message"].as_str().unwrap().contains("retry in"),
+        "fails fast while open: {body}"
+    );
+    assert!(headers.contains_key("retry-after"));
+
+    // The service comes back: after the open period a trial call closes the circuit.
+    let listener = TcpListener::bind(echo_addr).await.unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    support::serve_echo(
+        listener,
+        std::sync::Arc::new(SigningKeys::ephemeral().unwrap()),
+        stop.clone(),
+    );
+    weft_testkit::eventually("the circuit to close", Duration::from_secs(10), || async {
+        (get().await.ok()?.status() == 200).then_some(())
+    })
+    .await;
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_concurrency_limit_requests_are_shed() {
+    let h = Harness::start(&["--max-concurrent-requests=1"]).await;
+    let token = h.token();
+    let slow = h
+        .http
+        .get(h.url("/v1/slow/1?count=3000"))
+        .bearer_auth(&token)
+        .send();
+    let slow = tokio::spawn(slow);
+    let (status, headers, body) =
+        weft_testkit::eventually("a shed request", Duration::from_secs(3), || async {
+            let r = json_of(
+                h.http
+                    .get(h.url("/v1/things/1"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .ok()?,
+            )
+            .await;
+            (r.0 == 503).then_some(r)
+        })
+        .await;
+    assert_eq!((status, body["code"].as_i64()), (503, Some(14)), "{body}");
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(
+        slow.await.unwrap().unwrap().status(),
+        200,
+        "the request in flight completes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_compression_and_the_gateways_own_pages() {
+    let h = Harness::start(&[]).await;
+    let preflight = |origin: &'static str| {
+        h.http
+            .request(reqwest::Method::OPTIONS, h.url("/v1/things/1"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let ok = preflight("http://localhost:8080").await.unwrap();
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "http://localhost:8080"
+    );
+    let evil = preflight("http://evil.example").await.unwrap();
+    assert!(!evil.headers().contains_key("access-control-allow-origin"));
+
+    let doc = h
+        .http
+        .get(h.url("/openapi.json"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(doc.status(), 200);
+    assert_eq!(doc.headers()["content-encoding"], "gzip");
+
+    let page = h.http.get(h.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("EventSource"));
+    let (status, headers, body) = json_of(h.http.post(h.url("/")).send().await.unwrap()).await;
+    assert_eq!((status, body["code"].as_i64()), (405, Some(12)));
+    assert_eq!(headers["allow"], "GET");
+    assert_eq!(
+        h.http.get(h.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
+}
