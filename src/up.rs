@@ -193,7 +193,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!();
     println!("  try: grpcurl -plaintext {} list", local(user_grpc));
     println!(
-        "       curl -X POST http://{}/v1/users -d '{{\"email\":\"ada@example.com\",\"name\":\"Ada\",\"password\":\"correct horse battery\"}}' -H 'content-type: application/json'",
+        "       curl -X POST http://{}/v1/users -d '{{\"email\":\"ada@example.com\",\"name\":\"Ada\",\"password\":\"correct horse battery\",\"source\":\"SIGNUP_SOURCE_WEB\"}}' -H 'content-type: application/json'",
         local(gateway)
     );
     println!();

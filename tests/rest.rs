@@ -1,0 +1,307 @@
+//! The story over REST/JSON through the gateway under `weft up`: the curl demo
+//! (`scripts/demo-rest`) signs up, logs in, orders 109.97 USD, pays, ships, reads the
+//! metrics and the live stream; then bad input, other users' data, the live stream
+//! following a new signup, one trace from the REST call to the Kafka record, and the
+//! stricter login rate limit — all through the real gateway and services.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Ports, Up};
+use weft_testkit::{eventually, header, read_topic_until};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn value<'a>(out: &'a str, step: &str, key: &str) -> &'a str {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&format!("{step} ")))
+        .unwrap_or_else(|| panic!("no {step} line in {out}"));
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn signup_and_login(&self, email: &str) -> (String, String) {
+        let (status, body) = self
+            .call("POST", "/v1/users", None, Some(json!({"email": email, "name": "Grace", "password": "correct horse battery 9", "source": "SIGNUP_SOURCE_API"})))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let (status, login) = self
+            .call(
+                "POST",
+                "/v1/users:login",
+                None,
+                Some(json!({"email": email, "password": "correct horse battery 9"})),
+            )
+            .await;
+        assert_eq!(status, 200, "{login}");
+        (
+            body["user"]["userId"].as_str().unwrap().to_owned(),
+            login["accessToken"].as_str().unwrap().to_owned(),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_story_over_rest_through_the_gateway() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let up = Up::start_async(dir.path(), &ports).await;
+    let base = format!("http://127.0.0.1:{}", ports.gateway);
+
+    let gateway = base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo-rest"))
+            .env("WEFT_GATEWAY_URL", gateway)
+            .env("DEMO_EMAIL", "rest@example.com")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(value(&stdout, "order", "total"), "109.97_USD");
+    assert_eq!(value(&stdout, "paid", "status"), "ORDER_STATUS_CONFIRMED");
+    assert_eq!(value(&stdout, "shipped", "status"), "ORDER_STATUS_SHIPPED");
+    assert_eq!(value(&stdout, "metrics", "signups"), "1");
+    let ada_order = value(&stdout, "order", "order_id").to_owned();
+    let ada_id = value(&stdout, "signed-up", "user_id").to_owned();
+
+    let c = Client {
+        http: reqwest::Client::new(),
+        base,
+    };
+    // Metrics reach the acceptance figures: one signup, two orders, 109.97 USD.
+    eventually("metrics of one signup and two orders", WAIT, || async {
+        let (_, m) = c.call("GET", "/v1/analytics/metrics", None, None).await;
+        let m = &m["metrics"];
+        (m["signups"] == "1"
+            && m["ordersCreated"] == "2"
+            && m["revenue"] == json!([{"currencyCode": "USD", "units": "109", "nanos": 970000000}])
+            && m["emailsSent"]
+                .as_str()
+                .is_some_and(|e| e.parse::<u32>().unwrap() >= 2))
+        .then_some(())
+    })
+    .await;
+
+    // One trace from the REST call to the Kafka record.
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let resp = c
+        .http
+        .post(format!("{}/v1/users", c.base))
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .json(&json!({"email": "traced@example.com", "name": "Tracy Trace", "password": "correct horse battery 9", "source": "SIGNUP_SOURCE_MOBILE"}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let traced: Value = resp.json().await.unwrap();
+    assert_eq!(status, 200, "{traced}");
+    let traced_id = traced["user"]["userId"].as_str().unwrap().to_owned();
+    let brokers = format!("127.0.0.1:{}", ports.broker);
+    let records = tokio::task::spawn_blocking(move || {
+        read_topic_until(&brokers, "user-events", WAIT, |s| s.len() >= 2)
+    })
+    .await
+    .unwrap();
+    let record = records
+        .iter()
+        .find(|r| header(r, "ce_subject") == Some(traced_id.as_str()))
+        .unwrap();
+    assert!(
+        header(record, "traceparent").unwrap().contains(trace),
+        "the REST caller's trace reaches Kafka"
+    );
+
+    // The live stream: a snapshot, then an update when someone signs up.
+    let mut stream = c
+        .http
+        .get(format!("{}/v1/analytics/metrics:stream", c.base))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let mut seen = String::new();
+    let snapshot = next_event(&mut stream, &mut seen).await;
+    let before: u64 = snapshot["metrics"]["signups"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (bob_id, bob) = c.signup_and_login("bob@example.com").await;
+    let after = tokio::time::timeout(WAIT, async {
+        loop {
+            let e = next_event(&mut stream, &mut seen).await;
+            let n: u64 = e["metrics"]["signups"].as_str().unwrap().parse().unwrap();
+            if n > before {
+                return n;
+            }
+        }
+    })
+    .await
+    .expect("a stream update after the signup");
+    assert_eq!(after, before + 1);
+    drop(stream);
+
+    // Another user's data is not found; no token is 401.
+    let (status, body) = c
+        .call("GET", &format!("/v1/orders/{ada_order}"), Some(&bob), None)
+        .await;
+    assert_eq!((status, body["code"].as_i64()), (404, Some(5)), "{body}");
+    let (status, _) = c
+        .call(
+            "GET",
+            &format!("/v1/users/{ada_id}/orders"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = c
+        .call("GET", &format!("/v1/orders/{ada_order}"), None, None)
+        .await;
+    assert_eq!(status, 401);
+
+    // Bad input reaches the service's validation and comes back as BadRequest.
+    let order = |items: Value| json!({"userId": bob_id, "items": items});
+    for (what, body, field) in [
+        ("no items", order(json!([])), "items"),
+        (
+            "zero quantity",
+            order(
+                json!([{"productId": "p", "name": "P", "quantity": 0, "unitPrice": {"currencyCode": "USD", "units": "1"}}]),
+            ),
+            "items[0].quantity",
+        ),
+        (
+            "unknown currency",
+            order(
+                json!([{"productId": "p", "name": "P", "quantity": 1, "unitPrice": {"currencyCode": "XXY", "units": "1"}}]),
+            ),
+            "items[0].unit_price",
+        ),
+    ] {
+        let (status, err) = c.call("POST", "/v1/orders", Some(&bob), Some(body)).await;
+        assert_eq!(
+            (status, err["code"].as_i64()),
+            (400, Some(3)),
+            "{what}: {err}"
+        );
+        let fields: Vec<&str> = err["details"][0]["fieldViolations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["field"].as_str().unwrap())
+            .collect();
+        assert!(fields.contains(&field), "{what}: {err}");
+    }
+    let (status, err) = c
+        .call(
+            "POST",
+            "/v1/orders",
+            Some(&bob),
+            Some(json!({"items": "lots"})),
+        )
+        .await;
+    assert_eq!(status, 400, "wrong type: {err}");
+    let (status, err) = c.call("POST", "/v1/users", None, Some(json!({"email": "rest@example.com", "name": "Again", "password": "correct horse battery 9", "source": "SIGNUP_SOURCE_WEB"}))).await;
+    assert_eq!(
+        (status, err["code"].as_i64()),
+        (409, Some(6)),
+        "duplicate sign-up: {err}"
+    );
+    let huge = json!({"userId": bob_id, "items": [{"productId": "p", "name": "x".repeat(2 << 20), "quantity": 1}]});
+    let (status, _) = c.call("POST", "/v1/orders", Some(&bob), Some(huge)).await;
+    assert_eq!(status, 413);
+    let (status, _) = c.call("GET", "/v1/orders/x/y/z", Some(&bob), None).await;
+    assert_eq!(status, 404);
+    let (status, doc) = c.call("GET", "/openapi.json", None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+
+    // Login is limited more strictly per client (default: a burst of 10).
+    let mut limited = None;
+    for i in 0..20 {
+        let (status, body) = c
+            .call("POST", "/v1/users:login", None, Some(json!({"email": format!("nobody{i}@example.com"), "password": "wrong password 1"})))
+            .await;
+        if status == 429 {
+            limited = Some(body);
+            break;
+        }
+        assert_eq!(status, 401, "{body}");
+    }
+    let limited = limited.expect("429 within 20 logins");
+    assert!(
+        limited["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many requests"),
+        "{limited}"
+    );
+    up.stop();
+}
+
+/// The next `data:` event of an SSE response, parsed.
+async fn next_event(stream: &mut reqwest::Response, buf: &mut String) -> Value {
+    loop {
+        if let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
+                return serde_json::from_str(data).unwrap();
+            }
+            continue;
+        }
+        let chunk = tokio::time::timeout(WAIT, stream.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("stream open");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
