@@ -59,7 +59,19 @@ impl Up {
 
     /// Like [`Self::start`], with every service on PostgreSQL under `database_url`.
     pub fn start_with(data_dir: &Path, ports: &Ports, database_url: Option<&str>) -> Self {
+        Self::start_env(data_dir, ports, database_url, &[])
+    }
+
+    /// Like [`Self::start_with`], with extra environment variables for `weft up` and
+    /// the services it starts (e.g. `WEFT_RATE_LIMIT` for the gateway).
+    pub fn start_env(
+        data_dir: &Path,
+        ports: &Ports,
+        database_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut command = Command::new(WEFT);
+        command.envs(env.iter().copied());
         match database_url {
             Some(url) => command.env("DATABASE_URL", url),
             None => command.env_remove("DATABASE_URL"),

@@ -1,0 +1,241 @@
+//! The gateway's cost: `GET /v1/orders/{id}` through the gateway (REST/JSON, JWT check,
+//! transcoding) against the same `GetOrder` over direct gRPC, on the same machine,
+//! inside `weft up` (release build, embedded broker, SQLite).
+//!
+//! For each path: closed-loop throughput with `WEFT_BENCH_CONCURRENCY` callers for
+//! `WEFT_BENCH_SECONDS`, then p50/p99 latency at a fixed `WEFT_BENCH_RATE` requests
+//! per second; the ratio of the two throughputs is the gateway's cost. The gateway's
+//! resident memory is read from `/proc` before and after the load.
+//!
+//! `cargo bench --bench gateway`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{Ports, Up};
+use tonic::transport::Channel;
+use weft_proto::order::GetOrderRequest;
+use weft_proto::order::order_service_client::OrderServiceClient;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
+}
+
+/// `VmRSS` and `VmHWM` (peak) of a process, in KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// One call of either path; `Ok` when it answered 200 / OK.
+type Call = Arc<dyn Fn() -> futures::future::BoxFuture<'static, bool> + Send + Sync>;
+
+async fn closed_loop(call: &Call, callers: u64, seconds: u64) -> (f64, u64) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u64, 0u64);
+                while Instant::now() < deadline {
+                    if call().await { ok += 1 } else { failed += 1 }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let (mut ok, mut failed) = (0, 0);
+    for t in tasks {
+        let (o, f) = t.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    (ok as f64 / started.elapsed().as_secs_f64(), failed)
+}
+
+async fn fixed_rate(call: &Call, rate: u64, seconds: u64) -> (Duration, Duration, u64) {
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    let mut tasks = Vec::new();
+    for _ in 0..rate * seconds {
+        tick.tick().await;
+        let call = call.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let ok = call().await;
+            (t.elapsed(), ok)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut failed = 0;
+    for t in tasks {
+        let (d, ok) = t.await.unwrap();
+        latencies.push(d);
+        failed += u64::from(!ok);
+    }
+    latencies.sort();
+    (
+        quantile(&latencies, 0.5),
+        quantile(&latencies, 0.99),
+        failed,
+    )
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let callers = env_or("WEFT_BENCH_CONCURRENCY", 16);
+    let seconds = env_or("WEFT_BENCH_SECONDS", 5);
+    let rate = env_or("WEFT_BENCH_RATE", 200);
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    // The benchmark is one client: lift the per-client rate limit.
+    let (d, p) = (dir.path().to_owned(), ports.clone());
+    let up = tokio::task::spawn_blocking(move || {
+        Up::start_env(
+            &d,
+            &p,
+            None,
+            &[
+                ("WEFT_RATE_LIMIT", "1000000/s"),
+                ("WEFT_RATE_BURST", "1000000"),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    let gateway_pid: u32 = std::fs::read_to_string(dir.path().join("run/gateway.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    let base = format!("http://127.0.0.1:{}", ports.gateway);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    let body = json!({"email": "bench@example.com", "name": "Bench", "password": "correct horse battery 9", "source": "SIGNUP_SOURCE_API"});
+    let user: serde_json::Value = http
+        .post(format!("{base}/v1/users"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user_id = user["user"]["userId"].as_str().unwrap().to_owned();
+    let login: serde_json::Value = http
+        .post(format!("{base}/v1/users:login"))
+        .json(&json!({"email": "bench@example.com", "password": "correct horse battery 9"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["accessToken"].as_str().unwrap().to_owned();
+    let order: serde_json::Value = http
+        .post(format!("{base}/v1/orders"))
+        .bearer_auth(&token)
+        .json(&json!({"userId": user_id, "items": [
+            {"productId": "mug", "name": "Mug", "quantity": 2, "unitPrice": {"currencyCode": "USD", "units": "29", "nanos": 990000000}},
+            {"productId": "lamp", "name": "Lamp", "quantity": 1, "unitPrice": {"currencyCode": "USD", "units": "49", "nanos": 990000000}}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let order_id = order["order"]["orderId"].as_str().unwrap().to_owned();
+
+    let url = Arc::new(format!("{base}/v1/orders/{order_id}"));
+    let bearer = Arc::new(format!("Bearer {token}"));
+    let rest: Call = {
+        let (http, url, bearer) = (http.clone(), url.clone(), bearer.clone());
+        Arc::new(move || {
+            let (http, url, bearer) = (http.clone(), url.clone(), bearer.clone());
+            Box::pin(async move {
+                match http
+                    .get(url.as_str())
+                    .header("authorization", bearer.as_str())
+                    .send()
+                    .await
+                {
+                    Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                }
+            })
+        })
+    };
+    let channel = Channel::from_shared(format!("http://127.0.0.1:{}", ports.order))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let grpc: Call = {
+        let (bearer, order_id) = (bearer.clone(), order_id.clone());
+        Arc::new(move || {
+            let mut client = OrderServiceClient::new(channel.clone());
+            let (bearer, order_id) = (bearer.clone(), order_id.clone());
+            Box::pin(async move {
+                let mut req = tonic::Request::new(GetOrderRequest { order_id });
+                req.metadata_mut()
+                    .insert("authorization", bearer.parse().unwrap());
+                client.get_order(req).await.is_ok()
+            })
+        })
+    };
+
+    // Warm both paths (connections, caches).
+    let _ = closed_loop(&grpc, 4, 1).await;
+    let _ = closed_loop(&rest, 4, 1).await;
+    let (idle_rss, _) = rss_kib(gateway_pid);
+
+    let (grpc_rps, grpc_failed) = closed_loop(&grpc, callers, seconds).await;
+    let (rest_rps, rest_failed) = closed_loop(&rest, callers, seconds).await;
+    let (loaded_rss, peak_rss) = rss_kib(gateway_pid);
+    let (g50, g99, gf) = fixed_rate(&grpc, rate, seconds).await;
+    let (r50, r99, rf) = fixed_rate(&rest, rate, seconds).await;
+
+    println!(
+        "GET /v1/orders/{{id}} vs GetOrder, {callers} callers × {seconds} s closed loop, then {rate}/s for {seconds} s (client, gateway, order service and broker share this machine)"
+    );
+    println!(
+        "  direct gRPC      {grpc_rps:>8.0} req/s ({grpc_failed} failed)   at {rate}/s: p50 {g50:.2?}  p99 {g99:.2?} ({gf} failed)"
+    );
+    println!(
+        "  through gateway  {rest_rps:>8.0} req/s ({rest_failed} failed)   at {rate}/s: p50 {r50:.2?}  p99 {r99:.2?} ({rf} failed)"
+    );
+    println!("  gateway / direct throughput: {:.2}", rest_rps / grpc_rps);
+    println!(
+        "  gateway RSS: idle {:.1} MiB, after load {:.1} MiB, peak {:.1} MiB",
+        idle_rss as f64 / 1024.0,
+        loaded_rss as f64 / 1024.0,
+        peak_rss as f64 / 1024.0
+    );
+    tokio::task::spawn_blocking(move || up.stop())
+        .await
+        .unwrap();
+}
