@@ -77,6 +77,19 @@ impl Binding {
         self.rpc.parent_service().full_name().to_owned()
     }
 
+    /// The OpenAPI names of the path variables (see [`Template::openapi_names`]),
+    /// avoiding the names of the request's top-level fields.
+    pub fn openapi_names(&self) -> Vec<String> {
+        let input = self.rpc.input();
+        self.template
+            .openapi_names(|name| input.get_field_by_name(name).is_some())
+    }
+
+    /// The OpenAPI path of this binding.
+    pub fn openapi_path(&self) -> String {
+        self.template.openapi_path(&self.openapi_names())
+    }
+
     /// Whether the RPC streams its responses.
     pub fn streaming(&self) -> bool {
         self.rpc.is_server_streaming()
@@ -128,7 +141,7 @@ impl Router {
         &self.bindings
     }
 
-    /// The binding for `method` and the raw `path`. HEAD is served by GET bindings.
+    /// The binding for `method` and the raw `path`.
     pub fn route(&self, method: &Method, path: &str) -> Result<Routed<'_>, PathError> {
         let mut allowed = Vec::new();
         for b in &self.bindings {

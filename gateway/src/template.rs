@@ -190,16 +190,44 @@ impl Template {
         self.verb.as_deref()
     }
 
-    /// The template as an OpenAPI path: every variable becomes `{dotted.path}` and a
-    /// bare `*`/`**` outside a variable stays as is.
-    pub fn openapi_path(&self) -> String {
+    /// The OpenAPI names of the variables, in order: the leaf field's name
+    /// (`{user.user_id}` is `user_id`), or the whole path joined with `_` when two
+    /// variables share a leaf name or a nested leaf's name is `taken` (by a
+    /// top-level field, which would be a query parameter of the same name). Dots
+    /// would be read as nested lookups by tools, and two templates of the same shape
+    /// must name their parameters alike to be one OpenAPI path.
+    pub fn openapi_names(&self, taken: impl Fn(&str) -> bool) -> Vec<String> {
+        let leaf = |v: &Variable| v.field_path.last().cloned().unwrap_or_default();
+        self.variables
+            .iter()
+            .map(|v| {
+                let clash = self.variables.iter().filter(|o| leaf(o) == leaf(v)).count() > 1
+                    || (v.field_path.len() > 1 && taken(&leaf(v)));
+                if clash {
+                    v.field_path.join("_")
+                } else {
+                    leaf(v)
+                }
+            })
+            .collect()
+    }
+
+    /// The template as an OpenAPI path: every variable becomes `{name}` with the
+    /// `names` of [`Self::openapi_names`], and a bare `*`/`**` outside a variable
+    /// stays as is.
+    pub fn openapi_path(&self, names: &[String]) -> String {
         let mut out = String::new();
         let mut i = 0;
         while i < self.segments.len() {
             out.push('/');
-            if let Some(v) = self.variables.iter().find(|v| v.start == i) {
+            if let Some((k, v)) = self
+                .variables
+                .iter()
+                .enumerate()
+                .find(|(_, v)| v.start == i)
+            {
                 out.push('{');
-                out.push_str(&v.dotted());
+                out.push_str(names.get(k).map_or("", String::as_str));
                 out.push('}');
                 i += v.len.max(1);
                 continue;
@@ -447,7 +475,8 @@ mod tests {
 
     #[test]
     fn grammar_table() {
-        let cases: &[(&str, &str, Option<&[(&str, &str)]>)] = &[
+        type Case<'a> = (&'a str, &'a str, Option<&'a [(&'a str, &'a str)]>);
+        let cases: &[Case] = &[
             ("/v1/users", "/v1/users", Some(&[])),
             ("/v1/users", "/v1/users/", None),
             ("/v1/users/{id}", "/v1/users/42", Some(&[("id", "42")])),
@@ -558,7 +587,20 @@ mod tests {
     #[test]
     fn openapi_paths() {
         let t = Template::parse("/v1/{name=users/*}/{user.id}:ship").unwrap();
-        assert_eq!(t.openapi_path(), "/v1/{name}/{user.id}:ship");
+        assert_eq!(
+            t.openapi_path(&t.openapi_names(|_| false)),
+            "/v1/{name}/{id}:ship"
+        );
         assert_eq!(t.variable_pattern(&t.variables()[0]), "users/*");
+        let t = Template::parse("/v1/{a.id}/{b.id}/{c}").unwrap();
+        assert_eq!(
+            t.openapi_path(&t.openapi_names(|_| false)),
+            "/v1/{a_id}/{b_id}/{c}"
+        );
+        let t = Template::parse("/v1/{node.name}").unwrap();
+        assert_eq!(
+            t.openapi_path(&t.openapi_names(|f| f == "name")),
+            "/v1/{node_name}"
+        );
     }
 }

@@ -66,10 +66,9 @@ fn thing_of(
         if let Some(Value::Message(mask)) = input
             .get_field_by_name("update_mask")
             .map(|v| v.into_owned())
+            && let Some(paths) = mask.get_field_by_name("paths")
         {
-            if let Some(paths) = mask.get_field_by_name("paths") {
-                thing.set_field_by_name("tags", paths.into_owned());
-            }
+            thing.set_field_by_name("tags", paths.into_owned());
         }
         thing
     } else {

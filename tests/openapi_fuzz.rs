@@ -1,0 +1,152 @@
+//! schemathesis fuzzes every REST route of the gateway under `weft up` from the
+//! gateway's own `/openapi.json`, with valid and invalid input, signed in as a
+//! regular user: no answer may be a 5xx, and every answer must match the document
+//! (status, content type and body schema). The metric stream never ends, so it is
+//! left out.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::json;
+use support::{Ports, Up};
+use weft_testkit::require_tool;
+
+/// schemathesis settings: no crash cache in the working directory; a run whose
+/// operations only ever answer 404 (a wrong base path, ids that exist nowhere) fails
+/// instead of passing quietly; path ids are the test user's own, so calls reach the
+/// services' logic.
+fn config(user_id: &str, order_id: &str) -> String {
+    format!(
+        r#"
+[cache]
+enabled = false
+
+[warnings]
+fail-on = ["missing_test_data"]
+
+[parameters]
+"path.user_id" = "{user_id}"
+"path.order_id" = "{order_id}"
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
+    let st = require_tool("st");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let (d, p) = (dir.path().to_owned(), ports.clone());
+    // Generous limits: the fuzzer is one client and should reach the services, not
+    // the rate limiter (429 is documented and allowed all the same).
+    let up = tokio::task::spawn_blocking(move || {
+        Up::start_env(
+            &d,
+            &p,
+            None,
+            &[
+                ("WEFT_RATE_LIMIT", "100000/s"),
+                ("WEFT_RATE_BURST", "100000"),
+                ("WEFT_AUTH_RATE_LIMIT", "100000/s"),
+                ("WEFT_AUTH_RATE_BURST", "100000"),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    let base = format!("http://127.0.0.1:{}", ports.gateway);
+    let http = reqwest::Client::new();
+    let credentials = json!({"email": "fuzz@example.com", "password": "correct horse battery 9"});
+    let mut signup = credentials.clone();
+    signup["name"] = json!("Fuzz");
+    signup["source"] = json!("SIGNUP_SOURCE_API");
+    let r = http
+        .post(format!("{base}/v1/users"))
+        .json(&signup)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let login: serde_json::Value = http
+        .post(format!("{base}/v1/users:login"))
+        .json(&credentials)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["accessToken"].as_str().unwrap().to_owned();
+    let user_id = login["userId"].as_str().unwrap().to_owned();
+    let order: serde_json::Value = http
+        .post(format!("{base}/v1/orders"))
+        .bearer_auth(&token)
+        .json(
+            &json!({"items": [{"productId": "mug", "name": "Mug", "quantity": 1,
+            "unitPrice": {"currencyCode": "USD", "units": "29", "nanos": 990000000}}]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let order_id = order["order"]["orderId"].as_str().unwrap().to_owned();
+
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("st.toml"), config(&user_id, &order_id)).unwrap();
+    let schema = format!("{base}/openapi.json");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(st)
+            .current_dir(work.path())
+            .env("HYPOTHESIS_STORAGE_DIRECTORY", work.path().join("hypothesis"))
+            .args(["--config-file", "st.toml", "run", &schema])
+            .args(["--no-color", "--wait-for-schema", "30"])
+            .args(["--exclude-path-regex", ":stream$"])
+            .args([
+                "--checks",
+                "not_a_server_error,response_schema_conformance,content_type_conformance,status_code_conformance",
+            ])
+            .args(["--header", &format!("Authorization: Bearer {token}")])
+            .args(["--phases", "examples,coverage,fuzzing"])
+            .args(["--max-examples", "20", "--seed", "1", "--workers", "2"])
+            .args(["--request-timeout", "10", "--generation-database", "none"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{stdout}\n{stderr}"
+    );
+    // The closing line says "No issues found", or lists warnings only (the services
+    // validate more than a schema can say: email syntax, known currencies).
+    let summary = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("==="))
+        .unwrap_or_default();
+    assert!(
+        !summary.contains("failure") && !summary.contains("error"),
+        "{stdout}"
+    );
+    // The run reached the routes: far more cases than operations.
+    let generated = stdout
+        .lines()
+        .find_map(|l| {
+            let (n, rest) = l.trim().split_once(" generated, ")?;
+            rest.ends_with(" passed").then(|| n.parse::<u32>().ok())?
+        })
+        .unwrap_or(0);
+    assert!(generated >= 100, "only {generated} cases ran:\n{stdout}");
+    tokio::task::spawn_blocking(move || up.stop())
+        .await
+        .unwrap();
+}
