@@ -221,6 +221,11 @@ impl IntoResponse for GatewayError {
         {
             headers.insert(header::ALLOW, v);
         }
+        // The unread rest of the body is still on the connection: close it, so the
+        // client does not send its next request after those bytes.
+        if matches!(self, Self::BodyTooLarge { .. }) {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if matches!(self, Self::Unauthenticated(_)) {
             headers.insert(
                 header::WWW_AUTHENTICATE,

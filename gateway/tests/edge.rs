@@ -180,7 +180,7 @@ async fn deadlines_bodies_and_media_types() {
     assert_eq!(status, 400);
 
     let big = json!({"name": "x".repeat(2000)}).to_string();
-    let (status, _, body) = json_of(
+    let (status, headers, body) = json_of(
         h.http
             .post(h.url("/v1/things"))
             .bearer_auth(&token)
@@ -192,6 +192,10 @@ async fn deadlines_bodies_and_media_types() {
     )
     .await;
     assert_eq!((status, body["code"].as_i64()), (413, Some(8)), "{body}");
+    assert_eq!(
+        headers["connection"], "close",
+        "the unread body is not left on the connection"
+    );
 
     for content_type in [
         "text/plain",
