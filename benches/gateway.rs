@@ -10,28 +10,18 @@
 //! `cargo bench --bench gateway`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use common::{env_or, quantile};
 use support::{Ports, Up};
 use tonic::transport::Channel;
 use weft_proto::order::GetOrderRequest;
 use weft_proto::order::order_service_client::OrderServiceClient;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
-}
 
 /// `VmRSS` and `VmHWM` (peak) of a process, in KiB.
 fn rss_kib(pid: u32) -> (u64, u64) {
@@ -135,40 +125,9 @@ async fn main() {
         .pool_max_idle_per_host(64)
         .build()
         .unwrap();
-    let body = json!({"email": "bench@example.com", "name": "Bench", "password": "correct horse battery 9", "source": "SIGNUP_SOURCE_API"});
-    let user: serde_json::Value = http
-        .post(format!("{base}/v1/users"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let user_id = user["user"]["userId"].as_str().unwrap().to_owned();
-    let login: serde_json::Value = http
-        .post(format!("{base}/v1/users:login"))
-        .json(&json!({"email": "bench@example.com", "password": "correct horse battery 9"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["accessToken"].as_str().unwrap().to_owned();
-    let order: serde_json::Value = http
-        .post(format!("{base}/v1/orders"))
-        .bearer_auth(&token)
-        .json(&json!({"userId": user_id, "items": [
-            {"productId": "mug", "name": "Mug", "quantity": 2, "unitPrice": {"currencyCode": "USD", "units": "29", "nanos": 990000000}},
-            {"productId": "lamp", "name": "Lamp", "quantity": 1, "unitPrice": {"currencyCode": "USD", "units": "49", "nanos": 990000000}}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let order_id = order["order"]["orderId"].as_str().unwrap().to_owned();
+    let (_, token) = support::rest::signup_and_login(&http, &base, "bench@example.com").await;
+    let order = support::rest::seed_order(&http, &base, &token).await;
+    let order_id = order["orderId"].as_str().unwrap().to_owned();
 
     let url = Arc::new(format!("{base}/v1/orders/{order_id}"));
     let bearer = Arc::new(format!("Bearer {token}"));

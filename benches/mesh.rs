@@ -11,6 +11,7 @@
 //! `WEFT_BENCH_RATE` change the sizes).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -19,6 +20,7 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{env_or, quantile};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use support::{Ports, Up};
@@ -27,17 +29,6 @@ use weft_proto::analytics::GetMetricsRequest;
 use weft_proto::analytics::analytics_service_client::AnalyticsServiceClient;
 use weft_proto::user::user_service_client::UserServiceClient;
 use weft_proto::user::{SignUpRequest, SignupSource, UserSignedUp};
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
-}
 
 async fn stored_offsets(data: &std::path::Path, service: &str, topic: &str) -> i64 {
     let url = weft_events::db::sqlite_url(data, service).unwrap();

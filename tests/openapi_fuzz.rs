@@ -9,7 +9,6 @@ mod support;
 
 use std::process::Command;
 
-use serde_json::json;
 use support::{Ports, Up};
 use weft_testkit::require_tool;
 
@@ -59,42 +58,9 @@ async fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
     .unwrap();
     let base = format!("http://127.0.0.1:{}", ports.gateway);
     let http = reqwest::Client::new();
-    let credentials = json!({"email": "fuzz@example.com", "password": "correct horse battery 9"});
-    let mut signup = credentials.clone();
-    signup["name"] = json!("Fuzz");
-    signup["source"] = json!("SIGNUP_SOURCE_API");
-    let r = http
-        .post(format!("{base}/v1/users"))
-        .json(&signup)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let login: serde_json::Value = http
-        .post(format!("{base}/v1/users:login"))
-        .json(&credentials)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["accessToken"].as_str().unwrap().to_owned();
-    let user_id = login["userId"].as_str().unwrap().to_owned();
-    let order: serde_json::Value = http
-        .post(format!("{base}/v1/orders"))
-        .bearer_auth(&token)
-        .json(
-            &json!({"items": [{"productId": "mug", "name": "Mug", "quantity": 1,
-            "unitPrice": {"currencyCode": "USD", "units": "29", "nanos": 990000000}}]}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let order_id = order["order"]["orderId"].as_str().unwrap().to_owned();
+    let (user_id, token) = support::rest::signup_and_login(&http, &base, "fuzz@example.com").await;
+    let order = support::rest::seed_order(&http, &base, &token).await;
+    let order_id = order["orderId"].as_str().unwrap().to_owned();
 
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("st.toml"), config(&user_id, &order_id)).unwrap();

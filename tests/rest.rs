@@ -56,26 +56,6 @@ impl Client {
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
     }
-
-    async fn signup_and_login(&self, email: &str) -> (String, String) {
-        let (status, body) = self
-            .call("POST", "/v1/users", None, Some(json!({"email": email, "name": "Grace", "password": "correct horse battery 9", "source": "SIGNUP_SOURCE_API"})))
-            .await;
-        assert_eq!(status, 200, "{body}");
-        let (status, login) = self
-            .call(
-                "POST",
-                "/v1/users:login",
-                None,
-                Some(json!({"email": email, "password": "correct horse battery 9"})),
-            )
-            .await;
-        assert_eq!(status, 200, "{login}");
-        (
-            body["user"]["userId"].as_str().unwrap().to_owned(),
-            login["accessToken"].as_str().unwrap().to_owned(),
-        )
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,7 +153,7 @@ async fn the_story_over_rest_through_the_gateway() {
         .unwrap()
         .parse()
         .unwrap();
-    let (bob_id, bob) = c.signup_and_login("bob@example.com").await;
+    let (bob_id, bob) = support::rest::signup_and_login(&c.http, &c.base, "bob@example.com").await;
     let after = tokio::time::timeout(WAIT, async {
         loop {
             let e = next_event(&mut stream, &mut seen).await;

@@ -253,24 +253,39 @@ pub fn resolve(
     Ok(out)
 }
 
+/// How a well-known message type is written in JSON when it is not an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScalarForm {
+    /// A string: `Timestamp` (RFC 3339), `Duration` (`1.5s`), `FieldMask` (`a,b.c`).
+    String,
+    /// A wrapper (`Int32Value`, `StringValue`, …): the wrapped scalar.
+    Wrapper,
+}
+
+/// The scalar JSON form of a well-known message type, if it has one: such a message
+/// can take its value from one path segment or query parameter.
+pub fn scalar_form(m: &MessageDescriptor) -> Option<ScalarForm> {
+    Some(match m.full_name() {
+        "google.protobuf.Timestamp" | "google.protobuf.Duration" | "google.protobuf.FieldMask" => {
+            ScalarForm::String
+        }
+        "google.protobuf.StringValue"
+        | "google.protobuf.BytesValue"
+        | "google.protobuf.Int64Value"
+        | "google.protobuf.UInt64Value"
+        | "google.protobuf.Int32Value"
+        | "google.protobuf.UInt32Value"
+        | "google.protobuf.BoolValue"
+        | "google.protobuf.DoubleValue"
+        | "google.protobuf.FloatValue" => ScalarForm::Wrapper,
+        _ => return None,
+    })
+}
+
 /// Whether a field can take its value from one path segment.
 fn is_path_scalar(field: &FieldDescriptor) -> bool {
     match field.kind() {
-        Kind::Message(m) => matches!(
-            m.full_name(),
-            "google.protobuf.Timestamp"
-                | "google.protobuf.Duration"
-                | "google.protobuf.FieldMask"
-                | "google.protobuf.StringValue"
-                | "google.protobuf.Int64Value"
-                | "google.protobuf.UInt64Value"
-                | "google.protobuf.Int32Value"
-                | "google.protobuf.UInt32Value"
-                | "google.protobuf.BoolValue"
-                | "google.protobuf.DoubleValue"
-                | "google.protobuf.FloatValue"
-                | "google.protobuf.BytesValue"
-        ),
+        Kind::Message(m) => scalar_form(&m).is_some(),
         _ => true,
     }
 }

@@ -20,7 +20,7 @@ use prost_reflect::{
 use weft_kit::status::FieldViolation;
 
 use crate::error::GatewayError;
-use crate::routes::{Binding, BodyRule, resolve};
+use crate::routes::{Binding, BodyRule, ScalarForm, resolve, scalar_form};
 use crate::template::Bindings;
 
 /// Builds the request message of `binding` from the path variables, the raw query
@@ -171,7 +171,7 @@ fn apply_query(
             continue;
         }
         if let Kind::Message(m) = leaf.kind()
-            && scalar_json_type(&m).is_none()
+            && scalar_form(&m).is_none()
         {
             bad("is a message; set its fields with dotted names instead");
             continue;
@@ -195,25 +195,6 @@ fn apply_query(
             bad(&reason);
         }
     }
-}
-
-/// For a well-known message that has a JSON scalar form, the kind of its scalar.
-fn scalar_json_type(m: &MessageDescriptor) -> Option<&'static str> {
-    Some(match m.full_name() {
-        "google.protobuf.Timestamp" | "google.protobuf.Duration" | "google.protobuf.FieldMask" => {
-            "string"
-        }
-        "google.protobuf.StringValue"
-        | "google.protobuf.BytesValue"
-        | "google.protobuf.Int64Value"
-        | "google.protobuf.UInt64Value"
-        | "google.protobuf.Int32Value"
-        | "google.protobuf.UInt32Value"
-        | "google.protobuf.BoolValue"
-        | "google.protobuf.DoubleValue"
-        | "google.protobuf.FloatValue" => "wrapper",
-        _ => return None,
-    })
 }
 
 /// Parses one path segment or query value as the value of `field`'s kind.
@@ -252,8 +233,8 @@ fn parse_scalar(field: &FieldDescriptor, raw: &str) -> Result<Value, String> {
                 })?;
             Value::EnumNumber(value.number())
         }
-        Kind::Message(m) => match scalar_json_type(&m) {
-            Some("wrapper") => {
+        Kind::Message(m) => match scalar_form(&m) {
+            Some(ScalarForm::Wrapper) => {
                 let inner = m
                     .get_field_by_name("value")
                     .ok_or("malformed wrapper type")?;
@@ -261,7 +242,7 @@ fn parse_scalar(field: &FieldDescriptor, raw: &str) -> Result<Value, String> {
                 wrapper.set_field(&inner, parse_scalar(&inner, raw)?);
                 Value::Message(wrapper)
             }
-            Some(_) => Value::Message(
+            Some(ScalarForm::String) => Value::Message(
                 DynamicMessage::deserialize(m, serde_json::Value::String(raw.to_owned()))
                     .map_err(|e| format!("{raw:?}: {e}"))?,
             ),

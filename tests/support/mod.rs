@@ -179,3 +179,47 @@ impl Drop for Up {
         let _ = self.child.wait();
     }
 }
+
+/// The REST steps tests and benchmarks share, through the gateway at a base URL.
+pub mod rest {
+    use serde_json::{Value, json};
+
+    /// The password of every account these helpers create.
+    pub const PASSWORD: &str = "correct horse battery 9";
+
+    async fn post(http: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> Value {
+        let mut req = http.post(&url).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, 200, "POST {url}: {body}");
+        body
+    }
+
+    /// Signs `email` up and logs in: (user id, access token).
+    pub async fn signup_and_login(
+        http: &reqwest::Client,
+        base: &str,
+        email: &str,
+    ) -> (String, String) {
+        let signup = json!({"email": email, "name": "Grace Hopper", "password": PASSWORD, "source": "SIGNUP_SOURCE_API"});
+        post(http, format!("{base}/v1/users"), None, signup).await;
+        let login = json!({"email": email, "password": PASSWORD});
+        let login = post(http, format!("{base}/v1/users:login"), None, login).await;
+        (
+            login["userId"].as_str().unwrap().to_owned(),
+            login["accessToken"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Places the seed order (2 × 29.99 + 1 × 49.99 USD = 109.97): the order.
+    pub async fn seed_order(http: &reqwest::Client, base: &str, token: &str) -> Value {
+        let items = json!({"items": [
+            {"productId": "mug", "name": "Mug", "quantity": 2, "unitPrice": {"currencyCode": "USD", "units": "29", "nanos": 990000000}},
+            {"productId": "lamp", "name": "Lamp", "quantity": 1, "unitPrice": {"currencyCode": "USD", "units": "49", "nanos": 990000000}}]});
+        post(http, format!("{base}/v1/orders"), Some(token), items).await["order"].take()
+    }
+}

@@ -24,7 +24,7 @@ mod schema;
 #[cfg(test)]
 mod tests;
 
-use crate::routes::{Binding, BodyRule, Router};
+use crate::routes::{Binding, BodyRule, Router, scalar_form};
 use schema::{Schemas, comment, describe};
 
 /// The most segments of a dotted query parameter name the document lists (transcode
@@ -222,7 +222,7 @@ impl Query<'_> {
             let around = self.bound.iter().any(|b| b.starts_with(&path));
             match field.kind() {
                 _ if inside || field.is_map() => {}
-                Kind::Message(m) if !has_scalar_json(&m) => {
+                Kind::Message(m) if scalar_form(&m).is_none() => {
                     let nested = !field.is_list() && m.package_name() != "google.protobuf";
                     if nested
                         && prefix.len() < MAX_QUERY_DEPTH
@@ -258,26 +258,6 @@ impl Query<'_> {
 
 fn numbers(fields: &[FieldDescriptor]) -> Vec<u32> {
     fields.iter().map(FieldDescriptor::number).collect()
-}
-
-/// Well-known messages whose JSON form is one string, number or boolean: the ones a
-/// path variable or query parameter can set.
-pub(super) fn has_scalar_json(m: &MessageDescriptor) -> bool {
-    matches!(
-        m.full_name(),
-        "google.protobuf.Timestamp"
-            | "google.protobuf.Duration"
-            | "google.protobuf.FieldMask"
-            | "google.protobuf.StringValue"
-            | "google.protobuf.BytesValue"
-            | "google.protobuf.Int64Value"
-            | "google.protobuf.UInt64Value"
-            | "google.protobuf.Int32Value"
-            | "google.protobuf.UInt32Value"
-            | "google.protobuf.BoolValue"
-            | "google.protobuf.DoubleValue"
-            | "google.protobuf.FloatValue"
-    )
 }
 
 fn request_body(b: &Binding, schemas: &mut Schemas) -> Option<Value> {

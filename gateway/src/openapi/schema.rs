@@ -4,7 +4,7 @@
 use prost_reflect::{FieldDescriptor, FileDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value, json};
 
-use super::has_scalar_json;
+use crate::routes::scalar_form;
 
 /// The message schemas referenced so far, and those still to write.
 #[derive(Default)]
@@ -122,7 +122,7 @@ pub(super) fn well_known(m: &MessageDescriptor) -> Option<Value> {
             "additionalProperties": true,
         }),
         // Timestamp, Duration and FieldMask are above; the rest are the wrappers.
-        _ if has_scalar_json(m) => wrapped()?,
+        _ if scalar_form(m).is_some() => wrapped()?,
         _ => return None,
     })
 }
