@@ -398,3 +398,103 @@ async fn cors_compression_and_the_gateways_own_pages() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_counted_by_route_template_and_status() {
+    let h = Harness::start(&[]).await;
+    let token = h.token();
+    for path in ["/v1/things/1", "/v1/things/2", "/v1/nothing"] {
+        h.http
+            .get(h.url(path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+    }
+    let metrics = h
+        .http
+        .get(format!("{}/metrics", h.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |labels: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("gateway_requests_total{{{labels}}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<f64>().ok())
+    };
+    assert_eq!(
+        count(r#"route="GET /v1/things/{id}",status="200""#),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        count(r#"route="unmatched",status="404""#),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gateway_request_duration_seconds"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_token_keys_nothing_verifies_and_the_gateway_is_not_ready() {
+    // The user service (the keys' source) is down: nothing listens there.
+    let dead = format!("http://127.0.0.1:{}", weft_testkit::free_port());
+    let descriptors = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(descriptors.path(), support::descriptor_set()).unwrap();
+    let config = <weft_gateway::Config as clap::Parser>::try_parse_from([
+        "weft-gateway".to_owned(),
+        "--http-addr=127.0.0.1:0".into(),
+        "--admin-addr=127.0.0.1:0".into(),
+        format!("--descriptor-set={}", descriptors.path().display()),
+        format!("--upstream={}=http://127.0.0.1:1", support::ECHO),
+        format!("--user-service-url={dead}"),
+    ])
+    .unwrap();
+    let app = weft_gateway::App::build(config).await.unwrap();
+    let (base, admin) = (
+        format!("http://{}", app.http_addr()),
+        format!("http://{}", app.admin_addr()),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(app.run_until_stopped(stop.clone()));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let token = Issuer::new(
+        std::sync::Arc::new(SigningKeys::ephemeral().unwrap()),
+        TokenConfig::default(),
+    )
+    .issue("user-1", &[])
+    .unwrap()
+    .0;
+    let (status, _, body) = json_of(
+        http.get(format!("{base}/v1/things/1"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_i64()), (401, Some(16)), "{body}");
+    let ready =
+        weft_testkit::eventually("an answer from /readyz", Duration::from_secs(5), || async {
+            Some(
+                http.get(format!("{admin}/readyz"))
+                    .send()
+                    .await
+                    .ok()?
+                    .status()
+                    .as_u16(),
+            )
+        })
+        .await;
+    assert_eq!(ready, 503, "not ready without keys");
+    stop.cancel();
+}

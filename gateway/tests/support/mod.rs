@@ -249,6 +249,8 @@ pub struct Harness {
     pub base: String,
     /// Where the echo server listens.
     pub echo_addr: SocketAddr,
+    /// `http://127.0.0.1:port` of the gateway's admin server.
+    pub admin: String,
     /// Issues tokens the gateway accepts.
     pub issuer: Issuer,
     /// HTTP client.
@@ -293,7 +295,7 @@ impl Harness {
         let config = <weft_gateway::Config as clap::Parser>::try_parse_from(args).unwrap();
         let app = weft_gateway::App::build(config).await.unwrap();
         let base = format!("http://{}", app.http_addr());
-        let admin = format!("http://{}/readyz", app.admin_addr());
+        let admin = format!("http://{}", app.admin_addr());
         tokio::spawn(app.run_until_stopped(stop.clone()));
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::new();
@@ -303,7 +305,7 @@ impl Harness {
             || {
                 let (http, admin) = (http.clone(), admin.clone());
                 async move {
-                    let r = http.get(&admin).send().await.ok()?;
+                    let r = http.get(format!("{admin}/readyz")).send().await.ok()?;
                     r.status().is_success().then_some(())
                 }
             },
@@ -312,6 +314,7 @@ impl Harness {
         Self {
             base,
             echo_addr,
+            admin,
             issuer: Issuer::new(keys, TokenConfig::default()),
             http,
             stop,
