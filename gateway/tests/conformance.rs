@@ -483,6 +483,34 @@ async fn http_rule_conformance_table() {
             ));
         }
     }
+    // Malformed JSON names where it broke.
+    let resp = h
+        .http
+        .post(h.url("/v1/things"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{\n  \"id\": \"1\",\n  \"count\": @\n}")
+        .send()
+        .await
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("at line 3 column 12"), "{message}");
+    let unknown: Value = h
+        .http
+        .post(h.url("/v1/things"))
+        .bearer_auth(&token)
+        .json(&json!({"id": "1", "colour": "red"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        unknown["message"].as_str().unwrap().contains("colour"),
+        "{unknown}"
+    );
     assert!(
         failures.is_empty(),
         "{} cases failed:\n{}",
