@@ -167,7 +167,7 @@ impl App {
 
 /// Ready while token keys are loaded; idle rate-limit state is dropped now and then.
 async fn housekeeping(gw: Arc<Gateway>, ready: Arc<AtomicBool>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut rounds = 0u64;
     loop {
         tokio::select! {
@@ -176,7 +176,7 @@ async fn housekeeping(gw: Arc<Gateway>, ready: Arc<AtomicBool>, shutdown: Cancel
         }
         ready.store(gw.verifier.key_count() > 0, Ordering::SeqCst);
         rounds += 1;
-        if rounds.is_multiple_of(120) {
+        if rounds.is_multiple_of(600) {
             gw.limits.forget_idle();
         }
     }
