@@ -11,21 +11,11 @@ use std::time::Duration;
 
 use prost::Message as _;
 use rdkafka::Message as _;
-use support::{Ports, Up};
+use support::{Ports, Up, value};
 use weft_proto::order::{OrderCreated, OrderKind, OrderShipped};
 use weft_testkit::{header, read_topic_until};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn value<'a>(out: &'a str, step: &str, key: &str) -> &'a str {
-    let line = out
-        .lines()
-        .find(|l| l.starts_with(&format!("{step} ")))
-        .unwrap_or_else(|| panic!("no {step} line in:\n{out}"));
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key} in {line}"))
-}
 
 #[test]
 fn the_grpcurl_demo_tells_the_whole_story() {

@@ -11,20 +11,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Ports, Up};
+use support::{Ports, Up, value};
 use weft_testkit::{eventually, header, read_topic_until};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn value<'a>(out: &'a str, step: &str, key: &str) -> &'a str {
-    let line = out
-        .lines()
-        .find(|l| l.starts_with(&format!("{step} ")))
-        .unwrap_or_else(|| panic!("no {step} line in {out}"));
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key} in {line}"))
-}
 
 struct Client {
     http: reqwest::Client,

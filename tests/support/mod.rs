@@ -180,6 +180,18 @@ impl Drop for Up {
     }
 }
 
+/// The value of `key=` on the line of a demo script's output that starts with `step`
+/// (the scripts print one `step key=value …` line per step).
+pub fn value<'a>(out: &'a str, step: &str, key: &str) -> &'a str {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&format!("{step} ")))
+        .unwrap_or_else(|| panic!("no {step} line in:\n{out}"));
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+}
+
 /// The REST steps tests and benchmarks share, through the gateway at a base URL.
 pub mod rest {
     use serde_json::{Value, json};

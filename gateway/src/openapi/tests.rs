@@ -35,7 +35,7 @@ const TREE: &str = r#"
       rpc GetNode(GetNodeRequest) returns (Node) {
         option (google.api.http) = {
           get: "/v1/{name=trees/*}/node"
-          additional_bindings {get: "/v1/trees/root/node"}
+          additional_bindings {get: "/v1/trees/main/node"}
           additional_bindings {get: "/v1/nodes/{node.name}"}
         };
       }
@@ -229,7 +229,7 @@ fn nested_query_bindings_and_well_known_types() {
         param(get, "filter.ages")["schema"]["items"]["pattern"],
         "^-?[0-9]+(\\.[0-9]{1,9})?s$"
     );
-    let extra = &doc["paths"]["/v1/trees/root/node"]["get"];
+    let extra = &doc["paths"]["/v1/trees/main/node"]["get"];
     assert_eq!(extra["operationId"], "t_v1_Tree_GetNode_2");
     let by_node = &doc["paths"]["/v1/nodes/{node_name}"]["get"];
     assert_eq!(by_node["operationId"], "t_v1_Tree_GetNode_3");
