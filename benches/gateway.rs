@@ -100,20 +100,15 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports::free();
     // The benchmark is one client: lift the per-client rate limit.
-    let (d, p) = (dir.path().to_owned(), ports.clone());
-    let up = tokio::task::spawn_blocking(move || {
-        Up::start_env(
-            &d,
-            &p,
-            None,
-            &[
-                ("WEFT_RATE_LIMIT", "1000000/s"),
-                ("WEFT_RATE_BURST", "1000000"),
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let up = Up::start_env_async(
+        dir.path(),
+        &ports,
+        &[
+            ("WEFT_RATE_LIMIT", "1000000/s"),
+            ("WEFT_RATE_BURST", "1000000"),
+        ],
+    )
+    .await;
     let gateway_pid: u32 = std::fs::read_to_string(dir.path().join("run/gateway.pid"))
         .unwrap()
         .trim()

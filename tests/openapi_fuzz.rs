@@ -38,24 +38,19 @@ async fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports::free();
-    let (d, p) = (dir.path().to_owned(), ports.clone());
     // Generous limits: the fuzzer is one client and should reach the services, not
     // the rate limiter (429 is documented and allowed all the same).
-    let up = tokio::task::spawn_blocking(move || {
-        Up::start_env(
-            &d,
-            &p,
-            None,
-            &[
-                ("WEFT_RATE_LIMIT", "100000/s"),
-                ("WEFT_RATE_BURST", "100000"),
-                ("WEFT_AUTH_RATE_LIMIT", "100000/s"),
-                ("WEFT_AUTH_RATE_BURST", "100000"),
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let up = Up::start_env_async(
+        dir.path(),
+        &ports,
+        &[
+            ("WEFT_RATE_LIMIT", "100000/s"),
+            ("WEFT_RATE_BURST", "100000"),
+            ("WEFT_AUTH_RATE_LIMIT", "100000/s"),
+            ("WEFT_AUTH_RATE_BURST", "100000"),
+        ],
+    )
+    .await;
     let base = format!("http://127.0.0.1:{}", ports.gateway);
     let http = reqwest::Client::new();
     let (user_id, token) = support::rest::signup_and_login(&http, &base, "fuzz@example.com").await;

@@ -125,10 +125,23 @@ impl Up {
 
     /// [`Self::start`] from async code (it blocks while the mesh comes up).
     pub async fn start_async(data_dir: &Path, ports: &Ports) -> Self {
+        Self::start_env_async(data_dir, ports, &[]).await
+    }
+
+    /// [`Self::start_env`] (SQLite) from async code.
+    pub async fn start_env_async(data_dir: &Path, ports: &Ports, env: &[(&str, &str)]) -> Self {
         let (d, p) = (data_dir.to_owned(), ports.clone());
-        tokio::task::spawn_blocking(move || Self::start(&d, &p))
-            .await
-            .unwrap()
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            Self::start_env(&d, &p, None, &env)
+        })
+        .await
+        .unwrap()
     }
 
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
