@@ -130,4 +130,17 @@ mod tests {
         b.success();
         assert!(b.admit().is_ok() && b.admit().is_ok(), "closed again");
     }
+
+    #[test]
+    fn a_trial_that_never_reports_back_is_given_up_after_an_open_period() {
+        let b = breaker();
+        for _ in 0..3 {
+            b.failure();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(b.admit().is_ok(), "the trial");
+        assert!(b.admit().is_err(), "still waiting for the trial");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(b.admit().is_ok(), "a new trial once the first is overdue");
+    }
 }

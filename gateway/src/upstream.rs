@@ -207,8 +207,9 @@ impl Upstream {
                 Err(_) => Err(self.cannot_reach()),
             }
         };
+        // A timeout leaves the breaker as it is: neither a failure nor proof that
+        // the service is back (a half-open trial that times out expires by itself).
         let Ok(result) = tokio::time::timeout(deadline, call).await else {
-            self.breaker.success();
             return Err(GatewayError::Timeout(deadline));
         };
         if let Err(status) = &result
@@ -221,7 +222,6 @@ impl Upstream {
                     | tonic::Code::Unknown
             )
         {
-            self.breaker.success();
             return Err(GatewayError::Timeout(deadline));
         }
         self.record(&result);
