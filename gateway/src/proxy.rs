@@ -1,4 +1,4 @@
-//! One REST request, end to end: route, rate limit, authenticate, read and transcode
+//! One REST request, end to end: rate limit, route, authenticate, read and transcode
 //! the body, call the service with the allowed metadata and a deadline, and answer
 //! with JSON (or a stream). Every failure is a [`GatewayError`] rendered in one place.
 
@@ -95,7 +95,21 @@ async fn serve(
     request_id: &str,
 ) -> (String, Result<Response, GatewayError>) {
     let (parts, body) = request.into_parts();
-    let (binding, vars) = match gw.router.route(&parts.method, parts.uri.path()) {
+    let routed = gw.router.route(&parts.method, parts.uri.path());
+    // Every request counts against its client's rate, unknown paths too (scanners).
+    let client = policy::client_ip(&parts.headers, peer, gw.client_ip_header.as_deref());
+    let rpc = match &routed {
+        Ok(Routed::Found(b, _)) => Some(b.rpc.full_name()),
+        _ => None,
+    };
+    if let Err(limited) = gw.limits.check(client, rpc) {
+        let label = match &routed {
+            Ok(Routed::Found(b, _)) => format!("{} {}", b.method, b.template),
+            _ => "unmatched".to_owned(),
+        };
+        return (label, Err(limited));
+    }
+    let (binding, vars) = match routed {
         Ok(Routed::Found(b, vars)) => (b, vars),
         Ok(Routed::MethodNotAllowed(allowed)) => {
             return (
@@ -124,8 +138,7 @@ async fn serve(
         }
     };
     let route = format!("{} {}", binding.method, binding.template);
-    let client = policy::client_ip(&parts.headers, peer, gw.client_ip_header.as_deref());
-    let result = call(gw, binding, vars, &parts, body, client, request_id).await;
+    let result = call(gw, binding, vars, &parts, body, request_id).await;
     (route, result)
 }
 
@@ -135,11 +148,9 @@ async fn call(
     vars: crate::template::Bindings,
     parts: &http::request::Parts,
     body: Body,
-    client: std::net::IpAddr,
     request_id: &str,
 ) -> Result<Response, GatewayError> {
     let rpc = binding.rpc.full_name();
-    gw.limits.check(client, Some(rpc))?;
     if !policy::PUBLIC_RPCS.contains(&rpc) {
         policy::authenticate(&gw.verifier, &parts.headers)?;
     }

@@ -280,6 +280,31 @@ async fn clients_over_their_rate_get_429_with_retry_after() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_to_unknown_paths_count_against_the_rate_too() {
+    let h = Harness::start(&["--rate-limit=3/min", "--rate-burst=3"]).await;
+    for _ in 0..3 {
+        let r = h
+            .http
+            .get(h.url("/wp-admin/setup.php"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+    }
+    let (status, headers, _) = json_of(
+        h.http
+            .get(h.url("/v1/things/1"))
+            .bearer_auth(h.token())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 429);
+    assert!(headers.contains_key("retry-after"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_service_opens_its_circuit_and_it_recovers_by_itself() {
     // Nothing listens on the echo address at first.
     let keys = TcpListener::bind("127.0.0.1:0").await.unwrap();
