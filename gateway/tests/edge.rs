@@ -360,20 +360,24 @@ async fn over_the_concurrency_limit_requests_are_shed() {
         .bearer_auth(&token)
         .send();
     let slow = tokio::spawn(slow);
-    let (status, headers, body) =
-        weft_testkit::eventually("a shed request", Duration::from_secs(3), || async {
-            let r = json_of(
-                h.http
-                    .get(h.url("/v1/things/1"))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .ok()?,
-            )
-            .await;
-            (r.0 == 503).then_some(r)
-        })
-        .await;
+    // The slow call holds the only slot once it has reached the echo server.
+    weft_testkit::eventually(
+        "the slow call upstream",
+        Duration::from_secs(10),
+        || async {
+            (h.slow_in_flight.load(std::sync::atomic::Ordering::SeqCst) == 1).then_some(())
+        },
+    )
+    .await;
+    let (status, headers, body) = json_of(
+        h.http
+            .get(h.url("/v1/things/1"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((status, body["code"].as_i64()), (503, Some(14)), "{body}");
     assert_eq!(headers["retry-after"], "1");
     assert_eq!(

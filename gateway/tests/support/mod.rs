@@ -8,6 +8,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -45,6 +46,7 @@ pub fn descriptor_set() -> Vec<u8> {
 #[derive(Clone)]
 pub struct Echo {
     service: ServiceDescriptor,
+    slow_in_flight: Arc<AtomicUsize>,
 }
 
 impl NamedService for Echo {
@@ -94,8 +96,24 @@ fn field_i32(thing: &DynamicMessage, name: &str) -> i32 {
         .unwrap_or_default()
 }
 
+/// Counts a call in progress until dropped (a cancelled call counts down too).
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 #[derive(Clone)]
-struct Unary(prost_reflect::MethodDescriptor);
+struct Unary(prost_reflect::MethodDescriptor, Arc<AtomicUsize>);
 
 impl tonic::server::UnaryService<Bytes> for Unary {
     type Response = Bytes;
@@ -103,6 +121,7 @@ impl tonic::server::UnaryService<Bytes> for Unary {
 
     fn call(&mut self, req: Request<Bytes>) -> Self::Future {
         let method = self.0.clone();
+        let slow_in_flight = self.1.clone();
         Box::pin(async move {
             let thing = thing_of(&method, &req)?;
             match method.name() {
@@ -123,6 +142,7 @@ impl tonic::server::UnaryService<Bytes> for Unary {
                 }
                 "Slow" => {
                     let ms = field_i32(&thing, "count").max(0) as u64;
+                    let _counted = InFlight::enter(&slow_in_flight);
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                 }
                 _ => {}
@@ -183,6 +203,7 @@ impl tower::Service<http::Request<tonic::body::Body>> for Echo {
             .unwrap_or_default()
             .to_owned();
         let method = self.service.methods().find(|m| m.name() == name);
+        let slow_in_flight = self.slow_in_flight.clone();
         Box::pin(async move {
             let mut grpc = tonic::server::Grpc::new(RawCodec);
             Ok(match method {
@@ -190,7 +211,7 @@ impl tower::Service<http::Request<tonic::body::Body>> for Echo {
                 Some(m) if m.is_server_streaming() => {
                     grpc.server_streaming(Streaming(m), req).await
                 }
-                Some(m) => grpc.unary(Unary(m), req).await,
+                Some(m) => grpc.unary(Unary(m, slow_in_flight), req).await,
             })
         })
     }
@@ -229,11 +250,18 @@ impl UserService for Keys {
     }
 }
 
-/// Serves the echo service and the key server on `listener` until `stop`.
-pub fn serve_echo(listener: TcpListener, keys: Arc<SigningKeys>, stop: CancellationToken) {
+/// Serves the echo service and the key server on `listener` until `stop`; returns the
+/// number of `Slow` calls the echo server is in the middle of.
+pub fn serve_echo(
+    listener: TcpListener,
+    keys: Arc<SigningKeys>,
+    stop: CancellationToken,
+) -> Arc<AtomicUsize> {
     let pool = DescriptorPool::decode(descriptor_set().as_slice()).unwrap();
+    let slow_in_flight = Arc::new(AtomicUsize::new(0));
     let echo = Echo {
         service: pool.get_service_by_name(ECHO).unwrap(),
+        slow_in_flight: slow_in_flight.clone(),
     };
     tokio::spawn(
         tonic::transport::Server::builder()
@@ -241,6 +269,7 @@ pub fn serve_echo(listener: TcpListener, keys: Arc<SigningKeys>, stop: Cancellat
             .add_service(UserServiceServer::new(Keys(keys)))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned()),
     );
+    slow_in_flight
 }
 
 /// A running gateway in front of the echo server.
@@ -255,6 +284,8 @@ pub struct Harness {
     pub issuer: Issuer,
     /// HTTP client.
     pub http: reqwest::Client,
+    /// How many `Slow` calls the echo server is in the middle of.
+    pub slow_in_flight: Arc<AtomicUsize>,
     stop: CancellationToken,
     _descriptors: tempfile::NamedTempFile,
 }
@@ -278,7 +309,7 @@ impl Harness {
         let keys = Arc::new(SigningKeys::ephemeral().unwrap());
         let stop = CancellationToken::new();
         let key_addr = listener.local_addr().unwrap();
-        serve_echo(listener, keys.clone(), stop.clone());
+        let slow_in_flight = serve_echo(listener, keys.clone(), stop.clone());
 
         let descriptors = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(descriptors.path(), descriptor_set()).unwrap();
@@ -317,6 +348,7 @@ impl Harness {
             admin,
             issuer: Issuer::new(keys, TokenConfig::default()),
             http,
+            slow_in_flight,
             stop,
             _descriptors: descriptors,
         }
