@@ -47,7 +47,10 @@ impl Breaker {
 
     /// Whether a call may go ahead; `Err(retry_after)` while open.
     pub fn admit(&self) -> Result<(), Duration> {
-        let now = Instant::now();
+        self.admit_at(Instant::now())
+    }
+
+    fn admit_at(&self, now: Instant) -> Result<(), Duration> {
         let mut state = self.lock();
         match *state {
             State::Closed { .. } => Ok(()),
@@ -73,9 +76,13 @@ impl Breaker {
 
     /// The service could not be reached.
     pub fn failure(&self) {
+        self.failure_at(Instant::now());
+    }
+
+    fn failure_at(&self, now: Instant) {
         let mut state = self.lock();
         let open = State::Open {
-            until: Instant::now() + self.config.open_for,
+            until: now + self.config.open_for,
         };
         *state = match *state {
             State::Closed { failures } if failures + 1 < self.config.failures => State::Closed {
@@ -91,7 +98,11 @@ impl Breaker {
 
     /// Whether calls are currently refused.
     pub fn is_open(&self) -> bool {
-        matches!(*self.lock(), State::Open { until } if Instant::now() < until)
+        self.is_open_at(Instant::now())
+    }
+
+    fn is_open_at(&self, now: Instant) -> bool {
+        matches!(*self.lock(), State::Open { until } if now < until)
     }
 }
 
@@ -99,48 +110,70 @@ impl Breaker {
 mod tests {
     use super::*;
 
+    const OPEN_FOR: Duration = Duration::from_secs(10);
+
     fn breaker() -> Breaker {
         Breaker::new(BreakerConfig {
             failures: 3,
-            open_for: Duration::from_millis(40),
+            open_for: OPEN_FOR,
         })
+    }
+
+    /// `t(n)` is `n` tenths of the open period after `t0`: a clock the test controls.
+    fn clock() -> impl Fn(u32) -> Instant {
+        let t0 = Instant::now();
+        move |tenths| t0 + OPEN_FOR / 10 * tenths
     }
 
     #[test]
     fn opens_after_consecutive_failures_and_recovers_after_a_trial() {
-        let b = breaker();
+        let (b, t) = (breaker(), clock());
         for _ in 0..2 {
-            assert!(b.admit().is_ok());
-            b.failure();
+            assert!(b.admit_at(t(0)).is_ok());
+            b.failure_at(t(0));
         }
         b.success();
         for _ in 0..3 {
-            assert!(b.admit().is_ok());
-            b.failure();
+            assert!(b.admit_at(t(0)).is_ok());
+            b.failure_at(t(0));
         }
-        assert!(b.is_open());
-        assert!(b.admit().is_err(), "open: fail fast");
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(b.admit().is_ok(), "half-open: one trial");
-        assert!(b.admit().is_err(), "only one trial at a time");
-        b.failure();
-        assert!(b.admit().is_err(), "a failed trial opens it again");
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(b.admit().is_ok());
+        assert!(b.is_open_at(t(0)));
+        assert_eq!(b.admit_at(t(4)), Err(OPEN_FOR / 10 * 6), "open: fail fast");
+        assert!(b.admit_at(t(10)).is_ok(), "half-open: one trial");
+        assert!(!b.is_open_at(t(10)));
+        assert!(b.admit_at(t(10)).is_err(), "only one trial at a time");
+        b.failure_at(t(11));
+        assert!(b.admit_at(t(12)).is_err(), "a failed trial opens it again");
+        assert!(b.is_open_at(t(20)));
+        assert!(b.admit_at(t(21)).is_ok());
         b.success();
-        assert!(b.admit().is_ok() && b.admit().is_ok(), "closed again");
+        assert!(
+            b.admit_at(t(21)).is_ok() && b.admit_at(t(21)).is_ok(),
+            "closed again"
+        );
     }
 
     #[test]
     fn a_trial_that_never_reports_back_is_given_up_after_an_open_period() {
-        let b = breaker();
+        let (b, t) = (breaker(), clock());
         for _ in 0..3 {
-            b.failure();
+            b.failure_at(t(0));
         }
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(b.admit().is_ok(), "the trial");
-        assert!(b.admit().is_err(), "still waiting for the trial");
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(b.admit().is_ok(), "a new trial once the first is overdue");
+        assert!(b.admit_at(t(10)).is_ok(), "the trial");
+        assert!(b.admit_at(t(15)).is_err(), "still waiting for the trial");
+        assert!(
+            b.admit_at(t(21)).is_ok(),
+            "a new trial once the first is overdue"
+        );
+    }
+
+    #[test]
+    fn failures_while_open_do_not_extend_the_open_period() {
+        let (b, t) = (breaker(), clock());
+        for _ in 0..3 {
+            b.failure_at(t(0));
+        }
+        b.failure_at(t(5));
+        assert!(b.admit_at(t(10)).is_ok());
     }
 }

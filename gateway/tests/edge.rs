@@ -312,7 +312,7 @@ async fn a_down_service_opens_its_circuit_and_it_recovers_by_itself() {
     let h = Harness::start_with(
         keys,
         echo_addr,
-        &["--breaker-failures=2", "--breaker-open-for=400ms"],
+        &["--breaker-failures=2", "--breaker-open-for=2s"],
     )
     .await;
     let token = h.token();
