@@ -308,11 +308,12 @@ async fn requests_to_unknown_paths_count_against_the_rate_too() {
 async fn a_down_service_opens_its_circuit_and_it_recovers_by_itself() {
     // Nothing listens on the echo address at first.
     let keys = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let echo_addr = std::net::SocketAddr::from(([127, 0, 0, 1], weft_testkit::free_port()));
+    let echo_port = weft_testkit::ReservedPort::new();
+    let echo_addr = std::net::SocketAddr::from(([127, 0, 0, 1], echo_port.port()));
     let h = Harness::start_with(
         keys,
         echo_addr,
-        &["--breaker-failures=2", "--breaker-open-for=2s"],
+        &["--breaker-failures=2", "--breaker-open-for=5s"],
     )
     .await;
     let token = h.token();
@@ -336,6 +337,7 @@ async fn a_down_service_opens_its_circuit_and_it_recovers_by_itself() {
     assert!(headers.contains_key("retry-after"));
 
     // The service comes back: after the open period a trial call closes the circuit.
+    echo_port.release();
     let listener = TcpListener::bind(echo_addr).await.unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
     support::serve_echo(
@@ -343,7 +345,7 @@ async fn a_down_service_opens_its_circuit_and_it_recovers_by_itself() {
         std::sync::Arc::new(SigningKeys::ephemeral().unwrap()),
         stop.clone(),
     );
-    weft_testkit::eventually("the circuit to close", Duration::from_secs(10), || async {
+    weft_testkit::eventually("the circuit to close", Duration::from_secs(30), || async {
         (get().await.ok()?.status() == 200).then_some(())
     })
     .await;

@@ -19,6 +19,48 @@ pub fn free_port() -> u16 {
         .expect("no free port on 127.0.0.1")
 }
 
+/// A port bound on 127.0.0.1 but not listening: connections to it are refused, as
+/// when nothing is there, and nothing else can take it until [`Self::release`].
+pub struct ReservedPort {
+    socket: socket2::Socket,
+    port: u16,
+}
+
+impl ReservedPort {
+    /// Reserves a free port.
+    pub fn new() -> Self {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("a TCP socket");
+        socket
+            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .expect("no free port on 127.0.0.1");
+        let port = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("a bound address")
+            .port();
+        Self { socket, port }
+    }
+
+    /// The reserved port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Frees the port for whoever binds it next, and returns it.
+    pub fn release(self) -> u16 {
+        drop(self.socket);
+        self.port
+    }
+}
+
+impl Default for ReservedPort {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Polls `check` every 50 ms until it yields a value or `timeout` passes, then panics
 /// naming `what`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
@@ -154,13 +196,27 @@ impl Broker {
     }
 
     /// Starts a broker with the given storage and waits until it accepts connections.
+    /// A free port can be taken before the broker binds it: then it tries another.
     pub fn start_with(storage: BrokerStorage) -> Self {
-        Self::start_on(free_port(), storage)
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_start_on(free_port(), storage) {
+                Ok(broker) => return broker,
+                Err(log) => last = log,
+            }
+        }
+        panic!("tansu exited three times before listening; its last log:\n{last}")
     }
 
     /// Starts a broker on `port` (for tests that hand the address out before the
     /// broker exists).
     pub fn start_on(port: u16, storage: BrokerStorage) -> Self {
+        Self::try_start_on(port, storage)
+            .unwrap_or_else(|log| panic!("tansu exited before listening on {port}:\n{log}"))
+    }
+
+    /// The broker once it accepts connections, or its log if it exited first.
+    fn try_start_on(port: u16, storage: BrokerStorage) -> Result<Self, String> {
         let bin = std::env::var_os("WEFT_TANSU_BIN")
             .map(PathBuf::from)
             .or_else(|| find_tool("tansu"))
@@ -170,8 +226,9 @@ impl Broker {
         let dir = tempfile::tempdir().expect("temp dir");
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let url = format!("tcp://127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.path().join("broker.log")).expect("broker log");
-        let child = Command::new(bin)
+        let log_path = dir.path().join("broker.log");
+        let log = std::fs::File::create(&log_path).expect("broker log");
+        let mut child = Command::new(bin)
             .arg("broker")
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
             .args([
@@ -191,12 +248,22 @@ impl Broker {
             .stderr(log)
             .spawn()
             .expect("cannot start tansu");
-        wait_for_port(addr, Duration::from_secs(30));
-        Self {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if child.try_wait().expect("tansu's status").is_some() {
+                return Err(std::fs::read_to_string(&log_path).unwrap_or_default());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tansu does not listen on {addr} after 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Self {
             child,
             addr,
             _dir: dir,
-        }
+        })
     }
 
     /// `host:port` for `bootstrap.servers`.

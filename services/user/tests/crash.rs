@@ -32,8 +32,10 @@ fn start(dir: &std::path::Path, grpc: SocketAddr, brokers: &str) -> Child {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_after_sign_up_still_publishes_the_event() {
     let dir = tempfile::tempdir().unwrap();
-    let broker_port = free_port();
-    let brokers = format!("127.0.0.1:{broker_port}");
+    // Nothing listens on the broker's port until the broker starts, and nothing else
+    // takes it meanwhile.
+    let broker_port = weft_testkit::ReservedPort::new();
+    let brokers = format!("127.0.0.1:{}", broker_port.port());
     let grpc: SocketAddr = ([127, 0, 0, 1], free_port()).into();
 
     // The broker is down: the sign-up commits with its outbox row and nothing more.
@@ -52,7 +54,7 @@ async fn kill_9_after_sign_up_still_publishes_the_event() {
     service.kill().unwrap(); // SIGKILL
     service.wait().unwrap();
 
-    let broker = Broker::start_on(broker_port, BrokerStorage::Memory);
+    let broker = Broker::start_on(broker_port.release(), BrokerStorage::Memory);
     let kafka = weft_events::kafka::KafkaArgs::new(broker.bootstrap());
     weft_events::topics::provision(&kafka, &weft_events::topics::all_topics())
         .await
