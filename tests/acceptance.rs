@@ -134,7 +134,13 @@ fn story(database_url: Option<&str>) {
             .unwrap();
         let json: serde_json::Value =
             serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-        if json["metrics"]["emailsSent"] == "4" {
+        // Every event of the story (signup, two orders, payment, shipping, four
+        // emails) counted: the topics are consumed independently.
+        let processed = json["metrics"]["eventsProcessed"]
+            .as_str()
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or_default();
+        if json["metrics"]["emailsSent"] == "4" && processed >= 9 {
             break json;
         }
         assert!(
@@ -144,6 +150,7 @@ fn story(database_url: Option<&str>) {
         std::thread::sleep(Duration::from_millis(200));
     };
     let m = &metrics["metrics"];
+    assert_eq!(m["eventsProcessed"], "9", "{m}");
     assert_eq!(m["signups"], "1", "{m}");
     assert_eq!(m["ordersCreated"], "2", "{m}");
     assert_eq!(m["revenue"][0]["currencyCode"], "USD", "{m}");
