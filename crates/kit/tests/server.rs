@@ -85,14 +85,14 @@ async fn client_deadline_stops_the_handler() {
     let s = spawn(args).await;
     let mut client = UserServiceClient::new(channel(s.addr).await);
     let err = client
-        .sign_up(signup("slow", 5_000, Some(Duration::from_millis(100))))
+        .sign_up(signup("slow", 60_000, Some(Duration::from_millis(100))))
         .await
         .unwrap_err();
     assert!(
         matches!(err.code(), Code::DeadlineExceeded | Code::Cancelled),
         "{err:?}"
     );
-    let freed = weft_testkit::eventually("the slot to be freed", Duration::from_secs(2), || {
+    let freed = weft_testkit::eventually("the slot to be freed", Duration::from_secs(15), || {
         let mut c = client.clone();
         async move { c.sign_up(signup("fast", 0, None)).await.ok() }
     })
@@ -125,7 +125,7 @@ async fn excess_concurrency_is_shed_not_queued() {
     let ch = channel(s.addr).await;
     let mut a = UserServiceClient::new(ch.clone());
     let mut b = UserServiceClient::new(ch);
-    let slow = tokio::spawn(async move { a.sign_up(signup("holder", 1_000, None)).await });
+    let slow = tokio::spawn(async move { a.sign_up(signup("holder", 3_000, None)).await });
     // Once the first call holds the only slot, a second is refused at once.
     s.started.notified().await;
     let shed = b.sign_up(signup("extra", 0, None)).await.unwrap_err();
