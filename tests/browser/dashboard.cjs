@@ -27,12 +27,12 @@ async function main() {
     await page.goto(url);
     await page.waitForFunction(
       () => document.querySelector("#status")?.dataset.state === "live" && Number(document.body.dataset.updates) >= 1,
-      null, { timeout: 30000 });
+      null, { timeout: 90000 });
     process.stdout.write("READY\n");
     await page.waitForFunction(
       (want) => document.querySelector("#signups")?.textContent === want
         && [...document.querySelectorAll("#feed li")].some((li) => li.textContent.includes("UserSignedUp")),
-      expected, { timeout: 30000 });
+      expected, { timeout: 90000 });
     process.stdout.write("SEEN\n");
     await page.screenshot({ path: shot, fullPage: true });
     process.stdout.write(`SCREENSHOT ${shot}\n`);
