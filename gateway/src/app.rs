@@ -204,11 +204,24 @@ fn http_app(gw: Arc<Gateway>, openapi: Bytes, config: &Config) -> axum::Router {
     let compression = CompressionLayer::new().compress_when(
         DefaultPredicate::new().and(NotForContentType::const_new("application/x-ndjson")),
     );
-    axum::Router::new()
+    // Pages count against the client's rate like any request; health checks do not.
+    let pages = axum::Router::new()
         .route("/openapi.json", only_get().get(openapi_doc))
         .route("/", only_get().get(page))
         .route("/dashboard", only_get().get(page))
+        .route_layer(axum::middleware::from_fn_with_state(
+            (gw.clone(), true),
+            proxy::own_page,
+        ));
+    let health = axum::Router::new()
         .route("/healthz", only_get().get(|| async { "ok\n" }))
+        .route_layer(axum::middleware::from_fn_with_state(
+            (gw.clone(), false),
+            proxy::own_page,
+        ));
+    axum::Router::new()
+        .merge(pages)
+        .merge(health)
         .fallback(proxy::handle)
         .with_state(gw)
         .layer(

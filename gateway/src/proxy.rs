@@ -73,17 +73,45 @@ pub async fn handle(
     }
     .instrument(span.clone())
     .await;
-    let status = response.status();
     span.record("route", route.as_str());
-    span.record("status", status.as_u16());
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
+    span.record("status", response.status().as_u16());
+    finish(&mut response, &request_id, route, started);
+    response
+}
+
+/// Around the gateway's own pages (OpenAPI, dashboard, health): the same request id
+/// and metrics as transcoded routes, and, where `limited`, the client's rate.
+pub async fn own_page(
+    State((gw, limited)): State<(Arc<Gateway>, bool)>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = Instant::now();
+    let request_id = policy::request_id(request.headers());
+    // The pages are a fixed few paths, so the label stays bounded.
+    let route = format!("{} {}", request.method(), request.uri().path());
+    let client = policy::client_ip(request.headers(), peer, gw.client_ip_header.as_deref());
+    let mut response = match limited.then(|| gw.limits.check(client, None)) {
+        Some(Err(limited)) => limited.into_response(),
+        _ => next.run(request).await,
+    };
+    finish(&mut response, &request_id, route, started);
+    response
+}
+
+/// Every response carries the request id and is counted by route and status.
+fn finish(response: &mut Response, request_id: &str, route: String, started: Instant) {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert("x-request-id", v);
     }
-    let labels = [("route", route), ("status", status.as_u16().to_string())];
+    let labels = [
+        ("route", route),
+        ("status", response.status().as_u16().to_string()),
+    ];
     metrics::counter!("gateway_requests_total", &labels).increment(1);
     metrics::histogram!("gateway_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
-    response
 }
 
 /// Serves one request; also returns the route label for metrics (the template, never

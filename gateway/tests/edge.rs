@@ -305,6 +305,23 @@ async fn requests_to_unknown_paths_count_against_the_rate_too() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_pages_count_against_the_rate_and_health_checks_do_not() {
+    let h = Harness::start(&["--rate-limit=3/min", "--rate-burst=3"]).await;
+    for path in ["/openapi.json", "/", "/dashboard"] {
+        let r = h.http.get(h.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let (status, headers, body) =
+        json_of(h.http.get(h.url("/openapi.json")).send().await.unwrap()).await;
+    assert_eq!((status, body["code"].as_i64()), (429, Some(8)), "{body}");
+    assert!(headers.contains_key("retry-after") && headers.contains_key("x-request-id"));
+    for _ in 0..5 {
+        let r = h.http.get(h.url("/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "health checks are never limited");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_service_opens_its_circuit_and_it_recovers_by_itself() {
     // Nothing listens on the echo address at first.
     let keys = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -417,6 +434,10 @@ async fn cors_compression_and_the_gateways_own_pages() {
         .unwrap();
     assert_eq!(doc.status(), 200);
     assert_eq!(doc.headers()["content-encoding"], "gzip");
+    assert!(
+        !doc.headers()["x-request-id"].is_empty(),
+        "own pages carry a request id"
+    );
 
     let page = h.http.get(h.url("/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
@@ -424,10 +445,16 @@ async fn cors_compression_and_the_gateways_own_pages() {
     let (status, headers, body) = json_of(h.http.post(h.url("/")).send().await.unwrap()).await;
     assert_eq!((status, body["code"].as_i64()), (405, Some(12)));
     assert_eq!(headers["allow"], "GET");
-    assert_eq!(
-        h.http.get(h.url("/healthz")).send().await.unwrap().status(),
-        200
-    );
+    assert!(headers.contains_key("x-request-id"));
+    let health = h
+        .http
+        .get(h.url("/healthz"))
+        .header("x-request-id", "probe-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.headers()["x-request-id"], "probe-7");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
