@@ -24,6 +24,19 @@ async fn json_of(resp: reqwest::Response) -> (u16, reqwest::header::HeaderMap, V
     )
 }
 
+/// `GET /v1/things/1` with `token`.
+async fn get_thing(h: &Harness, token: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+    json_of(
+        h.http
+            .get(h.url("/v1/things/1"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_checked_at_the_edge() {
     let h = Harness::start(&[]).await;
@@ -255,15 +268,7 @@ async fn clients_over_their_rate_get_429_with_retry_after() {
             .unwrap();
         assert_eq!(r.status(), 200);
     }
-    let (status, headers, body) = json_of(
-        h.http
-            .get(h.url("/v1/things/1"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, headers, body) = get_thing(&h, &token).await;
     assert_eq!((status, body["code"].as_i64()), (429, Some(8)), "{body}");
     let after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=20).contains(&after), "{after}");
@@ -388,15 +393,7 @@ async fn over_the_concurrency_limit_requests_are_shed() {
         },
     )
     .await;
-    let (status, headers, body) = json_of(
-        h.http
-            .get(h.url("/v1/things/1"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, headers, body) = get_thing(&h, &token).await;
     assert_eq!((status, body["code"].as_i64()), (503, Some(14)), "{body}");
     assert_eq!(headers["retry-after"], "1");
     assert_eq!(
