@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use prost::Message as _;
 use tokio::sync::Semaphore;
@@ -89,11 +89,16 @@ pub async fn own_page(
 ) -> Response {
     let started = Instant::now();
     let request_id = policy::request_id(request.headers());
-    // The pages are a fixed few paths, so the label stays bounded.
-    let route = format!("{} {}", request.method(), request.uri().path());
+    // The pages are a fixed few paths and answer GET only (anything else is a 405),
+    // so the label stays bounded whatever method a client makes up.
+    let route = if request.method() == Method::GET {
+        format!("GET {}", request.uri().path())
+    } else {
+        "unmatched".to_owned()
+    };
     let client = policy::client_ip(request.headers(), peer, gw.client_ip_header.as_deref());
     let mut response = match limited.then(|| gw.limits.check(client, None)) {
-        Some(Err(limited)) => limited.into_response(),
+        Some(Err(over)) => over.into_response(),
         _ => next.run(request).await,
     };
     finish(&mut response, &request_id, route, started);

@@ -458,7 +458,12 @@ async fn cors_compression_and_the_gateways_own_pages() {
 async fn requests_are_counted_by_route_template_and_status() {
     let h = Harness::start(&[]).await;
     let token = h.token();
-    for path in ["/v1/things/1", "/v1/things/2", "/v1/nothing"] {
+    for path in [
+        "/v1/things/1",
+        "/v1/things/2",
+        "/v1/nothing",
+        "/openapi.json",
+    ] {
         h.http
             .get(h.url(path))
             .bearer_auth(&token)
@@ -466,6 +471,10 @@ async fn requests_are_counted_by_route_template_and_status() {
             .await
             .unwrap();
     }
+    // A made-up method on a page of the gateway's own is refused and adds no label.
+    let odd = reqwest::Method::from_bytes(b"X-SPRAY-4711").unwrap();
+    let refused = h.http.request(odd, h.url("/openapi.json")).send();
+    assert_eq!(refused.await.unwrap().status(), 405);
     let metrics = h
         .http
         .get(format!("{}/metrics", h.admin))
@@ -492,6 +501,17 @@ async fn requests_are_counted_by_route_template_and_status() {
         Some(1.0),
         "{metrics}"
     );
+    assert_eq!(
+        count(r#"route="GET /openapi.json",status="200""#),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        count(r#"route="unmatched",status="405""#),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("X-SPRAY"), "{metrics}");
     assert!(
         metrics.contains("gateway_request_duration_seconds"),
         "{metrics}"
