@@ -31,24 +31,6 @@ fn tail(port: u16, topic: &str) -> (bool, String, String) {
     )
 }
 
-/// Runs `weft tail TOPIC --exit` until it prints a record (the services react
-/// asynchronously), for up to a minute.
-fn tail_first(port: u16, topic: &str) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let (ok, out, err) = tail(port, topic);
-        assert!(ok, "{err}");
-        if let Some(line) = out.lines().next() {
-            return serde_json::from_str(line).unwrap();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nothing on {topic} after a minute"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_provisions_topics_and_tail_decodes_events_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
@@ -92,7 +74,17 @@ async fn up_provisions_topics_and_tail_decodes_events_across_restarts() {
     );
 
     // The order service reacted with the welcome order.
-    let welcome = tail_first(port, "order-events");
+    let welcome = weft_testkit::eventually(
+        "a welcome order on order-events",
+        std::time::Duration::from_secs(60),
+        || async {
+            let (ok, out, err) = tail(port, "order-events");
+            assert!(ok, "{err}");
+            let first = out.lines().next()?;
+            Some(serde_json::from_str::<serde_json::Value>(first).unwrap())
+        },
+    )
+    .await;
     assert_eq!(welcome["event"]["kind"], "ORDER_KIND_WELCOME");
     assert_eq!(welcome["event"]["userId"], "u-42");
     assert_eq!(

@@ -83,14 +83,24 @@ where
 
 /// Waits until something accepts TCP connections on `addr`.
 pub fn wait_for_port(addr: SocketAddr, timeout: Duration) {
+    wait_listening(addr, timeout, || false);
+}
+
+/// Waits until `addr` accepts TCP connections (true) or `gone` says the server that
+/// should listen there has exited (false); panics after `timeout`.
+fn wait_listening(addr: SocketAddr, timeout: Duration, mut gone: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if gone() {
+            return false;
+        }
         assert!(
             Instant::now() < deadline,
             "nothing listens on {addr} after {timeout:?}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    true
 }
 
 /// The tools cache weft's scripts install into.
@@ -248,16 +258,9 @@ impl Broker {
             .stderr(log)
             .spawn()
             .expect("cannot start tansu");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if child.try_wait().expect("tansu's status").is_some() {
-                return Err(std::fs::read_to_string(&log_path).unwrap_or_default());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "tansu does not listen on {addr} after 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let exited = || child.try_wait().expect("tansu's status").is_some();
+        if !wait_listening(addr, Duration::from_secs(30), exited) {
+            return Err(std::fs::read_to_string(&log_path).unwrap_or_default());
         }
         Ok(Self {
             child,
