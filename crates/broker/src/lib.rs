@@ -1,0 +1,145 @@
+//! weft-broker: the embedded Kafka-compatible broker `weft up` runs.
+//!
+//! One node that speaks the Kafka protocol to any librdkafka-based client
+//! (rdkafka, confluent-kafka, kcat): topics created explicitly, produce with
+//! `acks=all` and idempotence, fetch, list offsets, consumer groups with committed
+//! offsets. What makes it a good neighbour on a laptop:
+//!
+//! - a fetch with nothing to read is held and answered the moment a record arrives
+//!   (an idle consumer costs a wake-up per `fetch.wait.max.ms`, not a storage poll);
+//! - batches are stored as they arrive, in Kafka's own format, one `write` each, and
+//!   served back as bytes, never re-encoded;
+//! - records survive the broker's crash as soon as they are acknowledged (and the
+//!   machine's within `--flush-interval`); a torn write is cut off on restart;
+//! - a group member that dies is removed after its session timeout by a timer.
+//!
+//! It is not Kafka: no replication, no transactions (weft never builds correctness
+//! on them), no compaction, no ACLs or SASL, one listener.
+//!
+//! - [`batch`]: record batch checks; [`log`]: the partition log;
+//!   [`producers`]: idempotent sequence checks; [`store`]: the data directory;
+//!   [`offsets`]: committed offsets; [`groups`]: the group coordinator;
+//!   [`wire`] and [`request`]: safe request decoding; [`api`]: the handlers;
+//!   [`server`]: connections and background work.
+
+pub mod api;
+pub mod batch;
+pub mod groups;
+pub mod log;
+pub mod offsets;
+pub mod producers;
+pub mod request;
+pub mod server;
+pub mod store;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use server::Broker;
+
+/// Errors that stop the broker from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The data directory cannot be used.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// A file could not be opened.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A flag is wrong.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The broker's flags (each also an environment variable).
+#[derive(Debug, Clone, clap::Args)]
+pub struct BrokerArgs {
+    /// Address to listen on (Kafka protocol).
+    #[arg(long, env = "WEFT_BROKER_LISTEN", default_value = "127.0.0.1:9092")]
+    pub listen: SocketAddr,
+    /// `host:port` clients are told to connect to; by default the listen address
+    /// (127.0.0.1 when it is 0.0.0.0).
+    #[arg(long, env = "WEFT_BROKER_ADVERTISED")]
+    pub advertised: Option<String>,
+    /// Directory of the logs, topics and committed offsets.
+    #[arg(long, env = "WEFT_BROKER_DATA_DIR", default_value = ".weft/broker")]
+    pub data_dir: PathBuf,
+    /// Size at which a partition's segment file is closed and a new one started.
+    #[arg(long, env = "WEFT_BROKER_SEGMENT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub segment_bytes: u64,
+    /// Closed segments older than this are deleted (`0s`: keep everything).
+    #[arg(long, env = "WEFT_BROKER_RETENTION", value_parser = humantime::parse_duration, default_value = "7days")]
+    pub retention: Duration,
+    /// Closed segments are deleted, oldest first, while a partition is larger.
+    #[arg(long, env = "WEFT_BROKER_RETENTION_BYTES")]
+    pub retention_bytes: Option<u64>,
+    /// How often written data is flushed to disk (`fsync`). Acknowledged records
+    /// survive a crash of the broker at once, of the machine after this long.
+    #[arg(long, env = "WEFT_BROKER_FLUSH_INTERVAL", value_parser = humantime::parse_duration, default_value = "1s")]
+    pub flush_interval: Duration,
+    /// Partitions of a topic created without a count.
+    #[arg(long, env = "WEFT_BROKER_DEFAULT_PARTITIONS", default_value_t = 1)]
+    pub default_partitions: i32,
+    /// Largest record batch accepted (Kafka's `message.max.bytes`).
+    #[arg(long, env = "WEFT_BROKER_MAX_BATCH_BYTES", default_value_t = 1_048_588)]
+    pub max_batch_bytes: usize,
+    /// Largest request accepted; a larger frame closes the connection.
+    #[arg(long, env = "WEFT_BROKER_MAX_REQUEST_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+    /// Connections served at once; more are refused.
+    #[arg(long, env = "WEFT_BROKER_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// How long the first rebalance of an empty group waits for more members.
+    #[arg(long, env = "WEFT_BROKER_GROUP_INITIAL_REBALANCE_DELAY", value_parser = humantime::parse_duration, default_value = "100ms")]
+    pub group_initial_rebalance_delay: Duration,
+}
+
+impl BrokerArgs {
+    /// The defaults, listening on `listen` with data in `data_dir`.
+    pub fn new(listen: SocketAddr, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen,
+            advertised: None,
+            data_dir: data_dir.into(),
+            segment_bytes: 64 * 1024 * 1024,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            retention_bytes: None,
+            flush_interval: Duration::from_secs(1),
+            default_partitions: 1,
+            max_batch_bytes: 1_048_588,
+            max_request_bytes: 16 * 1024 * 1024,
+            max_connections: 1024,
+            group_initial_rebalance_delay: Duration::from_millis(100),
+        }
+    }
+
+    fn log_config(&self) -> log::LogConfig {
+        log::LogConfig {
+            segment_bytes: self.segment_bytes.max(1024),
+            retention: (!self.retention.is_zero()).then_some(self.retention),
+            retention_bytes: self.retention_bytes,
+        }
+    }
+
+    fn group_config(&self) -> groups::GroupConfig {
+        groups::GroupConfig {
+            initial_rebalance_delay: self.group_initial_rebalance_delay,
+            ..groups::GroupConfig::default()
+        }
+    }
+}
