@@ -21,11 +21,6 @@ pub enum Command {
     Up(UpArgs),
     /// Print the events of a topic, decoded by their ce_type, as JSON lines.
     Tail(TailArgs),
-    /// Run a program as a child and stop it (SIGTERM) when this process is told to
-    /// stop or loses its parent; `weft up` runs the embedded broker this way so a
-    /// killed launcher never leaves a broker behind.
-    #[command(hide = true)]
-    Supervise(SuperviseArgs),
     /// Run one service in this process (what `weft up` starts as its children).
     /// Everything after the service name is that service's own flags; see
     /// `weft serve user -- --help`.
@@ -45,14 +40,8 @@ pub enum ServiceName {
     Analytics,
     /// The REST gateway (and the live dashboard page).
     Gateway,
-}
-
-/// Flags of `weft supervise`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SuperviseArgs {
-    /// The program and its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
-    pub command: Vec<String>,
+    /// The embedded Kafka-compatible broker.
+    Broker,
 }
 
 /// Flags of `weft serve`.
@@ -69,19 +58,10 @@ pub struct ServeArgs {
 /// Which broker the mesh uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BrokerMode {
-    /// Start the embedded Kafka-compatible broker (tansu).
+    /// Start the embedded Kafka-compatible broker (weft-broker).
     Embedded,
     /// Use the Kafka cluster named by `--kafka-brokers` / `KAFKA_BROKERS`.
     External,
-}
-
-/// Where the embedded broker keeps its data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BrokerStorage {
-    /// An SQLite file under the data dir: events survive a restart.
-    Sqlite,
-    /// Memory only: fastest, gone on exit.
-    Memory,
 }
 
 /// Flags of `weft up`.
@@ -93,18 +73,12 @@ pub struct UpArgs {
     /// Embedded broker or an external Kafka.
     #[arg(long, env = "WEFT_BROKER", value_enum, default_value_t = BrokerMode::Embedded)]
     pub broker: BrokerMode,
-    /// Storage of the embedded broker.
-    #[arg(long, env = "WEFT_BROKER_STORAGE", value_enum, default_value_t = BrokerStorage::Sqlite)]
-    pub broker_storage: BrokerStorage,
     /// Port of the embedded broker (Kafka protocol).
     #[arg(long, env = "WEFT_BROKER_PORT", default_value_t = 9092)]
     pub broker_port: u16,
     /// Bootstrap servers of an external Kafka (required with `--broker external`).
     #[arg(long, env = "KAFKA_BROKERS", required_if_eq("broker", "external"))]
     pub kafka_brokers: Option<String>,
-    /// The tansu binary; by default the one scripts/install-tansu installed, then PATH.
-    #[arg(long, env = "WEFT_TANSU_BIN")]
-    pub tansu_bin: Option<PathBuf>,
     /// Partitions of each topic created at start-up.
     #[arg(long, env = "WEFT_TOPIC_PARTITIONS", default_value_t = 3)]
     pub topic_partitions: i32,

@@ -1,5 +1,5 @@
-//! `weft up`: the whole mesh on one machine. Starts the embedded broker (or uses an
-//! external Kafka), provisions every topic explicitly, starts each service and then
+//! `weft up`: the whole mesh on one machine. Starts the embedded broker (weft-broker,
+//! or uses an external Kafka), provisions every topic explicitly, starts each service and then
 //! the gateway as a child process (`weft serve <name>`) and waits until it is
 //! healthy, prints where everything is, and on
 //! Ctrl-C or SIGTERM stops the children in reverse order, each with a grace period.
@@ -45,26 +45,27 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
 
     let mut children_list: Vec<Managed> = Vec::new();
-    let bootstrap = match args.broker {
-        BrokerMode::Embedded => {
-            let bin = broker::locate(args.tansu_bin.as_deref())?;
+    let embedded = match args.broker {
+        BrokerMode::Embedded => Some(EmbeddedBroker::new(&data_dir, args.broker_port)),
+        BrokerMode::External => None,
+    };
+    let bootstrap = match &embedded {
+        Some(b) => {
             let t = Instant::now();
             print_step(&format!(
-                "starting the embedded broker ({} storage) on 127.0.0.1:{}",
-                format!("{:?}", args.broker_storage).to_lowercase(),
-                args.broker_port
+                "starting the embedded broker on {} (data in {})",
+                b.listen,
+                b.data_dir.display()
             ));
-            let b = EmbeddedBroker::start(&bin, &data_dir, args.broker_port, args.broker_storage)
-                .await?;
+            let child = b.start().await?;
             println!("ok ({} ms)", t.elapsed().as_millis());
-            let bootstrap = b.bootstrap.clone();
             children_list.push(Managed {
                 name: "broker",
-                child: b.child,
+                child,
             });
-            bootstrap
+            b.bootstrap()
         }
-        BrokerMode::External => args.kafka_brokers.clone().unwrap_or_default(),
+        None => args.kafka_brokers.clone().unwrap_or_default(),
     };
 
     let mut kafka = KafkaArgs::new(bootstrap.clone());
@@ -207,17 +208,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    // A service that dies is started again (a few times, with a pause that grows);
-    // the broker dying, or a service crashing over and over, stops everything.
+    // A service or the embedded broker that dies is started again (a few times, with
+    // a pause that grows); one crashing over and over stops everything.
     let mut restarts: HashMap<&'static str, u32> = HashMap::new();
     let exited = loop {
         let name = tokio::select! {
             _ = shutdown.cancelled() => break None,
             name = first_exit(&mut children_list) => name,
         };
-        let Some(spec) = specs.iter().find(|s| s.name == name) else {
+        let spec = specs.iter().find(|s| s.name == name);
+        if spec.is_none() && (name != "broker" || embedded.is_none()) {
             break Some(name);
-        };
+        }
         let count = restarts.entry(name).or_default();
         *count += 1;
         if *count > MAX_RESTARTS {
@@ -234,7 +236,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             _ = shutdown.cancelled() => break None,
             _ = tokio::time::sleep(pause) => {}
         }
-        match children::spawn(spec, &data_dir, &bootstrap) {
+        let respawned = match (spec, &embedded) {
+            (Some(spec), _) => children::spawn(spec, &data_dir, &bootstrap),
+            (None, Some(b)) => b.start().await,
+            (None, None) => break Some(name),
+        };
+        match respawned {
             Ok(child) => {
                 if let Some(m) = children_list.iter_mut().find(|m| m.name == name) {
                     m.child = child;

@@ -1,5 +1,6 @@
 //! Benchmark of the event backbone on the embedded broker: outbox → relay → broker →
-//! consumer (inbox + effect in one transaction), all on SQLite.
+//! consumer (inbox + effect in one transaction), all on SQLite, the broker in this
+//! process.
 //!
 //! Prints throughput (events/s) for a bulk load, and end-to-end latency (commit of
 //! the outbox row → consumer's transaction committed) at a fixed rate, as p50/p99.
@@ -19,7 +20,7 @@ use weft_events::kafka::KafkaArgs;
 use weft_events::outbox::RelayConfig;
 use weft_events::{Consumer, Database, EventContext, Outbox, Relay, topics};
 use weft_proto::user::UserSignedUp;
-use weft_testkit::{Broker, BrokerStorage};
+use weft_testkit::Broker;
 
 struct Record {
     /// Microseconds from the event's commit to the consumer's commit.
@@ -77,8 +78,8 @@ async fn wait_for(record: &Record, n: usize, timeout: Duration) {
     }
 }
 
-async fn run(storage: BrokerStorage, bulk: usize, rate: usize, seconds: usize) {
-    let broker = Broker::start_with(storage);
+async fn run(bulk: usize, rate: usize, seconds: usize) {
+    let broker = Broker::start();
     let kafka = KafkaArgs::new(broker.bootstrap());
     topics::provision(&kafka, &topics::all_topics())
         .await
@@ -134,7 +135,7 @@ async fn run(storage: BrokerStorage, bulk: usize, rate: usize, seconds: usize) {
     wait_for(&record, bulk, Duration::from_secs(600)).await;
     let total = start.elapsed();
     println!(
-        "[{storage:?} broker] bulk: {bulk} events committed in {:.2} s, consumed in {:.2} s → {:.0} events/s end to end",
+        "bulk: {bulk} events committed in {:.2} s, consumed in {:.2} s → {:.0} events/s end to end",
         committed.as_secs_f64(),
         total.as_secs_f64(),
         bulk as f64 / total.as_secs_f64()
@@ -159,7 +160,7 @@ async fn run(storage: BrokerStorage, bulk: usize, rate: usize, seconds: usize) {
     let mut lat = record.latencies.lock().unwrap().clone();
     lat.sort_unstable();
     println!(
-        "[{storage:?} broker] fixed rate {rate}/s for {seconds} s ({n} events): latency commit→consumed p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "fixed rate {rate}/s for {seconds} s ({n} events): latency commit→consumed p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         percentile(&lat, 0.50),
         percentile(&lat, 0.99),
         percentile(&lat, 1.0)
@@ -183,7 +184,5 @@ async fn main() {
     let bulk = env_usize("WEFT_BENCH_EVENTS", 5000);
     let rate = env_usize("WEFT_BENCH_RATE", 200);
     let seconds = env_usize("WEFT_BENCH_SECONDS", 10);
-    for storage in [BrokerStorage::Memory, BrokerStorage::Sqlite] {
-        run(storage, bulk, rate, seconds).await;
-    }
+    run(bulk, rate, seconds).await;
 }

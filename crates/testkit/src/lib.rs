@@ -8,7 +8,6 @@
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1 (bound and released; a tiny race is accepted).
@@ -131,15 +130,6 @@ pub fn require_tool(name: &str) -> PathBuf {
     })
 }
 
-/// Where a test broker keeps its records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BrokerStorage {
-    /// In memory.
-    Memory,
-    /// An SQLite file in the broker's temp dir.
-    Sqlite,
-}
-
 /// Reads `topic` from the beginning of every partition until `pred` holds for the
 /// records seen so far; panics after `timeout`.
 pub fn read_topic_until(
@@ -192,93 +182,103 @@ pub fn header<'a>(m: &'a rdkafka::message::OwnedMessage, name: &str) -> Option<&
         .and_then(|v| std::str::from_utf8(v).ok())
 }
 
-/// The embedded broker (tansu) on a free port, killed on drop.
+/// The embedded broker (weft-broker) on a free port, running in a thread of the
+/// test process with data in a temporary directory; stopped on drop.
 pub struct Broker {
-    child: Child,
     addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    stop: tokio_util::sync::CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Broker {
-    /// Starts an in-memory broker and waits until it accepts connections.
+    /// Starts a broker on a port of its own choosing.
     pub fn start() -> Self {
-        Self::start_with(BrokerStorage::Memory)
-    }
-
-    /// Starts a broker with the given storage and waits until it accepts connections.
-    /// A free port can be taken before the broker binds it: then it tries another.
-    pub fn start_with(storage: BrokerStorage) -> Self {
-        let mut last = String::new();
-        for _ in 0..3 {
-            match Self::try_start_on(free_port(), storage) {
-                Ok(broker) => return broker,
-                Err(log) => last = log,
-            }
-        }
-        panic!("tansu exited three times before listening; its last log:\n{last}")
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut broker = Self::run(0, dir.path());
+        broker.dir = Some(dir);
+        broker
     }
 
     /// Starts a broker on `port` (for tests that hand the address out before the
     /// broker exists).
-    pub fn start_on(port: u16, storage: BrokerStorage) -> Self {
-        Self::try_start_on(port, storage)
-            .unwrap_or_else(|log| panic!("tansu exited before listening on {port}:\n{log}"))
+    pub fn start_on(port: u16) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut broker = Self::run(port, dir.path());
+        broker.dir = Some(dir);
+        broker
     }
 
-    /// The broker once it accepts connections, or its log if it exited first.
-    fn try_start_on(port: u16, storage: BrokerStorage) -> Result<Self, String> {
-        let bin = std::env::var_os("WEFT_TANSU_BIN")
-            .map(PathBuf::from)
-            .or_else(|| find_tool("tansu"))
-            .expect(
-                "tansu is not installed; run scripts/install-tansu (or scripts/test, which does)",
-            );
-        let dir = tempfile::tempdir().expect("temp dir");
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let log_path = dir.path().join("broker.log");
-        let log = std::fs::File::create(&log_path).expect("broker log");
-        let mut child = Command::new(bin)
-            .arg("broker")
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .args([
-                "--storage-engine",
-                match storage {
-                    BrokerStorage::Memory => "memory://tansu/",
-                    BrokerStorage::Sqlite => "sqlite://broker.db",
-                },
-            ])
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env_remove("STORAGE_ENGINE")
-            .env_remove("CLUSTER_ID")
-            .env("RUST_LOG", "warn")
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("cannot start tansu");
-        let exited = || child.try_wait().expect("tansu's status").is_some();
-        if !wait_listening(addr, Duration::from_secs(30), exited) {
-            return Err(std::fs::read_to_string(&log_path).unwrap_or_default());
-        }
-        Ok(Self {
-            child,
+    /// Starts a broker on `port` with its data in `dir`, which outlives it (for
+    /// restart tests).
+    pub fn start_in(port: u16, dir: &std::path::Path) -> Self {
+        Self::run(port, dir)
+    }
+
+    fn run(port: u16, dir: &std::path::Path) -> Self {
+        let mut args = weft_broker::BrokerArgs::new(([127, 0, 0, 1], port).into(), dir);
+        args.group_initial_rebalance_delay = Duration::ZERO;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let token = stop.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("test-broker".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .expect("broker runtime");
+                runtime.block_on(async move {
+                    match weft_broker::Broker::bind(&args).await {
+                        Ok(broker) => {
+                            let _ = tx.send(Ok(broker.local_addr()));
+                            if let Err(e) = broker.run(token).await {
+                                eprintln!("test broker stopped with an error: {e}");
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e.to_string()));
+                        }
+                    }
+                });
+            })
+            .expect("broker thread");
+        let addr = match rx.recv() {
+            Ok(Ok(addr)) => addr,
+            Ok(Err(e)) => panic!("the test broker did not start: {e}"),
+            Err(_) => panic!("the test broker thread died while starting"),
+        };
+        Self {
             addr,
-            _dir: dir,
-        })
+            stop,
+            thread: Some(thread),
+            dir: None,
+        }
     }
 
     /// `host:port` for `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
         self.addr.to_string()
     }
+
+    /// Stops the broker and waits until it has flushed and released its data
+    /// directory.
+    pub fn stop(mut self) {
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
+        self.stop.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.shut_down();
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use support::signup_request;
 use weft_proto::user::user_service_client::UserServiceClient;
-use weft_testkit::{Broker, BrokerStorage, free_port, header, read_topic_until, wait_for_port};
+use weft_testkit::{Broker, free_port, header, read_topic_until, wait_for_port};
 
 fn start(dir: &std::path::Path, grpc: SocketAddr, brokers: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_weft-user"))
@@ -54,7 +54,7 @@ async fn kill_9_after_sign_up_still_publishes_the_event() {
     service.kill().unwrap(); // SIGKILL
     service.wait().unwrap();
 
-    let broker = Broker::start_on(broker_port.release(), BrokerStorage::Memory);
+    let broker = Broker::start_on(broker_port.release());
     let kafka = weft_events::kafka::KafkaArgs::new(broker.bootstrap());
     weft_events::topics::provision(&kafka, &weft_events::topics::all_topics())
         .await
