@@ -3,8 +3,7 @@
 //! key, value and headers plus `dlq_*` headers that say why and where it came from.
 //! The consumer moves its offset only after the dead-letter topic acknowledged it.
 
-use rdkafka::Message as _;
-use rdkafka::message::{BorrowedMessage, Header, Headers as _, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::EventsError;
@@ -45,30 +44,8 @@ impl DeadLetters {
         })
     }
 
-    /// Copies `msg` to its dead-letter topic and waits for the acknowledgement.
-    pub async fn send(
-        &self,
-        msg: &BorrowedMessage<'_>,
-        reason: &str,
-        error: &str,
-    ) -> Result<(), EventsError> {
-        let headers: Vec<(&str, Option<&[u8]>)> = msg
-            .headers()
-            .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
-            .unwrap_or_default();
-        let record = DeadRecord {
-            topic: msg.topic(),
-            partition: msg.partition(),
-            offset: msg.offset(),
-            key: msg.key(),
-            payload: msg.payload(),
-            headers,
-        };
-        self.send_record(&record, reason, error).await
-    }
-
-    /// Copies a record kept elsewhere (e.g. stored by a service that gave up on it
-    /// later) to its dead-letter topic and waits for the acknowledgement.
+    /// Copies a record to its dead-letter topic (the consumer's, or one stored by a
+    /// service that gave up on it later) and waits for the acknowledgement.
     pub async fn send_record(
         &self,
         record: &DeadRecord<'_>,

@@ -1,6 +1,8 @@
 //! The event backbone on SQLite, through the real broker and a consumer process.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/batching.rs"]
+mod batching;
 mod common;
 #[path = "common/scenario.rs"]
 mod scenario;
@@ -79,4 +81,17 @@ async fn relay_killed_before_publish_publishes_after_restart() {
         || async { (unsent(&db).await == 0).then_some(()) },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_batch_settles_every_record_once_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    batching::a_mixed_batch_settles_every_record_once(sqlite_url(dir.path(), "c").unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_batch_loses_and_doubles_nothing_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    batching::kill_9_mid_batch_loses_and_doubles_nothing(sqlite_url(dir.path(), "c").unwrap())
+        .await;
 }

@@ -3,11 +3,12 @@
 //! effect per applied event. Integration tests run it as a separate process.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sqlx::AnyConnection;
-use weft_events::consumer::{Handler, HandlerError, Received};
+use weft_events::consumer::{Handler, HandlerError, NeverReplay, Received};
 use weft_events::kafka::KafkaArgs;
 use weft_events::outbox::RelayConfig;
 use weft_events::{Consumer, Database, Relay};
@@ -44,14 +45,31 @@ enum Cmd {
         /// Also write a marker file here once the consumer is running.
         #[arg(long)]
         ready_file: Option<PathBuf>,
+        /// Keep offsets in the database, committed with the effects.
+        #[arg(long)]
+        offsets_in_db: bool,
+        /// Fault injection for crash tests: after applying this many events in
+        /// this process, print `hanging` and hang inside the batch's transaction
+        /// (a test then kills the process).
+        #[arg(long)]
+        hang_after: Option<u64>,
     },
 }
 
-struct RecordEffect;
+struct RecordEffect {
+    applied: AtomicU64,
+    hang_after: Option<u64>,
+}
 
 #[async_trait::async_trait]
 impl Handler for RecordEffect {
     async fn handle(&self, tx: &mut AnyConnection, event: &Received) -> Result<(), HandlerError> {
+        if let Some(n) = self.hang_after
+            && self.applied.load(Ordering::SeqCst) >= n
+        {
+            println!("hanging");
+            std::future::pending::<()>().await;
+        }
         let user_id = match event.envelope.event_type.as_str() {
             "weft.user.v1.UserSignedUp" => event.decode::<UserSignedUp>()?.user_id,
             _ => {
@@ -70,6 +88,7 @@ impl Handler for RecordEffect {
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
+        self.applied.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 }
@@ -99,23 +118,35 @@ async fn main() -> anyhow::Result<()> {
             println!("relay running");
             relay.run(shutdown).await;
         }
-        Cmd::Consume { group, ready_file } => {
+        Cmd::Consume {
+            group,
+            ready_file,
+            offsets_in_db,
+            hang_after,
+        } => {
             sqlx::query("CREATE TABLE IF NOT EXISTS probe_effects (event_id TEXT NOT NULL, user_id TEXT NOT NULL)")
                 .execute(db.pool())
                 .await?;
-            let consumer = Consumer::new(&group, kafka, db)
-                .on::<UserSignedUp>(RecordEffect)
-                .on::<OrderCreated>(RecordEffect)
-                .after_commit(|received, outcome| {
-                    println!(
-                        "{}",
-                        serde_json::json!({
-                            "event_id": received.envelope.id,
-                            "type": received.envelope.event_type,
-                            "outcome": format!("{outcome:?}"),
-                        })
-                    );
-                });
+            let effect = || RecordEffect {
+                applied: AtomicU64::new(0),
+                hang_after,
+            };
+            let mut consumer = Consumer::new(&group, kafka, db)
+                .on::<UserSignedUp>(effect())
+                .on::<OrderCreated>(effect());
+            if offsets_in_db {
+                consumer = consumer.offsets_in_database(NeverReplay);
+            }
+            let consumer = consumer.after_commit(|received, outcome| {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "event_id": received.envelope.id,
+                        "type": received.envelope.event_type,
+                        "outcome": format!("{outcome:?}"),
+                    })
+                );
+            });
             if let Some(path) = ready_file {
                 std::fs::write(path, b"ready")?;
             }

@@ -132,22 +132,38 @@ pub async fn produce_raw(
     payload: &[u8],
     headers: &[(&str, &str)],
 ) {
-    let producer: FutureProducer = kafka.producer("raw-test-producer").create().unwrap();
-    let mut h = OwnedHeaders::new();
-    for (k, v) in headers {
-        h = h.insert(Header {
-            key: k,
-            value: Some(v.as_bytes()),
-        });
+    RawProducer::new(kafka)
+        .send(topic, key, payload, headers)
+        .await;
+}
+
+/// A producer for raw records. Make one per test: librdkafka's idempotent producer
+/// waits half a second for its producer id before its first record.
+pub struct RawProducer(FutureProducer);
+
+impl RawProducer {
+    pub fn new(kafka: &KafkaArgs) -> Self {
+        Self(kafka.producer("raw-test-producer").create().unwrap())
     }
-    producer
-        .send(
-            FutureRecord::to(topic).key(key).payload(payload).headers(h),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
+
+    /// Sends one record and waits for its acknowledgement.
+    pub async fn send(&self, topic: &str, key: &str, payload: &[u8], headers: &[(&str, &str)]) {
+        let mut h = OwnedHeaders::new();
+        for (k, v) in headers {
+            h = h.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        self.0
+            .send(
+                FutureRecord::to(topic).key(key).payload(payload).headers(h),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
 }
 
 pub use weft_testkit::{header, read_topic_until};
