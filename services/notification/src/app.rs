@@ -94,6 +94,7 @@ impl App {
                 max_attempts: config.max_attempts,
                 from,
                 idle_poll: Duration::from_secs(1),
+                concurrency: config.delivery_concurrency as usize,
             },
         };
         let grpc = GrpcServer::bind(config.grpc_addr, config.server.clone()).await?;

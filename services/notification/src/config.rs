@@ -59,6 +59,10 @@ pub struct Config {
     #[arg(long, env = "WEFT_DELIVERY_MAX_ATTEMPTS", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
+    /// Messages sent at once by the delivery worker.
+    #[arg(long, env = "WEFT_DELIVERY_CONCURRENCY", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub delivery_concurrency: u32,
     /// Time limit of one SMTP or webhook exchange.
     #[arg(long, env = "WEFT_SEND_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub send_timeout: Duration,

@@ -1,8 +1,9 @@
-//! The delivery worker: sends the planned notifications that are due, one at a time,
-//! and records each result.
+//! The delivery worker: sends the planned notifications that are due, a bounded
+//! number at a time, and records the results.
 //!
 //! - Sent: the row becomes SENT and `EmailSent` / `SmsSent` enters the outbox in the
-//!   same transaction (correlation of the trigger kept, causation = the trigger).
+//!   same transaction (correlation of the trigger kept, causation = the trigger) —
+//!   one transaction for all the messages of a pass that went out.
 //! - Transient failure (transport down, recipient not known yet): the row is tried
 //!   again after a jittered exponential backoff. Other notifications keep flowing;
 //!   nothing waits behind a failing one.
@@ -12,6 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use lettre::Message;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
@@ -43,6 +45,8 @@ pub struct DeliveryConfig {
     pub from: Mailbox,
     /// Longest wait between two looks at the table when nothing is due.
     pub idle_poll: Duration,
+    /// Messages sent at once.
+    pub concurrency: usize,
 }
 
 /// Delivers planned notifications.
@@ -65,9 +69,19 @@ pub struct Deliverer {
     pub config: DeliveryConfig,
 }
 
+/// The event of a sent message.
+enum SentEvent {
+    Email(EmailSent),
+    Sms(SmsSent),
+}
+
 /// What became of one attempt.
 enum Attempt {
-    Sent,
+    /// Sent to `recipient` (with `subject`, for emails).
+    Sent {
+        recipient: String,
+        subject: String,
+    },
     Retry(String),
     GiveUp(String),
     Nobody,
@@ -117,13 +131,27 @@ impl Deliverer {
 
     /// One pass over the due notifications; how many it settled or rescheduled.
     pub async fn deliver_due(&self, shutdown: &CancellationToken) -> Result<usize, sqlx::Error> {
-        let due = store::due(&self.db, now_micros(), 32).await?;
+        let limit = (self.config.concurrency * 4).max(32) as i64;
+        let due = store::due(&self.db, now_micros(), limit).await?;
         let n = due.len();
-        for row in due {
-            if shutdown.is_cancelled() {
-                break;
-            }
-            let attempt = self.attempt(&row).await;
+        let attempts: Vec<(NotificationRow, Attempt)> = futures::stream::iter(due)
+            .take_while(|_| std::future::ready(!shutdown.is_cancelled()))
+            .map(|row| async move {
+                let attempt = self.attempt(&row).await;
+                (row, attempt)
+            })
+            .buffer_unordered(self.config.concurrency.max(1))
+            .collect()
+            .await;
+        let (sent, others): (Vec<_>, Vec<_>) = attempts
+            .into_iter()
+            .partition(|(_, a)| matches!(a, Attempt::Sent { .. }));
+        if !sent.is_empty() {
+            // Sent but not recorded (the database failed): the next pass sends them
+            // again, which the file transport absorbs and SMTP may not (at least once).
+            self.record_sent(&sent).await?;
+        }
+        for (row, attempt) in others {
             self.settle(&row, attempt).await?;
         }
         Ok(n)
@@ -194,13 +222,10 @@ impl Deliverer {
             Err(e) => return Attempt::GiveUp(format!("building the email: {e}")),
         };
         match self.mail.send(&row.id, &message).await {
-            Ok(()) => self
-                .record_sent(row, address, &rendered.subject)
-                .await
-                .map_or_else(
-                    |e| Attempt::Retry(format!("database: {e}")),
-                    |()| Attempt::Sent,
-                ),
+            Ok(()) => Attempt::Sent {
+                recipient: address.to_owned(),
+                subject: rendered.subject,
+            },
             Err(SendError::Transient(e)) => Attempt::Retry(e),
             Err(SendError::Permanent(e)) => Attempt::GiveUp(e),
         }
@@ -223,24 +248,24 @@ impl Deliverer {
             Err(e) => return Attempt::GiveUp(e.to_string()),
         };
         match self.sms.send(&row.id, number, &body).await {
-            Ok(()) => self.record_sent(row, number, "").await.map_or_else(
-                |e| Attempt::Retry(format!("database: {e}")),
-                |()| Attempt::Sent,
-            ),
+            Ok(()) => Attempt::Sent {
+                recipient: number.to_owned(),
+                subject: String::new(),
+            },
             Err(SendError::Transient(e)) => Attempt::Retry(e),
             Err(SendError::Permanent(e)) => Attempt::GiveUp(e),
         }
     }
 
-    /// Marks the row sent and enqueues its event, in one transaction.
-    async fn record_sent(
+    /// The event saying `row` went out, continuing its trigger's trace (one trace per
+    /// user action).
+    async fn sent_event(
         &self,
         row: &NotificationRow,
         recipient: &str,
         subject: &str,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<SentEvent, sqlx::Error> {
         let trigger = store::trigger(&self.db, &row.trigger_event_id).await?;
-        // The sent event continues the trigger's trace: one trace per user action.
         let span = tracing::info_span!(
             "notification sent",
             otel.kind = "producer",
@@ -264,27 +289,51 @@ impl Deliverer {
             causation_id: row.trigger_event_id.clone(),
         };
         let metadata = Some(span.in_scope(|| context.metadata(SOURCE, env!("CARGO_PKG_VERSION"))));
-        let mut tx = self.db.begin().await?;
-        if !store::mark_sent(&mut tx, &row.id, recipient, subject, now_micros()).await? {
-            tx.rollback().await?;
-            return Ok(());
+        Ok(match row.channel {
+            Channel::Sms => SentEvent::Sms(sms_sent(row, recipient, metadata)),
+            _ => SentEvent::Email(email_sent(row, recipient, subject, metadata)),
+        })
+    }
+
+    /// Marks the rows sent and enqueues their events, in one transaction.
+    async fn record_sent(&self, sent: &[(NotificationRow, Attempt)]) -> Result<(), sqlx::Error> {
+        let mut events = Vec::with_capacity(sent.len());
+        for (row, attempt) in sent {
+            if let Attempt::Sent { recipient, subject } = attempt {
+                events.push((
+                    row,
+                    recipient,
+                    subject,
+                    self.sent_event(row, recipient, subject).await?,
+                ));
+            }
         }
-        let enqueued = match row.channel {
-            Channel::Sms => Outbox::enqueue(&mut tx, &sms_sent(row, recipient, metadata)).await,
-            _ => Outbox::enqueue(&mut tx, &email_sent(row, recipient, subject, metadata)).await,
-        };
-        enqueued.map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        let mut tx = self.db.begin().await?;
+        let mut recorded = Vec::with_capacity(events.len());
+        for (row, recipient, subject, event) in &events {
+            if !store::mark_sent(&mut tx, &row.id, recipient, subject, now_micros()).await? {
+                continue;
+            }
+            let enqueued = match event {
+                SentEvent::Sms(e) => Outbox::enqueue(&mut tx, e).await,
+                SentEvent::Email(e) => Outbox::enqueue(&mut tx, e).await,
+            };
+            enqueued.map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            recorded.push(*row);
+        }
         tx.commit().await?;
         self.relay.wake();
-        metrics::counter!("notifications_sent_total", "template" => row.template.clone(), "channel" => row.channel.as_str_name())
-            .increment(1);
-        tracing::info!(notification_id = %row.id, template = %row.template, channel = row.channel.as_str_name(), "notification sent");
+        for row in recorded {
+            metrics::counter!("notifications_sent_total", "template" => row.template.clone(), "channel" => row.channel.as_str_name())
+                .increment(1);
+            tracing::info!(notification_id = %row.id, template = %row.template, channel = row.channel.as_str_name(), "notification sent");
+        }
         Ok(())
     }
 
     async fn settle(&self, row: &NotificationRow, attempt: Attempt) -> Result<(), sqlx::Error> {
         match attempt {
-            Attempt::Sent => Ok(()),
+            Attempt::Sent { .. } => Ok(()),
             Attempt::Nobody => store::drop_unaddressable(&self.db, &row.id).await,
             Attempt::Retry(error) => {
                 let attempts = u32::try_from(row.attempts)
