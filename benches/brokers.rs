@@ -49,7 +49,10 @@ impl Drop for Process {
 fn wait_listening(bootstrap: &str, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(bootstrap).is_err() {
-        assert!(child.try_wait().unwrap().is_none(), "the broker exited at start-up");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the broker exited at start-up"
+        );
         assert!(Instant::now() < deadline, "the broker never listened");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -157,12 +160,7 @@ fn consumer(bootstrap: &str, group: &str, topics: &[&str], wait_ms: u32) -> Base
 /// Broker CPU (% of one core) with the mesh's four consumers idle.
 fn idle_cpu(broker: &Process, wait_ms: u32, seconds: u64) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
-    let sets: [&[&str]; 4] = [
-        &TOPICS[..1],
-        &TOPICS[..2],
-        &TOPICS[..],
-        &["bench-dlq"],
-    ];
+    let sets: [&[&str]; 4] = [&TOPICS[..1], &TOPICS[..2], &TOPICS[..], &["bench-dlq"]];
     let threads: Vec<_> = sets
         .iter()
         .enumerate()

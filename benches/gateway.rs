@@ -15,81 +15,12 @@ mod common;
 mod support;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use common::{env_or, quantile};
+use common::{Call, closed_loop, env_or, fixed_rate, rss_kib};
 use support::{Ports, Up};
 use tonic::transport::Channel;
 use weft_proto::order::GetOrderRequest;
 use weft_proto::order::order_service_client::OrderServiceClient;
-
-/// `VmRSS` and `VmHWM` (peak) of a process, in KiB.
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-/// One call of either path; `Ok` when it answered 200 / OK.
-type Call = Arc<dyn Fn() -> futures::future::BoxFuture<'static, bool> + Send + Sync>;
-
-async fn closed_loop(call: &Call, callers: u64, seconds: u64) -> (f64, u64) {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..callers)
-        .map(|_| {
-            let call = call.clone();
-            tokio::spawn(async move {
-                let (mut ok, mut failed) = (0u64, 0u64);
-                while Instant::now() < deadline {
-                    if call().await { ok += 1 } else { failed += 1 }
-                }
-                (ok, failed)
-            })
-        })
-        .collect();
-    let (mut ok, mut failed) = (0, 0);
-    for t in tasks {
-        let (o, f) = t.await.unwrap();
-        ok += o;
-        failed += f;
-    }
-    (ok as f64 / started.elapsed().as_secs_f64(), failed)
-}
-
-async fn fixed_rate(call: &Call, rate: u64, seconds: u64) -> (Duration, Duration, u64) {
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
-    let mut tasks = Vec::new();
-    for _ in 0..rate * seconds {
-        tick.tick().await;
-        let call = call.clone();
-        tasks.push(tokio::spawn(async move {
-            let t = Instant::now();
-            let ok = call().await;
-            (t.elapsed(), ok)
-        }));
-    }
-    let mut latencies = Vec::new();
-    let mut failed = 0;
-    for t in tasks {
-        let (d, ok) = t.await.unwrap();
-        latencies.push(d);
-        failed += u64::from(!ok);
-    }
-    latencies.sort();
-    (
-        quantile(&latencies, 0.5),
-        quantile(&latencies, 0.99),
-        failed,
-    )
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {

@@ -44,6 +44,8 @@ pub struct EmbeddedBroker {
     pub data_dir: PathBuf,
     /// Where its output goes.
     pub log: PathBuf,
+    /// The mesh's data directory (for `run/broker.pid`).
+    mesh_dir: PathBuf,
 }
 
 impl EmbeddedBroker {
@@ -53,6 +55,7 @@ impl EmbeddedBroker {
             listen: SocketAddr::from(([127, 0, 0, 1], port)),
             data_dir: data_dir.join("broker"),
             log: data_dir.join("logs/broker.log"),
+            mesh_dir: data_dir.to_owned(),
         }
     }
 
@@ -112,6 +115,7 @@ impl EmbeddedBroker {
             .kill_on_drop(true)
             .spawn()
             .context("starting the embedded broker")?;
+        crate::children::record_pid(&self.mesh_dir, "broker", &child)?;
         Ok(child)
     }
 }

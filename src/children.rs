@@ -72,14 +72,19 @@ pub fn spawn(spec: &ServiceSpec, data_dir: &Path, brokers: &str) -> anyhow::Resu
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting the {} service", spec.name))?;
-    // `<data dir>/run/<name>.pid`: which process is the service, for operators and
-    // crash tests.
+    record_pid(data_dir, spec.name, &child)?;
+    Ok(child)
+}
+
+/// Writes `<data dir>/run/<name>.pid`: which process is the service (or broker),
+/// for operators, crash tests and benchmarks.
+pub fn record_pid(data_dir: &Path, name: &str, child: &Child) -> anyhow::Result<()> {
     if let Some(pid) = child.id() {
         let run = data_dir.join("run");
         std::fs::create_dir_all(&run)?;
-        std::fs::write(run.join(format!("{}.pid", spec.name)), format!("{pid}\n"))?;
+        std::fs::write(run.join(format!("{name}.pid")), format!("{pid}\n"))?;
     }
-    Ok(child)
+    Ok(())
 }
 
 /// Waits until `spec` is ready (SERVING, or `/readyz` 200 for the gateway), or

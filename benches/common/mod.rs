@@ -1,7 +1,8 @@
 //! Helpers the benchmarks share: sizes from the environment and quantiles.
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The value of the environment variable `name`, or `default` when unset or unparsable.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -22,7 +23,12 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after ')'.
     (ticks(11) + ticks(12)) / clock_ticks()
 }
@@ -36,4 +42,72 @@ fn clock_ticks() -> f64 {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100.0)
+}
+
+/// `VmRSS` and `VmHWM` (peak) of a process, in KiB.
+pub fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// One call of either path; `Ok` when it answered 200 / OK.
+pub type Call = Arc<dyn Fn() -> futures::future::BoxFuture<'static, bool> + Send + Sync>;
+
+pub async fn closed_loop(call: &Call, callers: u64, seconds: u64) -> (f64, u64) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u64, 0u64);
+                while Instant::now() < deadline {
+                    if call().await { ok += 1 } else { failed += 1 }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let (mut ok, mut failed) = (0, 0);
+    for t in tasks {
+        let (o, f) = t.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    (ok as f64 / started.elapsed().as_secs_f64(), failed)
+}
+
+pub async fn fixed_rate(call: &Call, rate: u64, seconds: u64) -> (Duration, Duration, u64) {
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    let mut tasks = Vec::new();
+    for _ in 0..rate * seconds {
+        tick.tick().await;
+        let call = call.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let ok = call().await;
+            (t.elapsed(), ok)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut failed = 0;
+    for t in tasks {
+        let (d, ok) = t.await.unwrap();
+        latencies.push(d);
+        failed += u64::from(!ok);
+    }
+    latencies.sort();
+    (
+        quantile(&latencies, 0.5),
+        quantile(&latencies, 0.99),
+        failed,
+    )
 }

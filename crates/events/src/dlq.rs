@@ -4,11 +4,11 @@
 //! The consumer moves its offset only after the dead-letter topic acknowledged it.
 
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::EventsError;
 use crate::catalog::dead_letter_topic;
 use crate::kafka::KafkaArgs;
+use crate::producer::Producer;
 
 /// Header names added to a dead letter.
 pub mod header {
@@ -31,7 +31,7 @@ pub mod header {
 
 /// Publishes dead letters for one consumer group.
 pub struct DeadLetters {
-    producer: FutureProducer,
+    producer: Producer,
     group: String,
 }
 
@@ -39,7 +39,7 @@ impl DeadLetters {
     /// A dead-letter publisher for `group`.
     pub fn new(kafka: &KafkaArgs, group: &str) -> Result<Self, EventsError> {
         Ok(Self {
-            producer: kafka.producer(&format!("{group}-dlq")).create()?,
+            producer: Producer::new(&kafka.producer(&format!("{group}-dlq")))?,
             group: group.to_owned(),
         })
     }
@@ -74,26 +74,20 @@ impl DeadLetters {
             });
         }
         let topic = dead_letter_topic(record.topic);
-        let mut out: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).headers(headers);
-        if let Some(key) = record.key {
-            out = out.key(key);
-        }
-        if let Some(payload) = record.payload {
-            out = out.payload(payload);
-        }
-        match self.producer.send_result(out) {
-            Ok(delivery) => match delivery.await {
-                Ok(Ok(_)) => {
-                    metrics::counter!("consumer_dead_letters_total", "group" => self.group.clone(), "reason" => reason.to_owned())
-                        .increment(1);
-                    Ok(())
-                }
-                Ok(Err((e, _))) => Err(EventsError::Kafka(e)),
-                Err(_) => Err(EventsError::Delivery(
-                    "dead-letter producer dropped the delivery".into(),
-                )),
-            },
-            Err((e, _)) => Err(EventsError::Kafka(e)),
+        let delivery = self
+            .producer
+            .send(&topic, record.key, record.payload, headers)
+            .map_err(EventsError::Kafka)?;
+        match delivery.await {
+            Ok(Ok(_)) => {
+                metrics::counter!("consumer_dead_letters_total", "group" => self.group.clone(), "reason" => reason.to_owned())
+                    .increment(1);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(EventsError::Kafka(e)),
+            Err(_) => Err(EventsError::Delivery(
+                "dead-letter producer dropped the delivery".into(),
+            )),
         }
     }
 }

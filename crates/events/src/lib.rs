@@ -14,6 +14,8 @@
 //! - [`dlq`]: dead letters with their original bytes and the reason.
 //! - [`topics`]: explicit, idempotent topic provisioning.
 //! - [`kafka`]: client settings shared by producers and consumers.
+//! - [`producer`]: the producer publishers send through, with delivery reports on
+//!   channels.
 
 pub mod catalog;
 pub mod consumer;
@@ -22,6 +24,7 @@ pub mod dlq;
 pub mod envelope;
 pub mod kafka;
 pub mod outbox;
+pub mod producer;
 pub mod topics;
 
 pub use catalog::DomainEvent;

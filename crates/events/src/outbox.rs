@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::{AnyConnection, Row as _};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +18,7 @@ use crate::catalog::DomainEvent;
 use crate::db::{Database, now_micros};
 use crate::envelope::Envelope;
 use crate::kafka::KafkaArgs;
+use crate::producer::Producer;
 
 /// Writes events into the outbox inside a caller's transaction.
 pub struct Outbox;
@@ -113,7 +113,7 @@ struct Pending {
 /// Publishes outbox rows to Kafka.
 pub struct Relay {
     db: Database,
-    producer: FutureProducer,
+    producer: Producer,
     waker: RelayWaker,
     config: RelayConfig,
 }
@@ -126,7 +126,7 @@ impl Relay {
         client_id: &str,
         config: RelayConfig,
     ) -> Result<Self, EventsError> {
-        let producer: FutureProducer = kafka.producer(client_id).create()?;
+        let producer = Producer::new(&kafka.producer(client_id))?;
         Ok(Self {
             db,
             producer,
@@ -241,13 +241,12 @@ impl Relay {
                     value: Some(v.as_bytes()),
                 });
             }
-            let record = FutureRecord::to(&p.topic)
-                .key(&p.key)
-                .payload(&p.payload)
-                .headers(headers);
-            match self.producer.send_result(record) {
+            match self
+                .producer
+                .send(&p.topic, Some(p.key.as_bytes()), Some(&p.payload), headers)
+            {
                 Ok(delivery) => deliveries.push(delivery),
-                Err((e, _)) => {
+                Err(e) => {
                     // Local queue full or the producer is failing: publish what is
                     // queued and leave the rest for the next round.
                     tracing::warn!(error = %e, "producer refused a record");
@@ -256,12 +255,15 @@ impl Relay {
             }
         }
 
-        let mut acked = Vec::with_capacity(deliveries.len());
+        // Every report is awaited at once; a row is marked only when its own report
+        // says the broker has it.
+        let reports = futures::future::join_all(deliveries).await;
+        let mut acked = Vec::with_capacity(reports.len());
         let mut first_error = None;
-        for (p, delivery) in pending.iter().zip(deliveries) {
-            match delivery.await {
+        for (p, report) in pending.iter().zip(reports) {
+            match report {
                 Ok(Ok(_)) => acked.push(p.seq),
-                Ok(Err((e, _))) => {
+                Ok(Err(e)) => {
                     first_error.get_or_insert_with(|| e.to_string());
                 }
                 Err(_) => {

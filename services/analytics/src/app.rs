@@ -17,8 +17,9 @@ use weft_kit::grpc::GrpcServer;
 use weft_proto::analytics::analytics_service_server::AnalyticsServiceServer;
 
 use crate::config::Config;
-use crate::projection::{DropProjections, Projector};
+use crate::projection::DropProjections;
 use crate::service::AnalyticsApi;
+use crate::tally::Projector;
 
 /// Full proto name of the service, for health.
 pub const SERVICE: &str = "weft.analytics.v1.AnalyticsService";
@@ -84,7 +85,7 @@ impl App {
             consumer = consumer.subscribe(topic);
         }
         let consumer = consumer
-            .on_any(Projector)
+            .project_any(Projector)
             .offsets_in_database(DropProjections)
             .after_commit(move |_, outcome| {
                 if outcome == Outcome::Applied {

@@ -1,8 +1,9 @@
 //! weft-analytics: exact projections over every weft event.
 //!
 //! One consumer reads every partition of `user-events`, `order-events` and
-//! `notification-events` and applies each event to the [`projection`] tables in the
-//! transaction that also records it in the inbox and stores its offset, so a
+//! `notification-events` and applies the events to the [`projection`] tables
+//! ([`tally`] sums a batch's changes and writes them once) in the transaction that
+//! also records them in the inbox and stores their offsets, so a
 //! redelivery or a restart neither loses nor double-counts; a rebuild drops the
 //! tables and replays the topics from the beginning. The [`service`] serves the
 //! metrics over gRPC (including a coalesced stream); the gateway serves them over
@@ -13,6 +14,7 @@ pub mod config;
 pub mod latency;
 pub mod projection;
 pub mod service;
+pub mod tally;
 
 pub use app::App;
 pub use config::Config;

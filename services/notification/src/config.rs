@@ -60,7 +60,7 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
     /// Messages sent at once by the delivery worker.
-    #[arg(long, env = "WEFT_DELIVERY_CONCURRENCY", default_value_t = 16,
+    #[arg(long, env = "WEFT_DELIVERY_CONCURRENCY", default_value_t = 8,
           value_parser = clap::value_parser!(u32).range(1..=256))]
     pub delivery_concurrency: u32,
     /// Time limit of one SMTP or webhook exchange.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rdkafka::Message as _;
 use rdkafka::message::{BorrowedMessage, Headers as _};
 
-use super::{Handler, HandlerError};
+use super::{Handler, HandlerError, Projection};
 use crate::catalog::{self, DomainEvent};
 use crate::dlq::DeadRecord;
 use crate::envelope::{Envelope, EventContext};
@@ -144,10 +144,19 @@ impl Record {
     }
 }
 
+/// How a record is applied.
+#[derive(Clone)]
+pub enum Apply {
+    /// By a handler, on its own.
+    Each(Arc<dyn Handler>),
+    /// By a projection's scope, with the other records of its transaction.
+    Scoped(Arc<dyn Projection>),
+}
+
 /// What the runtime does with a record.
 pub enum Decision {
-    /// Apply it with this handler.
-    Apply(Arc<dyn Handler>, Box<Received>),
+    /// Apply it.
+    Apply(Apply, Box<Received>),
     /// A known event type this consumer does not handle: only its offset moves.
     Ignore,
     /// Send it to the dead-letter topic with this reason and error.
@@ -180,9 +189,9 @@ impl Decision {
 /// The handlers of a consumer, by event type.
 pub struct Dispatch {
     /// Handlers by full proto name.
-    pub handlers: HashMap<&'static str, Arc<dyn Handler>>,
+    pub handlers: HashMap<&'static str, Apply>,
     /// The handler of every other catalogued type.
-    pub fallback: Option<Arc<dyn Handler>>,
+    pub fallback: Option<Apply>,
 }
 
 impl Dispatch {

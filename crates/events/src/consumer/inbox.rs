@@ -1,7 +1,9 @@
 //! Applying records in batches: one database transaction holds, for every record of
-//! the batch, its inbox row keyed by (consumer group, event id), the handler's effect
-//! (and the outbox rows of its reactions), and — once per partition — the offset after
-//! the last record. A record whose inbox row exists is a duplicate and changes
+//! the batch, its inbox row keyed by (consumer group, event id) — written for the
+//! whole batch with one statement per few hundred records —, the handler's effect
+//! (and the outbox rows of its reactions), the projections' writes, and once per
+//! partition the offset after the last record. A record whose inbox row exists (from
+//! an earlier transaction, or earlier in this batch) is a duplicate and changes
 //! nothing.
 //!
 //! When a handler fails, nothing of the pass commits; the runtime then commits the
@@ -11,13 +13,19 @@
 //! (per-key order is kept: nothing of a partition is applied past a record that is
 //! not).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
+use sqlx::{AnyConnection, Row as _};
 use tracing::Instrument as _;
 
-use super::dispatch::{Decision, Record};
-use super::{HandlerError, Outcome};
+use super::dispatch::{Apply, Decision, Record};
+use super::{HandlerError, Outcome, Received, Scope};
 use crate::db::{Database, now_micros};
+
+/// Inbox rows written by one statement at most (7 values each, far below the
+/// parameter limits of SQLite and PostgreSQL).
+const INBOX_CHUNK: usize = 200;
 
 /// A record of a batch and what is to be done with it.
 pub struct Item {
@@ -50,12 +58,15 @@ pub async fn apply(
     items: &[Item],
 ) -> Result<Pass, sqlx::Error> {
     let mut tx = db.begin().await?;
+    let new = record_in_inbox(&mut tx, group, items).await?;
+    let mut first_seen: HashSet<&str> = HashSet::with_capacity(new.len());
+    let mut scopes: Vec<(usize, Box<dyn Scope>)> = Vec::new();
     let mut outcomes = Vec::with_capacity(items.len());
     let mut last: BTreeMap<(String, i32), i64> = BTreeMap::new();
     for (i, item) in items.iter().enumerate() {
         let r = &item.record;
         last.insert((r.topic.clone(), r.partition), r.offset);
-        let handler_and_record = match &item.decision {
+        let (how, received) = match &item.decision {
             Decision::Ignore => {
                 outcomes.push(Outcome::Ignored);
                 continue;
@@ -64,30 +75,30 @@ pub async fn apply(
                 outcomes.push(Outcome::DeadLettered);
                 continue;
             }
-            Decision::Apply(h, received) => (h, received),
+            Decision::Apply(how, received) => (how, received),
         };
-        let (handler, received) = handler_and_record;
-        let inserted = sqlx::query(
-            "INSERT INTO weft_inbox \
-             (consumer_group, event_id, event_type, topic, kafka_partition, kafka_offset, processed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (consumer_group, event_id) DO NOTHING",
-        )
-        .bind(group.to_owned())
-        .bind(received.envelope.id.clone())
-        .bind(received.envelope.event_type.clone())
-        .bind(received.topic.clone())
-        .bind(received.partition)
-        .bind(received.offset)
-        .bind(now_micros())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
+        let id = received.envelope.id.as_str();
+        if !(new.contains(id) && first_seen.insert(id)) {
             outcomes.push(Outcome::Duplicate);
             continue;
         }
         let span = record_span(group, received);
-        match handler.handle(&mut tx, received).instrument(span).await {
+        let handled = match how {
+            Apply::Each(handler) => handler.handle(&mut tx, received).instrument(span).await,
+            Apply::Scoped(projection) => {
+                let key = Arc::as_ptr(projection).cast::<()>() as usize;
+                let scope = match scopes.iter().position(|(k, _)| *k == key) {
+                    Some(at) => &mut scopes[at].1,
+                    None => {
+                        scopes.push((key, projection.scope()));
+                        let at = scopes.len() - 1;
+                        &mut scopes[at].1
+                    }
+                };
+                scope.handle(&mut tx, received).instrument(span).await
+            }
+        };
+        match handled {
             Ok(()) => outcomes.push(Outcome::Applied),
             Err(error) => {
                 // Dropping the transaction rolls it back.
@@ -96,6 +107,9 @@ pub async fn apply(
             }
         }
     }
+    for (_, scope) in scopes {
+        scope.finish(&mut tx).await?;
+    }
     if offsets_in_db {
         super::offsets::record(&mut tx, group, &last).await?;
     }
@@ -103,8 +117,68 @@ pub async fn apply(
     Ok(Pass::Committed(outcomes))
 }
 
+/// Inserts the inbox rows of every record to apply (the first of each event id);
+/// returns the ids that were not there yet.
+async fn record_in_inbox(
+    tx: &mut AnyConnection,
+    group: &str,
+    items: &[Item],
+) -> Result<HashSet<String>, sqlx::Error> {
+    let mut seen = HashSet::new();
+    let rows: Vec<&Received> = items
+        .iter()
+        .filter_map(|item| match &item.decision {
+            Decision::Apply(_, r) => Some(r.as_ref()),
+            _ => None,
+        })
+        .filter(|r| seen.insert(r.envelope.id.as_str()))
+        .collect();
+    let mut new = HashSet::with_capacity(rows.len());
+    let now = now_micros();
+    for chunk in rows.chunks(INBOX_CHUNK) {
+        // Placeholders are written out because sqlx's Any query builder emits `?`,
+        // which PostgreSQL does not accept.
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = i * 7;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO weft_inbox \
+             (consumer_group, event_id, event_type, topic, kafka_partition, kafka_offset, processed_at) \
+             VALUES {} ON CONFLICT (consumer_group, event_id) DO NOTHING RETURNING event_id",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for r in chunk {
+            query = query
+                .bind(group.to_owned())
+                .bind(r.envelope.id.clone())
+                .bind(r.envelope.event_type.clone())
+                .bind(r.topic.clone())
+                .bind(r.partition)
+                .bind(r.offset)
+                .bind(now);
+        }
+        for row in query.fetch_all(&mut *tx).await? {
+            new.insert(row.try_get::<String, _>(0)?);
+        }
+    }
+    Ok(new)
+}
+
 /// The span of one record's handling, a child of the trace its headers carry.
-pub fn record_span(group: &str, received: &super::Received) -> tracing::Span {
+pub fn record_span(group: &str, received: &Received) -> tracing::Span {
     let span = tracing::info_span!(
         "consume",
         otel.kind = "consumer",
@@ -114,8 +188,7 @@ pub fn record_span(group: &str, received: &super::Received) -> tracing::Span {
         event.r#type = %received.envelope.event_type,
         event.id = %received.envelope.id,
     );
-    let carrier =
-        weft_kit::telemetry::MapCarrier(received.envelope.trace.clone().into_iter().collect());
-    weft_kit::telemetry::set_parent_from(&span, &carrier);
+    let carrier: HashMap<String, String> = received.envelope.trace.clone().into_iter().collect();
+    weft_kit::telemetry::set_parent_from(&span, &weft_kit::telemetry::MapCarrier(carrier));
     span
 }

@@ -43,7 +43,7 @@ use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-pub use dispatch::{Received, Record};
+pub use dispatch::{Apply, Received, Record};
 pub use retry::backoff;
 
 use crate::EventsError;
@@ -89,6 +89,31 @@ pub trait Handler: Send + Sync + 'static {
     /// (and, in a batch, the records around it). Writing outbox rows through `tx`
     /// makes reactions atomic with the effect.
     async fn handle(&self, tx: &mut AnyConnection, event: &Received) -> Result<(), HandlerError>;
+}
+
+/// A handler whose work over a run of events is done together — a projection that
+/// counts, say, writes each counter once per transaction instead of once per event.
+/// Every transaction gets a fresh [`Scope`]: it sees the events in order (refusing
+/// those it cannot apply, as a [`Handler`] would) and writes what they changed at
+/// the end. A transaction that fails drops its scope with everything in it.
+pub trait Projection: Send + Sync + 'static {
+    /// The scope of one transaction.
+    fn scope(&self) -> Box<dyn Scope>;
+}
+
+/// The work of a [`Projection`] within one transaction.
+#[async_trait]
+pub trait Scope: Send {
+    /// Takes `event` in (it may read through `tx`, the transaction that also records
+    /// it in the inbox); an error is the event's, as from [`Handler::handle`].
+    async fn handle(
+        &mut self,
+        tx: &mut AnyConnection,
+        event: &Received,
+    ) -> Result<(), HandlerError>;
+
+    /// Writes what the events changed, just before the transaction commits.
+    async fn finish(self: Box<Self>, tx: &mut AnyConnection) -> Result<(), sqlx::Error>;
 }
 
 /// What became of a record.
@@ -265,7 +290,9 @@ impl Consumer {
     /// Handles events of type `E` with `handler`, subscribing to `E`'s topic.
     pub fn on<E: DomainEvent>(mut self, handler: impl Handler) -> Self {
         self.topics.insert(E::TOPIC.to_owned());
-        self.dispatch.handlers.insert(E::TYPE, Arc::new(handler));
+        self.dispatch
+            .handlers
+            .insert(E::TYPE, dispatch::Apply::Each(Arc::new(handler)));
         self
     }
 
@@ -277,7 +304,14 @@ impl Consumer {
 
     /// Handles every catalogued event type that has no specific handler.
     pub fn on_any(mut self, handler: impl Handler) -> Self {
-        self.dispatch.fallback = Some(Arc::new(handler));
+        self.dispatch.fallback = Some(dispatch::Apply::Each(Arc::new(handler)));
+        self
+    }
+
+    /// Applies every catalogued event type that has no specific handler with
+    /// `projection`, a transaction's worth of events at a time.
+    pub fn project_any(mut self, projection: impl Projection) -> Self {
+        self.dispatch.fallback = Some(dispatch::Apply::Scoped(Arc::new(projection)));
         self
     }
 

@@ -1,0 +1,424 @@
+//! How events change the projections. Each event is read and checked on its own
+//! (an event that can never be counted is refused, and goes to the dead-letter topic);
+//! what a transaction's events change is summed in memory and written once, at its
+//! end: one upsert per counter, bucket, hour and currency, and the newest of the
+//! recent events — instead of a dozen statements for every event.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use sqlx::{AnyConnection, Row as _};
+use weft_events::DomainEvent;
+use weft_events::consumer::{HandlerError, Projection, Received, Scope};
+use weft_events::db::now_micros;
+use weft_proto::common::Money;
+use weft_proto::notification::{EmailSent, SmsSent};
+use weft_proto::order::{
+    OrderCancelled, OrderCreated, OrderDelivered, OrderKind, OrderShipped, PaymentFailed,
+    PaymentProcessed,
+};
+use weft_proto::user::{SignupSource, UserSignedUp, UserUpdated};
+
+use crate::latency;
+use crate::projection::{EMAILS, EVENTS, LATENCY_MAX, ORDERS, RECENT, SIGNUPS, SMS, UPDATED};
+
+const HOUR_MICROS: i64 = 3_600_000_000;
+const NANOS: i128 = 1_000_000_000;
+
+fn permanent(msg: impl Into<String>) -> HandlerError {
+    HandlerError::Permanent(msg.into())
+}
+
+fn short(id: &str) -> String {
+    id.chars().take(8).collect()
+}
+
+fn required(value: &str, what: &str, event: &str) -> Result<(), HandlerError> {
+    if value.trim().is_empty() {
+        return Err(permanent(format!("{event} without {what}")));
+    }
+    Ok(())
+}
+
+/// What one event adds to the projections beyond the common counters.
+enum Change {
+    Signup(String),
+    Order(Money),
+    Email,
+    Sms,
+    Nothing,
+}
+
+/// Reads and checks `event`: what it changes and its one-line summary.
+fn read(event: &Received) -> Result<(Change, String), HandlerError> {
+    let t = event.envelope.event_type.as_str();
+    Ok(if t == UserSignedUp::TYPE {
+        let e = event.decode::<UserSignedUp>()?;
+        required(&e.user_id, "a user_id", "UserSignedUp")?;
+        required(&e.email, "an email", "UserSignedUp")?;
+        let source = SignupSource::try_from(e.source)
+            .unwrap_or(SignupSource::Unspecified)
+            .as_str_name()
+            .to_owned();
+        let summary = format!("signup {} ({source})", e.email);
+        (Change::Signup(source), summary)
+    } else if t == UserUpdated::TYPE {
+        let e = event.decode::<UserUpdated>()?;
+        required(&e.user_id, "a user_id", "UserUpdated")?;
+        let summary = format!(
+            "profile of {} changed: {}",
+            short(&e.user_id),
+            e.changed_fields.join(", ")
+        );
+        (Change::Nothing, summary)
+    } else if t == OrderCreated::TYPE {
+        let e = event.decode::<OrderCreated>()?;
+        required(&e.order_id, "an order_id", "OrderCreated")?;
+        required(&e.user_id, "a user_id", "OrderCreated")?;
+        let total = e
+            .total
+            .filter(|m| m.currency_code.len() == 3)
+            .ok_or_else(|| permanent("OrderCreated without a total"))?;
+        if (total.units > 0 && total.nanos < 0)
+            || (total.units < 0 && total.nanos > 0)
+            || total.nanos.abs() >= 1_000_000_000
+        {
+            return Err(permanent("OrderCreated with a malformed total"));
+        }
+        let welcome = if e.kind == OrderKind::Welcome as i32 {
+            " (welcome)"
+        } else {
+            ""
+        };
+        let summary = format!("order {} {total}{welcome}", short(&e.order_id));
+        (Change::Order(total), summary)
+    } else if t == PaymentProcessed::TYPE {
+        let e = event.decode::<PaymentProcessed>()?;
+        let amount = e.amount.map(|m| m.to_string()).unwrap_or_default();
+        let summary = format!("payment {amount} for order {}", short(&e.order_id));
+        (Change::Nothing, summary)
+    } else if t == PaymentFailed::TYPE {
+        let e = event.decode::<PaymentFailed>()?;
+        let summary = format!(
+            "payment failed for order {}: {}",
+            short(&e.order_id),
+            e.reason
+        );
+        (Change::Nothing, summary)
+    } else if t == OrderShipped::TYPE {
+        let e = event.decode::<OrderShipped>()?;
+        let summary = format!("order {} shipped with {}", short(&e.order_id), e.carrier);
+        (Change::Nothing, summary)
+    } else if t == OrderDelivered::TYPE {
+        let e = event.decode::<OrderDelivered>()?;
+        (
+            Change::Nothing,
+            format!("order {} delivered", short(&e.order_id)),
+        )
+    } else if t == OrderCancelled::TYPE {
+        let e = event.decode::<OrderCancelled>()?;
+        let summary = format!("order {} cancelled: {}", short(&e.order_id), e.reason);
+        (Change::Nothing, summary)
+    } else if t == EmailSent::TYPE {
+        let e = event.decode::<EmailSent>()?;
+        required(&e.notification_id, "a notification_id", "EmailSent")?;
+        (
+            Change::Email,
+            format!("email {} to {}", e.template, e.recipient),
+        )
+    } else if t == SmsSent::TYPE {
+        let e = event.decode::<SmsSent>()?;
+        required(&e.notification_id, "a notification_id", "SmsSent")?;
+        (
+            Change::Sms,
+            format!("text {} to {}", e.template, e.recipient),
+        )
+    } else {
+        // Catalogued but newer than this projection: counted and listed only.
+        (
+            Change::Nothing,
+            t.rsplit('.').next().unwrap_or(t).to_owned(),
+        )
+    })
+}
+
+/// Applies every event to the projections, a transaction at a time.
+pub struct Projector;
+
+impl Projection for Projector {
+    fn scope(&self) -> Box<dyn Scope> {
+        Box::new(Tally::default())
+    }
+}
+
+/// One row of `recent_events`.
+struct Recent {
+    seq: i64,
+    event_id: String,
+    event_type: String,
+    topic: String,
+    subject: String,
+    correlation_id: String,
+    occurred_at: i64,
+    processed_at: i64,
+    summary: String,
+}
+
+/// What a transaction's events add up to.
+#[derive(Default)]
+struct Tally {
+    /// `events_processed` before the first event of the transaction.
+    base: Option<i64>,
+    counters: BTreeMap<&'static str, i64>,
+    latency_max: Option<i64>,
+    updated: i64,
+    by_source: BTreeMap<String, i64>,
+    revenue: BTreeMap<String, i128>,
+    hours: BTreeMap<i64, i64>,
+    buckets: BTreeMap<i64, i64>,
+    recent: VecDeque<Recent>,
+}
+
+#[async_trait::async_trait]
+impl Scope for Tally {
+    async fn handle(
+        &mut self,
+        tx: &mut AnyConnection,
+        event: &Received,
+    ) -> Result<(), HandlerError> {
+        let now = now_micros();
+        let occurred_at = chrono::DateTime::parse_from_rfc3339(&event.envelope.time)
+            .map(|t| t.timestamp_micros())
+            .map_err(|e| permanent(format!("ce_time {:?}: {e}", event.envelope.time)))?;
+        let (change, summary) = read(event)?;
+        let base = match self.base {
+            Some(b) => b,
+            None => {
+                let b = counter(tx, EVENTS).await?;
+                self.base = Some(b);
+                b
+            }
+        };
+        match change {
+            Change::Signup(source) => {
+                *self.counters.entry(SIGNUPS).or_default() += 1;
+                *self.by_source.entry(source).or_default() += 1;
+            }
+            Change::Order(total) => {
+                *self.counters.entry(ORDERS).or_default() += 1;
+                *self.revenue.entry(total.currency_code).or_default() +=
+                    i128::from(total.units) * NANOS + i128::from(total.nanos);
+                let hour = occurred_at.div_euclid(HOUR_MICROS) * HOUR_MICROS;
+                *self.hours.entry(hour).or_default() += 1;
+            }
+            Change::Email => *self.counters.entry(EMAILS).or_default() += 1,
+            Change::Sms => *self.counters.entry(SMS).or_default() += 1,
+            Change::Nothing => {}
+        }
+        let events = self.counters.entry(EVENTS).or_default();
+        *events += 1;
+        let seq = base + *events;
+        // A replayed event's age says nothing about processing latency.
+        if !event.replaying {
+            let latency = (now - occurred_at).max(0);
+            *self.buckets.entry(latency::bucket(latency)).or_default() += 1;
+            self.latency_max = Some(self.latency_max.map_or(latency, |m| m.max(latency)));
+        }
+        self.updated = now;
+        if self.recent.len() == RECENT as usize {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(Recent {
+            seq,
+            event_id: event.envelope.id.clone(),
+            event_type: event.envelope.event_type.clone(),
+            topic: event.topic.clone(),
+            subject: event
+                .key
+                .clone()
+                .unwrap_or_else(|| event.envelope.subject.clone()),
+            correlation_id: event.envelope.correlation_id.clone(),
+            occurred_at,
+            processed_at: now,
+            summary,
+        });
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>, tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        for (name, by) in &self.counters {
+            add_to(
+                tx,
+                "counters",
+                "name",
+                Key::Text((*name).to_owned()),
+                "value",
+                *by,
+            )
+            .await?;
+        }
+        if let Some(max) = self.latency_max {
+            sqlx::query(
+                "INSERT INTO counters (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET \
+                 value = CASE WHEN excluded.value > counters.value THEN excluded.value ELSE counters.value END",
+            )
+            .bind(LATENCY_MAX)
+            .bind(max)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (source, by) in self.by_source {
+            add_to(
+                tx,
+                "signups_by_source",
+                "source",
+                Key::Text(source),
+                "count",
+                by,
+            )
+            .await?;
+        }
+        for (hour, by) in self.hours {
+            add_to(
+                tx,
+                "orders_per_hour",
+                "hour_start",
+                Key::Int(hour),
+                "count",
+                by,
+            )
+            .await?;
+        }
+        for (bucket, by) in self.buckets {
+            add_to(
+                tx,
+                "latency_buckets",
+                "bucket",
+                Key::Int(bucket),
+                "count",
+                by,
+            )
+            .await?;
+        }
+        for (currency, nanos) in self.revenue {
+            add_revenue(tx, &currency, nanos).await?;
+        }
+        if let Some(newest) = self.recent.back().map(|r| r.seq) {
+            insert_recent(tx, &self.recent).await?;
+            sqlx::query("DELETE FROM recent_events WHERE seq <= $1")
+                .bind(newest - RECENT)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if self.updated > 0 {
+            sqlx::query(
+                "INSERT INTO counters (name, value) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            )
+            .bind(UPDATED)
+            .bind(self.updated)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+async fn counter(tx: &mut AnyConnection, name: &str) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query("SELECT value FROM counters WHERE name = $1")
+        .bind(name.to_owned())
+        .fetch_optional(&mut *tx)
+        .await?;
+    Ok(match row {
+        Some(r) => r.try_get(0)?,
+        None => 0,
+    })
+}
+
+enum Key {
+    Text(String),
+    Int(i64),
+}
+
+/// Adds `by` to the `value_column` of the row of `key` in `table`.
+async fn add_to(
+    tx: &mut AnyConnection,
+    table: &str,
+    key_column: &str,
+    key: Key,
+    value_column: &str,
+    by: i64,
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO {table} ({key_column}, {value_column}) VALUES ($1, $2) \
+         ON CONFLICT ({key_column}) DO UPDATE SET {value_column} = {table}.{value_column} + excluded.{value_column}"
+    );
+    let query = match key {
+        Key::Text(k) => sqlx::query(&sql).bind(k),
+        Key::Int(k) => sqlx::query(&sql).bind(k),
+    };
+    query.bind(by).execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// Adds `nanos` to the revenue of `currency`, exactly (whole units and nanos of the
+/// same sign).
+async fn add_revenue(
+    tx: &mut AnyConnection,
+    currency: &str,
+    nanos: i128,
+) -> Result<(), sqlx::Error> {
+    let row = sqlx::query("SELECT units, nanos FROM revenue WHERE currency = $1")
+        .bind(currency.to_owned())
+        .fetch_optional(&mut *tx)
+        .await?;
+    let (units, part): (i64, i64) = match row {
+        Some(r) => (r.try_get(0)?, r.try_get(1)?),
+        None => (0, 0),
+    };
+    let total = i128::from(units) * NANOS + i128::from(part) + nanos;
+    let units = i64::try_from(total / NANOS).unwrap_or(i64::MAX);
+    let part = (total % NANOS) as i64;
+    sqlx::query(
+        "INSERT INTO revenue (currency, units, nanos) VALUES ($1, $2, $3) \
+         ON CONFLICT (currency) DO UPDATE SET units = excluded.units, nanos = excluded.nanos",
+    )
+    .bind(currency.to_owned())
+    .bind(units)
+    .bind(part)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Inserts the recent events with one statement.
+async fn insert_recent(tx: &mut AnyConnection, rows: &VecDeque<Recent>) -> Result<(), sqlx::Error> {
+    // Placeholders are written out because sqlx's Any query builder emits `?`, which
+    // PostgreSQL does not accept.
+    let values: Vec<String> = (0..rows.len())
+        .map(|i| {
+            let b = i * 9;
+            let p: Vec<String> = (1..=9).map(|k| format!("${}", b + k)).collect();
+            format!("({})", p.join(", "))
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO recent_events (seq, event_id, event_type, topic, subject, correlation_id, \
+         occurred_at, processed_at, summary) VALUES {}",
+        values.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for r in rows {
+        query = query
+            .bind(r.seq)
+            .bind(r.event_id.clone())
+            .bind(r.event_type.clone())
+            .bind(r.topic.clone())
+            .bind(r.subject.clone())
+            .bind(r.correlation_id.clone())
+            .bind(r.occurred_at)
+            .bind(r.processed_at)
+            .bind(r.summary.clone());
+    }
+    query.execute(&mut *tx).await?;
+    Ok(())
+}
