@@ -36,11 +36,22 @@ impl Caller {
     }
 }
 
+/// Tokens remembered as verified, at most (about a megabyte).
+const CACHED: usize = 4096;
+
 /// Verifies tokens against a set of public keys.
+///
+/// A token that verified is remembered, by its exact text, with its claims: the
+/// signature check (an Ed25519 verification, the largest cost of an authenticated
+/// call) is then skipped while the same token comes back, and only its time limits
+/// are checked again. The memory is forgotten whenever the keys change, so a removed
+/// key stops its tokens at once; only valid tokens are remembered, so a flood of
+/// forged ones cannot fill it.
 #[derive(Default)]
 pub struct Verifier {
     keys: RwLock<HashMap<String, DecodingKey>>,
     validation: Option<Validation>,
+    verified: std::sync::Mutex<HashMap<String, Claims>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -63,6 +74,7 @@ impl Verifier {
         Self {
             keys: RwLock::new(HashMap::new()),
             validation: Some(validation),
+            verified: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -79,7 +91,11 @@ impl Verifier {
         }
         let n = fresh.len();
         if let Ok(mut keys) = self.keys.write() {
+            let same = keys.len() == fresh.len() && fresh.keys().all(|k| keys.contains_key(k));
             *keys = fresh;
+            if !same && let Ok(mut verified) = self.verified.lock() {
+                verified.clear();
+            }
         }
         n
     }
@@ -91,6 +107,39 @@ impl Verifier {
 
     /// Verifies `token` and returns its claims.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let remembered = self
+            .verified
+            .lock()
+            .ok()
+            .and_then(|v| v.get(token).cloned());
+        if let Some(claims) = remembered {
+            return self.still_valid(claims);
+        }
+        let claims = self.verify_signed(token)?;
+        if let Ok(mut verified) = self.verified.lock() {
+            if verified.len() >= CACHED {
+                verified.clear();
+            }
+            verified.insert(token.to_owned(), claims.clone());
+        }
+        Ok(claims)
+    }
+
+    /// The time checks of a remembered token, as `jsonwebtoken` makes them.
+    fn still_valid(&self, claims: Claims) -> Result<Claims, AuthError> {
+        let leeway = self.validation.as_ref().map_or(0, |v| v.leeway);
+        let now = jsonwebtoken::get_current_timestamp();
+        if claims.exp.saturating_add(leeway) < now {
+            return Err(AuthError::Invalid("access token expired"));
+        }
+        if claims.nbf > now.saturating_add(leeway) {
+            return Err(AuthError::Invalid("access token not valid yet"));
+        }
+        Ok(claims)
+    }
+
+    /// The full check: header, key, signature, issuer, audience and times.
+    fn verify_signed(&self, token: &str) -> Result<Claims, AuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| AuthError::Invalid("malformed access token"))?;
         if header.alg != Algorithm::EdDSA {
@@ -243,6 +292,48 @@ mod tests {
             .issue("user-1", roles)
             .unwrap_or_else(|e| panic!("{e}"))
             .0
+    }
+
+    #[test]
+    fn a_remembered_token_is_forgotten_when_the_keys_change_and_still_expires() {
+        let (issuer, verifier) = setup(Duration::from_secs(60));
+        let good = token(&issuer, &[]);
+        assert!(verifier.verify(&good).is_ok());
+        assert!(
+            verifier.verify(&good).is_ok(),
+            "the second time from memory"
+        );
+        // The same keys again (a refresh) keep the memory; new keys drop it.
+        let keys = Arc::new(SigningKeys::ephemeral().unwrap_or_else(|e| panic!("{e}")));
+        verifier.set_keys(&[keys.jwk()]);
+        let other = Issuer::new(
+            keys,
+            TokenConfig {
+                ttl: Duration::from_secs(60),
+                ..TokenConfig::default()
+            },
+        );
+        assert_eq!(
+            verifier.verify(&good).map_err(|e| e.to_string()),
+            Err("access token signed by an unknown key".to_owned())
+        );
+        // A remembered token's times are checked every time.
+        let mut claims = verifier
+            .verify(&token(&other, &[]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        claims.exp = jsonwebtoken::get_current_timestamp() - 31;
+        assert_eq!(
+            verifier
+                .still_valid(claims.clone())
+                .map_err(|e| e.to_string()),
+            Err("access token expired".to_owned())
+        );
+        claims.exp += 3600;
+        claims.nbf = jsonwebtoken::get_current_timestamp() + 31;
+        assert_eq!(
+            verifier.still_valid(claims).map_err(|e| e.to_string()),
+            Err("access token not valid yet".to_owned())
+        );
     }
 
     #[test]

@@ -48,11 +48,19 @@ pub trait SmsTransport: Send + Sync + 'static {
 /// rest of the delivery): like the service database's own commits (SQLite in WAL
 /// mode with `synchronous = NORMAL`), it survives any process crash at once, and a
 /// crash of the machine can lose the last seconds of it, as it can of those.
+///
+/// One file is written at a time per process: creating and renaming files in one
+/// directory takes its lock, and writers that wait for it spin in the kernel (with 8
+/// at once that cost more than the writes).
 async fn write_atomically(dir: &Path, name: &str, contents: Vec<u8>) -> Result<PathBuf, SendError> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let dir = dir.to_owned();
     let name = name.to_owned();
     tokio::task::spawn_blocking(move || {
         use std::io::Write as _;
+        let _turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         std::fs::create_dir_all(&dir)?;
         let target = dir.join(&name);
         let mut tmp = tempfile_in(&dir, &name)?;
