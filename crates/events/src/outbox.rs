@@ -283,7 +283,11 @@ impl Relay {
             for seq in &acked {
                 update = update.bind(*seq);
             }
-            update.execute(self.db.pool()).await?;
+            // Through a write transaction: it takes its turn with the service's other
+            // writers instead of retrying on SQLite's busy handler.
+            let mut tx = self.db.begin().await?;
+            update.execute(&mut *tx).await?;
+            tx.commit().await?;
             metrics::counter!("outbox_published_total").increment(acked.len() as u64);
         }
         if let Some(error) = first_error {
