@@ -188,11 +188,10 @@ fn idle_cpu(broker: &Process, wait_ms: u32, seconds: u64) -> f64 {
     pct
 }
 
+/// weft's own producer settings (idempotent, `acks=all`, `linger.ms` 2).
 fn producer(bootstrap: &str) -> FutureProducer {
-    client(bootstrap)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
+    weft_events::kafka::KafkaArgs::new(bootstrap)
+        .producer("bench")
         .set("queue.buffering.max.messages", "1000000")
         .create()
         .unwrap()
@@ -201,6 +200,12 @@ fn producer(bootstrap: &str) -> FutureProducer {
 /// Records per second, all acknowledged.
 async fn produce_rate(broker: &Process, n: usize) -> f64 {
     let p = producer(&broker.bootstrap);
+    p.send(
+        FutureRecord::<str, str>::to(TOPICS[0]).payload("warm"),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
     let value = vec![b'x'; 200];
     let keys: Vec<String> = (0..n).map(|i| format!("k{}", i % 1000)).collect();
     let t = Instant::now();
@@ -242,8 +247,15 @@ async fn latency(broker: &Process, wait_ms: u32, rate: u64, seconds: u64) -> (Du
         }
         seen
     });
-    std::thread::sleep(Duration::from_secs(2));
     let p = producer(&broker.bootstrap);
+    // An idempotent producer waits for its producer id before its first record.
+    p.send(
+        FutureRecord::<str, str>::to(TOPICS[2]).payload("warm"),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
     for i in 0..n {
         tick.tick().await;
