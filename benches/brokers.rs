@@ -66,23 +66,29 @@ fn free_port() -> u16 {
         .port()
 }
 
+impl Process {
+    /// Runs `command` (a broker listening on `bootstrap`, data in `dir`) until it
+    /// listens.
+    fn spawn(mut command: Command, bootstrap: String, dir: tempfile::TempDir) -> Self {
+        let mut child = command.stdin(Stdio::null()).spawn().unwrap();
+        wait_listening(&bootstrap, &mut child);
+        Self {
+            child,
+            bootstrap,
+            _dir: dir,
+        }
+    }
+}
+
 fn start_weft() -> Process {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let bootstrap = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+    let bootstrap = format!("127.0.0.1:{}", free_port());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
+    command
         .args(["serve", "broker", "--listen", &bootstrap, "--log", "warn"])
         .arg("--data-dir")
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(&bootstrap, &mut child);
-    Process {
-        child,
-        bootstrap,
-        _dir: dir,
-    }
+        .arg(dir.path());
+    Process::spawn(command, bootstrap, dir)
 }
 
 fn tansu_bin() -> Option<PathBuf> {
@@ -95,10 +101,10 @@ fn tansu_bin() -> Option<PathBuf> {
 
 fn start_tansu(bin: &Path) -> Process {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let bootstrap = format!("127.0.0.1:{port}");
+    let bootstrap = format!("127.0.0.1:{}", free_port());
     let url = format!("tcp://{bootstrap}");
-    let mut child = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .arg("broker")
         .args(["--listener-url", &url, "--advertised-listener-url", &url])
         .args(["--storage-engine", "sqlite://broker.db"])
@@ -106,17 +112,9 @@ fn start_tansu(bin: &Path) -> Process {
         .env_remove("STORAGE_ENGINE")
         .env_remove("CLUSTER_ID")
         .current_dir(dir.path())
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(&bootstrap, &mut child);
-    Process {
-        child,
-        bootstrap,
-        _dir: dir,
-    }
+        .stderr(Stdio::null());
+    Process::spawn(command, bootstrap, dir)
 }
 
 fn client(bootstrap: &str) -> ClientConfig {

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Call, closed_loop, cpu_seconds, env_or, quantile};
+use common::{closed_loop, cpu_seconds, env_or, grpc_get_order, quantile, rest_get};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -41,7 +41,7 @@ use weft_proto::analytics::analytics_service_client::AnalyticsServiceClient;
 use weft_proto::analytics::{GetMetricsRequest, Metrics};
 use weft_proto::common::Money;
 use weft_proto::order::order_service_client::OrderServiceClient;
-use weft_proto::order::{CreateOrderRequest, GetOrderRequest, OrderItem};
+use weft_proto::order::{CreateOrderRequest, OrderItem};
 
 const PROCESSES: [&str; 6] = [
     "broker",
@@ -392,40 +392,12 @@ async fn reads(
     bearer: &str,
     seed_id: &str,
 ) {
-    let rest: Call = {
-        let url = Arc::new(format!("{base}/v1/orders/{seed_id}"));
-        let bearer = Arc::new(bearer.to_owned());
-        let http = http.clone();
-        Arc::new(move || {
-            let (http, url, bearer) = (http.clone(), url.clone(), bearer.clone());
-            Box::pin(async move {
-                match http
-                    .get(url.as_str())
-                    .header("authorization", bearer.as_str())
-                    .send()
-                    .await
-                {
-                    Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
-                    Err(_) => false,
-                }
-            })
-        })
-    };
-    let grpc: Call = {
-        let bearer = Arc::new(bearer.to_owned());
-        let channel = order_channel.clone();
-        let seed_id = seed_id.to_owned();
-        Arc::new(move || {
-            let mut client = OrderServiceClient::new(channel.clone());
-            let (bearer, order_id) = (bearer.clone(), seed_id.clone());
-            Box::pin(async move {
-                client
-                    .get_order(authed(GetOrderRequest { order_id }, &bearer))
-                    .await
-                    .is_ok()
-            })
-        })
-    };
+    let rest = rest_get(
+        http,
+        format!("{base}/v1/orders/{seed_id}"),
+        bearer.to_owned(),
+    );
+    let grpc = grpc_get_order(order_channel.clone(), seed_id.to_owned(), bearer.to_owned());
     let _ = closed_loop(&grpc, 4, 1).await;
     let _ = closed_loop(&rest, 4, 1).await;
     let (direct, direct_failed) = closed_loop(&grpc, 16, 5).await;

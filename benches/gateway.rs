@@ -14,13 +14,9 @@ mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::sync::Arc;
-
-use common::{Call, closed_loop, env_or, fixed_rate, rss_kib};
+use common::{closed_loop, env_or, fixed_rate, grpc_get_order, rest_get, rss_kib};
 use support::{Ports, Up};
 use tonic::transport::Channel;
-use weft_proto::order::GetOrderRequest;
-use weft_proto::order::order_service_client::OrderServiceClient;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -55,43 +51,18 @@ async fn main() {
     let order = support::rest::seed_order(&http, &base, &token).await;
     let order_id = order["orderId"].as_str().unwrap().to_owned();
 
-    let url = Arc::new(format!("{base}/v1/orders/{order_id}"));
-    let bearer = Arc::new(format!("Bearer {token}"));
-    let rest: Call = {
-        let (http, url, bearer) = (http.clone(), url.clone(), bearer.clone());
-        Arc::new(move || {
-            let (http, url, bearer) = (http.clone(), url.clone(), bearer.clone());
-            Box::pin(async move {
-                match http
-                    .get(url.as_str())
-                    .header("authorization", bearer.as_str())
-                    .send()
-                    .await
-                {
-                    Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
-                    Err(_) => false,
-                }
-            })
-        })
-    };
+    let bearer = format!("Bearer {token}");
+    let rest = rest_get(
+        &http,
+        format!("{base}/v1/orders/{order_id}"),
+        bearer.clone(),
+    );
     let channel = Channel::from_shared(format!("http://127.0.0.1:{}", ports.order))
         .unwrap()
         .connect()
         .await
         .unwrap();
-    let grpc: Call = {
-        let (bearer, order_id) = (bearer.clone(), order_id.clone());
-        Arc::new(move || {
-            let mut client = OrderServiceClient::new(channel.clone());
-            let (bearer, order_id) = (bearer.clone(), order_id.clone());
-            Box::pin(async move {
-                let mut req = tonic::Request::new(GetOrderRequest { order_id });
-                req.metadata_mut()
-                    .insert("authorization", bearer.parse().unwrap());
-                client.get_order(req).await.is_ok()
-            })
-        })
-    };
+    let grpc = grpc_get_order(channel, order_id.clone(), bearer);
 
     // Warm both paths (connections, caches).
     let _ = closed_loop(&grpc, 4, 1).await;

@@ -111,3 +111,45 @@ pub async fn fixed_rate(call: &Call, rate: u64, seconds: u64) -> (Duration, Dura
         failed,
     )
 }
+
+/// `GET url` with `authorization: <bearer>`; true on a 200 with its body read.
+pub fn rest_get(http: &reqwest::Client, url: String, bearer: String) -> Call {
+    let (http, url, bearer) = (http.clone(), Arc::new(url), Arc::new(bearer));
+    Arc::new(move || {
+        let (http, url, bearer) = (http.clone(), url.clone(), bearer.clone());
+        Box::pin(async move {
+            match http
+                .get(url.as_str())
+                .header("authorization", bearer.as_str())
+                .send()
+                .await
+            {
+                Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+                Err(_) => false,
+            }
+        })
+    })
+}
+
+/// `GetOrder(order_id)` over `channel` with `authorization: <bearer>`; true on OK.
+pub fn grpc_get_order(
+    channel: tonic::transport::Channel,
+    order_id: String,
+    bearer: String,
+) -> Call {
+    use weft_proto::order::GetOrderRequest;
+    use weft_proto::order::order_service_client::OrderServiceClient;
+    let bearer = Arc::new(bearer);
+    Arc::new(move || {
+        let mut client = OrderServiceClient::new(channel.clone());
+        let (bearer, order_id) = (bearer.clone(), order_id.clone());
+        Box::pin(async move {
+            let mut req = tonic::Request::new(GetOrderRequest { order_id });
+            let Ok(value) = bearer.parse() else {
+                return false;
+            };
+            req.metadata_mut().insert("authorization", value);
+            client.get_order(req).await.is_ok()
+        })
+    })
+}

@@ -20,6 +20,27 @@ struct Line {
     m: Option<String>,
 }
 
+/// Appends the JSON line of one commit to `out`.
+fn line(
+    out: &mut Vec<u8>,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    metadata: &Option<String>,
+) -> io::Result<()> {
+    let l = Line {
+        g: group.to_owned(),
+        t: topic.to_owned(),
+        p: partition,
+        o: offset,
+        m: metadata.clone(),
+    };
+    serde_json::to_writer(&mut *out, &l).map_err(io::Error::other)?;
+    out.push(b'\n');
+    Ok(())
+}
+
 /// A committed offset and its metadata.
 pub type Committed = (i64, Option<String>);
 
@@ -77,18 +98,7 @@ impl Offsets {
         let mut out = Vec::new();
         for (g, parts) in &self.by_group {
             for ((t, p), (o, m)) in parts {
-                serde_json::to_writer(
-                    &mut out,
-                    &Line {
-                        g: g.clone(),
-                        t: t.clone(),
-                        p: *p,
-                        o: *o,
-                        m: m.clone(),
-                    },
-                )
-                .map_err(io::Error::other)?;
-                out.push(b'\n');
+                line(&mut out, g, t, *p, *o, m)?;
             }
         }
         crate::store::write_atomically(&self.path, &out)?;
@@ -106,18 +116,7 @@ impl Offsets {
     ) -> io::Result<()> {
         let mut out = Vec::new();
         for (t, p, o, m) in entries {
-            serde_json::to_writer(
-                &mut out,
-                &Line {
-                    g: group.to_owned(),
-                    t: t.clone(),
-                    p: *p,
-                    o: *o,
-                    m: m.clone(),
-                },
-            )
-            .map_err(io::Error::other)?;
-            out.push(b'\n');
+            line(&mut out, group, t, *p, *o, m)?;
         }
         self.file.write_all(&out)?;
         let parts = self.by_group.entry(group.to_owned()).or_default();

@@ -97,6 +97,13 @@ pub struct Topic {
     pub partitions: Vec<Partition>,
 }
 
+impl Topic {
+    /// Partition `index`, when the topic has it.
+    pub fn partition(&self, index: i32) -> Option<&Partition> {
+        self.partitions.get(usize::try_from(index).ok()?)
+    }
+}
+
 /// Why a topic could not be created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CreateError {

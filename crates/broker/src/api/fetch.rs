@@ -57,9 +57,7 @@ fn grew(shared: &Shared, req: &Fetch) -> bool {
     req.topics.iter().any(|(name, partitions)| {
         shared.store.topic(name).is_some_and(|t| {
             partitions.iter().any(|p| {
-                usize::try_from(p.partition)
-                    .ok()
-                    .and_then(|i| t.partitions.get(i))
+                t.partition(p.partition)
                     .is_some_and(|part| part.end() > p.fetch_offset)
             })
         })
@@ -108,8 +106,7 @@ fn read_partition(
     let out = PartitionData::default()
         .with_partition_index(p.partition)
         .with_preferred_read_replica(BrokerId(-1));
-    let Some(partition) = topic.and_then(|t| t.partitions.get(usize::try_from(p.partition).ok()?))
-    else {
+    let Some(partition) = topic.and_then(|t| t.partition(p.partition)) else {
         return out
             .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
             .with_high_watermark(-1)

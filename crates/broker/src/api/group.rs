@@ -108,9 +108,9 @@ pub fn commit(shared: &Shared, req: OffsetCommit, version: i16) -> Body {
             let partitions = partitions
                 .iter()
                 .map(|(index, offset, metadata)| {
-                    let exists = topic.as_ref().is_some_and(|t| {
-                        usize::try_from(*index).is_ok_and(|i| i < t.partitions.len())
-                    });
+                    let exists = topic
+                        .as_ref()
+                        .is_some_and(|t| t.partition(*index).is_some());
                     let error = if member_error != code::NONE {
                         member_error
                     } else if !exists {

@@ -212,10 +212,7 @@ fn list_offsets(shared: &Shared, topics: Vec<(String, Vec<(i32, i64)>)>, version
                 .into_iter()
                 .map(|(index, timestamp)| {
                     let out = ListOffsetsPartitionResponse::default().with_partition_index(index);
-                    let Some(p) = topic
-                        .as_ref()
-                        .and_then(|t| t.partitions.get(usize::try_from(index).ok()?))
-                    else {
+                    let Some(p) = topic.as_ref().and_then(|t| t.partition(index)) else {
                         return out
                             .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
                             .with_timestamp(-1)

@@ -79,7 +79,7 @@ fn append(
     index: i32,
     records: Option<bytes::Bytes>,
 ) -> Result<(i64, i64), (i16, String)> {
-    let Some(partition) = topic.and_then(|t| t.partitions.get(usize::try_from(index).ok()?)) else {
+    let Some(partition) = topic.and_then(|t| t.partition(index)) else {
         return Err((
             code::UNKNOWN_TOPIC_OR_PARTITION,
             "no such topic or partition".to_owned(),
