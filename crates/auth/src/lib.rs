@@ -9,11 +9,13 @@
 
 pub mod jwks;
 pub mod keys;
+pub mod roles;
 pub mod token;
 pub mod verify;
 
 pub use jwks::{JwksArgs, keys_probe};
 pub use keys::SigningKeys;
+pub use roles::Role;
 pub use token::{Claims, Issuer, TokenConfig};
 pub use verify::{Caller, Verifier, caller, interceptor, keep_fresh};
 

@@ -25,14 +25,30 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Whether the caller holds the `admin` role.
-    pub fn is_admin(&self) -> bool {
-        self.roles.iter().any(|r| r == "admin")
+    /// Whether the caller holds `role`.
+    pub fn has(&self, role: crate::Role) -> bool {
+        self.roles.iter().any(|r| r == role.as_str())
     }
 
-    /// Whether the caller may read or change what belongs to `user_id`.
-    pub fn may_act_for(&self, user_id: &str) -> bool {
-        self.user_id == user_id || self.is_admin()
+    /// Whether the caller holds the `admin` role.
+    pub fn is_admin(&self) -> bool {
+        self.has(crate::Role::Admin)
+    }
+
+    /// Whether the caller is staff (the `staff` or the `admin` role).
+    pub fn is_staff(&self) -> bool {
+        self.has(crate::Role::Staff) || self.is_admin()
+    }
+
+    /// Whether `user_id` is the caller.
+    pub fn is(&self, user_id: &str) -> bool {
+        self.user_id == user_id
+    }
+
+    /// Whether the caller may read what belongs to `user_id`: their own, or anyone's
+    /// for staff.
+    pub fn may_read(&self, user_id: &str) -> bool {
+        self.is(user_id) || self.is_staff()
     }
 }
 
@@ -344,7 +360,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(caller.user_id, "user-1");
         assert!(caller.is_admin());
-        assert!(caller.may_act_for("someone-else"));
+        assert!(caller.is_staff() && caller.may_read("someone-else"));
     }
 
     #[test]

@@ -60,6 +60,9 @@ macro_rules! domain_events {
 domain_events! {
     user::UserSignedUp => USER_EVENTS, user_id;
     user::UserUpdated => USER_EVENTS, user_id;
+    user::UserRolesChanged => USER_EVENTS, user_id;
+    user::ContactVerificationRequested => USER_EVENTS, user_id;
+    user::ContactVerified => USER_EVENTS, user_id;
     order::OrderCreated => ORDER_EVENTS, order_id;
     order::PaymentProcessed => ORDER_EVENTS, order_id;
     order::PaymentFailed => ORDER_EVENTS, order_id;

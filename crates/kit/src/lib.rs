@@ -7,6 +7,9 @@
 //!   v1alpha, deadlines, load shedding, message limits, metrics and graceful drain.
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`).
 //! - [`status`]: the one place domain errors become `tonic::Status`.
+//! - [`text`]: the one rule for free text at every RPC boundary.
+//! - [`rate`]: rates (`50/s`) and the quotas of weft's limiters.
+//! - [`slots`]: how many open streams one client may hold.
 //! - [`shutdown`]: the process's cancellation tree, rooted at SIGTERM/SIGINT.
 //! - [`cli`]: exit codes of every binary (64 for bad flags).
 
@@ -16,10 +19,13 @@ pub mod config;
 pub mod grpc;
 pub mod layers;
 pub mod paging;
+pub mod rate;
 pub mod readiness;
 pub mod shutdown;
+pub mod slots;
 pub mod status;
 pub mod telemetry;
+pub mod text;
 
 /// Errors of the kit.
 #[derive(Debug, thiserror::Error)]

@@ -58,6 +58,24 @@ impl UserService for StandIn {
     ) -> Result<Response<UpdateUserResponse>, Status> {
         Err(Status::unimplemented("stand-in"))
     }
+    async fn verify_email(
+        &self,
+        _: Request<VerifyEmailRequest>,
+    ) -> Result<Response<VerifyEmailResponse>, Status> {
+        Err(Status::unimplemented("stand-in"))
+    }
+    async fn verify_phone(
+        &self,
+        _: Request<VerifyPhoneRequest>,
+    ) -> Result<Response<VerifyPhoneResponse>, Status> {
+        Err(Status::unimplemented("stand-in"))
+    }
+    async fn resend_verification(
+        &self,
+        _: Request<ResendVerificationRequest>,
+    ) -> Result<Response<ResendVerificationResponse>, Status> {
+        Err(Status::unimplemented("stand-in"))
+    }
     async fn get_jwks(
         &self,
         _: Request<GetJwksRequest>,
