@@ -17,7 +17,8 @@ use weft_kit::grpc::GrpcServer;
 use weft_proto::user::user_service_server::UserServiceServer;
 
 use crate::config::Config;
-use crate::password::{self, LoginLimiter};
+use crate::password::Hasher;
+use crate::service::LoginPolicy;
 use crate::service::UserApi;
 
 /// Full proto name of the service, for health.
@@ -64,14 +65,22 @@ impl App {
         )?;
         let mut dummy = [0u8; 16];
         rand::fill(&mut dummy);
+        let hasher = Hasher::new(config.hash_workers as usize, config.hash_queue)?;
+        let dummy_hash = hasher
+            .hash(format!("{dummy:x?}"))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let api = UserApi {
             db,
             relay: relay.waker(),
             issuer: Issuer::new(keys.clone(), tokens),
             keys,
-            limiter: LoginLimiter::new(config.login_max_failures, config.login_lockout),
-            admin_emails: config.admin_emails.clone(),
-            dummy_hash: password::hash(format!("{dummy:x?}")).await?,
+            hasher,
+            login: LoginPolicy {
+                max_attempts: i64::try_from(config.login_max_failures).unwrap_or(5),
+                window: config.login_lockout,
+            },
+            dummy_hash,
         };
         let grpc = GrpcServer::bind(config.grpc_addr, config.server.clone()).await?;
         let admin = AdminServer::bind(config.admin_addr).await?;

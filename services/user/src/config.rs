@@ -36,13 +36,20 @@ pub struct Config {
     /// Lifetime of access tokens.
     #[arg(long, env = "WEFT_TOKEN_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
     pub token_ttl: Duration,
-    /// Emails that get the `admin` role when they sign up (comma-separated).
-    #[arg(long, env = "WEFT_ADMIN_EMAILS", value_delimiter = ',')]
-    pub admin_emails: Vec<String>,
-    /// Failed logins per account before it is locked for `--login-lockout`.
+    /// Login attempts per account within `--login-lockout` (failed or not: a success
+    /// clears the count); past them the account is locked for the rest of the window.
+    /// Kept in the database: a restart does not reset them.
     #[arg(long, env = "WEFT_LOGIN_MAX_FAILURES", default_value_t = 5)]
     pub login_max_failures: usize,
-    /// How long failed logins count and lock an account.
+    /// Threads hashing passwords (each holds 19 MiB while the service runs).
+    #[arg(long, env = "WEFT_HASH_WORKERS", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub hash_workers: u32,
+    /// Password checks that may wait for a hashing thread; more are refused at once
+    /// with `RESOURCE_EXHAUSTED`.
+    #[arg(long, env = "WEFT_HASH_QUEUE", default_value_t = 16)]
+    pub hash_queue: usize,
+    /// How long login attempts count and lock an account.
     #[arg(long, env = "WEFT_LOGIN_LOCKOUT", default_value = "15m", value_parser = humantime::parse_duration)]
     pub login_lockout: Duration,
     /// gRPC server limits.

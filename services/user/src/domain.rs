@@ -27,6 +27,23 @@ pub enum UserError {
         /// When trying again may succeed.
         retry_after: std::time::Duration,
     },
+    /// Every password hashing worker is busy and its queue is full.
+    #[error("too many password checks at once")]
+    Busy,
+    /// The caller may see the user but not do this.
+    #[error("not allowed")]
+    Denied,
+    /// The user's state does not allow it (e.g. verifying what is verified).
+    #[error("{0}")]
+    Precondition(&'static str),
+    /// Asked again too soon.
+    #[error("{what}")]
+    TooSoon {
+        /// What was asked.
+        what: &'static str,
+        /// When asking again may succeed.
+        retry_after: std::time::Duration,
+    },
     /// A dependency failed; the cause is logged, not sent.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -96,16 +113,12 @@ pub fn parse_email(raw: &str, field: &str, v: &mut Violations) -> String {
     email
 }
 
-/// A display name: 1–100 characters after trimming, no control characters.
+/// A display name: the free-text rule for names (1–100 characters after trimming,
+/// one line, no control characters, no links: it goes out in emails).
 pub fn parse_name(raw: &str, field: &str, v: &mut Violations) -> String {
     let name = raw.trim().to_owned();
-    let len = name.chars().count();
-    if len == 0 {
-        v.add(field, "is required");
-    } else if len > 100 {
-        v.add(field, format!("is {len} characters long; at most 100"));
-    } else if name.chars().any(char::is_control) {
-        v.add(field, "must not contain control characters");
+    if let Some(problem) = weft_kit::text::Text::NAME.problem(&name) {
+        v.add(field, problem);
     }
     name
 }
@@ -152,14 +165,21 @@ pub fn check_metadata(metadata: &BTreeMap<String, String>, field: &str, v: &mut 
         v.add(field, format!("has {} entries; at most 20", metadata.len()));
         return;
     }
+    let key_rule = weft_kit::text::Text {
+        optional: false,
+        max_chars: 64,
+        ..weft_kit::text::Text::VALUE
+    };
+    let value_rule = weft_kit::text::Text {
+        max_chars: 256,
+        ..weft_kit::text::Text::VALUE
+    };
     for (k, val) in metadata {
-        if k.is_empty() || k.chars().count() > 64 {
-            v.add(&format!("{field}[{k}]"), "keys must be 1–64 characters");
-        } else if val.chars().count() > 256 {
-            v.add(
-                &format!("{field}[{k}]"),
-                "values must be at most 256 characters",
-            );
+        let key_field = format!("{field}[{}]", k.escape_debug());
+        if let Some(problem) = key_rule.problem(k) {
+            v.add(&key_field, format!("key {problem}"));
+        } else if let Some(problem) = value_rule.problem(val) {
+            v.add(&key_field, format!("value {problem}"));
         }
     }
 }

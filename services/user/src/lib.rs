@@ -1,12 +1,19 @@
 //! weft-user: accounts and access tokens.
 //!
-//! `SignUp` validates, stores an argon2id hash (never the password) and writes
-//! `UserSignedUp` to the outbox in the same transaction; `Login` issues an Ed25519
-//! JWT; `GetJwks` publishes the public key; `GetUser`/`UpdateUser` serve the caller
-//! (or an admin) and `UpdateUser` emits `UserUpdated` with the changed fields.
+//! `SignUp` validates, stores an argon2id hash (never the password, computed on the
+//! bounded [`password`] pool) and writes `UserSignedUp` and the email's (and phone's)
+//! [`contact`] verification to the outbox in the same transaction; `Login` counts the
+//! attempt in the database, then issues an Ed25519 JWT with the user's roles;
+//! `GetJwks` publishes the public key; `GetUser`/`UpdateUser` serve whom [`access`]
+//! allows and `UpdateUser` emits `UserUpdated` with the changed fields; `VerifyEmail`,
+//! `VerifyPhone` and `ResendVerification` prove contacts. Roles change only through
+//! the operator's [`admin`] path.
 
+pub mod access;
+pub mod admin;
 pub mod app;
 pub mod config;
+pub mod contact;
 pub mod domain;
 pub mod password;
 pub mod service;

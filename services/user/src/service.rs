@@ -12,8 +12,10 @@ use weft_events::{Database, EventContext, Outbox};
 use weft_proto::user::user_service_server::UserService;
 use weft_proto::user::*;
 
+use crate::access::{self, Action};
+use crate::contact::{self, CodeCheck};
 use crate::domain::{self, UserError, Violations};
-use crate::password::{self, LoginLimiter};
+use crate::password::{HashError, Hasher};
 use crate::store::{self, UserRecord};
 
 /// Version stamped on emitted events.
@@ -29,12 +31,30 @@ pub struct UserApi {
     pub issuer: Issuer,
     /// The signing key, for the JWKS.
     pub keys: Arc<SigningKeys>,
-    /// Failed-login limits.
-    pub limiter: LoginLimiter,
-    /// Emails that become admins at sign-up.
-    pub admin_emails: Vec<String>,
+    /// The password hashing pool.
+    pub hasher: Hasher,
+    /// Login attempts per account before it is locked, and for how long.
+    pub login: LoginPolicy,
     /// A hash verified for unknown accounts, so a login takes as long either way.
     pub dummy_hash: String,
+}
+
+/// How many login attempts an account gets, and for how long it is locked after.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginPolicy {
+    /// Attempts per window.
+    pub max_attempts: i64,
+    /// The window, and the lock.
+    pub window: std::time::Duration,
+}
+
+impl From<HashError> for UserError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => Self::Busy,
+            HashError::Failed(e) => Self::Internal(anyhow::anyhow!(e)),
+        }
+    }
 }
 
 /// The single mapping of [`UserError`] to a gRPC status.
@@ -46,21 +66,35 @@ pub fn status(e: UserError) -> Status {
         }
         UserError::NotFound => Status::not_found("user not found"),
         UserError::BadCredentials => Status::unauthenticated("email or password is wrong"),
-        UserError::Locked { retry_after } => {
-            let mut details = tonic_types::ErrorDetails::new();
-            details.set_retry_info(Some(retry_after));
-            use tonic_types::StatusExt as _;
-            Status::with_error_details(
-                tonic::Code::ResourceExhausted,
-                format!(
-                    "too many failed logins for this account; try again in {} s",
-                    retry_after.as_secs().max(1)
-                ),
-                details,
-            )
-        }
+        UserError::Locked { retry_after } => retry_later(
+            tonic::Code::ResourceExhausted,
+            format!(
+                "too many failed logins for this account; try again in {} s",
+                retry_after.as_secs().max(1)
+            ),
+            retry_after,
+        ),
+        UserError::Busy => retry_later(
+            tonic::Code::ResourceExhausted,
+            "too many password checks at once; try again in a moment".into(),
+            std::time::Duration::from_secs(1),
+        ),
+        UserError::Denied => Status::permission_denied("you may not change this user"),
+        UserError::Precondition(why) => Status::failed_precondition(why),
+        UserError::TooSoon { what, retry_after } => retry_later(
+            tonic::Code::ResourceExhausted,
+            format!("{what}; try again in {} s", retry_after.as_secs().max(1)),
+            retry_after,
+        ),
         UserError::Internal(err) => weft_kit::status::internal(err.as_ref()),
     }
+}
+
+fn retry_later(code: tonic::Code, message: String, after: std::time::Duration) -> Status {
+    use tonic_types::StatusExt as _;
+    let mut details = tonic_types::ErrorDetails::new();
+    details.set_retry_info(Some(after));
+    Status::with_error_details(code, message, details)
 }
 
 fn timestamp(micros: i64) -> prost_types::Timestamp {
@@ -82,6 +116,8 @@ pub fn to_proto(u: &UserRecord) -> User {
         metadata: u.metadata.clone().into_iter().collect(),
         create_time: Some(timestamp(u.created_at)),
         update_time: Some(timestamp(u.updated_at)),
+        email_verified: u.email_verified,
+        phone_verified: u.phone_verified,
     }
 }
 
@@ -115,17 +151,10 @@ impl UserApi {
         domain::check_metadata(&metadata, "metadata", &mut v);
         v.finish(())?;
 
-        let password_hash = password::hash(req.password).await?;
+        let password_hash = self.hasher.hash(req.password).await?;
         let now = weft_events::db::now_micros();
-        let roles = if self
-            .admin_emails
-            .iter()
-            .any(|a| a.eq_ignore_ascii_case(&email))
-        {
-            vec!["admin".to_owned()]
-        } else {
-            Vec::new()
-        };
+        // Whatever the address, a sign-up is a customer: roles come from an operator.
+        let roles = vec![weft_auth::Role::Customer.as_str().to_owned()];
         let user = UserRecord {
             user_id: uuid::Uuid::now_v7().to_string(),
             email,
@@ -135,6 +164,8 @@ impl UserApi {
             roles,
             metadata,
             password_hash,
+            email_verified: false,
+            phone_verified: false,
             created_at: now,
             updated_at: now,
         };
@@ -152,6 +183,26 @@ impl UserApi {
         Outbox::enqueue(&mut tx, &event)
             .await
             .map_err(anyhow::Error::from)?;
+        contact::request(
+            &mut tx,
+            &ctx,
+            &user.user_id,
+            ContactKind::Email,
+            &user.email,
+            now,
+        )
+        .await?;
+        if !user.phone.is_empty() {
+            contact::request(
+                &mut tx,
+                &ctx,
+                &user.user_id,
+                ContactKind::Phone,
+                &user.phone,
+                now,
+            )
+            .await?;
+        }
         tx.commit().await?;
         self.relay.wake();
         tracing::info!(user_id = %user.user_id, "user signed up");
@@ -167,19 +218,19 @@ impl UserApi {
             v.add("password", "is too long");
         }
         v.finish(())?;
-        self.limiter
-            .check(&email)
-            .map_err(|retry_after| UserError::Locked { retry_after })?;
+        self.reserve_attempt(&email).await?;
         let user = store::by_email(&self.db, &email).await?;
         let hash = user
             .as_ref()
             .map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
-        let ok = password::verify(req.password, hash).await?;
+        let ok = self.hasher.verify(req.password, hash).await?;
         let Some(user) = user.filter(|_| ok) else {
-            self.limiter.failed(&email);
             return Err(UserError::BadCredentials);
         };
-        self.limiter.succeeded(&email);
+        sqlx::query("DELETE FROM login_attempts WHERE email = $1")
+            .bind(email.clone())
+            .execute(self.db.pool())
+            .await?;
         let (token, ttl) = self
             .issuer
             .issue(&user.user_id, &user.roles)
@@ -190,6 +241,170 @@ impl UserApi {
             expires_in: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
             user_id: user.user_id,
         })
+    }
+
+    /// Counts a login attempt for `email` before its password is checked, so that
+    /// parallel guesses cannot pass the limit; `Locked` once the window's attempts are
+    /// used up. A success clears the count.
+    async fn reserve_attempt(&self, email: &str) -> Result<(), UserError> {
+        let now = weft_events::db::now_micros();
+        let window = i64::try_from(self.login.window.as_micros()).unwrap_or(i64::MAX);
+        let cutoff = now.saturating_sub(window);
+        let mut tx = self.db.begin().await?;
+        let row = sqlx::query(
+            "INSERT INTO login_attempts (email, attempts, window_start) VALUES ($1, 1, $2) \
+             ON CONFLICT (email) DO UPDATE SET \
+             attempts = CASE WHEN login_attempts.window_start < $3 THEN 1 ELSE login_attempts.attempts + 1 END, \
+             window_start = CASE WHEN login_attempts.window_start < $3 THEN excluded.window_start ELSE login_attempts.window_start END \
+             RETURNING attempts, window_start",
+        )
+        .bind(email.to_owned())
+        .bind(now)
+        .bind(cutoff)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        use sqlx::Row as _;
+        let attempts: i64 = row.try_get(0)?;
+        let started: i64 = row.try_get(1)?;
+        if attempts > self.login.max_attempts {
+            let left = (started + window - now).max(0);
+            return Err(UserError::Locked {
+                retry_after: std::time::Duration::from_micros(left as u64),
+            });
+        }
+        Ok(())
+    }
+
+    async fn verify_email(&self, ctx: EventContext, token: &str) -> Result<UserRecord, UserError> {
+        let token = token.trim();
+        if token.is_empty() || token.len() > 128 {
+            return Err(UserError::invalid("token", "is not a verification token"));
+        }
+        let now = weft_events::db::now_micros();
+        let mut tx = self.db.begin().await?;
+        let Some((user_id, address)) = contact::take_email_token(&mut tx, token, now).await? else {
+            tx.commit().await?;
+            return Err(UserError::invalid(
+                "token",
+                "is unknown, used or expired; ask for a new verification email",
+            ));
+        };
+        let Some(mut user) = store::by_id_in(&mut tx, &user_id).await? else {
+            return Err(UserError::NotFound);
+        };
+        if user.email != address {
+            tx.commit().await?;
+            return Err(UserError::invalid(
+                "token",
+                "was sent to an address this user no longer has",
+            ));
+        }
+        if !user.email_verified {
+            user.email_verified = true;
+            user.updated_at = now;
+            store::update(&mut tx, &user).await?;
+            contact::verified(&mut tx, &ctx, &user.user_id, ContactKind::Email, &address).await?;
+        }
+        tx.commit().await?;
+        self.relay.wake();
+        Ok(user)
+    }
+
+    async fn verify_phone(
+        &self,
+        ctx: EventContext,
+        caller: &weft_auth::Caller,
+        req: VerifyPhoneRequest,
+    ) -> Result<UserRecord, UserError> {
+        access::check(caller, Action::Verify, &req.user_id)?;
+        let code = req.code.trim();
+        if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(UserError::invalid(
+                "code",
+                "is the six digits of the text message",
+            ));
+        }
+        let now = weft_events::db::now_micros();
+        let mut tx = self.db.begin().await?;
+        let Some(mut user) = store::by_id_in(&mut tx, &req.user_id).await? else {
+            return Err(UserError::NotFound);
+        };
+        match contact::check_phone_code(&mut tx, &user.user_id, code, now).await? {
+            CodeCheck::Verified(address) if address == user.phone => {
+                user.phone_verified = true;
+                user.updated_at = now;
+                store::update(&mut tx, &user).await?;
+                contact::verified(&mut tx, &ctx, &user.user_id, ContactKind::Phone, &address)
+                    .await?;
+                tx.commit().await?;
+                self.relay.wake();
+                Ok(user)
+            }
+            CodeCheck::Verified(_) | CodeCheck::Gone => {
+                tx.commit().await?;
+                Err(UserError::Precondition(
+                    "no valid code is pending for this phone; ask for a new one",
+                ))
+            }
+            CodeCheck::Wrong(left) => {
+                tx.commit().await?;
+                Err(UserError::Invalid(vec![
+                    weft_kit::status::FieldViolation::new(
+                        "code",
+                        format!("is wrong; {} tries left", left.max(0)),
+                    ),
+                ]))
+            }
+        }
+    }
+
+    async fn resend_verification(
+        &self,
+        ctx: EventContext,
+        caller: &weft_auth::Caller,
+        req: ResendVerificationRequest,
+    ) -> Result<(), UserError> {
+        access::check(caller, Action::Verify, &req.user_id)?;
+        let kind = ContactKind::try_from(req.kind).unwrap_or(ContactKind::Unspecified);
+        let now = weft_events::db::now_micros();
+        let mut tx = self.db.begin().await?;
+        let Some(user) = store::by_id_in(&mut tx, &req.user_id).await? else {
+            return Err(UserError::NotFound);
+        };
+        let address = match kind {
+            ContactKind::Email if user.email_verified => {
+                return Err(UserError::Precondition(
+                    "the email address is verified already",
+                ));
+            }
+            ContactKind::Phone if user.phone.is_empty() => {
+                return Err(UserError::Precondition("this user has no phone number"));
+            }
+            ContactKind::Phone if user.phone_verified => {
+                return Err(UserError::Precondition(
+                    "the phone number is verified already",
+                ));
+            }
+            ContactKind::Email => user.email.clone(),
+            ContactKind::Phone => user.phone.clone(),
+            ContactKind::Unspecified => {
+                return Err(UserError::invalid(
+                    "kind",
+                    "must be CONTACT_KIND_EMAIL or CONTACT_KIND_PHONE",
+                ));
+            }
+        };
+        if let Err(wait) = contact::may_resend(&mut tx, &user.user_id, kind, now).await? {
+            return Err(UserError::TooSoon {
+                what: "a verification was sent less than a minute ago",
+                retry_after: std::time::Duration::from_micros(wait.max(0) as u64),
+            });
+        }
+        contact::request(&mut tx, &ctx, &user.user_id, kind, &address, now).await?;
+        tx.commit().await?;
+        self.relay.wake();
+        Ok(())
     }
 
     async fn update_user(
@@ -209,9 +424,7 @@ impl UserApi {
                 "must name at least one field: name, phone, email, metadata",
             );
         }
-        if !caller.may_act_for(&patch.user_id) {
-            return Err(UserError::NotFound);
-        }
+        access::check(caller, Action::Change, &patch.user_id)?;
         let mut tx = self.db.begin().await?;
         let Some(mut user) = store::by_id_in(&mut tx, &patch.user_id).await? else {
             return Err(UserError::NotFound);
@@ -230,6 +443,7 @@ impl UserApi {
                     let phone = domain::parse_phone(&patch.phone, "user.phone", &mut v);
                     if phone != user.phone {
                         user.phone = phone;
+                        user.phone_verified = false;
                         changed.push("phone");
                     }
                 }
@@ -237,6 +451,7 @@ impl UserApi {
                     let email = domain::parse_email(&patch.email, "user.email", &mut v);
                     if email != user.email {
                         user.email = email;
+                        user.email_verified = false;
                         changed.push("email");
                     }
                 }
@@ -272,6 +487,29 @@ impl UserApi {
         Outbox::enqueue(&mut tx, &event)
             .await
             .map_err(anyhow::Error::from)?;
+        // A new address is unverified until its owner proves it.
+        if changed.contains(&"email") {
+            contact::request(
+                &mut tx,
+                &ctx,
+                &user.user_id,
+                ContactKind::Email,
+                &user.email,
+                user.updated_at,
+            )
+            .await?;
+        }
+        if changed.contains(&"phone") && !user.phone.is_empty() {
+            contact::request(
+                &mut tx,
+                &ctx,
+                &user.user_id,
+                ContactKind::Phone,
+                &user.phone,
+                user.updated_at,
+            )
+            .await?;
+        }
         tx.commit().await?;
         self.relay.wake();
         Ok(user)
@@ -313,9 +551,7 @@ impl UserService for UserApi {
         if id.trim().is_empty() {
             return Err(status(UserError::invalid("user_id", "is required")));
         }
-        if !caller.may_act_for(&id) {
-            return Err(status(UserError::NotFound));
-        }
+        access::check(&caller, Action::Read, &id).map_err(status)?;
         let user = store::by_id(&self.db, &id)
             .await
             .map_err(status)?
@@ -338,6 +574,47 @@ impl UserService for UserApi {
         Ok(Response::new(UpdateUserResponse {
             user: Some(to_proto(&user)),
         }))
+    }
+
+    async fn verify_email(
+        &self,
+        request: Request<VerifyEmailRequest>,
+    ) -> Result<Response<VerifyEmailResponse>, Status> {
+        let ctx = context(&request);
+        let user = self
+            .verify_email(ctx, &request.into_inner().token)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(VerifyEmailResponse {
+            user: Some(to_proto(&user)),
+        }))
+    }
+
+    async fn verify_phone(
+        &self,
+        request: Request<VerifyPhoneRequest>,
+    ) -> Result<Response<VerifyPhoneResponse>, Status> {
+        let caller = weft_auth::caller(&request)?;
+        let ctx = context(&request);
+        let user = self
+            .verify_phone(ctx, &caller, request.into_inner())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(VerifyPhoneResponse {
+            user: Some(to_proto(&user)),
+        }))
+    }
+
+    async fn resend_verification(
+        &self,
+        request: Request<ResendVerificationRequest>,
+    ) -> Result<Response<ResendVerificationResponse>, Status> {
+        let caller = weft_auth::caller(&request)?;
+        let ctx = context(&request);
+        self.resend_verification(ctx, &caller, request.into_inner())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(ResendVerificationResponse {}))
     }
 
     async fn get_jwks(

@@ -4,16 +4,12 @@
 
 mod support;
 
-use std::time::Duration;
-
 use prost::Message as _;
 use rdkafka::Message as _;
 use support::*;
 use tonic::Code;
 use weft_proto::user::*;
-use weft_testkit::{header, read_topic_until};
-
-const WAIT: Duration = Duration::from_secs(30);
+use weft_testkit::header;
 
 async fn flow(db: Db) {
     let app = spawn_app(db).await;
@@ -35,9 +31,7 @@ async fn flow(db: Db) {
     assert!(user.create_time.is_some());
 
     // One UserSignedUp on user-events, keyed by the user, correlation kept.
-    let records = read_topic_until(&app.broker.bootstrap(), "user-events", WAIT, |s| {
-        !s.is_empty()
-    });
+    let records = app.events_of("UserSignedUp", 1);
     assert_eq!(records.len(), 1);
     let r = &records[0];
     assert_eq!(header(r, "ce_type"), Some("weft.user.v1.UserSignedUp"));
@@ -119,14 +113,8 @@ async fn flow(db: Db) {
         .unwrap();
     assert_eq!(updated.name, "Ada King");
     assert_eq!(updated.phone, "+14155550123");
-    let records = read_topic_until(&app.broker.bootstrap(), "user-events", WAIT, |s| {
-        s.len() >= 2
-    });
-    let upd = records
-        .iter()
-        .find(|r| header(r, "ce_type") == Some("weft.user.v1.UserUpdated"))
-        .unwrap();
-    let upd = UserUpdated::decode(upd.payload().unwrap()).unwrap();
+    let records = app.events_of("UserUpdated", 1);
+    let upd = UserUpdated::decode(records[0].payload().unwrap()).unwrap();
     assert_eq!(upd.changed_fields, ["name"]);
     assert_eq!(upd.name, "Ada King");
     app.stop().await;
@@ -156,14 +144,15 @@ async fn a_duplicate_email_is_already_exists_and_leaves_no_trace() {
         .unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists);
     assert_eq!(user_count(&app.database_url).await, 1);
-    // Exactly one event: the failed sign-up wrote none.
+    // A sign-up writes three events (UserSignedUp and the email's and phone's
+    // verifications); the failed one wrote none.
+    assert_eq!(outbox_count(&app.database_url).await, 3);
     let other = client
         .sign_up(signup_request("other@example.com"))
         .await
         .unwrap();
-    let records = read_topic_until(&app.broker.bootstrap(), "user-events", WAIT, |s| {
-        s.len() >= 2
-    });
+    assert_eq!(outbox_count(&app.database_url).await, 6);
+    let records = app.events_of("UserSignedUp", 2);
     assert_eq!(records.len(), 2);
     let other_id = other.into_inner().user.unwrap().user_id;
     assert!(records.iter().any(|r| r.key() == Some(other_id.as_bytes())));
@@ -309,7 +298,21 @@ async fn tokens_gate_reads_and_updates() {
     let mut client = app.client().await;
     let (ada, ada_token) = user_with_token(&mut client, "ada@example.com").await;
     let (bob, _) = user_with_token(&mut client, "bob@example.com").await;
-    let (_, root_token) = user_with_token(&mut client, "root@example.com").await;
+    // Signing up with the address that once made an admin gives a customer.
+    let (_, claim_token) = user_with_token(&mut client, "admin@weft.local").await;
+    let err = client
+        .get_user(with_token(
+            GetUserRequest {
+                user_id: bob.clone(),
+            },
+            &claim_token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let (_, _) = user_with_token(&mut client, "root@example.com").await;
+    app.grant("root@example.com", weft_auth::Role::Admin).await;
+    let root_token = login(&mut client, "root@example.com").await;
 
     let get = |id: &str| GetUserRequest { user_id: id.into() };
     // No token.

@@ -18,6 +18,7 @@ pub struct TestApp {
     pub broker: Broker,
     pub dir: tempfile::TempDir,
     pub database_url: String,
+    extra: Vec<String>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -28,6 +29,11 @@ pub enum Db {
 }
 
 pub async fn spawn_app(db: Db) -> TestApp {
+    spawn_app_with(db, &[]).await
+}
+
+/// The service with `extra` flags after the test defaults.
+pub async fn spawn_app_with(db: Db, extra: &[&str]) -> TestApp {
     let broker = Broker::start();
     let kafka = weft_events::kafka::KafkaArgs::new(broker.bootstrap());
     weft_events::topics::provision(&kafka, &weft_events::topics::all_topics())
@@ -38,7 +44,17 @@ pub async fn spawn_app(db: Db) -> TestApp {
         Db::Sqlite => weft_events::db::sqlite_url(dir.path(), "user").unwrap(),
         Db::Postgres => weft_testkit::postgres_database().await,
     };
-    let config = weft_user::Config::try_parse_from([
+    let extra = extra.iter().map(|s| (*s).to_owned()).collect();
+    start(broker, dir, database_url, extra).await
+}
+
+async fn start(
+    broker: Broker,
+    dir: tempfile::TempDir,
+    database_url: String,
+    extra: Vec<String>,
+) -> TestApp {
+    let mut args: Vec<String> = [
         "weft-user",
         "--grpc-addr",
         "127.0.0.1:0",
@@ -50,12 +66,14 @@ pub async fn spawn_app(db: Db) -> TestApp {
         &database_url,
         "--kafka-brokers",
         &broker.bootstrap(),
-        "--admin-emails",
-        "root@example.com",
         "--login-max-failures",
         "3",
-    ])
-    .unwrap();
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.extend(extra.iter().cloned());
+    let config = weft_user::Config::try_parse_from(args).unwrap();
     let app = weft_user::App::build(config).await.unwrap();
     let addr = app.grpc_addr();
     let admin = app.admin_addr();
@@ -68,6 +86,7 @@ pub async fn spawn_app(db: Db) -> TestApp {
         broker,
         dir,
         database_url,
+        extra,
         task,
     }
 }
@@ -82,9 +101,89 @@ impl TestApp {
         UserServiceClient::new(channel)
     }
 
+    /// The service's database, as the operator's tools open it.
+    pub async fn db(&self) -> weft_events::Database {
+        weft_events::Database::connect(&self.database_url)
+            .await
+            .unwrap()
+    }
+
+    /// Grants `role` to the user with `email` the operator's way (`weft admin grant`).
+    pub async fn grant(&self, email: &str, role: weft_auth::Role) -> Vec<String> {
+        weft_user::admin::change(
+            &self.db().await,
+            email,
+            role,
+            weft_user::admin::Change::Grant,
+            "operator@test",
+        )
+        .await
+        .unwrap()
+    }
+
+    /// The events of `ce_type` (short name, e.g. `UserSignedUp`) on `user-events`,
+    /// once there are at least `n`.
+    pub fn events_of(&self, ce_type: &str, n: usize) -> Vec<rdkafka::message::OwnedMessage> {
+        let full = format!("weft.user.v1.{ce_type}");
+        let of = |r: &rdkafka::message::OwnedMessage| {
+            weft_testkit::header(r, "ce_type") == Some(full.as_str())
+        };
+        weft_testkit::read_topic_until(
+            &self.broker.bootstrap(),
+            "user-events",
+            std::time::Duration::from_secs(30),
+            |s| s.iter().filter(|r| of(r)).count() >= n,
+        )
+        .into_iter()
+        .filter(of)
+        .collect()
+    }
+
+    /// The verification secrets sent to `address` of `user_id`, oldest first, once
+    /// there are `n`.
+    pub fn secrets_for(&self, user_id: &str, address: &str, n: usize) -> Vec<String> {
+        use prost::Message as _;
+        use rdkafka::Message as _;
+        let decode = |r: &rdkafka::message::OwnedMessage| {
+            (weft_testkit::header(r, "ce_type")
+                == Some("weft.user.v1.ContactVerificationRequested"))
+            .then(|| ContactVerificationRequested::decode(r.payload().unwrap()).unwrap())
+            .filter(|e| e.address == address && e.user_id == user_id)
+        };
+        weft_testkit::read_topic_until(
+            &self.broker.bootstrap(),
+            "user-events",
+            std::time::Duration::from_secs(30),
+            |s| s.iter().filter_map(decode).count() >= n,
+        )
+        .iter()
+        .filter_map(decode)
+        .map(|e| e.secret)
+        .collect()
+    }
+
     pub async fn stop(self) {
         self.shutdown.cancel();
         self.task.await.unwrap().unwrap();
+    }
+
+    /// Stops the service and starts it again on the same database and broker.
+    pub async fn restart(self) -> TestApp {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+        start(self.broker, self.dir, self.database_url, self.extra).await
+    }
+
+    /// The service's Prometheus text.
+    pub async fn metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut conn = tokio::net::TcpStream::connect(self.admin).await.unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut text = String::new();
+        conn.read_to_string(&mut text).await.unwrap();
+        text
     }
 }
 
@@ -129,6 +228,19 @@ pub async fn user_with_token(
         .unwrap()
         .into_inner();
     (user.user_id, login.access_token)
+}
+
+/// A fresh access token of `email` (password of [`signup_request`]).
+pub async fn login(client: &mut UserServiceClient<Channel>, email: &str) -> String {
+    client
+        .login(LoginRequest {
+            email: email.into(),
+            password: "analytical engine 1843".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token
 }
 
 /// Field paths of the BadRequest violations in a status.
