@@ -47,6 +47,18 @@ impl App {
         )
         .await
         .context("opening the order database")?;
+        let seed = match &config.catalog_seed {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading the catalogue seed {}", path.display()))?,
+            None => crate::catalog::BUILT_IN_SEED.to_owned(),
+        };
+        let products = crate::catalog::parse_seed(&seed).map_err(anyhow::Error::msg)?;
+        let added = crate::catalog::seed(&db, &products)
+            .await
+            .map_err(|e| anyhow::anyhow!("seeding the catalogue: {e}"))?;
+        if added > 0 {
+            tracing::info!(added, "catalogue seeded");
+        }
         let relay = Relay::new(
             db.clone(),
             &config.kafka,

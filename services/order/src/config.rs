@@ -31,6 +31,11 @@ pub struct Config {
     /// Token keys.
     #[command(flatten)]
     pub jwks: weft_auth::JwksArgs,
+    /// JSON file of products added to the catalogue at start-up when it lacks them
+    /// (`[{"product_id": "mug", "name": "Mug", "currency": "USD", "price": "29.99"}]`);
+    /// by default the built-in catalogue of the demo.
+    #[arg(long, env = "WEFT_CATALOG_SEED")]
+    pub catalog_seed: Option<PathBuf>,
     /// Consumer group for the welcome-order reaction.
     #[arg(long, env = "WEFT_CONSUMER_GROUP", default_value = "weft-order")]
     pub consumer_group: String,

@@ -16,6 +16,15 @@ pub enum OrderError {
     /// No such order (or not the caller's).
     #[error("order not found")]
     NotFound,
+    /// No such product.
+    #[error("product not found")]
+    ProductNotFound,
+    /// A product with that id exists.
+    #[error("a product with this id exists")]
+    ProductExists,
+    /// The caller may see it but not do this.
+    #[error("{0}")]
+    Denied(&'static str),
     /// The order's status does not allow the action.
     #[error("cannot {action} an order that is {from}")]
     IllegalTransition {
@@ -79,7 +88,7 @@ pub const MAX_ITEMS: usize = 100;
 /// Most units of one line.
 pub const MAX_QUANTITY: i32 = 10_000;
 
-/// A validated order line.
+/// A validated order line, priced from the catalogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
     /// Catalogue id.
@@ -92,79 +101,131 @@ pub struct Line {
     pub unit_minor: i64,
 }
 
-/// Validates the lines of an order: at least one and at most [`MAX_ITEMS`], each with
-/// a product id, a name, a quantity in 1..=[`MAX_QUANTITY`] and a price ≥ 0 in one
-/// known currency. Returns the lines, their currency and the exact total.
-pub fn parse_lines(items: &[OrderItem], v: &mut Violations) -> Option<(Vec<Line>, Currency, i64)> {
+/// What a line asks for, before the catalogue prices it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    /// Catalogue id.
+    pub product_id: String,
+    /// Units.
+    pub quantity: i32,
+    /// The price the client expects, when it sent one.
+    pub expected: Option<(Currency, i64)>,
+}
+
+/// Checks the lines of an order before pricing: at least one and at most
+/// [`MAX_ITEMS`], each with a product id, a quantity in 1..=[`MAX_QUANTITY`] and, when
+/// sent, a well-formed price.
+pub fn parse_items(items: &[OrderItem], v: &mut Violations) -> Vec<Wanted> {
     if items.is_empty() {
         v.add("items", "must not be empty");
-        return None;
+        return Vec::new();
     }
     if items.len() > MAX_ITEMS {
         v.add(
             "items",
             format!("has {} lines; at most {MAX_ITEMS}", items.len()),
         );
-        return None;
+        return Vec::new();
     }
-    let mut lines = Vec::with_capacity(items.len());
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let f = |name: &str| format!("items[{i}].{name}");
+            let product_id =
+                crate::catalog::parse_product_id(&item.product_id, &f("product_id"), v);
+            // The line's name is the catalogue's; one the client sends must still be text.
+            if !item.name.trim().is_empty() {
+                crate::catalog::parse_name(&item.name, &f("name"), v);
+            }
+            if item.quantity <= 0 || item.quantity > MAX_QUANTITY {
+                v.add(
+                    f("quantity"),
+                    format!("must be between 1 and {MAX_QUANTITY}"),
+                );
+            }
+            let expected = item
+                .unit_price
+                .as_ref()
+                .and_then(|p| match money::to_minor(p) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        v.add(f("unit_price"), e.to_string());
+                        None
+                    }
+                });
+            Wanted {
+                product_id,
+                quantity: item.quantity,
+                expected,
+            }
+        })
+        .collect()
+}
+
+/// Prices `wanted` from `catalogue`: each product must exist and be active, all in
+/// one currency, and a price the client sent must be the catalogue's. Returns the
+/// lines, their currency and the exact total.
+pub fn price_lines(
+    wanted: &[Wanted],
+    catalogue: &std::collections::HashMap<String, crate::catalog::Product>,
+    v: &mut Violations,
+) -> Option<(Vec<Line>, Currency, i64)> {
+    let mut lines = Vec::with_capacity(wanted.len());
     let mut currency: Option<Currency> = None;
     let mut total: i64 = 0;
-    for (i, item) in items.iter().enumerate() {
+    for (i, w) in wanted.iter().enumerate() {
         let f = |name: &str| format!("items[{i}].{name}");
-        let product_id = item.product_id.trim();
-        if product_id.is_empty() || product_id.len() > 64 {
-            v.add(f("product_id"), "must be 1–64 characters");
-        }
-        let name = item.name.trim();
-        let name_len = name.chars().count();
-        if name_len == 0 || name_len > 200 || name.chars().any(char::is_control) {
+        let Some(p) = catalogue.get(&w.product_id) else {
             v.add(
-                f("name"),
-                "must be 1–200 characters without control characters",
+                f("product_id"),
+                format!("{:?} is not in the catalogue", w.product_id),
             );
-        }
-        if item.quantity <= 0 || item.quantity > MAX_QUANTITY {
-            v.add(
-                f("quantity"),
-                format!("must be between 1 and {MAX_QUANTITY}"),
-            );
-        }
-        let price = match &item.unit_price {
-            None => {
-                v.add(f("unit_price"), "is required");
-                continue;
-            }
-            Some(p) => p,
+            continue;
         };
-        match money::to_minor(price) {
-            Err(e) => v.add(f("unit_price"), e.to_string()),
-            Ok((c, minor)) => {
-                match currency {
-                    None => currency = Some(c),
-                    Some(first) if first != c => {
-                        v.add(
-                            f("unit_price.currency_code"),
-                            format!("must match the order's currency {}", first.code),
-                        );
-                    }
-                    Some(_) => {}
-                }
-                match i64::from(item.quantity.max(0))
-                    .checked_mul(minor)
-                    .and_then(|line| total.checked_add(line))
-                {
-                    Some(t) => total = t,
-                    None => v.add(f("quantity"), "makes the total too large"),
-                }
-                lines.push(Line {
-                    product_id: product_id.to_owned(),
-                    name: name.to_owned(),
-                    quantity: item.quantity,
-                    unit_minor: minor,
-                });
-            }
+        if !p.active {
+            v.add(
+                f("product_id"),
+                format!("{:?} is not available", w.product_id),
+            );
+            continue;
         }
+        if let Some((c, minor)) = w.expected
+            && (c != p.currency || minor != p.unit_minor)
+        {
+            v.add(
+                f("unit_price"),
+                format!(
+                    "is {} in the catalogue, not {}",
+                    money::display(p.currency, p.unit_minor),
+                    money::display(c, minor)
+                ),
+            );
+        }
+        match currency {
+            None => currency = Some(p.currency),
+            Some(first) if first != p.currency => v.add(
+                f("product_id"),
+                format!(
+                    "is priced in {}; the order is in {}",
+                    p.currency.code, first.code
+                ),
+            ),
+            Some(_) => {}
+        }
+        match i64::from(w.quantity.max(0))
+            .checked_mul(p.unit_minor)
+            .and_then(|line| total.checked_add(line))
+        {
+            Some(t) => total = t,
+            None => v.add(f("quantity"), "makes the total too large"),
+        }
+        lines.push(Line {
+            product_id: p.product_id.clone(),
+            name: p.name.clone(),
+            quantity: w.quantity,
+            unit_minor: p.unit_minor,
+        });
     }
     Some((lines, currency?, total))
 }
@@ -192,12 +253,12 @@ mod tests {
     use super::*;
     use weft_proto::common::Money;
 
-    fn item(qty: i32, units: i64, nanos: i32, cur: &str) -> OrderItem {
+    fn item(id: &str, qty: i32, price: Option<(i64, i32, &str)>) -> OrderItem {
         OrderItem {
-            product_id: "p".into(),
-            name: "Thing".into(),
+            product_id: id.into(),
+            name: String::new(),
             quantity: qty,
-            unit_price: Some(Money {
+            unit_price: price.map(|(units, nanos, cur)| Money {
                 currency_code: cur.into(),
                 units,
                 nanos,
@@ -205,49 +266,84 @@ mod tests {
         }
     }
 
+    fn catalogue() -> std::collections::HashMap<String, crate::catalog::Product> {
+        let usd = Currency::from_code("USD").unwrap();
+        let eur = Currency::from_code("EUR").unwrap();
+        [
+            ("mug", usd, 2999, true),
+            ("lamp", usd, 4999, true),
+            ("old", usd, 100, false),
+            ("tea", eur, 500, true),
+        ]
+        .into_iter()
+        .map(|(id, c, minor, active)| {
+            (
+                id.to_owned(),
+                crate::catalog::Product {
+                    product_id: id.into(),
+                    name: id.to_uppercase(),
+                    currency: c,
+                    unit_minor: minor,
+                    active,
+                    created_at: 0,
+                    updated_at: 0,
+                },
+            )
+        })
+        .collect()
+    }
+
     #[test]
-    fn totals_are_exact() {
+    fn totals_are_exact_and_come_from_the_catalogue() {
         let mut v = Violations::default();
-        let (lines, c, total) = parse_lines(
+        let wanted = parse_items(
             &[
-                item(2, 29, 990_000_000, "USD"),
-                item(1, 49, 990_000_000, "USD"),
+                item("mug", 2, Some((29, 990_000_000, "USD"))),
+                item("lamp", 1, None),
             ],
             &mut v,
-        )
-        .unwrap();
-        assert!(v.0.is_empty());
+        );
+        let (lines, c, total) = price_lines(&wanted, &catalogue(), &mut v).unwrap();
+        assert!(v.0.is_empty(), "{:?}", v.0);
         assert_eq!((c.code, total), ("USD", 10_997));
-        assert_eq!(lines[0].unit_minor, 2999);
+        assert_eq!((lines[0].unit_minor, lines[0].name.as_str()), (2999, "MUG"));
     }
 
     #[test]
     fn every_bad_line_is_named() {
         let mut v = Violations::default();
         let bad = [
-            item(0, 1, 0, "USD"),
-            item(-3, 1, 0, "USD"),
-            item(1, -1, 0, "USD"),
-            item(1, 1, 0, "EUR"),
-            item(1, 1, 0, "XXX"),
+            item("mug", 0, None),
+            item("mug", -3, None),
+            item("mug", 1, Some((0, 0, "USD"))),
+            item("tea", 1, None),
+            item("nope", 1, None),
+            item("old", 1, None),
+            item("mug", 1, Some((1, 0, "XXX"))),
+            item("Bad Id!", 1, None),
         ];
-        parse_lines(&bad, &mut v);
+        let wanted = parse_items(&bad, &mut v);
+        price_lines(&wanted, &catalogue(), &mut v);
         let fields: Vec<_> = v.0.iter().map(|f| f.field.as_str()).collect();
         assert_eq!(
             fields,
             [
                 "items[0].quantity",
                 "items[1].quantity",
+                "items[6].unit_price",
+                "items[7].product_id",
                 "items[2].unit_price",
-                "items[3].unit_price.currency_code",
-                "items[4].unit_price"
+                "items[3].product_id",
+                "items[4].product_id",
+                "items[5].product_id",
+                "items[7].product_id",
             ]
         );
         let mut v = Violations::default();
-        assert!(parse_lines(&[], &mut v).is_none());
-        let many: Vec<_> = (0..10_000).map(|_| item(1, 1, 0, "USD")).collect();
+        assert!(parse_items(&[], &mut v).is_empty());
+        let many: Vec<_> = (0..10_000).map(|_| item("mug", 1, None)).collect();
         let mut v = Violations::default();
-        assert!(parse_lines(&many, &mut v).is_none());
+        assert!(parse_items(&many, &mut v).is_empty());
         assert_eq!(v.0[0].field, "items");
     }
 

@@ -7,7 +7,9 @@
 //! service consumes `UserSignedUp` and creates one welcome order per user. Callers are
 //! known from their access token: a user sees only their own orders.
 
+pub mod access;
 pub mod app;
+pub mod catalog;
 pub mod config;
 pub mod domain;
 pub mod money;

@@ -125,6 +125,31 @@ pub fn to_minor(money: &Money) -> Result<(Currency, i64), MoneyError> {
     Ok((currency, minor))
 }
 
+/// A decimal amount such as `"29.99"` in minor units of `currency`: digits, an
+/// optional point and at most the currency's minor digits; never negative.
+pub fn parse_decimal(currency: Currency, text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty()
+        || (text.contains('.') && fraction.is_empty())
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !fraction.bytes().all(|b| b.is_ascii_digit())
+        || fraction.len() > currency.exponent as usize
+    {
+        return None;
+    }
+    let units: i64 = whole.parse().ok().filter(|u| *u <= MAX_UNITS)?;
+    let padded = format!("{fraction:0<width$}", width = currency.exponent as usize);
+    let minor: i64 = if padded.is_empty() {
+        0
+    } else {
+        padded.parse().ok()?
+    };
+    units
+        .checked_mul(10i64.pow(currency.exponent))?
+        .checked_add(minor)
+}
+
 /// Minor units of `currency` as `Money`.
 pub fn from_minor(currency: Currency, minor: i64) -> Money {
     let scale = 10i64.pow(currency.exponent);
@@ -154,6 +179,20 @@ pub fn display(currency: Currency, minor: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_parse_to_minor_units_exactly() {
+        let usd = Currency::from_code("USD").unwrap_or_else(|| panic!("USD"));
+        let jpy = Currency::from_code("JPY").unwrap_or_else(|| panic!("JPY"));
+        assert_eq!(parse_decimal(usd, "29.99"), Some(2999));
+        assert_eq!(parse_decimal(usd, "19"), Some(1900));
+        assert_eq!(parse_decimal(usd, "0.5"), Some(50));
+        assert_eq!(parse_decimal(jpy, "1200"), Some(1200));
+        for bad in ["", "-1", "1.999", "1,00", "abc", "1.", ".5", "1e3"] {
+            assert_eq!(parse_decimal(usd, bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_decimal(jpy, "1.5"), None);
+    }
 
     fn usd(units: i64, nanos: i32) -> Money {
         Money {

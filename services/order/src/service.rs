@@ -13,6 +13,8 @@ use weft_kit::paging::{page_token, parse_page_token};
 use weft_proto::order::order_service_server::OrderService;
 use weft_proto::order::*;
 
+use crate::access::{self, Action};
+use crate::catalog;
 use crate::domain::{self, OrderError, Violations};
 use crate::money;
 use crate::payment::{Card, Charge, PaymentProvider, luhn};
@@ -36,6 +38,9 @@ pub fn status(e: OrderError) -> Status {
     match e {
         OrderError::Invalid(v) => weft_kit::status::invalid_argument(&v),
         OrderError::NotFound => Status::not_found("order not found"),
+        OrderError::ProductNotFound => Status::not_found("product not found"),
+        OrderError::ProductExists => Status::already_exists("a product with this id exists"),
+        OrderError::Denied(why) => Status::permission_denied(why),
         e @ OrderError::IllegalTransition { .. } => {
             let mut d = tonic_types::ErrorDetails::new();
             d.add_precondition_failure_violation("STATUS", "order", e.to_string());
@@ -139,14 +144,22 @@ impl OrderApi {
         if key.len() > 128 {
             v.add("idempotency_key", "must be at most 128 characters");
         }
-        let parsed = domain::parse_lines(&req.items, &mut v);
-        let (lines, currency, total) = v
-            .finish(parsed)?
-            .ok_or_else(|| OrderError::invalid("items", "must not be empty"))?;
-        if !caller.may_act_for(&user_id) {
+        let wanted = domain::parse_items(&req.items, &mut v);
+        if !caller.is(&user_id) {
             // Ordering for someone else looks like ordering for nobody.
-            return Err(OrderError::invalid("user_id", "must be your own user id"));
+            v.add("user_id", "must be your own user id");
         }
+        v.finish(())?;
+        let catalogue = {
+            let mut conn = self.db.pool().acquire().await?;
+            let ids: Vec<String> = wanted.iter().map(|w| w.product_id.clone()).collect();
+            catalog::by_ids(&mut conn, &ids).await?
+        };
+        let mut v = Violations::default();
+        let priced = domain::price_lines(&wanted, &catalogue, &mut v);
+        let (lines, currency, total) = v
+            .finish(priced)?
+            .ok_or_else(|| OrderError::invalid("items", "must not be empty"))?;
         let now = weft_events::db::now_micros();
         let order = OrderRecord {
             order_id: uuid::Uuid::now_v7().to_string(),
@@ -186,14 +199,20 @@ impl OrderApi {
         Ok(order)
     }
 
-    /// The caller's order `order_id`, or NotFound.
-    async fn visible(&self, caller: &Caller, order_id: &str) -> Result<OrderRecord, OrderError> {
+    /// Order `order_id`, when `caller` may do `action` to it.
+    async fn visible(
+        &self,
+        caller: &Caller,
+        order_id: &str,
+        action: Action,
+    ) -> Result<OrderRecord, OrderError> {
         let id = required_id(order_id, "order_id")?;
         let mut conn = self.db.pool().acquire().await?;
-        match store::by_id(&mut conn, &id).await? {
-            Some(o) if caller.may_act_for(&o.user_id) => Ok(o),
-            _ => Err(OrderError::NotFound),
-        }
+        let order = store::by_id(&mut conn, &id)
+            .await?
+            .ok_or(OrderError::NotFound)?;
+        access::check(caller, action, &order.user_id)?;
+        Ok(order)
     }
 
     async fn pay(
@@ -226,7 +245,7 @@ impl OrderApi {
             v.add("card.cvc", "must be 3 or 4 digits");
         }
         v.finish(())?;
-        let mut order = self.visible(caller, &req.order_id).await?;
+        let mut order = self.visible(caller, &req.order_id, Action::Pay).await?;
         let from = order.status;
         let to = domain::transition(from, "pay")?;
         let card = Card { number };
@@ -306,7 +325,12 @@ impl OrderApi {
         reason: String,
         apply: impl FnOnce(&mut OrderRecord),
     ) -> Result<OrderRecord, OrderError> {
-        let mut order = self.visible(caller, order_id).await?;
+        let check = match action {
+            "ship" => Action::Ship,
+            "deliver" => Action::Deliver,
+            _ => Action::Cancel,
+        };
+        let mut order = self.visible(caller, order_id, check).await?;
         let from = order.status;
         order.status = domain::transition(from, action)?;
         apply(&mut order);
@@ -417,7 +441,7 @@ impl OrderService for OrderApi {
     ) -> Result<Response<GetOrderResponse>, Status> {
         let caller = weft_auth::caller(&request)?;
         let order = self
-            .visible(&caller, &request.get_ref().order_id)
+            .visible(&caller, &request.get_ref().order_id, Action::Read)
             .await
             .map_err(status)?;
         Ok(Response::new(GetOrderResponse {
@@ -447,10 +471,8 @@ impl OrderService for OrderApi {
             n => i64::from(n.min(100)),
         };
         let after = parse_page_token(&req.page_token)?;
-        if !caller.may_act_for(&user_id) {
-            // Another user's orders look like no orders at all.
-            return Err(status(OrderError::NotFound));
-        }
+        // Another user's orders look like no orders at all.
+        access::check(&caller, Action::Read, &user_id).map_err(status)?;
         let mut orders = store::page(&self.db, &user_id, after, size + 1)
             .await
             .map_err(status)?;
@@ -479,16 +501,21 @@ impl OrderService for OrderApi {
         let mut v = Violations::default();
         let carrier = req.carrier.trim().to_owned();
         let tracking = req.tracking_number.trim().to_owned();
-        if carrier.is_empty() || carrier.len() > 64 {
-            v.add("carrier", "must be 1–64 characters");
+        // Both go out in the shipping email and text message.
+        let required_code = weft_kit::text::Text {
+            optional: false,
+            ..weft_kit::text::Text::CODE
+        };
+        if let Some(problem) = required_code.problem(&carrier) {
+            v.add("carrier", problem);
         }
-        if tracking.is_empty()
-            || tracking.len() > 64
-            || !tracking
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        if let Some(problem) = required_code.problem(&tracking) {
+            v.add("tracking_number", problem);
+        } else if !tracking
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
         {
-            v.add("tracking_number", "must be 1–64 letters, digits or dashes");
+            v.add("tracking_number", "must be letters, digits or dashes");
         }
         v.finish(()).map_err(status)?;
         let order = self
@@ -532,11 +559,8 @@ impl OrderService for OrderApi {
         let caller = weft_auth::caller(&request)?;
         let ctx = context(&request);
         let req = request.into_inner();
-        if req.reason.chars().count() > 500 {
-            return Err(status(OrderError::invalid(
-                "reason",
-                "must be at most 500 characters",
-            )));
+        if let Some(problem) = weft_kit::text::Text::REASON.problem(req.reason.trim()) {
+            return Err(status(OrderError::invalid("reason", &problem)));
         }
         let order = self
             .advance(
@@ -551,6 +575,157 @@ impl OrderService for OrderApi {
             .map_err(status)?;
         Ok(Response::new(CancelOrderResponse {
             order: Some(to_proto(&order)),
+        }))
+    }
+
+    async fn list_products(
+        &self,
+        request: Request<ListProductsRequest>,
+    ) -> Result<Response<ListProductsResponse>, Status> {
+        let staff = request
+            .extensions()
+            .get::<Caller>()
+            .is_some_and(Caller::is_staff);
+        let req = request.into_inner();
+        if req.include_inactive && !staff {
+            return Err(status(OrderError::Denied(
+                "only staff see inactive products",
+            )));
+        }
+        if req.page_size < 0 {
+            return Err(status(OrderError::invalid(
+                "page_size",
+                "must not be negative",
+            )));
+        }
+        let size = match req.page_size {
+            0 => 50,
+            n => i64::from(n.min(200)),
+        };
+        let after = parse_page_token(&req.page_token)?
+            .map(|(_, id)| id)
+            .unwrap_or_default();
+        let mut products = catalog::page(&self.db, &after, size + 1, req.include_inactive)
+            .await
+            .map_err(status)?;
+        let next_page_token = if products.len() as i64 > size {
+            products.truncate(size as usize);
+            products
+                .last()
+                .map(|p| page_token(0, &p.product_id))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(ListProductsResponse {
+            products: products.iter().map(catalog::Product::to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_product(
+        &self,
+        request: Request<GetProductRequest>,
+    ) -> Result<Response<GetProductResponse>, Status> {
+        let id = required_id(&request.get_ref().product_id, "product_id").map_err(status)?;
+        let product = catalog::get(&self.db, &id)
+            .await
+            .map_err(status)?
+            .ok_or_else(|| status(OrderError::ProductNotFound))?;
+        Ok(Response::new(GetProductResponse {
+            product: Some(product.to_proto()),
+        }))
+    }
+
+    async fn create_product(
+        &self,
+        request: Request<CreateProductRequest>,
+    ) -> Result<Response<CreateProductResponse>, Status> {
+        let caller = weft_auth::caller(&request)?;
+        access::check_catalogue(&caller).map_err(status)?;
+        let given = request.into_inner().product.unwrap_or_default();
+        let mut v = Violations::default();
+        let product_id = catalog::parse_product_id(&given.product_id, "product.product_id", &mut v);
+        let name = catalog::parse_name(&given.name, "product.name", &mut v);
+        let price = catalog::parse_price(given.unit_price.as_ref(), "product.unit_price", &mut v);
+        v.finish(()).map_err(status)?;
+        let Some((currency, unit_minor)) = price else {
+            return Err(status(OrderError::invalid(
+                "product.unit_price",
+                "is required",
+            )));
+        };
+        let now = weft_events::db::now_micros();
+        let product = catalog::Product {
+            product_id,
+            name,
+            currency,
+            unit_minor,
+            active: given.active,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.db.begin().await.map_err(|e| status(e.into()))?;
+        if !catalog::insert(&mut tx, &product).await.map_err(status)? {
+            return Err(status(OrderError::ProductExists));
+        }
+        tx.commit().await.map_err(|e| status(e.into()))?;
+        tracing::info!(product_id = %product.product_id, by = %caller.user_id, "product added");
+        Ok(Response::new(CreateProductResponse {
+            product: Some(product.to_proto()),
+        }))
+    }
+
+    async fn update_product(
+        &self,
+        request: Request<UpdateProductRequest>,
+    ) -> Result<Response<UpdateProductResponse>, Status> {
+        let caller = weft_auth::caller(&request)?;
+        access::check_catalogue(&caller).map_err(status)?;
+        let req = request.into_inner();
+        let given = req.product.unwrap_or_default();
+        let paths = req.update_mask.map(|m| m.paths).unwrap_or_default();
+        let mut v = Violations::default();
+        if paths.is_empty() {
+            v.add(
+                "update_mask",
+                "must name at least one of name, unit_price, active",
+            );
+        }
+        let id = required_id(&given.product_id, "product.product_id").map_err(status)?;
+        let mut tx = self.db.begin().await.map_err(|e| status(e.into()))?;
+        let mut product = catalog::by_ids(&mut tx, std::slice::from_ref(&id))
+            .await
+            .map_err(status)?
+            .remove(&id)
+            .ok_or_else(|| status(OrderError::ProductNotFound))?;
+        for (i, path) in paths.iter().enumerate() {
+            match path.as_str() {
+                "name" => product.name = catalog::parse_name(&given.name, "product.name", &mut v),
+                "unit_price" => {
+                    if let Some((c, minor)) = catalog::parse_price(
+                        given.unit_price.as_ref(),
+                        "product.unit_price",
+                        &mut v,
+                    ) {
+                        product.currency = c;
+                        product.unit_minor = minor;
+                    }
+                }
+                "active" => product.active = given.active,
+                other => v.add(
+                    format!("update_mask.paths[{i}]"),
+                    format!("{other:?} cannot be changed; use name, unit_price or active"),
+                ),
+            }
+        }
+        v.finish(()).map_err(status)?;
+        product.updated_at = weft_events::db::now_micros();
+        catalog::update(&mut tx, &product).await.map_err(status)?;
+        tx.commit().await.map_err(|e| status(e.into()))?;
+        tracing::info!(product_id = %product.product_id, by = %caller.user_id, "product changed");
+        Ok(Response::new(UpdateProductResponse {
+            product: Some(product.to_proto()),
         }))
     }
 }

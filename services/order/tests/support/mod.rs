@@ -40,6 +40,7 @@ pub struct Mesh {
     pub user: Running,
     pub order: Option<Running>,
     pub order_db: String,
+    pub user_db: String,
 }
 
 pub async fn spawn_mesh(db: Db) -> Mesh {
@@ -71,8 +72,6 @@ pub async fn spawn_mesh(db: Db) -> Mesh {
         &user_db,
         "--kafka-brokers",
         &broker.bootstrap(),
-        "--admin-emails",
-        "root@example.com",
     ])
     .unwrap();
     let app = weft_user::App::build(config).await.unwrap();
@@ -88,6 +87,7 @@ pub async fn spawn_mesh(db: Db) -> Mesh {
         user,
         order: None,
         order_db,
+        user_db,
     };
     mesh.start_order().await;
     mesh
@@ -155,7 +155,13 @@ impl Mesh {
             .into_inner()
             .user
             .unwrap();
-        let token = users
+        (user.user_id, self.login(email).await)
+    }
+
+    /// A fresh access token of `email` (signed up by [`Self::user`]).
+    pub async fn login(&self, email: &str) -> String {
+        self.users()
+            .await
             .login(LoginRequest {
                 email: email.into(),
                 password: "analytical engine 1843".into(),
@@ -163,8 +169,24 @@ impl Mesh {
             .await
             .unwrap()
             .into_inner()
-            .access_token;
-        (user.user_id, token)
+            .access_token
+    }
+
+    /// Signs `email` up, has the operator grant it `staff` (`weft admin grant`), and
+    /// logs in; returns (user id, token).
+    pub async fn staff(&self, email: &str) -> (String, String) {
+        let (id, _) = self.user(email).await;
+        let db = weft_events::Database::connect(&self.user_db).await.unwrap();
+        weft_user::admin::change(
+            &db,
+            email,
+            weft_auth::Role::Staff,
+            weft_user::admin::Change::Grant,
+            "operator@test",
+        )
+        .await
+        .unwrap();
+        (id, self.login(email).await)
     }
 
     /// Waits until the order service has the user service's token keys.
@@ -202,13 +224,14 @@ pub fn usd(units: i64, nanos: i32) -> Option<Money> {
 pub fn item(product: &str, qty: i32, price: Option<Money>) -> OrderItem {
     OrderItem {
         product_id: product.into(),
-        name: format!("Product {product}"),
+        name: String::new(),
         quantity: qty,
         unit_price: price,
     }
 }
 
-/// The seed order of the design: 2 × 29.99 + 1 × 49.99 USD.
+/// The seed order of the design: 2 × 29.99 + 1 × 49.99 USD, from the built-in
+/// catalogue (the client names the prices it expects).
 pub fn seed_order() -> CreateOrderRequest {
     CreateOrderRequest {
         user_id: String::new(),
