@@ -20,11 +20,11 @@ use weft_kit::admin::AdminServer;
 use weft_kit::grpc::GrpcServer;
 use weft_proto::notification::notification_service_server::NotificationServiceServer;
 use weft_proto::order::{OrderCreated, OrderShipped};
-use weft_proto::user::{UserSignedUp, UserUpdated};
+use weft_proto::user::{ContactVerificationRequested, ContactVerified, UserSignedUp, UserUpdated};
 
 use crate::config::Config;
-use crate::delivery::{Deliverer, DeliveryConfig};
-use crate::reactions::{Confirmation, ContactChanges, Shipping, Welcome};
+use crate::delivery::{Deliverer, DeliveryConfig, RecipientLimits};
+use crate::reactions::{Confirmation, ContactChanges, Shipping, Verification, Verified, Welcome};
 use crate::service::NotificationApi;
 use crate::templates::Templates;
 use crate::transport::{MailFiles, MailTransport, SmsFiles, SmsTransport, SmsWebhook, Smtp};
@@ -90,6 +90,7 @@ impl App {
             relay: relay.waker(),
             dlq: DeadLetters::new(&config.kafka, &config.consumer_group)?,
             wake: Arc::new(Notify::new()),
+            limits: RecipientLimits::new(config.recipient_limit),
             config: DeliveryConfig {
                 max_attempts: config.max_attempts,
                 from,
@@ -140,6 +141,10 @@ impl App {
         .on::<UserUpdated>(ContactChanges)
         .on::<OrderCreated>(Confirmation)
         .on::<OrderShipped>(Shipping)
+        .on::<ContactVerificationRequested>(Verification {
+            public_url: self.config.public_url.clone(),
+        })
+        .on::<ContactVerified>(Verified)
         // Replaying would message every user again.
         .offsets_in_database(NeverReplay)
         .after_commit(move |_, _| wake.notify_one());

@@ -59,6 +59,13 @@ pub struct Config {
     #[arg(long, env = "WEFT_DELIVERY_MAX_ATTEMPTS", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
+    /// Messages one recipient (email address or phone number) may get, e.g. `20/h`;
+    /// more are not sent (SUPPRESSED), whoever asks.
+    #[arg(long, env = "WEFT_RECIPIENT_LIMIT", default_value = "20/h")]
+    pub recipient_limit: weft_kit::rate::Rate,
+    /// Base URL of the gateway's pages, for the link in verification emails.
+    #[arg(long, env = "WEFT_PUBLIC_URL", default_value = "http://localhost:8080")]
+    pub public_url: String,
     /// Messages sent at once by the delivery worker.
     #[arg(long, env = "WEFT_DELIVERY_CONCURRENCY", default_value_t = 8,
           value_parser = clap::value_parser!(u32).range(1..=256))]

@@ -9,6 +9,11 @@
 //!   nothing waits behind a failing one.
 //! - Permanent failure, or too many attempts: the triggering record goes to the
 //!   dead-letter topic with the reason, then the row becomes FAILED.
+//! - Not to be sent: a recipient who got `--recipient-limit` messages in the last
+//!   hour gets no more (the mesh cannot be used to bomb a third party's inbox or
+//!   phone), and a text message goes only to a verified number (except the one that
+//!   verifies it). The row becomes SUPPRESSED with the reason; nothing is
+//!   dead-lettered.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +54,30 @@ pub struct DeliveryConfig {
     pub concurrency: usize,
 }
 
+/// How many messages each recipient may get: a token bucket per address.
+pub struct RecipientLimits {
+    limiter: governor::DefaultKeyedRateLimiter<String>,
+}
+
+impl RecipientLimits {
+    /// `rate` per recipient, all of it at once at most.
+    pub fn new(rate: weft_kit::rate::Rate) -> Self {
+        Self {
+            limiter: governor::DefaultKeyedRateLimiter::keyed(rate.quota(rate.count.get())),
+        }
+    }
+
+    /// Counts one message to `recipient`; `false` when it is over its limit.
+    pub fn allow(&self, recipient: &str) -> bool {
+        let key = recipient.trim().to_lowercase();
+        let ok = self.limiter.check_key(&key).is_ok();
+        if self.limiter.len() > 100_000 {
+            self.limiter.retain_recent();
+        }
+        ok
+    }
+}
+
 /// Delivers planned notifications.
 pub struct Deliverer {
     /// The service database.
@@ -65,6 +94,8 @@ pub struct Deliverer {
     pub dlq: DeadLetters,
     /// Wakes the worker when the consumer planned something.
     pub wake: Arc<Notify>,
+    /// Messages per recipient.
+    pub limits: RecipientLimits,
     /// Settings.
     pub config: DeliveryConfig,
 }
@@ -85,6 +116,8 @@ enum Attempt {
     Retry(String),
     GiveUp(String),
     Nobody,
+    /// Not sent on purpose (limit reached, number not verified).
+    Suppressed(String),
 }
 
 impl Deliverer {
@@ -192,6 +225,9 @@ impl Deliverer {
             Ok(a) => a,
             Err(e) => return Attempt::GiveUp(format!("unusable email address {address:?}: {e}")),
         };
+        if !self.limits.allow(address) {
+            return Attempt::Suppressed(format!("{address} got its limit of messages for now"));
+        }
         let rendered = match self.templates.email(&row.template, context) {
             Ok(r) => r,
             Err(e) => return Attempt::GiveUp(e.to_string()),
@@ -242,6 +278,15 @@ impl Deliverer {
         }
         if !is_e164(number) {
             return Attempt::GiveUp(format!("phone number {number:?} is not in E.164 form"));
+        }
+        // Only the message that verifies a number may go to one not verified yet.
+        if row.template != crate::templates::VERIFY_PHONE
+            && !(contact.phone_verified && contact.phone == number)
+        {
+            return Attempt::Suppressed("the phone number is not verified".into());
+        }
+        if !self.limits.allow(number) {
+            return Attempt::Suppressed(format!("{number} got its limit of messages for now"));
         }
         let body = match self.templates.sms(&row.template, context) {
             Ok(b) => b,
@@ -335,6 +380,12 @@ impl Deliverer {
         match attempt {
             Attempt::Sent { .. } => Ok(()),
             Attempt::Nobody => store::drop_unaddressable(&self.db, &row.id).await,
+            Attempt::Suppressed(why) => {
+                tracing::info!(notification_id = %row.id, template = %row.template, why = %why, "notification suppressed");
+                metrics::counter!("notifications_suppressed_total", "template" => row.template.clone())
+                    .increment(1);
+                store::suppress(&self.db, &row.id, &why).await
+            }
             Attempt::Retry(error) => {
                 let attempts = u32::try_from(row.attempts)
                     .unwrap_or(u32::MAX)

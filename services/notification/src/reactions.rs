@@ -15,10 +15,12 @@ use weft_events::db::now_micros;
 use weft_proto::common::Money;
 use weft_proto::notification::Channel;
 use weft_proto::order::{OrderCreated, OrderShipped};
-use weft_proto::user::{UserSignedUp, UserUpdated};
+use weft_proto::user::{
+    ContactKind, ContactVerificationRequested, ContactVerified, UserSignedUp, UserUpdated,
+};
 
 use crate::store::{self, Contact, NotificationRow};
-use crate::templates::{ORDER_CONFIRMATION, ORDER_SHIPPED, WELCOME};
+use crate::templates::{ORDER_CONFIRMATION, ORDER_SHIPPED, VERIFY_EMAIL, VERIFY_PHONE, WELCOME};
 
 fn permanent(msg: impl Into<String>) -> HandlerError {
     HandlerError::Permanent(msg.into())
@@ -82,6 +84,8 @@ impl Handler for Welcome {
             email: email.to_owned(),
             name: e.name.trim().to_owned(),
             phone: e.phone.trim().to_owned(),
+            email_verified: false,
+            phone_verified: false,
         };
         store::put_contact(tx, &user_id, &contact, now_micros()).await?;
         store::save_trigger(tx, event, now_micros()).await?;
@@ -110,13 +114,105 @@ impl Handler for ContactChanges {
         let mut contact = store::contact(tx, &user_id).await?.unwrap_or_default();
         for field in &e.changed_fields {
             match field.as_str() {
-                "email" => contact.email = e.email.trim().to_owned(),
+                "email" => {
+                    contact.email = e.email.trim().to_owned();
+                    contact.email_verified = false;
+                }
                 "name" => contact.name = e.name.trim().to_owned(),
-                "phone" => contact.phone = e.phone.trim().to_owned(),
+                "phone" => {
+                    contact.phone = e.phone.trim().to_owned();
+                    contact.phone_verified = false;
+                }
                 _ => {}
             }
         }
         store::put_contact(tx, &user_id, &contact, now_micros()).await?;
+        Ok(())
+    }
+}
+
+/// `ContactVerificationRequested`: plan the message that carries the secret — an
+/// email with the verification link, or a text message with the code — to the
+/// address being verified (the one message that may go to an unverified number).
+pub struct Verification {
+    /// Where the gateway's pages are, for the email's link.
+    pub public_url: String,
+}
+
+#[async_trait::async_trait]
+impl Handler for Verification {
+    async fn handle(&self, tx: &mut AnyConnection, event: &Received) -> Result<(), HandlerError> {
+        let e = event.decode::<ContactVerificationRequested>()?;
+        let user_id = user_id(&e.user_id, "ContactVerificationRequested")?;
+        let secret = e.secret.trim();
+        if secret.is_empty() || secret.len() > 128 {
+            return Err(permanent(
+                "ContactVerificationRequested without a usable secret",
+            ));
+        }
+        let expires = e
+            .expire_time
+            .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default();
+        store::save_trigger(tx, event, now_micros()).await?;
+        match ContactKind::try_from(e.kind).unwrap_or(ContactKind::Unspecified) {
+            ContactKind::Email => {
+                if !e.address.contains('@') {
+                    return Err(permanent("email verification without a usable address"));
+                }
+                let link = format!(
+                    "{}/verify?token={secret}",
+                    self.public_url.trim_end_matches('/')
+                );
+                let context = serde_json::json!({ "link": link, "expires": expires });
+                plan(
+                    tx,
+                    event,
+                    &user_id,
+                    Channel::Email,
+                    VERIFY_EMAIL,
+                    &e.address,
+                    &context,
+                )
+                .await
+            }
+            ContactKind::Phone => {
+                let context = serde_json::json!({ "code": secret, "expires": expires });
+                plan(
+                    tx,
+                    event,
+                    &user_id,
+                    Channel::Sms,
+                    VERIFY_PHONE,
+                    &e.address,
+                    &context,
+                )
+                .await
+            }
+            ContactKind::Unspecified => {
+                Err(permanent("verification of an unknown kind of contact"))
+            }
+        }
+    }
+}
+
+/// `ContactVerified`: remember that the address is the user's.
+pub struct Verified;
+
+#[async_trait::async_trait]
+impl Handler for Verified {
+    async fn handle(&self, tx: &mut AnyConnection, event: &Received) -> Result<(), HandlerError> {
+        let e = event.decode::<ContactVerified>()?;
+        let user_id = user_id(&e.user_id, "ContactVerified")?;
+        let email = match ContactKind::try_from(e.kind).unwrap_or(ContactKind::Unspecified) {
+            ContactKind::Email => true,
+            ContactKind::Phone => false,
+            ContactKind::Unspecified => {
+                return Err(permanent("ContactVerified of an unknown kind"));
+            }
+        };
+        store::set_verified(tx, &user_id, email, e.address.trim(), now_micros()).await?;
         Ok(())
     }
 }

@@ -72,7 +72,7 @@ impl NotificationService for NotificationApi {
             n => i64::from(n.min(100)),
         };
         let after = parse_page_token(&req.page_token)?;
-        if !caller.may_act_for(&user_id) {
+        if !caller.may_read(&user_id) {
             return Err(Status::not_found("no notifications for that user"));
         }
         let mut rows = store::page(&self.db, &user_id, after, size + 1)
@@ -105,11 +105,9 @@ impl NotificationService for NotificationApi {
             )]));
         }
         match store::get(&self.db, &id).await.map_err(internal)? {
-            Some(n) if caller.may_act_for(&n.user_id) => {
-                Ok(Response::new(GetNotificationResponse {
-                    notification: Some(to_proto(&n)),
-                }))
-            }
+            Some(n) if caller.may_read(&n.user_id) => Ok(Response::new(GetNotificationResponse {
+                notification: Some(to_proto(&n)),
+            })),
             _ => Err(Status::not_found("notification not found")),
         }
     }

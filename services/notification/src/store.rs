@@ -16,6 +16,10 @@ pub struct Contact {
     pub name: String,
     /// Phone number (E.164), empty when none.
     pub phone: String,
+    /// Whether the email address is verified.
+    pub email_verified: bool,
+    /// Whether the phone number is verified: text messages go only to verified ones.
+    pub phone_verified: bool,
 }
 
 /// Saves what `UserSignedUp` says of a user.
@@ -26,14 +30,18 @@ pub async fn put_contact(
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO contacts (user_id, email, name, phone, updated_at) VALUES ($1, $2, $3, $4, $5) \
+        "INSERT INTO contacts (user_id, email, name, phone, email_verified, phone_verified, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (user_id) DO UPDATE SET email = excluded.email, name = excluded.name, \
-         phone = excluded.phone, updated_at = excluded.updated_at",
+         phone = excluded.phone, email_verified = excluded.email_verified, \
+         phone_verified = excluded.phone_verified, updated_at = excluded.updated_at",
     )
     .bind(user_id.to_owned())
     .bind(c.email.clone())
     .bind(c.name.clone())
     .bind(c.phone.clone())
+    .bind(i64::from(c.email_verified))
+    .bind(i64::from(c.phone_verified))
     .bind(now)
     .execute(conn)
     .await?;
@@ -45,18 +53,45 @@ pub async fn contact(
     conn: &mut AnyConnection,
     user_id: &str,
 ) -> Result<Option<Contact>, sqlx::Error> {
-    let row = sqlx::query("SELECT email, name, phone FROM contacts WHERE user_id = $1")
-        .bind(user_id.to_owned())
-        .fetch_optional(conn)
-        .await?;
+    let row = sqlx::query(
+        "SELECT email, name, phone, email_verified, phone_verified FROM contacts WHERE user_id = $1",
+    )
+    .bind(user_id.to_owned())
+    .fetch_optional(conn)
+    .await?;
     row.map(|r| {
         Ok(Contact {
             email: r.try_get(0)?,
             name: r.try_get(1)?,
             phone: r.try_get(2)?,
+            email_verified: r.try_get::<i64, _>(3)? != 0,
+            phone_verified: r.try_get::<i64, _>(4)? != 0,
         })
     })
     .transpose()
+}
+
+/// Marks `address` of `user_id` verified, if it is still the user's (a verification
+/// of an address since changed verifies nothing).
+pub async fn set_verified(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    email: bool,
+    address: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let sql = if email {
+        "UPDATE contacts SET email_verified = 1, updated_at = $1 WHERE user_id = $2 AND email = $3"
+    } else {
+        "UPDATE contacts SET phone_verified = 1, updated_at = $1 WHERE user_id = $2 AND phone = $3"
+    };
+    sqlx::query(sql)
+        .bind(now)
+        .bind(user_id.to_owned())
+        .bind(address.to_owned())
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Keeps the triggering record whole (for a later dead letter). Idempotent.
@@ -286,6 +321,20 @@ pub async fn mark_failed(db: &Database, id: &str, error: &str) -> Result<(), sql
     )
     .bind(DeliveryStatus::Failed as i64)
     .bind(error.to_owned())
+    .bind(id.to_owned())
+    .bind(DeliveryStatus::Pending as i64)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Marks a pending notification as not sent on purpose, saying why.
+pub async fn suppress(db: &Database, id: &str, why: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE notifications SET status = $1, last_error = $2 WHERE notification_id = $3 AND status = $4",
+    )
+    .bind(DeliveryStatus::Suppressed as i64)
+    .bind(why.to_owned())
     .bind(id.to_owned())
     .bind(DeliveryStatus::Pending as i64)
     .execute(db.pool())

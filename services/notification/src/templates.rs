@@ -45,6 +45,22 @@ const FILES: &[(&str, &str)] = &[
         "order_shipped.sms",
         include_str!("../templates/order_shipped.sms"),
     ),
+    (
+        "verify_email.subject",
+        include_str!("../templates/verify_email.subject"),
+    ),
+    (
+        "verify_email.txt",
+        include_str!("../templates/verify_email.txt"),
+    ),
+    (
+        "verify_email.html",
+        include_str!("../templates/verify_email.html"),
+    ),
+    (
+        "verify_phone.sms",
+        include_str!("../templates/verify_phone.sms"),
+    ),
 ];
 
 /// Template of the welcome email.
@@ -53,6 +69,10 @@ pub const WELCOME: &str = "welcome";
 pub const ORDER_CONFIRMATION: &str = "order_confirmation";
 /// Template of the shipping notification (email and text message).
 pub const ORDER_SHIPPED: &str = "order_shipped";
+/// Template of the email that verifies an address.
+pub const VERIFY_EMAIL: &str = "verify_email";
+/// Template of the text message that verifies a phone number.
+pub const VERIFY_PHONE: &str = "verify_phone";
 
 /// A rendered email.
 #[derive(Debug, Clone, PartialEq, Eq)]

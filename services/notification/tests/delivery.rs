@@ -19,8 +19,11 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 use weft_events::{DomainEvent, Envelope, EventContext};
+use weft_proto::notification::{Channel, DeliveryStatus};
 use weft_proto::order::OrderShipped;
-use weft_proto::user::{SignupSource, UserSignedUp};
+use weft_proto::user::{
+    ContactKind, ContactVerificationRequested, ContactVerified, SignupSource, UserSignedUp,
+};
 use weft_testkit::{Broker, eventually, header, read_topic_until, require_tool};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -64,10 +67,11 @@ impl Drop for SmtpServer {
 /// Requests the SMS webhook received: (idempotency key, JSON body).
 type Hits = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
 
-/// An SMS webhook that answers the first request 503 and every later one 200.
-async fn webhook() -> (SocketAddr, Hits) {
+/// An SMS webhook that answers every request 200, except the first one 503 when
+/// `fail_first`.
+async fn webhook(fail_first: bool) -> (SocketAddr, Hits) {
     async fn receive(
-        State(hits): State<Hits>,
+        State((hits, fail_first)): State<(Hits, bool)>,
         headers: HeaderMap,
         body: axum::body::Bytes,
     ) -> StatusCode {
@@ -79,7 +83,7 @@ async fn webhook() -> (SocketAddr, Hits) {
         let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
         let mut hits = hits.lock().unwrap();
         hits.push((key, json));
-        if hits.len() == 1 {
+        if fail_first && hits.len() == 1 {
             StatusCode::SERVICE_UNAVAILABLE
         } else {
             StatusCode::OK
@@ -90,7 +94,7 @@ async fn webhook() -> (SocketAddr, Hits) {
     let addr = listener.local_addr().unwrap();
     let app = axum::Router::new()
         .route("/sms", axum::routing::post(receive))
-        .with_state(hits.clone());
+        .with_state((hits.clone(), fail_first));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (addr, hits)
 }
@@ -140,51 +144,163 @@ fn files(dir: &Path) -> Vec<String> {
     out
 }
 
-async fn run_delivery(database_url: String, dir: PathBuf) {
-    let broker = Broker::start();
-    let kafka = weft_events::kafka::KafkaArgs::new(broker.bootstrap());
-    weft_events::topics::provision(&kafka, &weft_events::topics::all_topics())
-        .await
-        .unwrap();
-    let received = dir.join("smtp-received");
-    let smtp = SmtpServer::start(&received);
-    let (hook, hits) = webhook().await;
-    let config = weft_notification::Config::try_parse_from([
-        "weft-notification",
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--database-url",
-        &database_url,
-        "--kafka-brokers",
-        &broker.bootstrap(),
-        "--smtp-url",
-        &format!("smtp://127.0.0.1:{}", smtp.port),
-        "--sms-webhook-url",
-        &format!("http://{hook}/sms"),
-        "--max-attempts",
-        "3",
-        "--user-service-url",
-        "http://127.0.0.1:1",
-    ])
-    .unwrap();
-    let app = weft_notification::App::build(config).await.unwrap();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+/// The notification service with real transports around it.
+struct Rig {
+    broker: Broker,
+    smtp: SmtpServer,
+    received: PathBuf,
+    hits: Hits,
+    producer: FutureProducer,
+    database_url: String,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
 
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .create()
-        .unwrap();
+impl Rig {
+    async fn start(database_url: String, dir: &Path, fail_first: bool, extra: &[&str]) -> Self {
+        let broker = Broker::start();
+        let kafka = weft_events::kafka::KafkaArgs::new(broker.bootstrap());
+        weft_events::topics::provision(&kafka, &weft_events::topics::all_topics())
+            .await
+            .unwrap();
+        let received = dir.join("smtp-received");
+        let smtp = SmtpServer::start(&received);
+        let (hook, hits) = webhook(fail_first).await;
+        let mut args: Vec<String> = [
+            "weft-notification",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--database-url",
+            &database_url,
+            "--kafka-brokers",
+            &broker.bootstrap(),
+            "--smtp-url",
+            &format!("smtp://127.0.0.1:{}", smtp.port),
+            "--sms-webhook-url",
+            &format!("http://{hook}/sms"),
+            "--max-attempts",
+            "3",
+            "--user-service-url",
+            "http://127.0.0.1:1",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let config = weft_notification::Config::try_parse_from(args).unwrap();
+        let app = weft_notification::App::build(config).await.unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        let producer: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", broker.bootstrap())
+            .create()
+            .unwrap();
+        Self {
+            broker,
+            smtp,
+            received,
+            hits,
+            producer,
+            database_url,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+        drop(self.smtp);
+    }
+
+    /// (template, channel, status, recipient) of every planned notification of `user`.
+    async fn rows(&self, user: &str) -> Vec<(String, i64, i64, String)> {
+        use sqlx::Row as _;
+        let db = weft_events::Database::connect(&self.database_url)
+            .await
+            .unwrap();
+        sqlx::query(
+            "SELECT template, channel, status, recipient FROM notifications \
+             WHERE user_id = $1 ORDER BY created_at",
+        )
+        .bind(user.to_owned())
+        .fetch_all(db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.get::<String, _>(0),
+                r.get::<i64, _>(1),
+                r.get::<i64, _>(2),
+                r.get::<String, _>(3),
+            )
+        })
+        .collect()
+    }
+
+    /// Whether the contact of `user` has a verified phone number yet.
+    async fn phone_verified(&self, user: &str) -> bool {
+        use sqlx::Row as _;
+        let db = weft_events::Database::connect(&self.database_url)
+            .await
+            .unwrap();
+        sqlx::query("SELECT phone_verified FROM contacts WHERE user_id = $1")
+            .bind(user.to_owned())
+            .fetch_optional(db.pool())
+            .await
+            .unwrap()
+            .is_some_and(|r| r.get::<i64, _>(0) != 0)
+    }
+}
+
+fn verified_phone(user_id: &str, phone: &str) -> ContactVerified {
+    ContactVerified {
+        metadata: Some(EventContext::root().metadata("test", "1")),
+        user_id: user_id.into(),
+        kind: ContactKind::Phone as i32,
+        address: phone.into(),
+    }
+}
+
+fn verification(
+    user_id: &str,
+    kind: ContactKind,
+    address: &str,
+    secret: &str,
+) -> ContactVerificationRequested {
+    ContactVerificationRequested {
+        metadata: Some(EventContext::root().metadata("test", "1")),
+        user_id: user_id.into(),
+        kind: kind as i32,
+        address: address.into(),
+        secret: secret.into(),
+        expire_time: Some(prost_types::Timestamp {
+            seconds: 4_102_444_800,
+            nanos: 0,
+        }),
+    }
+}
+
+async fn run_delivery(database_url: String, dir: PathBuf) {
+    let rig = Rig::start(database_url, &dir, true, &[]).await;
+    let (broker, received, hits, producer) = (&rig.broker, &rig.received, &rig.hits, &rig.producer);
     // Deferred forever, rejected, and fine — in that order, so the good one has to
     // get past the others.
-    publish(&producer, &signup("u-busy", "someone@busy.test", "")).await;
-    publish(&producer, &signup("u-reject", "nobody@reject.test", "")).await;
+    publish(producer, &signup("u-busy", "someone@busy.test", "")).await;
+    publish(producer, &signup("u-reject", "nobody@reject.test", "")).await;
     let ada = signup("u-ada", "ada@example.com", "+15551234567");
-    publish(&producer, &ada).await;
+    publish(producer, &ada).await;
+    // Text messages go to verified numbers only.
+    publish(producer, &verified_phone("u-ada", "+15551234567")).await;
+    eventually("Ada's number verified", WAIT, || async {
+        rig.phone_verified("u-ada").await.then_some(())
+    })
+    .await;
     let shipped = OrderShipped {
         metadata: Some(EventContext::root().metadata("test", "1")),
         order_id: "order-1".into(),
@@ -192,11 +308,11 @@ async fn run_delivery(database_url: String, dir: PathBuf) {
         carrier: "DHL".into(),
         tracking_number: "TRACK-1".into(),
     };
-    publish(&producer, &shipped).await;
+    publish(producer, &shipped).await;
 
     // Two emails for Ada through SMTP (welcome, shipping), with stable Message-IDs.
     let mails = eventually("Ada's two emails at the SMTP server", WAIT, || async {
-        let f = files(&received);
+        let f = files(received);
         (f.len() >= 2).then_some(f)
     })
     .await;
@@ -284,11 +400,8 @@ async fn run_delivery(database_url: String, dir: PathBuf) {
             .unwrap()
             .contains("gave up after 3 attempts")
     );
-    assert_eq!(files(&received).len(), 2, "nothing else reached the server");
-
-    shutdown.cancel();
-    task.await.unwrap().unwrap();
-    drop(smtp);
+    assert_eq!(files(received).len(), 2, "nothing else reached the server");
+    rig.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,4 +416,138 @@ async fn smtp_and_webhook_deliveries_retry_and_dead_letter_on_postgresql() {
     let dir = tempfile::tempdir().unwrap();
     let url = weft_testkit::postgres_database().await;
     run_delivery(url, dir.path().to_owned()).await;
+}
+
+/// The status numbers of `DeliveryStatus`.
+const SENT: i64 = DeliveryStatus::Sent as i64;
+const SUPPRESSED: i64 = DeliveryStatus::Suppressed as i64;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unverified_numbers_get_no_texts_and_no_recipient_gets_more_than_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = weft_events::db::sqlite_url(dir.path(), "notification").unwrap();
+    let rig = Rig::start(url, dir.path(), false, &["--recipient-limit", "3/h"]).await;
+    let producer = &rig.producer;
+
+    // Bob's number is not verified: the code that verifies it goes out, the shipping
+    // text does not (its email does).
+    publish(
+        producer,
+        &signup("u-bob", "bob@example.com", "+15557654321"),
+    )
+    .await;
+    publish(
+        producer,
+        &verification("u-bob", ContactKind::Phone, "+15557654321", "424242"),
+    )
+    .await;
+    let code = eventually("the verification text", WAIT, || async {
+        rig.hits.lock().unwrap().first().cloned()
+    })
+    .await;
+    assert_eq!(code.1["to"], "+15557654321");
+    assert!(code.1["body"].as_str().unwrap().contains("424242"));
+    publish(
+        producer,
+        &OrderShipped {
+            metadata: Some(EventContext::root().metadata("test", "1")),
+            order_id: "order-b".into(),
+            user_id: "u-bob".into(),
+            carrier: "DHL".into(),
+            tracking_number: "TRACK-B".into(),
+        },
+    )
+    .await;
+    let rows = eventually("the shipping notifications settled", WAIT, || async {
+        let rows = rig.rows("u-bob").await;
+        let shipped: Vec<_> = rows
+            .iter()
+            .filter(|r| r.0 == "order_shipped" && r.2 != DeliveryStatus::Pending as i64)
+            .cloned()
+            .collect();
+        (shipped.len() == 2).then_some(rows)
+    })
+    .await;
+    let status = |template: &str, channel: Channel| {
+        rows.iter()
+            .find(|r| r.0 == template && r.1 == channel as i64)
+            .map(|r| r.2)
+    };
+    assert_eq!(
+        status("order_shipped", Channel::Email),
+        Some(SENT),
+        "{rows:?}"
+    );
+    assert_eq!(
+        status("order_shipped", Channel::Sms),
+        Some(SUPPRESSED),
+        "{rows:?}"
+    );
+    assert_eq!(status("verify_phone", Channel::Sms), Some(SENT), "{rows:?}");
+    assert_eq!(
+        rig.hits.lock().unwrap().len(),
+        1,
+        "only the code was texted"
+    );
+
+    // Five verification emails to one address, as a flood of requests would make:
+    // three go out (the limit), two are suppressed, none dead-lettered.
+    for i in 0..5 {
+        // Users who changed their address to someone else's.
+        publish(
+            producer,
+            &signup(
+                &format!("u-flood-{i}"),
+                &format!("flood{i}@example.com"),
+                "",
+            ),
+        )
+        .await;
+        publish(
+            producer,
+            &verification(
+                &format!("u-flood-{i}"),
+                ContactKind::Email,
+                "victim@example.com",
+                &format!("token-{i}-{}", "x".repeat(40)),
+            ),
+        )
+        .await;
+    }
+    let settled = eventually("the five verification emails settled", WAIT, || async {
+        let mut all = Vec::new();
+        for i in 0..5 {
+            all.extend(
+                rig.rows(&format!("u-flood-{i}"))
+                    .await
+                    .into_iter()
+                    .filter(|r| r.0 == "verify_email"),
+            );
+        }
+        (all.len() == 5 && all.iter().all(|r| r.2 != DeliveryStatus::Pending as i64)).then_some(all)
+    })
+    .await;
+    assert_eq!(
+        settled.iter().filter(|r| r.2 == SENT).count(),
+        3,
+        "{settled:?}"
+    );
+    assert_eq!(
+        settled.iter().filter(|r| r.2 == SUPPRESSED).count(),
+        2,
+        "{settled:?}"
+    );
+    let to_victim = files(&rig.received)
+        .iter()
+        .filter(|m| m.contains("To: victim@example.com"))
+        .count();
+    assert_eq!(to_victim, 3);
+    // The link in the email carries the token to the gateway's page.
+    assert!(
+        files(&rig.received)
+            .iter()
+            .any(|m| m.contains("/verify?token=3D") || m.contains("/verify?token=")),
+        "a verification link"
+    );
+    rig.stop().await;
 }
