@@ -100,6 +100,8 @@ impl App {
             changes,
             rewinder,
             shutdown: shutdown.clone(),
+            streams: weft_kit::slots::PerClient::new(self.config.max_streams_per_client as usize),
+            client_ip_header: self.config.client_ip_header.clone(),
         };
         let stop = shutdown.clone();
         let jwks = self

@@ -34,6 +34,17 @@ pub struct Config {
     /// Name under which the inbox and offsets are kept.
     #[arg(long, env = "WEFT_CONSUMER_GROUP", default_value = "weft-analytics")]
     pub consumer_group: String,
+    /// `StreamMetrics` streams one client may hold open at once (a signed-in user, or
+    /// an address for anonymous callers); more are refused with `RESOURCE_EXHAUSTED`.
+    #[arg(long, env = "WEFT_MAX_STREAMS_PER_CLIENT", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams_per_client: u32,
+    /// A metadata key naming the client's address, set by what sits in front (the
+    /// gateway sends `x-weft-client-ip`; Envoy can set it from the peer). Only set it
+    /// where clients cannot reach the service without passing that proxy. Without
+    /// it, the peer address is the client.
+    #[arg(long, env = "WEFT_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
     /// gRPC server limits.
     #[command(flatten)]
     pub server: ServerArgs,

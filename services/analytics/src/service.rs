@@ -1,6 +1,7 @@
 //! The gRPC API: the metrics, a stream of them, the recent events and the rebuild.
-//! Reading is open to anyone (the dashboard is public); a rebuild needs an admin's
-//! access token.
+//! The counts are open to anyone (the dashboard is public); the event feed (recent
+//! events, a stream's new events) and a rebuild need the staff role. One client holds
+//! at most `--max-streams-per-client` metric streams.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -36,6 +37,10 @@ pub struct AnalyticsApi {
     pub rewinder: Rewinder,
     /// Ends the metric streams when the server stops.
     pub shutdown: CancellationToken,
+    /// Open metric streams per client.
+    pub streams: weft_kit::slots::PerClient,
+    /// The metadata key a trusted proxy names the client's address in.
+    pub client_ip_header: Option<String>,
 }
 
 fn internal(e: sqlx::Error) -> Status {
@@ -52,6 +57,31 @@ struct StreamState {
     shutdown: CancellationToken,
     last_seq: Option<i64>,
     failed: bool,
+    with_events: bool,
+}
+
+/// Who holds a stream: the signed-in user, else the client's address (from the
+/// trusted proxy's metadata when configured, else the peer).
+fn stream_holder<T>(req: &Request<T>, trusted_header: Option<&str>) -> String {
+    if let Some(caller) = req.extensions().get::<weft_auth::Caller>() {
+        return format!("user {}", caller.user_id);
+    }
+    let forwarded = trusted_header
+        .and_then(|h| req.metadata().get(h))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok());
+    match forwarded.or_else(|| req.remote_addr().map(|a| a.ip())) {
+        Some(ip) => format!("address {ip}"),
+        None => "address unknown".to_owned(),
+    }
+}
+
+/// Whether the caller of `req` may see the event feed (staff only: anonymous callers
+/// and customers see aggregate counts).
+fn sees_events<T>(req: &Request<T>) -> bool {
+    req.extensions()
+        .get::<weft_auth::Caller>()
+        .is_some_and(weft_auth::Caller::is_staff)
 }
 
 impl AnalyticsApi {
@@ -81,14 +111,16 @@ impl AnalyticsApi {
         Ok(ListRecentEventsResponse { events })
     }
 
-    /// Metric updates until the client goes away or the server stops.
-    pub fn updates(&self) -> MetricStream {
+    /// Metric updates until the client goes away or the server stops; with the
+    /// events that arrived when `with_events`.
+    pub fn updates(&self, with_events: bool) -> MetricStream {
         let state = StreamState {
             db: self.db.clone(),
             changes: self.changes.clone(),
             shutdown: self.shutdown.clone(),
             last_seq: None,
             failed: false,
+            with_events,
         };
         Box::pin(futures::stream::unfold(state, |mut st| async move {
             if st.failed {
@@ -105,7 +137,7 @@ impl AnalyticsApi {
                 }
             }
             st.changes.borrow_and_update();
-            let item = next_update(&st.db, &mut st.last_seq).await;
+            let item = next_update(&st.db, &mut st.last_seq, st.with_events).await;
             st.failed = item.is_err();
             Some((item, st))
         }))
@@ -115,8 +147,16 @@ impl AnalyticsApi {
 async fn next_update(
     db: &Database,
     last_seq: &mut Option<i64>,
+    with_events: bool,
 ) -> Result<StreamMetricsResponse, Status> {
     let metrics = projection::metrics(db).await.map_err(internal)?;
+    if !with_events {
+        *last_seq = Some(metrics.events_processed);
+        return Ok(StreamMetricsResponse {
+            metrics: Some(metrics),
+            new_events: Vec::new(),
+        });
+    }
     // A rebuild starts the sequence again: start the feed again with it.
     let after = match *last_seq {
         Some(seen) if seen <= metrics.events_processed => seen,
@@ -145,15 +185,36 @@ impl AnalyticsService for AnalyticsApi {
 
     async fn stream_metrics(
         &self,
-        _request: Request<StreamMetricsRequest>,
+        request: Request<StreamMetricsRequest>,
     ) -> Result<Response<Self::StreamMetricsStream>, Status> {
-        Ok(Response::new(self.updates()))
+        let holder = stream_holder(&request, self.client_ip_header.as_deref());
+        let Some(slot) = self.streams.try_open(&holder) else {
+            return Err(Status::resource_exhausted(format!(
+                "{holder} has {} metric streams open already; close one first",
+                self.streams.max()
+            )));
+        };
+        let stream = self.updates(sees_events(&request));
+        // The slot is held for as long as the stream lives.
+        Ok(Response::new(Box::pin(futures::StreamExt::map(
+            stream,
+            move |item| {
+                let _held = &slot;
+                item
+            },
+        ))))
     }
 
     async fn list_recent_events(
         &self,
         request: Request<ListRecentEventsRequest>,
     ) -> Result<Response<ListRecentEventsResponse>, Status> {
+        let caller = weft_auth::caller(&request)?;
+        if !caller.is_staff() {
+            return Err(Status::permission_denied(
+                "the event feed is for staff; GetMetrics has the counts",
+            ));
+        }
         Ok(Response::new(self.recent(request.get_ref().limit).await?))
     }
 
@@ -162,9 +223,9 @@ impl AnalyticsService for AnalyticsApi {
         request: Request<RebuildProjectionsRequest>,
     ) -> Result<Response<RebuildProjectionsResponse>, Status> {
         let caller = weft_auth::caller(&request)?;
-        if !caller.is_admin() {
+        if !caller.is_staff() {
             return Err(Status::permission_denied(
-                "rebuilding the projections needs the admin role",
+                "rebuilding the projections needs the staff role",
             ));
         }
         tracing::info!(caller = %caller.user_id, "rebuilding the projections");

@@ -3,6 +3,9 @@
 //! what a transaction's events change is summed in memory and written once, at its
 //! end: one upsert per counter, bucket, hour and currency, and the newest of the
 //! recent events — instead of a dozen statements for every event.
+//!
+//! Nothing personal is projected: summaries of the recent events name users by id,
+//! never by email address or phone number, and a verification's secret is never read.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -16,7 +19,10 @@ use weft_proto::order::{
     OrderCancelled, OrderCreated, OrderDelivered, OrderKind, OrderShipped, PaymentFailed,
     PaymentProcessed,
 };
-use weft_proto::user::{SignupSource, UserSignedUp, UserUpdated};
+use weft_proto::user::{
+    ContactVerificationRequested, ContactVerified, SignupSource, UserRolesChanged, UserSignedUp,
+    UserUpdated,
+};
 
 use crate::latency;
 use crate::projection::{EMAILS, EVENTS, LATENCY_MAX, ORDERS, RECENT, SIGNUPS, SMS, UPDATED};
@@ -26,10 +32,6 @@ const NANOS: i128 = 1_000_000_000;
 
 fn permanent(msg: impl Into<String>) -> HandlerError {
     HandlerError::Permanent(msg.into())
-}
-
-fn short(id: &str) -> String {
-    id.chars().take(8).collect()
 }
 
 fn required(value: &str, what: &str, event: &str) -> Result<(), HandlerError> {
@@ -59,14 +61,15 @@ fn read(event: &Received) -> Result<(Change, String), HandlerError> {
             .unwrap_or(SignupSource::Unspecified)
             .as_str_name()
             .to_owned();
-        let summary = format!("signup {} ({source})", e.email);
+        // Summaries carry ids, never an address or a number (see the module docs).
+        let summary = format!("signup of user {} ({source})", e.user_id);
         (Change::Signup(source), summary)
     } else if t == UserUpdated::TYPE {
         let e = event.decode::<UserUpdated>()?;
         required(&e.user_id, "a user_id", "UserUpdated")?;
         let summary = format!(
             "profile of {} changed: {}",
-            short(&e.user_id),
+            e.user_id,
             e.changed_fields.join(", ")
         );
         (Change::Nothing, summary)
@@ -89,48 +92,56 @@ fn read(event: &Received) -> Result<(Change, String), HandlerError> {
         } else {
             ""
         };
-        let summary = format!("order {} {total}{welcome}", short(&e.order_id));
+        let summary = format!("order {} {total}{welcome}", e.order_id);
         (Change::Order(total), summary)
     } else if t == PaymentProcessed::TYPE {
         let e = event.decode::<PaymentProcessed>()?;
         let amount = e.amount.map(|m| m.to_string()).unwrap_or_default();
-        let summary = format!("payment {amount} for order {}", short(&e.order_id));
+        let summary = format!("payment {amount} for order {}", e.order_id);
         (Change::Nothing, summary)
     } else if t == PaymentFailed::TYPE {
         let e = event.decode::<PaymentFailed>()?;
-        let summary = format!(
-            "payment failed for order {}: {}",
-            short(&e.order_id),
-            e.reason
-        );
+        let summary = format!("payment failed for order {}: {}", e.order_id, e.reason);
         (Change::Nothing, summary)
     } else if t == OrderShipped::TYPE {
         let e = event.decode::<OrderShipped>()?;
-        let summary = format!("order {} shipped with {}", short(&e.order_id), e.carrier);
+        let summary = format!("order {} shipped with {}", e.order_id, e.carrier);
         (Change::Nothing, summary)
     } else if t == OrderDelivered::TYPE {
         let e = event.decode::<OrderDelivered>()?;
-        (
-            Change::Nothing,
-            format!("order {} delivered", short(&e.order_id)),
-        )
+        (Change::Nothing, format!("order {} delivered", e.order_id))
     } else if t == OrderCancelled::TYPE {
         let e = event.decode::<OrderCancelled>()?;
-        let summary = format!("order {} cancelled: {}", short(&e.order_id), e.reason);
+        let summary = format!("order {} cancelled: {}", e.order_id, e.reason);
         (Change::Nothing, summary)
     } else if t == EmailSent::TYPE {
         let e = event.decode::<EmailSent>()?;
         required(&e.notification_id, "a notification_id", "EmailSent")?;
         (
             Change::Email,
-            format!("email {} to {}", e.template, e.recipient),
+            format!("email {} to user {}", e.template, e.user_id),
         )
     } else if t == SmsSent::TYPE {
         let e = event.decode::<SmsSent>()?;
         required(&e.notification_id, "a notification_id", "SmsSent")?;
         (
             Change::Sms,
-            format!("text {} to {}", e.template, e.recipient),
+            format!("text {} to user {}", e.template, e.user_id),
+        )
+    } else if t == UserRolesChanged::TYPE {
+        let e = event.decode::<UserRolesChanged>()?;
+        let summary = format!("roles of user {} now {}", e.user_id, e.roles.join(", "));
+        (Change::Nothing, summary)
+    } else if t == ContactVerificationRequested::TYPE {
+        // Never the secret, nor the address.
+        let e = event.decode::<ContactVerificationRequested>()?;
+        let summary = format!("verification sent to user {}", e.user_id);
+        (Change::Nothing, summary)
+    } else if t == ContactVerified::TYPE {
+        let e = event.decode::<ContactVerified>()?;
+        (
+            Change::Nothing,
+            format!("contact of user {} verified", e.user_id),
         )
     } else {
         // Catalogued but newer than this projection: counted and listed only.
