@@ -32,6 +32,9 @@ use crate::routes::Router;
 use crate::upstream::{UpstreamConfig, Upstreams};
 
 const DASHBOARD: &str = include_str!("../dashboard/index.html");
+/// Where the verification emails' links lead: a button that posts the token to
+/// `VerifyEmail` (a GET alone verifies nothing, so link scanners do not).
+const VERIFY: &str = include_str!("../dashboard/verify.html");
 
 /// A built, bound, not yet serving gateway.
 pub struct App {
@@ -90,6 +93,7 @@ impl App {
                 config.auth_rate_burst,
             ),
             streams: Arc::new(Semaphore::new(config.max_streams)),
+            client_streams: weft_kit::slots::PerClient::new(config.max_streams_per_client as usize),
             max_body_bytes: config.max_body_bytes,
             request_timeout: config.request_timeout,
             client_ip_header: config.client_ip_header.clone(),
@@ -201,6 +205,15 @@ fn http_app(gw: Arc<Gateway>, openapi: Bytes, config: &Config) -> axum::Router {
         async move { ([(header::CONTENT_TYPE, "application/json")], doc) }
     };
     let page = || async { ([(header::CACHE_CONTROL, "no-cache")], Html(DASHBOARD)) };
+    let verify_page = || async {
+        (
+            [
+                (header::CACHE_CONTROL, "no-store"),
+                (header::REFERRER_POLICY, "no-referrer"),
+            ],
+            Html(VERIFY),
+        )
+    };
     let compression = CompressionLayer::new().compress_when(
         DefaultPredicate::new().and(NotForContentType::const_new("application/x-ndjson")),
     );
@@ -209,6 +222,7 @@ fn http_app(gw: Arc<Gateway>, openapi: Bytes, config: &Config) -> axum::Router {
         .route("/openapi.json", only_get().get(openapi_doc))
         .route("/", only_get().get(page))
         .route("/dashboard", only_get().get(page))
+        .route("/verify", only_get().get(verify_page))
         .route_layer(axum::middleware::from_fn_with_state(
             (gw.clone(), true),
             proxy::own_page,

@@ -88,6 +88,10 @@ pub struct Config {
     /// Streams (Server-Sent Events, NDJSON) open at once; more are refused with 503.
     #[arg(long, env = "WEFT_MAX_STREAMS", default_value_t = 1000)]
     pub max_streams: usize,
+    /// Streams one client (address) may hold open at once; more are refused with 429.
+    #[arg(long, env = "WEFT_MAX_STREAMS_PER_CLIENT", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams_per_client: u32,
     /// Longest a TCP connect to a service may take.
     #[arg(long, env = "WEFT_CONNECT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,

@@ -81,6 +81,12 @@ pub enum GatewayError {
         /// Which limit, for the details.
         limit: &'static str,
     },
+    /// The client has as many streams open as it may.
+    #[error("this client has {max} streams open already; close one first")]
+    TooManyStreams {
+        /// The most one client may hold.
+        max: usize,
+    },
     /// The gateway is at its concurrency limit.
     #[error("the gateway is overloaded; retry shortly")]
     Overloaded,
@@ -161,6 +167,17 @@ impl GatewayError {
                 let mut details = ErrorDetails::new();
                 details.set_retry_info(Some(*retry_after));
                 details.add_quota_failure_violation(*limit, "too many requests from this client");
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    tonic::Status::with_error_details(Code::ResourceExhausted, msg, details),
+                )
+            }
+            Self::TooManyStreams { .. } => {
+                let mut details = ErrorDetails::new();
+                details.add_quota_failure_violation(
+                    "streams-per-client",
+                    "too many open streams from this client",
+                );
                 (
                     StatusCode::TOO_MANY_REQUESTS,
                     tonic::Status::with_error_details(Code::ResourceExhausted, msg, details),

@@ -3,76 +3,46 @@
 //! the deadline.
 
 use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use governor::DefaultKeyedRateLimiter;
 use governor::clock::{Clock as _, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
 use http::HeaderMap;
 use weft_auth::Verifier;
 
 use crate::error::GatewayError;
 
 /// RPCs anyone may call without an access token: creating an account, logging in,
-/// the public keys, and the dashboard's read-only metrics. Every other route needs a
-/// valid bearer token at the edge (and the service checks it again).
+/// verifying an email address by its link, the public keys, the catalogue and the
+/// dashboard's aggregate metrics (the stream carries the event feed only for a staff
+/// token, which is passed on when sent). Every other route needs a valid bearer token
+/// at the edge (and the service checks it again).
 pub const PUBLIC_RPCS: &[&str] = &[
     "weft.user.v1.UserService.SignUp",
     "weft.user.v1.UserService.Login",
+    "weft.user.v1.UserService.VerifyEmail",
     "weft.user.v1.UserService.GetJwks",
+    "weft.order.v1.OrderService.ListProducts",
+    "weft.order.v1.OrderService.GetProduct",
     "weft.analytics.v1.AnalyticsService.GetMetrics",
     "weft.analytics.v1.AnalyticsService.StreamMetrics",
-    "weft.analytics.v1.AnalyticsService.ListRecentEvents",
 ];
 
 /// RPCs under the stricter per-client rate (credential guessing, account spam).
 pub const AUTH_RPCS: &[&str] = &[
     "weft.user.v1.UserService.SignUp",
     "weft.user.v1.UserService.Login",
+    "weft.user.v1.UserService.VerifyEmail",
+    "weft.user.v1.UserService.VerifyPhone",
+    "weft.user.v1.UserService.ResendVerification",
 ];
 
 /// Paths the gateway serves itself, all public: the OpenAPI document, the dashboard
 /// page and the liveness check.
 pub const PUBLIC_PATHS: &[&str] = &["/openapi.json", "/", "/dashboard", "/healthz"];
 
-/// A rate: `count` per `per`, written `50/s`, `600/min`, `10/h`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    /// How many.
-    pub count: NonZeroU32,
-    /// Per how long.
-    pub per: Duration,
-}
-
-impl FromStr for Rate {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (n, unit) = s
-            .split_once('/')
-            .ok_or_else(|| format!("{s:?} is not a rate like 50/s or 10/min"))?;
-        let count = n
-            .trim()
-            .parse::<NonZeroU32>()
-            .map_err(|_| format!("{n:?} is not a positive whole number"))?;
-        let per = match unit.trim() {
-            "s" | "sec" | "second" => Duration::from_secs(1),
-            "m" | "min" | "minute" => Duration::from_secs(60),
-            "h" | "hour" => Duration::from_secs(3600),
-            other => return Err(format!("unknown rate unit {other:?}; use s, min or h")),
-        };
-        Ok(Self { count, per })
-    }
-}
-
-impl Rate {
-    fn quota(self, burst: u32) -> Quota {
-        let period = (self.per / self.count.get()).max(Duration::from_nanos(1));
-        let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(self.count));
-        quota.allow_burst(NonZeroU32::new(burst).unwrap_or(self.count))
-    }
-}
+pub use weft_kit::rate::Rate;
 
 /// Per-client rate limits: one for every route, a stricter one for sign-up and login.
 pub struct RateLimits {

@@ -26,6 +26,10 @@ use crate::stream::{self, Framing};
 use crate::transcode;
 use crate::upstream::Upstreams;
 
+/// The metadata key naming the client a stream is for, which services that sit behind
+/// the gateway trust (`--client-ip-header`).
+pub const CLIENT_IP: &str = "x-weft-client-ip";
+
 /// Everything a request needs, shared by all requests.
 pub struct Gateway {
     /// The route table.
@@ -38,6 +42,8 @@ pub struct Gateway {
     pub limits: RateLimits,
     /// Open streams.
     pub streams: Arc<Semaphore>,
+    /// Open streams per client.
+    pub client_streams: weft_kit::slots::PerClient,
     /// Largest request body.
     pub max_body_bytes: usize,
     /// Longest unary request.
@@ -171,7 +177,7 @@ async fn serve(
         }
     };
     let route = format!("{} {}", binding.method, binding.template);
-    let result = call(gw, binding, vars, &parts, body, request_id).await;
+    let result = call(gw, binding, vars, &parts, body, request_id, client).await;
     (route, result)
 }
 
@@ -182,6 +188,7 @@ async fn call(
     parts: &http::request::Parts,
     body: Body,
     request_id: &str,
+    client: std::net::IpAddr,
 ) -> Result<Response, GatewayError> {
     let rpc = binding.rpc.full_name();
     if !policy::PUBLIC_RPCS.contains(&rpc) {
@@ -207,18 +214,27 @@ async fn call(
         if parts.headers.contains_key("grpc-timeout") {
             grpc_request.set_timeout(policy::timeout(&parts.headers, Duration::MAX)?);
         }
+        let slot = gw.client_streams.try_open(&client.to_string()).ok_or(
+            GatewayError::TooManyStreams {
+                max: gw.client_streams.max(),
+            },
+        )?;
         let permit = gw
             .streams
             .clone()
             .try_acquire_owned()
             .map_err(|_| GatewayError::Overloaded)?;
+        // The services see who the stream is for (the gateway is the peer of all).
+        if let Ok(v) = tonic::metadata::MetadataValue::try_from(client.to_string()) {
+            grpc_request.metadata_mut().insert(CLIENT_IP, v);
+        }
         let framing = Framing::from_accept(&parts.headers);
         let response = upstream.server_streaming(path, grpc_request).await?;
         return Ok(stream::respond(
             binding.clone(),
             framing,
             response.into_inner(),
-            permit,
+            (permit, slot),
             gw.shutdown.clone(),
         ));
     }

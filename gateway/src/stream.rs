@@ -90,7 +90,8 @@ struct State {
     shutdown: CancellationToken,
     keep_alive: tokio::time::Interval,
     done: bool,
-    _permit: OwnedSemaphorePermit,
+    /// The gateway's and the client's stream slots, freed when the stream ends.
+    _permit: (OwnedSemaphorePermit, weft_kit::slots::Slot),
 }
 
 /// The HTTP response that relays `messages`; `permit` is held while it streams.
@@ -98,7 +99,7 @@ pub fn respond(
     binding: Binding,
     framing: Framing,
     messages: tonic::Streaming<Bytes>,
-    permit: OwnedSemaphorePermit,
+    permit: (OwnedSemaphorePermit, weft_kit::slots::Slot),
     shutdown: CancellationToken,
 ) -> Response {
     let mut keep_alive =

@@ -404,6 +404,48 @@ async fn over_the_concurrency_limit_requests_are_shed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_holds_at_most_its_share_of_open_streams() {
+    let h = Harness::start(&[
+        "--max-streams-per-client=2",
+        "--client-ip-header=x-client-ip",
+    ])
+    .await;
+    let token = h.token();
+    let open = |client: &'static str| {
+        h.http
+            .get(h.url("/v1/things/5:watch?count=-1"))
+            .header("accept", "text/event-stream")
+            .header("x-client-ip", client)
+            .bearer_auth(&token)
+            .send()
+    };
+    let first = open("10.0.0.1").await.unwrap();
+    let second = open("10.0.0.1").await.unwrap();
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    let third = open("10.0.0.1").await.unwrap();
+    assert_eq!(third.status(), 429);
+    let (_, _, body) = json_of(third).await;
+    assert_eq!(body["code"].as_i64(), Some(8), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("streams open"),
+        "{body}"
+    );
+    // Another client is not affected; a closed stream frees its slot.
+    let other = open("10.0.0.2").await.unwrap();
+    assert_eq!(other.status(), 200);
+    drop(first);
+    weft_testkit::eventually("a freed stream slot", Duration::from_secs(10), || async {
+        let again = open("10.0.0.1").await.ok()?;
+        (again.status() == 200).then_some(again)
+    })
+    .await;
+    drop((second, other));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_compression_and_the_gateways_own_pages() {
     let h = Harness::start(&[]).await;
     let preflight = |origin: &'static str| {

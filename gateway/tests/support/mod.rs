@@ -42,7 +42,8 @@ pub fn descriptor_set() -> Vec<u8> {
 }
 
 /// Answers every EchoService call with its request (see echo.proto for Fail, Slow,
-/// Watch and UpdateThing).
+/// Watch and UpdateThing; a Watch with a negative count sends one thing and stays
+/// open).
 #[derive(Clone)]
 pub struct Echo {
     service: ServiceDescriptor,
@@ -164,6 +165,13 @@ impl tonic::server::ServerStreamingService<Bytes> for Streaming {
         let method = self.0.clone();
         Box::pin(async move {
             let thing = thing_of(&method, &req)?;
+            if field_i32(&thing, "count") < 0 {
+                // A negative count: one thing, then the stream stays open.
+                let first = futures::stream::iter([Ok(Bytes::from(thing.encode_to_vec()))]);
+                let stream: Self::ResponseStream =
+                    Box::pin(futures::StreamExt::chain(first, futures::stream::pending()));
+                return Ok(Response::new(stream));
+            }
             let count = field_i32(&thing, "count").max(0);
             let fail = thing
                 .get_field_by_name("flag")
@@ -238,6 +246,24 @@ impl UserService for Keys {
         &self,
         _: Request<UpdateUserRequest>,
     ) -> Result<Response<UpdateUserResponse>, Status> {
+        Err(Status::unimplemented("test key server"))
+    }
+    async fn verify_email(
+        &self,
+        _: Request<VerifyEmailRequest>,
+    ) -> Result<Response<VerifyEmailResponse>, Status> {
+        Err(Status::unimplemented("test key server"))
+    }
+    async fn verify_phone(
+        &self,
+        _: Request<VerifyPhoneRequest>,
+    ) -> Result<Response<VerifyPhoneResponse>, Status> {
+        Err(Status::unimplemented("test key server"))
+    }
+    async fn resend_verification(
+        &self,
+        _: Request<ResendVerificationRequest>,
+    ) -> Result<Response<ResendVerificationResponse>, Status> {
         Err(Status::unimplemented("test key server"))
     }
     async fn get_jwks(
