@@ -21,6 +21,11 @@ pub enum Command {
     Up(UpArgs),
     /// Print the events of a topic, decoded by their ce_type, as JSON lines.
     Tail(TailArgs),
+    /// Grant, revoke and list roles through the user service's database (an
+    /// operator's tool: it needs access to that database, i.e. this machine's data
+    /// dir or the PostgreSQL credentials).
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Run one service in this process (what `weft up` starts as its children).
     /// Everything after the service name is that service's own flags; see
     /// `weft serve user -- --help`.
@@ -136,13 +141,69 @@ pub struct UpArgs {
     /// when absent).
     #[arg(long, env = "WEFT_ANALYTICS_DATABASE_URL")]
     pub analytics_database_url: Option<String>,
-    /// Emails that get the admin role when they sign up (comma-separated).
-    #[arg(long, env = "WEFT_ADMIN_EMAILS", default_value = "admin@weft.local")]
-    pub admin_emails: String,
     /// Exit once everything is up and healthy instead of running until Ctrl-C
     /// (for smoke tests and start-up timing).
     #[arg(long)]
     pub check: bool,
+}
+
+/// `weft admin …`.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Give a user a role (`staff` or `admin`).
+    Grant(RoleArgs),
+    /// Take a role from a user.
+    Revoke(RoleArgs),
+    /// Print a user's roles.
+    Roles(UserDbArgs),
+    /// Print the newest role changes (who, what, when).
+    Audit(AuditArgs),
+}
+
+/// Where the user service's database is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DbArgs {
+    /// The data dir of the mesh (its SQLite `user.db`).
+    #[arg(long, env = "WEFT_DATA_DIR", default_value = ".weft")]
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL of the user service's own database, when it runs on
+    /// PostgreSQL (with `weft up --database-url postgres://…/weft` that is
+    /// `postgres://…/weft_user`).
+    #[arg(long = "database-url", env = "WEFT_USER_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+/// A user by email, and the database.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UserDbArgs {
+    /// The user's email address.
+    pub email: String,
+    /// The database.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// A user, a role and the database.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RoleArgs {
+    /// The user's email address.
+    pub email: String,
+    /// `customer`, `staff` or `admin`.
+    pub role: String,
+    /// The database.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// Flags of `weft admin audit`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuditArgs {
+    /// How many changes, newest first.
+    #[arg(long, short = 'n', default_value_t = 50)]
+    pub limit: i64,
+    /// The database.
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 /// Where `weft tail` starts reading.

@@ -3,6 +3,7 @@
 //! ports of the design;
 //! `weft tail` prints a topic's events decoded by their `ce_type`.
 
+pub mod admin;
 pub mod broker;
 pub mod children;
 pub mod cli;
@@ -14,6 +15,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Up(args) => up::run(args).await,
         cli::Command::Tail(args) => tail::run(args).await,
+        cli::Command::Admin(cmd) => admin::run(cmd).await,
         cli::Command::Serve(args) => serve(args).await,
     }
 }

@@ -87,7 +87,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             kind: Kind::Service,
             grpc: user_grpc,
             admin: SocketAddr::new(host, args.user_admin_port),
-            flags: vec!["--admin-emails".to_owned(), args.admin_emails.clone()],
+            flags: Vec::new(),
         },
         ServiceSpec {
             name: "order",
@@ -101,14 +101,30 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             kind: Kind::Service,
             grpc: SocketAddr::new(host, args.notification_port),
             admin: SocketAddr::new(host, args.notification_admin_port),
-            flags: vec!["--user-service-url".to_owned(), user_url.clone()],
+            flags: {
+                let mut f = vec!["--user-service-url".to_owned(), user_url.clone()];
+                // Verification links point at this mesh's gateway unless told otherwise.
+                if std::env::var_os("WEFT_PUBLIC_URL").is_none() {
+                    f.extend([
+                        "--public-url".to_owned(),
+                        format!("http://{}", local(gateway)),
+                    ]);
+                }
+                f
+            },
         },
         ServiceSpec {
             name: "analytics",
             kind: Kind::Service,
             grpc: SocketAddr::new(host, args.analytics_port),
             admin: SocketAddr::new(host, args.analytics_admin_port),
-            flags: vec!["--user-service-url".to_owned(), user_url.clone()],
+            // Streams the gateway opens are counted against the client it names.
+            flags: vec![
+                "--user-service-url".to_owned(),
+                user_url.clone(),
+                "--client-ip-header".to_owned(),
+                "x-weft-client-ip".to_owned(),
+            ],
         },
         ServiceSpec {
             name: "gateway",
@@ -191,6 +207,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             data_dir.join("mail").display()
         );
     }
+    println!(
+        "  {:<34} weft admin grant <email> staff --data-dir {}",
+        "roles (operator only)",
+        data_dir.display()
+    );
     println!();
     println!("  try: grpcurl -plaintext {} list", local(user_grpc));
     println!(
