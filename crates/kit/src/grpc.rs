@@ -18,6 +18,7 @@ use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 use tower::ServiceBuilder;
 use tower::layer::util::{Identity, Stack};
+use tower_http::classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier};
 use tower_http::trace::TraceLayer;
 
 use crate::KitError;
@@ -121,9 +122,35 @@ impl GrpcServer {
 
 /// The tracing layer of [`layer_stack`]: one span per RPC, parented on the caller.
 pub type RpcTraceLayer = TraceLayer<
-    tower_http::classify::SharedClassifier<tower_http::classify::GrpcErrorsAsFailures>,
+    SharedClassifier<GrpcErrorsAsFailures>,
     fn(&http::Request<tonic::body::Body>) -> tracing::Span,
 >;
+
+/// The answers the tracing layer logs as failures: only the server's own faults
+/// (`UNKNOWN`, `INTERNAL`, `UNAVAILABLE`, `DATA_LOSS`). A refused, invalid, denied or
+/// timed-out request is the caller's business and is logged at debug level: a flood of
+/// refused calls must not become a flood of error lines.
+fn server_faults() -> GrpcErrorsAsFailures {
+    [
+        GrpcCode::Cancelled,
+        GrpcCode::InvalidArgument,
+        GrpcCode::DeadlineExceeded,
+        GrpcCode::NotFound,
+        GrpcCode::AlreadyExists,
+        GrpcCode::PermissionDenied,
+        GrpcCode::ResourceExhausted,
+        GrpcCode::FailedPrecondition,
+        GrpcCode::Aborted,
+        GrpcCode::OutOfRange,
+        GrpcCode::Unimplemented,
+        GrpcCode::Unauthenticated,
+    ]
+    .into_iter()
+    .fold(
+        GrpcErrorsAsFailures::new(),
+        GrpcErrorsAsFailures::with_success,
+    )
+}
 
 /// The composed layers of [`layer_stack`], outermost last.
 pub type LayerStack =
@@ -134,7 +161,7 @@ pub type LayerStack =
 pub fn layer_stack(args: &ServerArgs) -> LayerStack {
     let make_span: fn(&http::Request<tonic::body::Body>) -> tracing::Span = rpc_span;
     ServiceBuilder::new()
-        .layer(TraceLayer::new_for_grpc().make_span_with(make_span))
+        .layer(TraceLayer::new(SharedClassifier::new(server_faults())).make_span_with(make_span))
         .layer(RpcMetricsLayer)
         .layer(ShedLayer::new(args.max_concurrent_rpcs))
         .layer(DeadlineLayer::new(args.rpc_timeout))
