@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyConnection, AnyPool, Executor as _, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Executor as _, Transaction};
 
 use crate::EventsError;
 
@@ -118,6 +118,9 @@ impl Database {
                 Backend::Postgres => 10,
             })
             .acquire_timeout(Duration::from_secs(5))
+            // A connection still inside a transaction is never handed out again (by
+            // the time it is acquired, rollbacks queued on release have run).
+            .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -181,15 +184,39 @@ impl Database {
             Backend::Sqlite => {
                 let turn = self.writer.clone().lock_owned().await;
                 Ok(WriteTx {
-                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    tx: self.begin_whole(Some("BEGIN IMMEDIATE")).await?,
                     _turn: Some(turn),
                 })
             }
             Backend::Postgres => Ok(WriteTx {
-                tx: self.pool.begin().await?,
+                tx: self.begin_whole(None).await?,
                 _turn: None,
             }),
         }
+    }
+
+    /// Begins a transaction in a task of its own, so that a caller whose future is
+    /// dropped (a cancelled RPC, a passed deadline) cannot leave the connection between
+    /// its `BEGIN` and the `Transaction` that would roll it back: sqlx would then hand
+    /// a connection still inside a transaction back to the pool, and every later
+    /// `BEGIN` on it failed ("begin_with at non-zero transaction depth") while it held
+    /// the database's write lock. Here the task finishes either way; a transaction
+    /// nobody takes is dropped, and so rolled back.
+    async fn begin_whole(
+        &self,
+        statement: Option<&'static str>,
+    ) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            match statement {
+                Some(statement) => pool.begin_with(statement).await,
+                None => pool.begin().await,
+            }
+        })
+        .await
+        .map_err(|e| {
+            sqlx::Error::Protocol(format!("the task beginning a transaction failed: {e}"))
+        })?
     }
 
     /// Checks that the database answers.
