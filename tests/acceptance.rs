@@ -1,7 +1,9 @@
 //! The user/order acceptance story against `weft up`, driven by the repository's own
-//! grpcurl script (`scripts/demo`) and checked on the broker: one `UserSignedUp`,
-//! exactly one welcome `OrderCreated` with the signup's correlation id and the signup
-//! as its cause, the seed order totalling exactly 109.97 USD, and `OrderShipped`.
+//! grpcurl script (`scripts/demo`) and checked on the broker: one `UserSignedUp`, the
+//! address verified from the emailed link, exactly one welcome `OrderCreated` with
+//! the signup's correlation id and the signup as its cause, the seed order priced
+//! from the catalogue at exactly 109.97 USD, and `OrderShipped` by a staff member the
+//! operator's tool made.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -16,6 +18,9 @@ use weft_proto::order::{OrderCreated, OrderKind, OrderShipped};
 use weft_testkit::{header, read_topic_until};
 
 const WAIT: Duration = Duration::from_secs(60);
+/// Events of the story: 2 sign-ups + 2 verification requests + 1 verification + 1
+/// grant; 3 orders created + payment + shipping; 8 emails.
+const EVENTS: u32 = 19;
 
 #[test]
 fn the_grpcurl_demo_tells_the_whole_story() {
@@ -38,13 +43,18 @@ fn story(database_url: Option<&str>) {
     let brokers = format!("127.0.0.1:{}", ports.broker);
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo");
-    let out = Command::new("bash")
-        .arg(script)
+    let mut demo = Command::new("bash");
+    demo.arg(script)
         .env("WEFT_USER_ADDR", format!("127.0.0.1:{}", ports.user))
         .env("WEFT_ORDER_ADDR", format!("127.0.0.1:{}", ports.order))
-        .env("DEMO_EMAIL", "story@example.com")
-        .output()
-        .unwrap();
+        .env("WEFT_DATA_DIR", dir.path())
+        .env("WEFT_BIN", support::WEFT)
+        .env("DEMO_EMAIL", "story@example.com");
+    match database_url {
+        Some(url) => demo.env("WEFT_USER_DATABASE_URL", format!("{url}_user")),
+        None => demo.env_remove("WEFT_USER_DATABASE_URL"),
+    };
+    let out = demo.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -54,13 +64,24 @@ fn story(database_url: Option<&str>) {
     let user_id = value(&stdout, "signed-up", "user_id").to_owned();
     let welcome_id = value(&stdout, "welcome-order", "order_id").to_owned();
     let order_id = value(&stdout, "order", "order_id").to_owned();
+    assert_eq!(value(&stdout, "verified", "email_verified"), "True");
     assert_eq!(value(&stdout, "order", "total"), "109.97_USD");
     assert_eq!(value(&stdout, "paid", "status"), "ORDER_STATUS_CONFIRMED");
     assert_eq!(value(&stdout, "shipped", "status"), "ORDER_STATUS_SHIPPED");
 
-    let users = read_topic_until(&brokers, "user-events", WAIT, |s| !s.is_empty());
-    assert_eq!(users.len(), 1, "one UserSignedUp");
-    let signup = &users[0];
+    let of = |id: &str, ty: &str, m: &rdkafka::message::OwnedMessage| {
+        m.key() == Some(id.as_bytes()) && header(m, "ce_type") == Some(ty)
+    };
+    let users = read_topic_until(&brokers, "user-events", WAIT, |s| {
+        s.iter()
+            .any(|m| of(&user_id, "weft.user.v1.ContactVerified", m))
+    });
+    let signups: Vec<_> = users
+        .iter()
+        .filter(|m| of(&user_id, "weft.user.v1.UserSignedUp", m))
+        .collect();
+    assert_eq!(signups.len(), 1, "one UserSignedUp");
+    let signup = signups[0];
     assert_eq!(header(signup, "ce_type"), Some("weft.user.v1.UserSignedUp"));
     assert_eq!(header(signup, "ce_subject"), Some(user_id.as_str()));
 
@@ -82,7 +103,7 @@ fn story(database_url: Option<&str>) {
         .collect();
     let welcomes: Vec<_> = created
         .iter()
-        .filter(|(_, e)| e.kind == OrderKind::Welcome as i32)
+        .filter(|(_, e)| e.kind == OrderKind::Welcome as i32 && e.user_id == user_id)
         .collect();
     let mut welcome_ids: Vec<_> = welcomes.iter().map(|(m, _)| header(m, "ce_id")).collect();
     welcome_ids.sort_unstable();
@@ -118,9 +139,10 @@ fn story(database_url: Option<&str>) {
         (order_id.as_str(), "UPS")
     );
 
-    // The notification and analytics services saw the whole story: a welcome email,
-    // two order confirmations and the shipping email, and exact metrics (asked with
-    // the same grpcurl a user has).
+    // The notification and analytics services saw the whole story — the customer's
+    // welcome, verification, two order confirmations and shipping email; the staff
+    // member's welcome, verification and welcome order confirmation — and exact
+    // metrics (asked with the same grpcurl a user has).
     let analytics = format!("127.0.0.1:{}", ports.analytics);
     let deadline = std::time::Instant::now() + WAIT;
     let metrics = loop {
@@ -134,13 +156,14 @@ fn story(database_url: Option<&str>) {
             .unwrap();
         let json: serde_json::Value =
             serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-        // Every event of the story (signup, two orders, payment, shipping, four
-        // emails) counted: the topics are consumed independently.
+        // Every event of the story counted (the topics are consumed independently):
+        // two sign-ups, their verification requests, one verification, the grant,
+        // three orders, the payment, the shipping and eight emails.
         let processed = json["metrics"]["eventsProcessed"]
             .as_str()
             .and_then(|n| n.parse::<u32>().ok())
             .unwrap_or_default();
-        if json["metrics"]["emailsSent"] == "4" && processed >= 9 {
+        if json["metrics"]["emailsSent"] == "8" && processed >= EVENTS {
             break json;
         }
         assert!(
@@ -150,15 +173,15 @@ fn story(database_url: Option<&str>) {
         std::thread::sleep(Duration::from_millis(200));
     };
     let m = &metrics["metrics"];
-    assert_eq!(m["eventsProcessed"], "9", "{m}");
-    assert_eq!(m["signups"], "1", "{m}");
-    assert_eq!(m["ordersCreated"], "2", "{m}");
+    assert_eq!(m["eventsProcessed"], EVENTS.to_string(), "{m}");
+    assert_eq!(m["signups"], "2", "{m}");
+    assert_eq!(m["ordersCreated"], "3", "{m}");
     assert_eq!(m["revenue"][0]["currencyCode"], "USD", "{m}");
     assert_eq!(m["revenue"][0]["units"], "109", "{m}");
     assert_eq!(m["revenue"][0]["nanos"], 970_000_000, "{m}");
     if database_url.is_none() {
         let mails = std::fs::read_dir(dir.path().join("mail")).unwrap().count();
-        assert_eq!(mails, 4, "welcome, two confirmations, shipping");
+        assert_eq!(mails, 8);
     }
     up.stop();
     if let Some(url) = database_url {
@@ -178,17 +201,22 @@ fn story(database_url: Option<&str>) {
                     .get::<i64, _>("n")
             })
         };
-        assert_eq!(count("user", "users"), 1);
+        assert_eq!(
+            count("user", "users"),
+            2,
+            "the customer and the staff member"
+        );
+        assert_eq!(count("user", "role_changes"), 1);
         assert_eq!(
             count("order", "orders"),
-            2,
-            "the welcome order and the seed order"
+            3,
+            "two welcome orders and the seed order"
         );
-        assert_eq!(count("notification", "notifications"), 4);
+        assert_eq!(count("notification", "notifications"), 8);
         assert_eq!(
             count("analytics", "recent_events"),
-            9,
-            "signup, two orders, payment, shipping, four emails"
+            i64::from(EVENTS),
+            "every event of the story"
         );
     }
 }

@@ -1,60 +1,28 @@
-//! The live dashboard in a real browser: headless Chromium (Debian) driven by
-//! playwright-core (npm) opens the page that `weft up` serves, waits until it is
-//! live, then a signup is made over gRPC and must appear on the page — the counter
-//! and the recent-events feed — without a reload. The screenshot is kept as
-//! `artifacts/dashboard.png`. The dashboard's JSON routes are checked too.
+//! The gateway's pages in a real browser: headless Chromium (Debian) driven by
+//! playwright-core (npm).
+//! - The live dashboard that `weft up` serves: signed out it shows the totals and no
+//!   feed; a staff member signs in, then a signup is made over gRPC and must appear
+//!   on the page — the counter and the recent-events feed, naming no address —
+//!   without a reload. The screenshot is kept as `artifacts/dashboard.png`.
+//! - The verification link of a sign-up's email: opening it verifies nothing, its
+//!   button does.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::{Ports, Up};
 use weft_proto::user::user_service_client::UserServiceClient;
-use weft_proto::user::{SignUpRequest, SignupSource};
-use weft_testkit::{require_tool, tools_dir};
+use weft_proto::user::{GetUserRequest, LoginRequest, SignUpRequest, SignupSource};
+use weft_testkit::{eventually, require_tool, tools_dir};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signup_appears_on_the_live_dashboard() {
-    let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
-    let up = Up::start_async(dir.path(), &ports).await;
+const PASSWORD: &str = "correct horse battery staple";
 
-    let base = format!("http://127.0.0.1:{}", ports.gateway);
-    let page = http_get(&format!("{base}/")).await;
-    assert!(
-        page.contains("EventSource"),
-        "the page subscribes to the stream"
-    );
-    let metrics = http_get(&format!("{base}/v1/analytics/metrics")).await;
-    let json: serde_json::Value = serde_json::from_str(&metrics).unwrap();
-    assert!(json["metrics"].is_object(), "{metrics}");
-
-    let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts/dashboard.png");
-    let _ = std::fs::remove_file(&shot);
-    let mut driver = Command::new(require_tool("node"))
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.cjs"))
-        .arg(format!("{base}/"))
-        .arg("1")
-        .arg(&shot)
-        .env("NODE_PATH", tools_dir().join("npm/node_modules"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node");
-    let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
-    let ready = tokio::task::spawn_blocking(move || {
-        let first = lines.next();
-        (first, lines)
-    })
-    .await
-    .unwrap();
-    let (first, mut lines) = ready;
-    assert_eq!(first.map(Result::unwrap).as_deref(), Some("READY"));
-
+async fn users(ports: &Ports) -> UserServiceClient<tonic::transport::Channel> {
     let channel =
         tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{}", ports.user))
             .unwrap()
@@ -62,28 +30,198 @@ async fn a_signup_appears_on_the_live_dashboard() {
             .await
             .unwrap();
     UserServiceClient::new(channel)
+}
+
+async fn sign_up(ports: &Ports, email: &str) {
+    users(ports)
+        .await
         .sign_up(SignUpRequest {
-            email: "grace@example.com".into(),
+            email: email.into(),
             name: "Grace Hopper".into(),
-            password: "correct horse battery staple".into(),
+            password: PASSWORD.into(),
             source: SignupSource::Web as i32,
             ..Default::default()
         })
         .await
         .unwrap();
+}
 
-    let (rest, status) = tokio::task::spawn_blocking(move || {
-        let rest: Vec<String> = lines.by_ref().map(Result::unwrap).collect();
-        (rest, driver.wait().unwrap())
+fn browser(script: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(require_tool("node"));
+    c.arg(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/browser")
+            .join(script),
+    )
+    .args(args)
+    .env("NODE_PATH", tools_dir().join("npm/node_modules"))
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signup_appears_on_the_live_dashboard_for_staff() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let up = Up::start_async(dir.path(), &ports).await;
+
+    let base = format!("http://127.0.0.1:{}", ports.gateway);
+    let page = http_get(&format!("{base}/")).await;
+    assert!(
+        page.contains("/v1/analytics/metrics:stream") && page.contains("Sign in"),
+        "the page follows the stream and offers a staff sign-in"
+    );
+    let metrics = http_get(&format!("{base}/v1/analytics/metrics")).await;
+    let json: serde_json::Value = serde_json::from_str(&metrics).unwrap();
+    assert!(json["metrics"].is_object(), "{metrics}");
+
+    sign_up(&ports, "ops@example.com").await;
+    support::admin(dir.path(), &["grant", "ops@example.com", "staff"]);
+
+    let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts/dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    let url = format!("{base}/");
+    let mut driver = browser(
+        "dashboard.cjs",
+        &[
+            &url,
+            "2",
+            shot.to_str().unwrap(),
+            "ops@example.com",
+            PASSWORD,
+        ],
+    )
+    .spawn()
+    .expect("node");
+    let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
+    let ready = tokio::task::spawn_blocking(move || {
+        let first = lines.next();
+        (first, lines)
     })
     .await
     .unwrap();
-    assert!(status.success(), "browser check failed: {rest:?}");
+    let (first, lines) = ready;
+    assert_eq!(first.map(Result::unwrap).as_deref(), Some("READY"));
+
+    sign_up(&ports, "grace@example.com").await;
+
+    let rest = finish(lines, driver).await;
     assert_eq!(rest.first().map(String::as_str), Some("SEEN"), "{rest:?}");
     let png = std::fs::read(&shot).unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
     tokio::time::sleep(Duration::from_millis(10)).await;
     up.stop();
+}
+
+/// The verification link in the newest email to `email` under `mail`, once written.
+fn link_in_mail(mail: &Path, email: &str) -> Option<String> {
+    for entry in std::fs::read_dir(mail).ok()? {
+        let raw = std::fs::read_to_string(entry.ok()?.path()).ok()?;
+        if !raw.contains(&format!("To: {email}")) {
+            continue;
+        }
+        // Quoted-printable: soft line breaks out, `=3D` back to `=`.
+        let text = raw
+            .replace("=\r\n", "")
+            .replace("=\n", "")
+            .replace("=3D", "=");
+        let Some(start) = text.find("http://") else {
+            continue;
+        };
+        let link: String = text[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || ":/.?=_-".contains(*c))
+            .collect();
+        if link.contains("/verify?token=") {
+            return Some(link);
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emailed_link_verifies_the_address_only_when_its_button_is_pressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let up = Up::start_async(dir.path(), &ports).await;
+    sign_up(&ports, "link@example.com").await;
+    let mail = dir.path().join("mail");
+    let link = eventually(
+        "the verification email",
+        Duration::from_secs(60),
+        || async { link_in_mail(&mail, "link@example.com") },
+    )
+    .await;
+    assert!(
+        link.starts_with(&format!("http://127.0.0.1:{}/verify?token=", ports.gateway)),
+        "{link}"
+    );
+    let login = users(&ports)
+        .await
+        .login(LoginRequest {
+            email: "link@example.com".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let verified = || async {
+        let mut req = tonic::Request::new(GetUserRequest {
+            user_id: login.user_id.clone(),
+        });
+        req.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", login.access_token).parse().unwrap(),
+        );
+        users(&ports)
+            .await
+            .get_user(req)
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap()
+            .email_verified
+    };
+
+    let mut driver = browser("verify.cjs", &[&link])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("node");
+    let mut stdin = driver.stdin.take().unwrap();
+    let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
+    let (first, lines) = tokio::task::spawn_blocking(move || (lines.next(), lines))
+        .await
+        .unwrap();
+    assert_eq!(first.map(Result::unwrap).as_deref(), Some("OPENED"));
+    assert!(!verified().await, "opening the link verifies nothing");
+    stdin.write_all(b"press\n").unwrap();
+    // Closing stdin lets the driver exit once it is done.
+    drop(stdin);
+    let rest = finish(lines, driver).await;
+    assert!(
+        rest.first()
+            .is_some_and(|l| l.starts_with("VERIFIED") && l.contains("link@example.com")),
+        "{rest:?}"
+    );
+    assert!(verified().await);
+    up.stop();
+}
+
+/// The rest of a browser driver's output, once it has exited successfully.
+async fn finish(
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    mut driver: std::process::Child,
+) -> Vec<String> {
+    let (rest, status) = tokio::task::spawn_blocking(move || {
+        let rest: Vec<String> = lines.map(Result::unwrap).collect();
+        (rest, driver.wait().unwrap())
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "browser check failed: {rest:?}");
+    rest
 }
 
 /// GET over plain HTTP/1.1 (no client library needed for two requests).

@@ -1,7 +1,9 @@
 //! The notification and analytics services inside `weft up`, through their real
 //! interfaces: gRPC calls, `.eml` files on disk, records on the broker, and SQL on
-//! the analytics database. One signup and one order give a welcome email, two order
-//! confirmations, three `EmailSent` and exact metrics; replaying every event twice
+//! the analytics database. One signup and one order give a welcome email, the
+//! address's verification, two order confirmations, four `EmailSent` and exact
+//! metrics; only staff see the event feed, and it names no address; replaying every
+//! event twice
 //! while each consumer is killed with SIGKILL changes nothing; poison records go to
 //! the dead-letter topics and processing goes on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -110,6 +112,34 @@ async fn signup_and_order(ports: &Ports, email: &str) -> (String, String) {
     (login.user_id, login.access_token)
 }
 
+/// Signs `email` up (with `phone` when not empty), nothing more.
+async fn users_sign_up(ports: &Ports, email: &str, phone: &str) {
+    UserServiceClient::new(channel(ports.user).await)
+        .sign_up(SignUpRequest {
+            email: email.into(),
+            name: "Grace Hopper".into(),
+            password: "correct horse battery staple".into(),
+            source: SignupSource::Web as i32,
+            phone: phone.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// A fresh access token of a user made by [`signup_and_order`].
+async fn login(ports: &Ports, email: &str) -> String {
+    UserServiceClient::new(channel(ports.user).await)
+        .login(LoginRequest {
+            email: email.into(),
+            password: "correct horse battery staple".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token
+}
+
 async fn metrics(port: u16) -> Metrics {
     AnalyticsServiceClient::new(channel(port).await)
         .get_metrics(GetMetricsRequest {})
@@ -156,16 +186,16 @@ fn exact_part(m: &Metrics) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signup_and_an_order_give_three_emails_and_exact_metrics() {
+async fn a_signup_and_an_order_give_four_emails_and_exact_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports::free();
     let up = Up::start_async(dir.path(), &ports).await;
 
     let (user_id, token) = signup_and_order(&ports, "ada@example.com").await;
     let mail_dir = dir.path().join("mail");
-    let mails = eventually("three .eml files", WAIT, || async {
+    let mails = eventually("four .eml files", WAIT, || async {
         let m = mails(&mail_dir);
-        (m.len() == 3).then_some(m)
+        (m.len() == 4).then_some(m)
     })
     .await;
     let bodies: Vec<&String> = mails.values().collect();
@@ -191,15 +221,26 @@ async fn a_signup_and_an_order_give_three_emails_and_exact_metrics() {
         confirmations.iter().any(|b| b.contains("Total: 0.00 USD")),
         "the welcome order's confirmation"
     );
+    // The address is verified through a link to this mesh's gateway.
+    let verify: Vec<_> = bodies
+        .iter()
+        .filter(|b| b.contains("Subject: Confirm your email address"))
+        .collect();
+    assert_eq!(verify.len(), 1, "{bodies:#?}");
+    assert!(
+        verify[0].contains(&format!("http://127.0.0.1:{}/verify?token", ports.gateway)),
+        "{}",
+        verify[0]
+    );
 
-    // Three EmailSent, each caused by its trigger and in the trigger's correlation.
+    // Four EmailSent, each caused by its trigger and in the trigger's correlation.
     let brokers = format!("127.0.0.1:{}", ports.broker);
     let sent = tokio::task::spawn_blocking(move || {
-        read_topic_until(&brokers, "notification-events", WAIT, |s| s.len() >= 3)
+        read_topic_until(&brokers, "notification-events", WAIT, |s| s.len() >= 4)
     })
     .await
     .unwrap();
-    assert_eq!(sent.len(), 3);
+    assert_eq!(sent.len(), 4);
     for record in &sent {
         assert_eq!(
             header(record, "ce_type"),
@@ -227,7 +268,11 @@ async fn a_signup_and_an_order_give_three_emails_and_exact_metrics() {
             .and_then(|t| t.split('-').nth(1))
             .map(str::to_owned)
     };
-    let signup_trace = trace_of(&signups[0]).expect("UserSignedUp carries a traceparent");
+    let signed_up = signups
+        .iter()
+        .find(|r| header(r, "ce_type") == Some(UserSignedUp::TYPE))
+        .unwrap();
+    let signup_trace = trace_of(signed_up).expect("UserSignedUp carries a traceparent");
     let welcome = sent
         .iter()
         .find(|r| {
@@ -239,7 +284,7 @@ async fn a_signup_and_an_order_give_three_emails_and_exact_metrics() {
 
     let m = eventually("metrics of one signup and two orders", WAIT, || async {
         let m = metrics(ports.analytics).await;
-        (m.emails_sent == 3 && m.orders_created == 2 && m.signups >= 1).then_some(m)
+        (m.emails_sent == 4 && m.orders_created == 2 && m.signups >= 1).then_some(m)
     })
     .await;
     assert_eq!(m.signups, 1);
@@ -297,21 +342,48 @@ async fn a_signup_and_an_order_give_three_emails_and_exact_metrics() {
     assert_eq!(garbage_token.code(), tonic::Code::InvalidArgument);
 
     // A rebuild replays every topic into empty projections and ends where it began;
-    // only an admin may ask for one.
+    // only staff may ask for one, and staff are made by the operator.
     let mut analytics = AnalyticsServiceClient::new(channel(ports.analytics).await);
     let denied = analytics
         .rebuild_projections(authed(RebuildProjectionsRequest {}, &token))
         .await
         .unwrap_err();
     assert_eq!(denied.code(), tonic::Code::PermissionDenied);
-    let (_, admin) = signup_and_order(&ports, "admin@weft.local").await;
-    let settled = eventually("the admin's emails and orders counted", WAIT, || async {
-        let m = metrics(ports.analytics).await;
-        (m.emails_sent == 6 && m.orders_created == 4 && m.signups == 2).then_some(m)
-    })
+    let (_, claimed) = signup_and_order(&ports, "admin@weft.local").await;
+    let denied = analytics
+        .rebuild_projections(authed(RebuildProjectionsRequest {}, &claimed))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        denied.code(),
+        tonic::Code::PermissionDenied,
+        "no address makes an admin"
+    );
+    let granted = support::admin(dir.path(), &["grant", "admin@weft.local", "staff"]);
+    assert!(granted.contains("customer, staff"), "{granted}");
+    let audit = support::admin(dir.path(), &["audit"]);
+    assert!(
+        audit.contains("grant") && audit.contains("staff") && audit.contains("admin@weft.local"),
+        "{audit}"
+    );
+    let staff = login(&ports, "admin@weft.local").await;
+    let settled = eventually(
+        "the second user's emails and orders counted",
+        WAIT,
+        || async {
+            let m = metrics(ports.analytics).await;
+            // Per user: the sign-up, its email's verification, two orders, four emails;
+            // and the grant.
+            (m.emails_sent == 8
+                && m.orders_created == 4
+                && m.signups == 2
+                && m.events_processed == 17)
+                .then_some(m)
+        },
+    )
     .await;
     let replayed = analytics
-        .rebuild_projections(authed(RebuildProjectionsRequest {}, &admin))
+        .rebuild_projections(authed(RebuildProjectionsRequest {}, &staff))
         .await
         .unwrap()
         .into_inner()
@@ -425,12 +497,12 @@ async fn replaying_every_event_twice_and_killing_each_consumer_changes_nothing()
     }
     let brokers = format!("127.0.0.1:{}", ports.broker);
     let mail_dir = data.join("mail");
-    let mails_before = eventually("nine .eml files", WAIT, || async {
+    let mails_before = eventually("twelve .eml files", WAIT, || async {
         let m = mails(&mail_dir);
-        (m.len() == 9).then_some(m)
+        (m.len() == 12).then_some(m)
     })
     .await;
-    // Settled: nine EmailSent published and every record of the run applied.
+    // Settled: twelve EmailSent published and every record of the run applied.
     let records = eventually("a settled run", WAIT, || {
         let brokers = brokers.clone();
         let port = ports.analytics;
@@ -444,13 +516,13 @@ async fn replaying_every_event_twice_and_killing_each_consumer_changes_nothing()
                 .filter(|r| r.topic() == "notification-events")
                 .count();
             let m = metrics(port).await;
-            (emails == 9 && m.events_processed == records.len() as i64).then_some(records)
+            (emails == 12 && m.events_processed == records.len() as i64).then_some(records)
         }
     })
     .await;
     let before = exact_part(&metrics(ports.analytics).await);
     assert!(before.contains("signups=3 "), "{before}");
-    assert!(before.contains("emails=9 "), "{before}");
+    assert!(before.contains("emails=12 "), "{before}");
 
     // Every event of the run, twice more; each consumer killed once, mid-stream.
     let producer: FutureProducer = rdkafka::ClientConfig::new()
@@ -512,7 +584,7 @@ async fn replaying_every_event_twice_and_killing_each_consumer_changes_nothing()
         .await
         .unwrap();
     let ids: BTreeSet<&str> = sent.iter().filter_map(|r| header(r, "ce_id")).collect();
-    assert_eq!(ids.len(), 9, "no EmailSent beyond the first nine");
+    assert_eq!(ids.len(), 12, "no EmailSent beyond the first twelve");
 
     // The order service's welcome reaction also resumes after a SIGKILL: a new
     // signup gets its welcome order (and its emails) once weft up has restarted it.
@@ -543,7 +615,7 @@ async fn replaying_every_event_twice_and_killing_each_consumer_changes_nothing()
     signup_and_order(&ports, "after-crash@example.com").await;
     eventually("the new user's welcome order and emails", WAIT, || async {
         let m = metrics(ports.analytics).await;
-        (m.signups == 4 && m.orders_created == 8 && m.emails_sent == 12).then_some(())
+        (m.signups == 4 && m.orders_created == 8 && m.emails_sent == 16).then_some(())
     })
     .await;
     up.stop();
@@ -602,7 +674,7 @@ async fn poison_records_go_to_the_dead_letter_topic_and_processing_goes_on() {
     let (user_id, _) = signup_and_order(&ports, "after-poison@example.com").await;
     let m = eventually("the signup after the poison", WAIT, || async {
         let m = metrics(ports.analytics).await;
-        (m.emails_sent == 3 && m.signups >= 1 && m.orders_created >= 2).then_some(m)
+        (m.emails_sent == 4 && m.signups >= 1 && m.orders_created >= 2).then_some(m)
     })
     .await;
     assert_eq!(m.signups, 1);
@@ -656,20 +728,38 @@ async fn the_metric_stream_follows_changes_and_bad_requests_get_clear_errors() {
     let ports = Ports::free();
     let up = Up::start_async(dir.path(), &ports).await;
     let mut analytics = AnalyticsServiceClient::new(channel(ports.analytics).await);
+    // Staff see the feed of events as it happens; anonymous callers see counts only.
+    users_sign_up(&ports, "ops@example.com", "").await;
+    support::admin(dir.path(), &["grant", "ops@example.com", "staff"]);
+    let staff = login(&ports, "ops@example.com").await;
+    eventually("the staff member's sign-up counted", WAIT, || async {
+        // Welcome, verification, the welcome order's confirmation.
+        (metrics(ports.analytics).await.emails_sent == 3).then_some(())
+    })
+    .await;
     let mut stream = analytics
+        .stream_metrics(authed(StreamMetricsRequest {}, &staff))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut anonymous_stream = analytics
         .stream_metrics(StreamMetricsRequest {})
         .await
         .unwrap()
         .into_inner();
     let snapshot = stream.message().await.unwrap().unwrap();
-    assert_eq!(snapshot.metrics.unwrap().signups, 0);
-    assert!(snapshot.new_events.is_empty());
+    let before = snapshot.metrics.unwrap().signups;
+    assert_eq!(before, 1);
 
+    users_sign_up(&ports, "grace@example.com", "+14155550123").await;
     let (ada, ada_token) = signup_and_order(&ports, "ada@example.com").await;
     let mut seen_signup = false;
+    let mut feed = Vec::new();
     let mut last = Metrics::default();
     let deadline = tokio::time::Instant::now() + WAIT;
-    while last.emails_sent < 3 || last.signups < 1 {
+    // Grace: welcome, verification, the welcome order's confirmation; Ada: those
+    // and the seed order's.
+    while last.emails_sent < 10 || last.signups < before + 2 {
         let update = tokio::time::timeout_at(deadline, stream.message())
             .await
             .expect("updates keep coming")
@@ -678,7 +768,8 @@ async fn the_metric_stream_follows_changes_and_bad_requests_get_clear_errors() {
         seen_signup |= update
             .new_events
             .iter()
-            .any(|e| e.event_type == UserSignedUp::TYPE && e.summary.contains("ada@example.com"));
+            .any(|e| e.event_type == UserSignedUp::TYPE && e.summary.contains(&ada));
+        feed.extend(update.new_events.iter().map(|e| e.summary.clone()));
         let m = update.metrics.unwrap();
         assert!(
             m.events_processed >= last.events_processed,
@@ -686,20 +777,84 @@ async fn the_metric_stream_follows_changes_and_bad_requests_get_clear_errors() {
         );
         last = m;
     }
-    assert!(seen_signup, "the signup came as a new event");
-    assert_eq!(last.signups, 1);
+    assert!(seen_signup, "the signup came as a new event: {feed:#?}");
+    assert_eq!(last.signups, before + 2);
+    // Not even staff's feed carries an address or a number.
+    for summary in &feed {
+        assert!(
+            !summary.contains('@') && !summary.contains("4155550123"),
+            "{summary}"
+        );
+    }
+    let mut anonymous_updates = 0;
+    while let Ok(Some(Ok(update))) =
+        tokio::time::timeout(Duration::from_millis(500), anonymous_stream.message())
+            .await
+            .map(|m| m.transpose())
+    {
+        anonymous_updates += 1;
+        assert!(update.new_events.is_empty(), "{update:?}");
+        assert!(update.metrics.is_some());
+    }
+    assert!(
+        anonymous_updates >= 1,
+        "the counts still flow to anonymous callers"
+    );
+    // One client holds at most eight metric streams (the default).
+    let mut held = Vec::new();
+    for _ in 0..7 {
+        held.push(
+            analytics
+                .stream_metrics(StreamMetricsRequest {})
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    let ninth = analytics
+        .stream_metrics(StreamMetricsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(ninth.code(), tonic::Code::ResourceExhausted, "{ninth:?}");
+    drop(held);
+    eventually("a freed metric stream", WAIT, || async {
+        let mut a = AnalyticsServiceClient::new(channel(ports.analytics).await);
+        a.stream_metrics(StreamMetricsRequest {})
+            .await
+            .ok()
+            .map(drop)
+    })
+    .await;
 
+    // The recent events list: staff only, bounded, free of addresses.
+    let err = analytics
+        .list_recent_events(ListRecentEventsRequest { limit: 10 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    let err = analytics
+        .list_recent_events(authed(ListRecentEventsRequest { limit: 10 }, &ada_token))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
     let too_few = analytics
-        .list_recent_events(ListRecentEventsRequest { limit: -1 })
+        .list_recent_events(authed(ListRecentEventsRequest { limit: -1 }, &staff))
         .await
         .unwrap_err();
     assert_eq!(too_few.code(), tonic::Code::InvalidArgument);
     let capped = analytics
-        .list_recent_events(ListRecentEventsRequest { limit: 10_000 })
+        .list_recent_events(authed(ListRecentEventsRequest { limit: 10_000 }, &staff))
         .await
         .unwrap()
         .into_inner();
     assert!(!capped.events.is_empty() && capped.events.len() <= 50);
+    for e in &capped.events {
+        assert!(
+            !e.summary.contains('@') && !e.summary.contains("4155550123"),
+            "{}",
+            e.summary
+        );
+    }
     let anonymous = analytics
         .rebuild_projections(RebuildProjectionsRequest {})
         .await
@@ -719,7 +874,7 @@ async fn the_metric_stream_follows_changes_and_bad_requests_get_clear_errors() {
         .unwrap()
         .into_inner()
         .notifications;
-    assert_eq!(mine.len(), 3);
+    assert_eq!(mine.len(), 4, "welcome, verification, two confirmations");
     let (_, bob_token) = signup_and_order(&ports, "bob@example.com").await;
     for (request, code) in [
         (

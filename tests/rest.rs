@@ -1,8 +1,10 @@
 //! The story over REST/JSON through the gateway under `weft up`: the curl demo
-//! (`scripts/demo-rest`) signs up, logs in, orders 109.97 USD, pays, ships, reads the
-//! metrics and the live stream; then bad input, other users' data, the live stream
-//! following a new signup, one trace from the REST call to the Kafka record, and the
-//! stricter login rate limit — all through the real gateway and services.
+//! (`scripts/demo-rest`) signs up, verifies the address, logs in, orders 109.97 USD
+//! from the catalogue, pays, has staff ship, reads the metrics and the live stream;
+//! then bad input, other users' data, who may do what, the live stream following a
+//! new signup without naming anyone, one trace from the REST call to the Kafka
+//! record, and the stricter login rate limit — all through the real gateway and
+//! services.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -57,10 +59,14 @@ async fn the_story_over_rest_through_the_gateway() {
     let base = format!("http://127.0.0.1:{}", ports.gateway);
 
     let gateway = base.clone();
+    let data_dir = dir.path().to_owned();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("bash")
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo-rest"))
             .env("WEFT_GATEWAY_URL", gateway)
+            .env("WEFT_DATA_DIR", &data_dir)
+            .env("WEFT_BIN", support::WEFT)
+            .env_remove("WEFT_USER_DATABASE_URL")
             .env("DEMO_EMAIL", "rest@example.com")
             .output()
             .unwrap()
@@ -73,6 +79,8 @@ async fn the_story_over_rest_through_the_gateway() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(value(&stdout, "verified", "email_verified"), "True");
+    assert!(value(&stdout, "catalogue", "products").contains("mug"));
     assert_eq!(value(&stdout, "order", "total"), "109.97_USD");
     assert_eq!(value(&stdout, "paid", "status"), "ORDER_STATUS_CONFIRMED");
     assert_eq!(value(&stdout, "shipped", "status"), "ORDER_STATUS_SHIPPED");
@@ -83,12 +91,13 @@ async fn the_story_over_rest_through_the_gateway() {
         http: reqwest::Client::new(),
         base,
     };
-    // Metrics reach the acceptance figures: one signup, two orders, 109.97 USD.
-    eventually("metrics of one signup and two orders", WAIT, || async {
+    // Metrics reach the acceptance figures: the customer's and the staff member's
+    // sign-ups, their welcome orders and the seed order, 109.97 USD.
+    eventually("metrics of two signups and three orders", WAIT, || async {
         let (_, m) = c.call("GET", "/v1/analytics/metrics", None, None).await;
         let m = &m["metrics"];
-        (m["signups"] == "1"
-            && m["ordersCreated"] == "2"
+        (m["signups"] == "2"
+            && m["ordersCreated"] == "3"
             && m["revenue"] == json!([{"currencyCode": "USD", "units": "109", "nanos": 970000000}])
             && m["emailsSent"]
                 .as_str()
@@ -113,13 +122,17 @@ async fn the_story_over_rest_through_the_gateway() {
     let traced_id = traced["user"]["userId"].as_str().unwrap().to_owned();
     let brokers = format!("127.0.0.1:{}", ports.broker);
     let records = tokio::task::spawn_blocking(move || {
-        read_topic_until(&brokers, "user-events", WAIT, |s| s.len() >= 2)
+        read_topic_until(&brokers, "user-events", WAIT, |s| {
+            s.iter()
+                .any(|r| header(r, "ce_subject") == Some(traced_id.as_str()))
+        })
     })
     .await
     .unwrap();
+    let traced_id = traced["user"]["userId"].as_str().unwrap();
     let record = records
         .iter()
-        .find(|r| header(r, "ce_subject") == Some(traced_id.as_str()))
+        .find(|r| header(r, "ce_subject") == Some(traced_id))
         .unwrap();
     assert!(
         header(record, "traceparent").unwrap().contains(trace),
@@ -146,6 +159,8 @@ async fn the_story_over_rest_through_the_gateway() {
     let after = tokio::time::timeout(WAIT, async {
         loop {
             let e = next_event(&mut stream, &mut seen).await;
+            // An anonymous stream carries counts, never the feed of events.
+            assert!(e.get("newEvents").is_none_or(|n| n == &json!([])), "{e}");
             let n: u64 = e["metrics"]["signups"].as_str().unwrap().parse().unwrap();
             if n > before {
                 return n;
@@ -155,7 +170,57 @@ async fn the_story_over_rest_through_the_gateway() {
     .await
     .expect("a stream update after the signup");
     assert_eq!(after, before + 1);
+    assert!(!seen.contains('@'), "{seen}");
     drop(stream);
+    let (status, _) = c.call("GET", "/v1/analytics/events", None, None).await;
+    assert_eq!(status, 401, "the event feed is not anonymous");
+    let (status, _) = c
+        .call("GET", "/v1/analytics/events", Some(&bob), None)
+        .await;
+    assert_eq!(status, 403, "nor for customers");
+
+    // Who may do what, over REST: customers read the catalogue but do not change it,
+    // do not ship (even their own orders), and pay catalogue prices.
+    let (status, products) = c.call("GET", "/v1/products", None, None).await;
+    assert_eq!(status, 200, "{products}");
+    let (status, err) = c
+        .call(
+            "POST",
+            "/v1/products",
+            Some(&bob),
+            Some(json!({"productId": "cheap", "name": "Cheap", "unitPrice": {"currencyCode": "USD", "units": "0"}, "active": true})),
+        )
+        .await;
+    assert_eq!((status, err["code"].as_i64()), (403, Some(7)), "{err}");
+    let (status, mine) = c
+        .call(
+            "POST",
+            "/v1/orders",
+            Some(&bob),
+            Some(json!({"items": [{"productId": "lamp", "quantity": 1}]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{mine}");
+    assert_eq!(mine["order"]["total"]["units"], "49");
+    let mine = mine["order"]["orderId"].as_str().unwrap().to_owned();
+    let (status, err) = c
+        .call(
+            "POST",
+            &format!("/v1/orders/{mine}:ship"),
+            Some(&bob),
+            Some(json!({"carrier": "Me", "trackingNumber": "1"})),
+        )
+        .await;
+    assert_eq!((status, err["code"].as_i64()), (403, Some(7)), "{err}");
+    let (status, err) = c
+        .call(
+            "POST",
+            "/v1/users:verifyEmail",
+            None,
+            Some(json!({"token": "forged"})),
+        )
+        .await;
+    assert_eq!((status, err["code"].as_i64()), (400, Some(3)), "{err}");
 
     // Another user's data is not found; no token is 401.
     let (status, body) = c
@@ -193,6 +258,18 @@ async fn the_story_over_rest_through_the_gateway() {
                 json!([{"productId": "p", "name": "P", "quantity": 1, "unitPrice": {"currencyCode": "XXY", "units": "1"}}]),
             ),
             "items[0].unit_price",
+        ),
+        (
+            "a price of the client's choosing",
+            order(
+                json!([{"productId": "mug", "quantity": 1, "unitPrice": {"currencyCode": "USD", "units": "0"}}]),
+            ),
+            "items[0].unit_price",
+        ),
+        (
+            "a product not in the catalogue",
+            order(json!([{"productId": "yacht", "quantity": 1}])),
+            "items[0].product_id",
         ),
     ] {
         let (status, err) = c.call("POST", "/v1/orders", Some(&bob), Some(body)).await;

@@ -1,15 +1,18 @@
 // Drives the live dashboard in headless Chromium (playwright-core, Chromium from
-// Debian). Usage: node dashboard.cjs <url> <expected-signups> <screenshot.png>
-// Prints READY once the page is live (the caller then signs someone up), SEEN once
-// the signup shows in the counters and the feed, then saves a screenshot.
+// Debian). Usage:
+//   node dashboard.cjs <url> <expected-signups> <screenshot.png> <staff-email> <password>
+// Checks that the signed-out page shows totals but no feed, signs in as the staff
+// member, prints READY once the page is live again (the caller then signs someone
+// up), SEEN once the signup shows in the counters and the feed (with no address in
+// it), then saves a screenshot.
 "use strict";
 const fs = require("fs");
 const path = require("path");
 const { chromium } = require("playwright-core");
 
-const [url, expected, shot] = process.argv.slice(2);
-if (!url || !expected || !shot) {
-  console.error("usage: node dashboard.cjs <url> <expected-signups> <screenshot.png>");
+const [url, expected, shot, email, password] = process.argv.slice(2);
+if (!url || !expected || !shot || !email || !password) {
+  console.error("usage: node dashboard.cjs <url> <expected-signups> <screenshot.png> <staff-email> <password>");
   process.exit(2);
 }
 
@@ -25,14 +28,30 @@ async function main() {
   fs.mkdirSync(path.dirname(shot), { recursive: true });
   try {
     await page.goto(url);
-    await page.waitForFunction(
-      () => document.querySelector("#status")?.dataset.state === "live" && Number(document.body.dataset.updates) >= 1,
-      null, { timeout: 90000 });
+    const live = () => document.querySelector("#status")?.dataset.state === "live" && Number(document.body.dataset.updates) >= 1;
+    await page.waitForFunction(live, null, { timeout: 90000 });
+    // Signed out: the totals, and neither a feed nor anyone's address.
+    const signedOut = await page.evaluate(() => ({
+      note: document.querySelector("#feed-note")?.dataset.state,
+      feed: document.querySelectorAll("#feed li").length,
+      form: !document.querySelector("#signin")?.hidden,
+    }));
+    if (signedOut.note !== "anonymous" || signedOut.feed !== 0 || !signedOut.form) {
+      throw new Error(`signed out, the page shows ${JSON.stringify(signedOut)}`);
+    }
+    await page.fill("#signin-email", email);
+    await page.fill("#signin-password", password);
+    await page.click("#signin button[type=submit]");
+    await page.waitForFunction(() => document.querySelector("#feed-note")?.dataset.state === "staff", null, { timeout: 30000 });
+    await page.evaluate(() => { document.body.dataset.updates = "0"; });
+    await page.waitForFunction(live, null, { timeout: 90000 });
     process.stdout.write("READY\n");
     await page.waitForFunction(
       (want) => document.querySelector("#signups")?.textContent === want
         && [...document.querySelectorAll("#feed li")].some((li) => li.textContent.includes("UserSignedUp")),
       expected, { timeout: 90000 });
+    const feed = await page.evaluate(() => document.querySelector("#feed").textContent);
+    if (feed.includes("@")) throw new Error(`the feed shows an address: ${feed}`);
     process.stdout.write("SEEN\n");
     await page.screenshot({ path: shot, fullPage: true });
     process.stdout.write(`SCREENSHOT ${shot}\n`);

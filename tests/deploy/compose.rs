@@ -1,6 +1,7 @@
 //! docker-compose.yml against the launcher, the topics and Prometheus.
 
 use super::*;
+use crate::kube::{kube, kube_container, kube_env, kube_object};
 
 #[test]
 fn compose_runs_every_component_on_its_ports() {
@@ -215,3 +216,29 @@ fn prometheus_scrapes_every_admin_port() {
 // =========================================================================================
 // Kubernetes
 // =========================================================================================
+
+#[test]
+fn no_deployment_names_an_administrator_and_streams_are_counted_per_client() {
+    let compose = compose();
+    let docs = kube();
+    for c in components() {
+        let compose_env = compose_env(compose_service(&compose, &c.name));
+        let what = format!("{K8S} {}", c.name);
+        let container = kube_container(kube_object(&docs, "Deployment", &c.name), &what);
+        let kube_env = kube_env(&docs, container, &what);
+        for env in [&compose_env, &kube_env] {
+            assert!(
+                !env.keys().any(|k| k.contains("ADMIN_EMAIL")),
+                "{}: no address may be made an administrator by configuration",
+                c.name
+            );
+            if c.name == "analytics" {
+                assert_eq!(
+                    env.get("WEFT_CLIENT_IP_HEADER").map(String::as_str),
+                    Some("x-weft-client-ip"),
+                    "analytics counts metric streams per client by the address Envoy and the gateway name"
+                );
+            }
+        }
+    }
+}

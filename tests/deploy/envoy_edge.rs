@@ -173,3 +173,76 @@ fn the_stats_listener_exposes_only_metrics_and_readiness() {
 // =========================================================================================
 // docker-compose
 // =========================================================================================
+
+#[test]
+fn grpc_clients_are_limited_per_client_address() {
+    let envoy = envoy();
+    for name in PUBLIC_LISTENERS {
+        let what = format!("listener {name}");
+        let l = listener(&envoy, name);
+        let limiter = list(at(hcm(l), "http_filters", &what), &what)
+            .iter()
+            .find(|f| {
+                f.get("name").map(text).as_deref() == Some("envoy.filters.http.local_ratelimit")
+            })
+            .map(|f| at(f, "typed_config", &what))
+            .unwrap();
+        let per_address = list(at(limiter, "descriptors", &what), &what)
+            .iter()
+            .find(|d| {
+                let entries = list(at(d, "entries", &what), &what);
+                entries.len() == 1
+                    && text(at(&entries[0], "key", &what)) == "remote_address"
+                    && text(at(&entries[0], "value", &what)).is_empty()
+            })
+            .unwrap_or_else(|| panic!("{what}: a wildcard remote_address descriptor"));
+        assert!(
+            port(at(per_address, "token_bucket.max_tokens", &what)) > 0,
+            "{what}: the per-client bucket"
+        );
+        assert!(
+            port(at(limiter, "max_dynamic_descriptors", &what)) >= 1000,
+            "{what}: room for many clients' buckets"
+        );
+        for host in list(at(hcm(l), "route_config.virtual_hosts", &what), &what) {
+            for route in list(at(host, "routes", &what), &what) {
+                if !is_grpc_route(route) {
+                    continue;
+                }
+                let name = route_name(route);
+                let actions: Vec<&Value> = route
+                    .get("route")
+                    .and_then(|r| r.get("rate_limits"))
+                    .map(|r| list(r, &name))
+                    .unwrap_or_default()
+                    .iter()
+                    .flat_map(|r| list(at(r, "actions", &name), &name))
+                    .collect();
+                assert!(
+                    actions.iter().any(|a| a.get("remote_address").is_some()),
+                    "gRPC route {name} needs `rate_limits: *per_client` (one bucket per client)"
+                );
+            }
+        }
+    }
+    // The metric stream's client is the address Envoy saw, never one a client sends.
+    let (_, stream) = route_for(
+        front_door_routes(&envoy),
+        &grpc_call("/weft.analytics.v1.AnalyticsService/StreamMetrics"),
+    );
+    let set = list(
+        at(stream, "request_headers_to_add", "stream route"),
+        "headers",
+    )
+    .iter()
+    .find(|h| text(at(h, "header.key", "header")) == "x-weft-client-ip")
+    .expect("the StreamMetrics route sets x-weft-client-ip");
+    assert_eq!(
+        text(at(set, "header.value", "header")),
+        "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
+    );
+    assert_eq!(
+        text(at(set, "append_action", "header")),
+        "OVERWRITE_IF_EXISTS_OR_ADD"
+    );
+}

@@ -193,6 +193,25 @@ impl Drop for Up {
     }
 }
 
+/// `weft admin <args…> --data-dir <data_dir>`, the operator's role tool: its output,
+/// after asserting it succeeded.
+pub fn admin(data_dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(WEFT)
+        .arg("admin")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("WEFT_USER_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "weft admin {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// The value of `key=` on the line of a demo script's output that starts with `step`
 /// (the scripts print one `step key=value …` line per step).
 pub fn value<'a>(out: &'a str, step: &str, key: &str) -> &'a str {

@@ -1,0 +1,48 @@
+// Opens a verification link from an email in headless Chromium (playwright-core,
+// Chromium from Debian), checks that opening it verified nothing yet, presses
+// Verify, and prints VERIFIED once the page says so.
+// Usage: node verify.cjs <link>
+"use strict";
+const { chromium } = require("playwright-core");
+
+const [link] = process.argv.slice(2);
+if (!link) {
+  console.error("usage: node verify.cjs <link>");
+  process.exit(2);
+}
+
+async function main() {
+  const browser = await chromium.launch({
+    executablePath: process.env.WEFT_CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+  });
+  const page = await browser.newPage();
+  try {
+    await page.goto(link);
+    const before = await page.evaluate(() => ({
+      state: document.querySelector("#result")?.dataset.state,
+      address: location.search,
+    }));
+    if (before.state !== "waiting") throw new Error(`before the button: ${JSON.stringify(before)}`);
+    if (before.address.includes("token")) throw new Error("the token stays in the address bar");
+    process.stdout.write("OPENED\n");
+    // The caller may check the address is still unverified here.
+    await new Promise((resolve) => process.stdin.once("data", resolve));
+    process.stdin.pause();
+    await page.click("#verify");
+    await page.waitForFunction(() => document.querySelector("#result")?.dataset.state !== "waiting", null, { timeout: 30000 });
+    const after = await page.evaluate(() => ({
+      state: document.querySelector("#result").dataset.state,
+      text: document.querySelector("#result").textContent,
+    }));
+    if (after.state !== "verified") throw new Error(`after the button: ${JSON.stringify(after)}`);
+    process.stdout.write(`VERIFIED ${after.text}\n`);
+  } catch (err) {
+    console.error(`verify page check failed: ${err.message}`);
+    await browser.close();
+    process.exit(1);
+  }
+  await browser.close();
+}
+
+main().catch((err) => { console.error(err); process.exit(1); });
