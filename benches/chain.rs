@@ -189,13 +189,15 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_owned();
     let ports = Ports::free();
-    // One client drives the gateway: lift its per-client rate limit.
+    // One client drives the gateway and one customer gets every confirmation: lift
+    // the per-client rate limit and the per-recipient message limit.
     let up = Up::start_env_async(
         &data,
         &ports,
         &[
             ("WEFT_RATE_LIMIT", "1000000/s"),
             ("WEFT_RATE_BURST", "1000000"),
+            ("WEFT_RECIPIENT_LIMIT", "1000000/h"),
             ("WEFT_LOG", "warn"),
         ],
     )
@@ -219,8 +221,8 @@ async fn main() {
         .connect()
         .await
         .unwrap();
-    // The welcome order, the seed order and their two emails.
-    counted(&analytics, 2, 2).await;
+    // The welcome order, the seed order and their emails (with the verification).
+    counted(&analytics, 2, 3).await;
     println!(
         "the event chain inside `weft up` (optimised build, embedded broker, SQLite), one run on this machine"
     );

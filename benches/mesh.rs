@@ -178,12 +178,27 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // 2. Signup → dashboard latency.
+    // 2. Signup → dashboard latency, on the feed staff see (sign-ups by user id).
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{}", ports.gateway);
+    support::rest::signup_and_login(&http, &base, "bench-staff@example.com").await;
+    support::admin(&data, &["grant", "bench-staff@example.com", "staff"]);
+    // The role is in tokens issued after the grant.
+    let login: serde_json::Value = http
+        .post(format!("{base}/v1/users:login"))
+        .json(&serde_json::json!({"email": "bench-staff@example.com", "password": support::rest::PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let staff = login["accessToken"].as_str().unwrap().to_owned();
     let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let stream = std::net::TcpStream::connect(("127.0.0.1", ports.gateway)).unwrap();
     write!(
         &stream,
-        "GET /v1/analytics/metrics:stream HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
+        "GET /v1/analytics/metrics:stream HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\nAuthorization: Bearer {staff}\r\n\r\n"
     )
     .unwrap();
     let reader_seen = seen.clone();
@@ -197,14 +212,15 @@ async fn main() {
                 continue;
             };
             for e in v["newEvents"].as_array().into_iter().flatten() {
-                let email = e["summary"]
+                // "signup of user <id> (<source>)"
+                let user = e["summary"]
                     .as_str()
-                    .and_then(|s| s.split_whitespace().nth(1));
-                if let (true, Some(email)) = (e["eventType"] == UserSignedUp::TYPE, email) {
+                    .and_then(|s| s.split_whitespace().nth(3));
+                if let (true, Some(user)) = (e["eventType"] == UserSignedUp::TYPE, user) {
                     reader_seen
                         .lock()
                         .unwrap()
-                        .entry(email.to_owned())
+                        .entry(user.to_owned())
                         .or_insert(now);
                 }
             }
@@ -217,15 +233,16 @@ async fn main() {
             .connect()
             .await
             .unwrap();
-    let mut sent = HashMap::new();
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1) / rate as u32);
     for i in 0..signups {
         tick.tick().await;
         let email = format!("latency{i}@example.com");
         let mut users = UserServiceClient::new(user_channel.clone());
-        sent.insert(email.clone(), Instant::now());
+        let sent = sent.clone();
         tokio::spawn(async move {
-            users
+            let at = Instant::now();
+            let user = users
                 .sign_up(SignUpRequest {
                     email,
                     name: "Latency".into(),
@@ -234,7 +251,11 @@ async fn main() {
                     ..Default::default()
                 })
                 .await
+                .unwrap()
+                .into_inner()
+                .user
                 .unwrap();
+            sent.lock().unwrap().insert(user.user_id, at);
         });
     }
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -242,6 +263,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let seen = seen.lock().unwrap().clone();
+    let sent = sent.lock().unwrap().clone();
     let mut latencies: Vec<Duration> = sent
         .iter()
         .filter_map(|(email, at)| seen.get(email).map(|s| s.duration_since(*at)))
