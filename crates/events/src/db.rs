@@ -260,3 +260,36 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
             || d.message().contains("UNIQUE constraint failed")
     })
 }
+
+/// Whether `e` would happen again for the same statement on the same data: a data
+/// exception (PostgreSQL class 22: a NUL byte, invalid encoding, a value too long or
+/// out of range), an integrity or check violation (class 23; SQLite's constraint,
+/// too-big, mismatch and range errors), or a value that cannot be decoded. Lost
+/// connections, pool timeouts, lock and serialization failures, deadlocks and I/O
+/// errors are not: trying again may succeed.
+pub fn deterministic(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            if !matches!(db.kind(), sqlx::error::ErrorKind::Other) {
+                return true;
+            }
+            let Some(code) = db.code() else { return false };
+            if db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some()
+            {
+                // SQLSTATE classes 22 (data exception) and 23 (integrity violation).
+                return code.starts_with("22") || code.starts_with("23");
+            }
+            // SQLite's (extended) result code: its low byte is the primary code.
+            code.parse::<i64>().is_ok_and(|c| {
+                matches!(
+                    c & 0xff,
+                    18 /* TOOBIG */ | 19 /* CONSTRAINT */ | 20 /* MISMATCH */ | 25 /* RANGE */
+                )
+            })
+        }
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => true,
+        _ => false,
+    }
+}

@@ -39,6 +39,21 @@ pub mod header {
     pub const CONTENT_TYPE: &str = "content-type";
     /// Trace-context headers copied between metadata and Kafka headers.
     pub const TRACE: [&str; 3] = ["traceparent", "tracestate", "baggage"];
+    /// Every header an envelope reads.
+    pub const ALL: [&str; 12] = [
+        SPEC_VERSION,
+        ID,
+        SOURCE,
+        TYPE,
+        TIME,
+        SUBJECT,
+        CORRELATION_ID,
+        CAUSATION_ID,
+        CONTENT_TYPE,
+        TRACE[0],
+        TRACE[1],
+        TRACE[2],
+    ];
 }
 
 /// Why a record's headers are not a valid weft envelope.
@@ -59,7 +74,14 @@ pub enum EnvelopeError {
     /// The event has no `EventMetadata`.
     #[error("event has no metadata")]
     NoMetadata,
+    /// A header holds control characters or is too long to be stored (the inbox
+    /// and the outbox keep these values).
+    #[error("header {0} holds control characters or is over {MAX_HEADER_CHARS} characters")]
+    Unsafe(String),
 }
+
+/// Longest header value an envelope accepts.
+pub const MAX_HEADER_CHARS: usize = 512;
 
 /// Who caused the events about to be written: carried from a request or an event to
 /// every event it leads to.
@@ -214,6 +236,13 @@ impl Envelope {
             let Some(value) = value else { continue };
             let value =
                 std::str::from_utf8(value).map_err(|_| EnvelopeError::NotUtf8(name.to_owned()))?;
+            if value.chars().count() > MAX_HEADER_CHARS || value.chars().any(char::is_control) {
+                if header::ALL.contains(&name) {
+                    return Err(EnvelopeError::Unsafe(name.to_owned()));
+                }
+                // Another header's value is not kept: it does not matter.
+                continue;
+            }
             map.insert(name.to_owned(), value.to_owned());
         }
         let mut take = |name: &'static str| -> Result<String, EnvelopeError> {
@@ -271,6 +300,43 @@ mod tests {
             email: "a@example.com".into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn control_characters_and_oversize_values_are_refused() {
+        let env = Envelope::of(&signup()).unwrap_or_else(|e| panic!("{e}"));
+        for (name, bad) in [
+            (header::ID, "id\0".to_owned()),
+            (header::SUBJECT, "u\n1".to_owned()),
+            (header::CORRELATION_ID, "c".repeat(MAX_HEADER_CHARS + 1)),
+        ] {
+            let mut headers = env.headers();
+            match headers.iter_mut().find(|(k, _)| k == name) {
+                Some(h) => h.1 = bad,
+                None => headers.push((name.to_owned(), bad)),
+            }
+            let err = Envelope::from_headers(
+                headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), Some(v.as_bytes()))),
+            )
+            .expect_err(name);
+            assert!(
+                matches!(err, EnvelopeError::Unsafe(ref n) if n == name),
+                "{err}"
+            );
+        }
+        // A header the envelope does not read may hold anything.
+        let mut headers = env.headers();
+        headers.push(("x-other".into(), "a\0b".into()));
+        assert!(
+            Envelope::from_headers(
+                headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), Some(v.as_bytes())))
+            )
+            .is_ok()
+        );
     }
 
     #[test]

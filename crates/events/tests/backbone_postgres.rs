@@ -4,6 +4,8 @@
 #[path = "common/batching.rs"]
 mod batching;
 mod common;
+#[path = "common/poison.rs"]
+mod poison;
 #[path = "common/scenario.rs"]
 mod scenario;
 
@@ -24,4 +26,9 @@ async fn a_mixed_batch_settles_every_record_once_on_postgres() {
 async fn kill_9_mid_batch_loses_and_doubles_nothing_on_postgres() {
     batching::kill_9_mid_batch_loses_and_doubles_nothing(weft_testkit::postgres_database().await)
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_record_stops_the_consumer_on_postgres() {
+    poison::no_record_stops_the_consumer(weft_testkit::postgres_database().await).await;
 }

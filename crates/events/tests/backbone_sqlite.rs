@@ -4,6 +4,8 @@
 #[path = "common/batching.rs"]
 mod batching;
 mod common;
+#[path = "common/poison.rs"]
+mod poison;
 #[path = "common/scenario.rs"]
 mod scenario;
 
@@ -94,4 +96,10 @@ async fn kill_9_mid_batch_loses_and_doubles_nothing_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     batching::kill_9_mid_batch_loses_and_doubles_nothing(sqlite_url(dir.path(), "c").unwrap())
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_record_stops_the_consumer_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    poison::no_record_stops_the_consumer(sqlite_url(dir.path(), "poison").unwrap()).await;
 }

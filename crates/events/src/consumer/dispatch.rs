@@ -186,6 +186,9 @@ impl Decision {
     }
 }
 
+/// The `dlq_reason` of a record whose handler kept failing transiently.
+pub const RETRIES_EXHAUSTED: &str = "retries-exhausted";
+
 /// The handlers of a consumer, by event type.
 pub struct Dispatch {
     /// Handlers by full proto name.

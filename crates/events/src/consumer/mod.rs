@@ -15,7 +15,12 @@
 //!   handler failing permanently makes its record a dead letter; failing transiently
 //!   (database or broker down) makes the runtime commit the records before it and
 //!   retry it alone with jittered backoff ([`retry`]), not fetching meanwhile — so
-//!   nothing is skipped, nothing applied twice, nothing spins.
+//!   nothing is skipped, nothing applied twice, nothing spins. A record that keeps
+//!   failing transiently becomes a dead letter after [`Consumer::max_attempts`]
+//!   (`retries-exhausted`): one record never stops a consumer. A database error is
+//!   permanent when the same statement would fail again on the same data (a data
+//!   exception such as a NUL byte or a value too long, a constraint or check
+//!   violation; [`crate::db::deterministic`]), transient otherwise.
 //! - [`offsets`]: offsets committed with the effects, and where a restart resumes.
 //! - [`lag`]: consumer lag as a metric.
 //!
@@ -58,6 +63,10 @@ use lag::LagReporter;
 /// Records settled in one transaction at most.
 pub const DEFAULT_MAX_BATCH: usize = 256;
 
+/// Tries of a record that fails transiently before it is dead-lettered (with the
+/// backoff of [`retry`], about a minute in all).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
 /// Why a handler did not apply an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandlerError {
@@ -72,7 +81,11 @@ pub enum HandlerError {
 
 impl From<sqlx::Error> for HandlerError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Transient(format!("database: {e}"))
+        if crate::db::deterministic(&e) {
+            Self::Permanent(format!("database refused the event's data: {e}"))
+        } else {
+            Self::Transient(format!("database: {e}"))
+        }
     }
 }
 
@@ -231,6 +244,7 @@ pub struct Consumer {
     after: Option<AfterCommit>,
     offsets: Offsets,
     max_batch: usize,
+    max_attempts: Option<u32>,
 }
 
 /// The running parts of a consumer.
@@ -255,6 +269,7 @@ impl Consumer {
             after: None,
             offsets: Offsets::Kafka,
             max_batch: DEFAULT_MAX_BATCH,
+            max_attempts: Some(DEFAULT_MAX_ATTEMPTS),
         }
     }
 
@@ -275,6 +290,16 @@ impl Consumer {
     /// Settles at most `n` records per transaction (1 settles each on its own).
     pub fn max_batch(mut self, n: usize) -> Self {
         self.max_batch = n.max(1);
+        self
+    }
+
+    /// How many times a record whose handler fails transiently is tried before it
+    /// goes to the dead-letter topic with `dlq_reason=retries-exhausted`
+    /// ([`DEFAULT_MAX_ATTEMPTS`]); `None` retries for ever. A pass that fails as a
+    /// whole (the database unreachable before any handler ran) blames no record and
+    /// is retried without a limit.
+    pub fn max_attempts(mut self, n: Option<u32>) -> Self {
+        self.max_attempts = n.map(|n| n.max(1));
         self
     }
 
@@ -473,7 +498,10 @@ impl Consumer {
         // Which dead letters are on their topic already.
         let mut published = vec![false; items.len()];
         let mut limit = items.len();
+        // Failed passes in a row (the database unreachable), and how many times the
+        // record failing transiently (its index) has been tried.
         let mut attempt = 0u32;
+        let mut tries: Option<(usize, u32)> = None;
         while outcomes.len() < items.len() {
             let start = outcomes.len();
             for i in start..limit {
@@ -496,7 +524,13 @@ impl Consumer {
                     limit = items.len();
                 }
                 Ok(Pass::Failed { at, error }) => {
+                    attempt = 0;
                     let failing = start + at;
+                    let tried = match tries {
+                        Some((i, n)) if i == failing => n + 1,
+                        _ => 1,
+                    };
+                    tries = Some((failing, tried));
                     if let HandlerError::Permanent(e) = &error {
                         let item = &mut items[failing];
                         item.decision = match std::mem::replace(
@@ -511,17 +545,40 @@ impl Consumer {
                             other => other,
                         };
                     }
+                    if let HandlerError::Transient(e) = &error
+                        && self.max_attempts.is_some_and(|max| tried >= max)
+                    {
+                        let item = &mut items[failing];
+                        item.decision = match std::mem::replace(
+                            &mut item.decision,
+                            Decision::Ignore,
+                        ) {
+                            Decision::Apply(_, received) => {
+                                let span = inbox::record_span(&self.group, &received);
+                                tracing::error!(parent: &span, error = %e, tries = tried, "transient failures exhausted the retries; dead-lettering");
+                                metrics::counter!("consumer_retries_exhausted_total", "group" => self.group.clone())
+                                    .increment(1);
+                                Decision::DeadLetter {
+                                    reason: dispatch::RETRIES_EXHAUSTED,
+                                    error: format!("after {tried} attempts: {e}"),
+                                    received: Some(received),
+                                }
+                            }
+                            other => other,
+                        };
+                        limit = items.len();
+                        continue;
+                    }
                     if at > 0 {
                         // Commit what came before the failing record, once.
                         limit = failing;
                         continue;
                     }
                     if let HandlerError::Transient(e) = error {
-                        attempt = attempt.saturating_add(1);
-                        tracing::warn!(group = %self.group, error = %e, attempt, "transient failure; retrying");
+                        tracing::warn!(group = %self.group, error = %e, tries = tried, "transient failure; retrying");
                         metrics::counter!("consumer_retries_total", "group" => self.group.clone())
                             .increment(1);
-                        if !retry::pause(attempt, running.shutdown).await {
+                        if !retry::pause(tried, running.shutdown).await {
                             return None;
                         }
                         limit = items.len();
