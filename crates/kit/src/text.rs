@@ -47,6 +47,16 @@ impl Text {
         no_links: true,
         plain: true,
     };
+    /// An identifier a caller names (a user, order, product or notification id):
+    /// required, one line, no control characters — so a NUL byte in a path is a
+    /// clear INVALID_ARGUMENT, never a database error.
+    pub const ID: Text = Text {
+        optional: false,
+        max_chars: 64,
+        multiline: false,
+        no_links: false,
+        plain: false,
+    };
     /// A value of free-form attributes: optional, one line.
     pub const VALUE: Text = Text {
         optional: true,

@@ -55,6 +55,9 @@ impl NotificationService for NotificationApi {
             req.user_id.trim().to_owned()
         };
         let mut violations = Vec::new();
+        if let Some(problem) = weft_kit::text::Text::ID.problem(&user_id) {
+            violations.push(FieldViolation::new("user_id", problem));
+        }
         if req.page_size < 0 {
             violations.push(FieldViolation::new("page_size", "must not be negative"));
         }
@@ -98,10 +101,10 @@ impl NotificationService for NotificationApi {
     ) -> Result<Response<GetNotificationResponse>, Status> {
         let caller = weft_auth::caller(&request)?;
         let id = request.get_ref().notification_id.trim().to_owned();
-        if id.is_empty() || id.len() > 64 {
+        if let Some(problem) = weft_kit::text::Text::ID.problem(&id) {
             return Err(invalid_argument(&[FieldViolation::new(
                 "notification_id",
-                "must be a notification id",
+                problem,
             )]));
         }
         match store::get(&self.db, &id).await.map_err(internal)? {

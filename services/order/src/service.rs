@@ -118,13 +118,19 @@ fn context<T>(req: &Request<T>) -> EventContext {
 
 fn required_id(value: &str, field: &str) -> Result<String, OrderError> {
     let v = value.trim();
-    if v.is_empty() || v.len() > 64 {
-        return Err(OrderError::invalid(
-            field,
-            "is required (at most 64 characters)",
-        ));
+    if let Some(problem) = weft_kit::text::Text::ID.problem(v) {
+        return Err(OrderError::invalid(field, &problem));
     }
     Ok(v.to_owned())
+}
+
+/// The user a request names, or the caller when it names none.
+fn user_or_caller(value: &str, caller: &Caller) -> Result<String, OrderError> {
+    if value.trim().is_empty() {
+        Ok(caller.user_id.clone())
+    } else {
+        required_id(value, "user_id")
+    }
 }
 
 impl OrderApi {
@@ -135,11 +141,7 @@ impl OrderApi {
         req: CreateOrderRequest,
     ) -> Result<OrderRecord, OrderError> {
         let mut v = Violations::default();
-        let user_id = if req.user_id.trim().is_empty() {
-            caller.user_id.clone()
-        } else {
-            req.user_id.trim().to_owned()
-        };
+        let user_id = user_or_caller(&req.user_id, caller)?;
         let key = req.idempotency_key.trim().to_owned();
         if key.len() > 128 {
             v.add("idempotency_key", "must be at most 128 characters");
@@ -455,11 +457,7 @@ impl OrderService for OrderApi {
     ) -> Result<Response<ListOrdersResponse>, Status> {
         let caller = weft_auth::caller(&request)?;
         let req = request.into_inner();
-        let user_id = if req.user_id.trim().is_empty() {
-            caller.user_id.clone()
-        } else {
-            req.user_id.trim().to_owned()
-        };
+        let user_id = user_or_caller(&req.user_id, &caller).map_err(status)?;
         if req.page_size < 0 {
             return Err(status(OrderError::invalid(
                 "page_size",

@@ -647,3 +647,107 @@ async fn idempotent_creates_and_pages() {
         "one OrderCreated per order, none for the retry"
     );
 }
+
+/// A NUL byte or another control character in any id or free-text field is a clear
+/// INVALID_ARGUMENT naming the field — on PostgreSQL too, which would refuse to store
+/// or even compare such text — and nothing is written.
+async fn control_characters_are_refused(db: Db) {
+    let mesh = spawn_mesh(db).await;
+    let (_, token) = mesh.user("nul@example.com").await;
+    let (_, staff) = mesh.staff("nul-staff@example.com").await;
+    mesh.wait_ready(&token).await;
+    let mut orders = mesh.orders().await;
+    let order = orders
+        .create_order(with_token(seed_order(), &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    let field_of = |s: &tonic::Status| {
+        assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+        let fields = violations(s);
+        assert_eq!(fields.len(), 1, "{s:?}");
+        fields[0].clone()
+    };
+    for bad in ["\0", "ord\0er", "\u{7}"] {
+        let err = orders
+            .get_order(with_token(
+                GetOrderRequest {
+                    order_id: bad.into(),
+                },
+                &staff,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(field_of(&err), "order_id");
+        let err = orders
+            .list_orders(with_token(
+                ListOrdersRequest {
+                    user_id: bad.into(),
+                    ..Default::default()
+                },
+                &staff,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(field_of(&err), "user_id");
+        let err = orders
+            .get_product(GetProductRequest {
+                product_id: bad.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(field_of(&err), "product_id");
+        let err = orders
+            .cancel_order(with_token(
+                CancelOrderRequest {
+                    order_id: order.order_id.clone(),
+                    reason: format!("changed my mind{bad}"),
+                },
+                &token,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(field_of(&err), "reason");
+        let err = orders
+            .ship_order(with_token(
+                ShipOrderRequest {
+                    order_id: order.order_id.clone(),
+                    carrier: format!("UPS{bad}"),
+                    tracking_number: "1Z999".into(),
+                },
+                &staff,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(field_of(&err), "carrier");
+    }
+    let unchanged = orders
+        .get_order(with_token(
+            GetOrderRequest {
+                order_id: order.order_id.clone(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    assert_eq!(
+        unchanged.status,
+        OrderStatus::Pending as i32,
+        "nothing changed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_are_refused_on_sqlite() {
+    control_characters_are_refused(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_are_refused_on_postgres() {
+    control_characters_are_refused(Db::Postgres).await;
+}

@@ -424,6 +424,9 @@ impl UserApi {
                 "must name at least one field: name, phone, email, metadata",
             );
         }
+        if let Some(problem) = weft_kit::text::Text::ID.problem(&patch.user_id) {
+            return Err(UserError::invalid("user.user_id", &problem));
+        }
         access::check(caller, Action::Change, &patch.user_id)?;
         let mut tx = self.db.begin().await?;
         let Some(mut user) = store::by_id_in(&mut tx, &patch.user_id).await? else {
@@ -548,8 +551,8 @@ impl UserService for UserApi {
     ) -> Result<Response<GetUserResponse>, Status> {
         let caller = weft_auth::caller(&request)?;
         let id = request.into_inner().user_id;
-        if id.trim().is_empty() {
-            return Err(status(UserError::invalid("user_id", "is required")));
+        if let Some(problem) = weft_kit::text::Text::ID.problem(&id) {
+            return Err(status(UserError::invalid("user_id", &problem)));
         }
         access::check(&caller, Action::Read, &id).map_err(status)?;
         let user = store::by_id(&self.db, &id)
