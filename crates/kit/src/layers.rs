@@ -228,7 +228,7 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let method = req.uri().path().to_owned();
+        let method = method_label(req.uri().path());
         let start = Instant::now();
         let fut = self.inner.call(req);
         Box::pin(async move {
@@ -250,6 +250,47 @@ where
             .record(start.elapsed().as_secs_f64());
             result
         })
+    }
+}
+
+/// The `method` label of an RPC: its path when it names a method of weft's
+/// contracts, health or reflection; `unknown` for anything else, so that requests
+/// to made-up paths cannot create metric series without end.
+pub fn method_label(path: &str) -> String {
+    static KNOWN: std::sync::OnceLock<std::collections::HashSet<String>> =
+        std::sync::OnceLock::new();
+    let known = KNOWN.get_or_init(|| {
+        let mut known: std::collections::HashSet<String> = [
+            "/grpc.health.v1.Health/Check",
+            "/grpc.health.v1.Health/Watch",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        if let Ok(set) =
+            <prost_types::FileDescriptorSet as prost::Message>::decode(weft_proto::DESCRIPTOR_SET)
+        {
+            for file in &set.file {
+                for service in &file.service {
+                    for method in &service.method {
+                        known.insert(format!(
+                            "/{}.{}/{}",
+                            file.package(),
+                            service.name(),
+                            method.name()
+                        ));
+                    }
+                }
+            }
+        }
+        known
+    });
+    if known.contains(path) {
+        path.to_owned()
+    } else {
+        "unknown".to_owned()
     }
 }
 

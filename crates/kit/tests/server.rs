@@ -276,6 +276,52 @@ async fn admin_serves_rpc_metrics_and_readiness() {
     );
 }
 
+#[tokio::test]
+async fn made_up_paths_add_no_metric_series() {
+    let s = spawn(ServerArgs::default()).await;
+    let admin = AdminServer::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let admin_addr = admin.local_addr();
+    tokio::spawn(admin.serve(Arc::new(AtomicBool::new(true)), CancellationToken::new()));
+    let series = |metrics: &str| {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("rpc_server_duration_seconds_count"))
+            .count()
+    };
+    let mut grpc = tonic::client::Grpc::new(channel(s.addr).await);
+    let mut call = async |path: String| {
+        grpc.ready().await.unwrap();
+        let codec = tonic_prost::ProstCodec::<GetUserRequest, GetUserResponse>::default();
+        grpc.unary(
+            Request::new(GetUserRequest::default()),
+            path.parse().unwrap(),
+            codec,
+        )
+        .await
+    };
+    // One call to a made-up path first, so its series exists before counting.
+    assert_eq!(
+        call("/warm.Up/Call".into()).await.unwrap_err().code(),
+        Code::Unimplemented
+    );
+    let before = series(&http_get(admin_addr, "/metrics").await);
+    for i in 0..1000 {
+        let path = format!("/made.up{i}.Service/Method{i}");
+        assert_eq!(call(path).await.unwrap_err().code(), Code::Unimplemented);
+    }
+    let metrics = http_get(admin_addr, "/metrics").await;
+    assert_eq!(series(&metrics), before, "no new series");
+    assert!(!metrics.contains("made.up"), "no made-up path in a label");
+    assert!(
+        metrics.contains(
+            r#"rpc_server_duration_seconds_count{method="unknown",code="Unimplemented"}"#
+        ),
+        "{metrics}"
+    );
+}
+
 async fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
