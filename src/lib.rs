@@ -7,6 +7,7 @@ pub mod admin;
 pub mod broker;
 pub mod children;
 pub mod cli;
+pub mod ports;
 pub mod tail;
 pub mod up;
 

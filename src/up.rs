@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use crate::broker::{self, EmbeddedBroker};
 use crate::children::{self, Kind, ServiceSpec};
 use crate::cli::{BrokerMode, UpArgs};
+use crate::ports;
 
 /// How long a child may take to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(15);
@@ -43,6 +44,66 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         data_dir.display()
     );
+
+    let host = args.host;
+    let mut wanted_ports: Vec<ports::Wanted> = [
+        ("the user service", "--user-port", args.user_port),
+        ("the order service", "--order-port", args.order_port),
+        (
+            "the notification service",
+            "--notification-port",
+            args.notification_port,
+        ),
+        (
+            "the analytics service",
+            "--analytics-port",
+            args.analytics_port,
+        ),
+        ("the gateway", "--gateway-port", args.gateway_port),
+        (
+            "the user service's metrics",
+            "--user-admin-port",
+            args.user_admin_port,
+        ),
+        (
+            "the order service's metrics",
+            "--order-admin-port",
+            args.order_admin_port,
+        ),
+        (
+            "the notification service's metrics",
+            "--notification-admin-port",
+            args.notification_admin_port,
+        ),
+        (
+            "the analytics service's metrics",
+            "--analytics-admin-port",
+            args.analytics_admin_port,
+        ),
+        (
+            "the gateway's metrics",
+            "--gateway-admin-port",
+            args.gateway_admin_port,
+        ),
+    ]
+    .into_iter()
+    .map(|(what, flag, port)| ports::Wanted {
+        what,
+        flag,
+        addr: SocketAddr::new(host, port),
+    })
+    .collect();
+    if args.broker == BrokerMode::Embedded {
+        wanted_ports.insert(
+            0,
+            ports::Wanted {
+                what: "the embedded broker",
+                flag: "--broker-port",
+                addr: SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), args.broker_port),
+            },
+        );
+    }
+    ports::check_free(&wanted_ports)?;
 
     let mut children_list: Vec<Managed> = Vec::new();
     let embedded = match args.broker {
@@ -76,7 +137,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let created = provision_with_retry(&kafka).await?;
     println!("ok ({} new, {} ms)", created.len(), t.elapsed().as_millis());
 
-    let host = args.host;
     let user_grpc = SocketAddr::new(host, args.user_port);
     let user_url = format!("http://{}", local(user_grpc));
     let gateway = SocketAddr::new(host, args.gateway_port);

@@ -947,3 +947,39 @@ async fn the_metric_stream_follows_changes_and_bad_requests_get_clear_errors() {
     drop(stream);
     up.stop();
 }
+
+/// The embedded broker SIGKILLed mid-run is started again by `weft up` like a
+/// service; the mesh carries on and a signup after it still gets its welcome order
+/// and its emails, nothing of before lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_broker_is_restarted_and_the_mesh_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let up = Up::start_async(dir.path(), &ports).await;
+    let data = dir.path().to_owned();
+    users_sign_up(&ports, "before@example.com", "").await;
+    // Welcome, verification, the welcome order's confirmation.
+    eventually("the first signup settled", WAIT, || async {
+        let m = metrics(ports.analytics).await;
+        (m.signups == 1 && m.orders_created == 1 && m.emails_sent == 3).then_some(())
+    })
+    .await;
+
+    let old_pid = kill9(&data, "broker");
+    eventually("the broker restarted", WAIT, || async {
+        let pid = std::fs::read_to_string(data.join("run/broker.pid")).ok()?;
+        let restarted = pid.trim().parse::<i32>().ok()? != old_pid;
+        (restarted && std::net::TcpStream::connect(("127.0.0.1", ports.broker)).is_ok())
+            .then_some(())
+    })
+    .await;
+    users_sign_up(&ports, "after@example.com", "").await;
+    let m = eventually("the second signup settled", WAIT, || async {
+        let m = metrics(ports.analytics).await;
+        (m.signups == 2 && m.orders_created == 2 && m.emails_sent == 6).then_some(m)
+    })
+    .await;
+    assert_eq!(m.events_processed, 2 * 6, "every event once: {m:?}");
+    assert_eq!(mails(&data.join("mail")).len(), 6);
+    up.stop();
+}

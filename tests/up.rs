@@ -160,3 +160,83 @@ fn a_killed_launcher_leaves_nothing_running() {
         }
     }
 }
+
+/// A port the mesh needs that another process holds stops `weft up` at once, naming
+/// the port, its holder and the flag that moves it; nothing is started.
+#[test]
+fn taken_ports_stop_the_start_at_once_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let broker = std::net::TcpListener::bind(("127.0.0.1", ports.broker)).unwrap();
+    let gateway = std::net::TcpListener::bind(("127.0.0.1", ports.gateway)).unwrap();
+    let started = std::time::Instant::now();
+    let out = support::up_command(dir.path(), &ports).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "at once, not after a timeout"
+    );
+    let me = format!("by pid {}", std::process::id());
+    for (port, flag) in [
+        (ports.broker, "--broker-port"),
+        (ports.gateway, "--gateway-port"),
+    ] {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(&format!("127.0.0.1:{port} ")))
+            .unwrap_or_else(|| panic!("no line for {port}: {stderr}"));
+        assert!(line.contains(flag) && line.contains(&me), "{line}");
+    }
+    assert!(
+        !dir.path().join("run/broker.pid").exists(),
+        "no broker was started"
+    );
+    drop((broker, gateway));
+}
+
+/// A start that fails after the broker is up (here: no PostgreSQL where DATABASE_URL
+/// points) stops the broker it started: nothing is left running.
+#[test]
+fn a_failed_start_leaves_no_process_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = support::up_command(dir.path(), &ports)
+        .env(
+            "DATABASE_URL",
+            format!("postgres://weft@127.0.0.1:{closed}/weft"),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("PostgreSQL"), "{stderr}");
+    let pid: i32 = std::fs::read_to_string(dir.path().join("run/broker.pid"))
+        .expect("the broker had started")
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        // Gone, or a zombie waiting for init to reap it.
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let alive = state
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'));
+        if !alive {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broker (pid {pid}) outlived the failed start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Nobody listens there any more: the port can be bound again.
+    std::net::TcpListener::bind(("127.0.0.1", ports.broker)).expect("the broker's port is free");
+}

@@ -58,6 +58,38 @@ pub struct Up {
     lines: mpsc::Receiver<String>,
 }
 
+/// `weft up` on `ports` with its data in `data_dir`, and none of the environment
+/// that would point it elsewhere (no DATABASE_URL unless the caller sets one).
+pub fn up_command(data_dir: &Path, ports: &Ports) -> Command {
+    let mut command = Command::new(WEFT);
+    command
+        .arg("up")
+        .args(["--broker-port", &ports.broker.to_string()])
+        .args(["--user-port", &ports.user.to_string()])
+        .args(["--order-port", &ports.order.to_string()])
+        .args(["--user-admin-port", &ports.user_admin.to_string()])
+        .args(["--order-admin-port", &ports.order_admin.to_string()])
+        .args(["--notification-port", &ports.notification.to_string()])
+        .args(["--analytics-port", &ports.analytics.to_string()])
+        .args([
+            "--notification-admin-port",
+            &ports.notification_admin.to_string(),
+        ])
+        .args(["--analytics-admin-port", &ports.analytics_admin.to_string()])
+        .args(["--gateway-port", &ports.gateway.to_string()])
+        .args(["--gateway-admin-port", &ports.gateway_admin.to_string()])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("WEFT_USER_DATABASE_URL")
+        .env_remove("WEFT_ORDER_DATABASE_URL")
+        .env_remove("WEFT_NOTIFICATION_DATABASE_URL")
+        .env_remove("WEFT_ANALYTICS_DATABASE_URL")
+        .env_remove("WEFT_SMTP_URL")
+        .env_remove("WEFT_SMS_WEBHOOK_URL");
+    command
+}
+
 impl Up {
     pub fn start(data_dir: &Path, ports: &Ports) -> Self {
         Self::start_with(data_dir, ports, None)
@@ -76,36 +108,13 @@ impl Up {
         database_url: Option<&str>,
         env: &[(&str, &str)],
     ) -> Self {
-        let mut command = Command::new(WEFT);
+        let mut command = up_command(data_dir, ports);
         command.envs(env.iter().copied());
         match database_url {
             Some(url) => command.env("DATABASE_URL", url),
             None => command.env_remove("DATABASE_URL"),
         };
         let mut child = command
-            .arg("up")
-            .args(["--broker-port", &ports.broker.to_string()])
-            .args(["--user-port", &ports.user.to_string()])
-            .args(["--order-port", &ports.order.to_string()])
-            .args(["--user-admin-port", &ports.user_admin.to_string()])
-            .args(["--order-admin-port", &ports.order_admin.to_string()])
-            .args(["--notification-port", &ports.notification.to_string()])
-            .args(["--analytics-port", &ports.analytics.to_string()])
-            .args([
-                "--notification-admin-port",
-                &ports.notification_admin.to_string(),
-            ])
-            .args(["--analytics-admin-port", &ports.analytics_admin.to_string()])
-            .args(["--gateway-port", &ports.gateway.to_string()])
-            .args(["--gateway-admin-port", &ports.gateway_admin.to_string()])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env_remove("WEFT_USER_DATABASE_URL")
-            .env_remove("WEFT_ORDER_DATABASE_URL")
-            .env_remove("WEFT_NOTIFICATION_DATABASE_URL")
-            .env_remove("WEFT_ANALYTICS_DATABASE_URL")
-            .env_remove("WEFT_SMTP_URL")
-            .env_remove("WEFT_SMS_WEBHOOK_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
