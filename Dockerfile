@@ -43,7 +43,7 @@ USER 10001:10001
 
 # gateway HTTP, gRPC of user/order/notification/analytics, admin (/metrics,
 # /healthz, /readyz) of gateway/user/order/notification/analytics.
-EXPOSE 8080 50051 50052 50053 50054 9100 9101 9102 9103 9104
+EXPOSE 8080 5051 5052 5053 5054 9100 9101 9102 9103 9104
 
 # The services drain on SIGTERM (health NOT_SERVING, stop accepting, finish
 # in-flight work within --shutdown-grace).

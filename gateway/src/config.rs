@@ -32,21 +32,21 @@ pub struct Config {
     #[arg(
         long,
         env = "WEFT_ORDER_SERVICE_URL",
-        default_value = "http://127.0.0.1:50052"
+        default_value = "http://127.0.0.1:5052"
     )]
     pub order_service_url: String,
     /// The notification service.
     #[arg(
         long,
         env = "WEFT_NOTIFICATION_SERVICE_URL",
-        default_value = "http://127.0.0.1:50053"
+        default_value = "http://127.0.0.1:5053"
     )]
     pub notification_service_url: String,
     /// The analytics service.
     #[arg(
         long,
         env = "WEFT_ANALYTICS_SERVICE_URL",
-        default_value = "http://127.0.0.1:50054"
+        default_value = "http://127.0.0.1:5054"
     )]
     pub analytics_service_url: String,
     /// More upstreams, `full.service.Name=http://host:port` (repeatable), for

@@ -15,7 +15,7 @@ pub struct JwksArgs {
     #[arg(
         long,
         env = "WEFT_USER_SERVICE_URL",
-        default_value = "http://127.0.0.1:50051"
+        default_value = "http://127.0.0.1:5051"
     )]
     pub user_service_url: String,
     /// How often the token keys are refreshed.
