@@ -91,16 +91,16 @@ pub struct UpArgs {
     #[arg(long, env = "WEFT_HOST", default_value = "127.0.0.1")]
     pub host: std::net::IpAddr,
     /// gRPC port of the user service.
-    #[arg(long, env = "WEFT_USER_PORT", default_value_t = 50051)]
+    #[arg(long, env = "WEFT_USER_PORT", default_value_t = 5051)]
     pub user_port: u16,
     /// gRPC port of the order service.
-    #[arg(long, env = "WEFT_ORDER_PORT", default_value_t = 50052)]
+    #[arg(long, env = "WEFT_ORDER_PORT", default_value_t = 5052)]
     pub order_port: u16,
     /// gRPC port of the notification service.
-    #[arg(long, env = "WEFT_NOTIFICATION_PORT", default_value_t = 50053)]
+    #[arg(long, env = "WEFT_NOTIFICATION_PORT", default_value_t = 5053)]
     pub notification_port: u16,
     /// gRPC port of the analytics service.
-    #[arg(long, env = "WEFT_ANALYTICS_PORT", default_value_t = 50054)]
+    #[arg(long, env = "WEFT_ANALYTICS_PORT", default_value_t = 5054)]
     pub analytics_port: u16,
     /// HTTP port of the gateway: REST/JSON, the live dashboard and `/openapi.json`.
     #[arg(long, env = "WEFT_GATEWAY_PORT", default_value_t = 8080)]
@@ -141,6 +141,12 @@ pub struct UpArgs {
     /// when absent).
     #[arg(long, env = "WEFT_ANALYTICS_DATABASE_URL")]
     pub analytics_database_url: Option<String>,
+    /// What the consuming services do with stored offsets past a partition's end
+    /// (the broker's data was reset or replaced under existing databases): stop with
+    /// an error naming them (unset), or `earliest` / `latest` (see `weft serve
+    /// analytics --help`).
+    #[arg(long, value_enum)]
+    pub reset_offsets: Option<weft_events::consumer::offsets::StaleOffsets>,
     /// Exit once everything is up and healthy instead of running until Ctrl-C
     /// (for smoke tests and start-up timing).
     #[arg(long)]

@@ -203,6 +203,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             ],
         },
     ];
+    if let Some(policy) = args.reset_offsets {
+        let value = clap::ValueEnum::to_possible_value(&policy)
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default();
+        for spec in specs
+            .iter_mut()
+            .filter(|s| matches!(s.name, "order" | "notification" | "analytics"))
+        {
+            spec.flags
+                .extend(["--reset-offsets".to_owned(), value.clone()]);
+        }
+    }
     for (spec, own_url) in specs.iter_mut().zip([
         &args.user_database_url,
         &args.order_database_url,
@@ -336,9 +348,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     if let Some(name) = exited {
         eprintln!("weft: {name} exited unexpectedly; stopping everything");
-        if name == "broker" {
-            eprintln!("{}", broker::tail_of(&data_dir.join("logs/broker.log")));
-        }
+        eprintln!(
+            "{}",
+            broker::tail_of(&data_dir.join(format!("logs/{name}.log")))
+        );
     }
     stop_all(&mut children_list).await;
     match exited {

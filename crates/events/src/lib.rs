@@ -25,6 +25,7 @@ pub mod envelope;
 pub mod kafka;
 pub mod outbox;
 pub mod producer;
+pub mod retention;
 pub mod topics;
 
 pub use catalog::DomainEvent;
@@ -67,6 +68,23 @@ pub enum EventsError {
     /// The database URL is not one weft supports.
     #[error("unsupported database URL scheme {0:?}; use sqlite:// or postgres://")]
     UnsupportedDatabase(String),
+    /// A stored offset lies past the end of its partition: the broker's data was
+    /// reset or replaced, and reading on would silently skip every new record.
+    #[error(
+        "consumer {group}: the stored offset {stored} of {topic} partition {partition} lies past the partition's end ({end}); the broker's data was reset or replaced. Start with --reset-offsets earliest (read what the broker has; the inbox skips records already applied) or --reset-offsets latest (skip to the end)"
+    )]
+    StaleOffsets {
+        /// The consumer group.
+        group: String,
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The next offset stored in the database.
+        stored: i64,
+        /// The partition's end (high watermark).
+        end: i64,
+    },
     /// An I/O error (creating the data directory).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

@@ -6,8 +6,12 @@ mod batching;
 mod common;
 #[path = "common/poison.rs"]
 mod poison;
+#[path = "common/pruning.rs"]
+mod pruning;
 #[path = "common/scenario.rs"]
 mod scenario;
+#[path = "common/stale.rs"]
+mod stale;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_to_consumer_on_postgres() {
@@ -31,4 +35,16 @@ async fn kill_9_mid_batch_loses_and_doubles_nothing_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_record_stops_the_consumer_on_postgres() {
     poison::no_record_stops_the_consumer(weft_testkit::postgres_database().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_offsets_stop_the_consumer_until_reset_on_postgres() {
+    stale::stale_offsets_stop_the_consumer_until_reset(weft_testkit::postgres_database().await)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_rows_are_pruned_and_recent_ones_kept_on_postgres() {
+    pruning::old_rows_are_pruned_and_recent_ones_kept(weft_testkit::postgres_database().await)
+        .await;
 }

@@ -6,8 +6,12 @@ mod batching;
 mod common;
 #[path = "common/poison.rs"]
 mod poison;
+#[path = "common/pruning.rs"]
+mod pruning;
 #[path = "common/scenario.rs"]
 mod scenario;
+#[path = "common/stale.rs"]
+mod stale;
 
 use std::time::Duration;
 
@@ -102,4 +106,18 @@ async fn kill_9_mid_batch_loses_and_doubles_nothing_on_sqlite() {
 async fn no_record_stops_the_consumer_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     poison::no_record_stops_the_consumer(sqlite_url(dir.path(), "poison").unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_offsets_stop_the_consumer_until_reset_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    stale::stale_offsets_stop_the_consumer_until_reset(sqlite_url(dir.path(), "stale").unwrap())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_rows_are_pruned_and_recent_ones_kept_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    pruning::old_rows_are_pruned_and_recent_ones_kept(sqlite_url(dir.path(), "prune").unwrap())
+        .await;
 }

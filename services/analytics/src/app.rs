@@ -69,6 +69,11 @@ impl App {
     /// Serves until `shutdown`, then drains.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let broker = weft_events::kafka::broker_probe(&self.config.kafka)?;
+        let pruner = weft_events::retention::Pruner::new(
+            self.db.clone(),
+            self.config.retention.clone(),
+            Vec::new(),
+        );
         let readiness = self
             .grpc
             .readiness(&[SERVICE])
@@ -87,6 +92,7 @@ impl App {
         let consumer = consumer
             .project_any(Projector)
             .offsets_in_database(DropProjections)
+            .on_stale_offsets(self.config.consumer.reset_offsets)
             .after_commit(move |_, outcome| {
                 if outcome == Outcome::Applied {
                     changed.send_modify(|v| *v = v.wrapping_add(1));
@@ -117,13 +123,18 @@ impl App {
             weft_auth::interceptor(self.verifier),
         ));
 
-        let consumer = tokio::spawn(consumer.run(shutdown.clone()));
+        let consumer = weft_events::consumer::spawn_or_stop(consumer, shutdown.clone());
         let admin = tokio::spawn(self.admin.serve(readiness.flag(), shutdown.clone()));
+        let pruner = tokio::spawn(pruner.run(shutdown.clone()));
         let grace = self.config.server.shutdown_grace;
         let served = self.grpc.serve(routes, readiness, shutdown).await;
+        let mut failure = None;
         let background = async {
-            if let Ok(Err(e)) = consumer.await {
-                tracing::error!(error = %e, "analytics consumer failed");
+            let _ = pruner.await;
+            match consumer.await {
+                Ok(Err(e)) => failure = Some(e),
+                Ok(Ok(())) => {}
+                Err(e) => tracing::error!(error = %e, "the consumer task failed"),
             }
             let _ = admin.await;
             let _ = jwks.await;
@@ -133,6 +144,9 @@ impl App {
                 ?grace,
                 "background tasks did not stop within the grace period"
             );
+        }
+        if let Some(e) = failure {
+            return Err(e.into());
         }
         served.map_err(Into::into)
     }

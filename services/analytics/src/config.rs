@@ -17,7 +17,7 @@ use weft_kit::config::{Secret, ServerArgs, TelemetryArgs};
 )]
 pub struct Config {
     /// gRPC listen address.
-    #[arg(long, env = "WEFT_GRPC_ADDR", default_value = "0.0.0.0:50054")]
+    #[arg(long, env = "WEFT_GRPC_ADDR", default_value = "0.0.0.0:5054")]
     pub grpc_addr: SocketAddr,
     /// Admin (/metrics) listen address.
     #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "0.0.0.0:9104")]
@@ -34,6 +34,9 @@ pub struct Config {
     /// Name under which the inbox and offsets are kept.
     #[arg(long, env = "WEFT_CONSUMER_GROUP", default_value = "weft-analytics")]
     pub consumer_group: String,
+    /// Consumer behaviour shared by every consuming service.
+    #[command(flatten)]
+    pub consumer: weft_events::consumer::offsets::ConsumerArgs,
     /// `StreamMetrics` streams one client may hold open at once (a signed-in user, or
     /// an address for anonymous callers); more are refused with `RESOURCE_EXHAUSTED`.
     #[arg(long, env = "WEFT_MAX_STREAMS_PER_CLIENT", default_value_t = 8,
@@ -51,6 +54,9 @@ pub struct Config {
     /// Kafka.
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    /// Pruning of old inbox and outbox rows.
+    #[command(flatten)]
+    pub retention: weft_events::retention::RetentionArgs,
     /// Logs and traces.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,

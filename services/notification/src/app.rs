@@ -124,6 +124,11 @@ impl App {
     /// Serves until `shutdown`, then drains.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let broker = weft_events::kafka::broker_probe(&self.config.kafka)?;
+        let pruner = weft_events::retention::Pruner::new(
+            self.db.clone(),
+            self.config.retention.clone(),
+            crate::store::prune_rules(),
+        );
         let readiness = self
             .grpc
             .readiness(&[SERVICE])
@@ -147,6 +152,7 @@ impl App {
         .on::<ContactVerified>(Verified)
         // Replaying would message every user again.
         .offsets_in_database(NeverReplay)
+        .on_stale_offsets(self.config.consumer.reset_offsets)
         .after_commit(move |_, _| wake.notify_one());
         let stop = shutdown.clone();
         let jwks = self
@@ -163,16 +169,21 @@ impl App {
         ));
 
         let relay = tokio::spawn(self.relay.run(shutdown.clone()));
-        let consumer = tokio::spawn(consumer.run(shutdown.clone()));
+        let consumer = weft_events::consumer::spawn_or_stop(consumer, shutdown.clone());
         let delivery = tokio::spawn(self.deliverer.run(shutdown.clone()));
         let admin = tokio::spawn(self.admin.serve(readiness.flag(), shutdown.clone()));
+        let pruner = tokio::spawn(pruner.run(shutdown.clone()));
         let grace = self.config.server.shutdown_grace;
         let served = self.grpc.serve(routes, readiness, shutdown).await;
+        let mut failure = None;
         let background = async {
+            let _ = pruner.await;
             let _ = delivery.await;
             let _ = relay.await;
-            if let Ok(Err(e)) = consumer.await {
-                tracing::error!(error = %e, "notification consumer failed");
+            match consumer.await {
+                Ok(Err(e)) => failure = Some(e),
+                Ok(Ok(())) => {}
+                Err(e) => tracing::error!(error = %e, "the consumer task failed"),
             }
             let _ = admin.await;
             let _ = jwks.await;
@@ -182,6 +193,9 @@ impl App {
                 ?grace,
                 "background tasks did not stop within the grace period"
             );
+        }
+        if let Some(e) = failure {
+            return Err(e.into());
         }
         served.map_err(Into::into)
     }

@@ -18,7 +18,7 @@ use weft_kit::config::{Secret, ServerArgs, TelemetryArgs};
 )]
 pub struct Config {
     /// gRPC listen address.
-    #[arg(long, env = "WEFT_GRPC_ADDR", default_value = "0.0.0.0:50053")]
+    #[arg(long, env = "WEFT_GRPC_ADDR", default_value = "0.0.0.0:5053")]
     pub grpc_addr: SocketAddr,
     /// Admin (/metrics) listen address.
     #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "0.0.0.0:9103")]
@@ -79,12 +79,18 @@ pub struct Config {
     /// Consumer group.
     #[arg(long, env = "WEFT_CONSUMER_GROUP", default_value = "weft-notification")]
     pub consumer_group: String,
+    /// Consumer behaviour shared by every consuming service.
+    #[command(flatten)]
+    pub consumer: weft_events::consumer::offsets::ConsumerArgs,
     /// gRPC server limits.
     #[command(flatten)]
     pub server: ServerArgs,
     /// Kafka.
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    /// Pruning of old inbox and outbox rows.
+    #[command(flatten)]
+    pub retention: weft_events::retention::RetentionArgs,
     /// Logs and traces.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,

@@ -399,3 +399,20 @@ pub async fn page(
     };
     rows.iter().map(from_row).collect()
 }
+
+/// What the notification service prunes besides the inbox and the outbox: the
+/// triggering records of notifications that are settled (sent, failed, suppressed —
+/// none pending), once past the retention. The notifications themselves stay: they
+/// are the users' history.
+pub fn prune_rules() -> Vec<weft_events::retention::Rule> {
+    vec![weft_events::retention::Rule {
+        name: "notification triggers",
+        delete: format!(
+            "DELETE FROM triggers WHERE event_id IN \
+             (SELECT t.event_id FROM triggers t WHERE t.created_at < $1 AND NOT EXISTS \
+              (SELECT 1 FROM notifications n WHERE n.trigger_event_id = t.event_id AND n.status = {}) \
+              LIMIT $2)",
+            weft_proto::notification::DeliveryStatus::Pending as i32
+        ),
+    }]
+}

@@ -95,6 +95,11 @@ impl App {
     /// Serves until `shutdown`, then drains.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let broker = weft_events::kafka::broker_probe(&self.config.kafka)?;
+        let pruner = weft_events::retention::Pruner::new(
+            self.api.db.clone(),
+            self.config.retention.clone(),
+            Vec::new(),
+        );
         let readiness = self
             .grpc
             .readiness(&[SERVICE])
@@ -112,6 +117,7 @@ impl App {
         // Offsets committed with the welcome order, no group membership to recover
         // after a crash; a replay would be absorbed, but is never asked for.
         .offsets_in_database(NeverReplay)
+        .on_stale_offsets(self.config.consumer.reset_offsets)
         .after_commit(move |_, _| waker.wake());
         let stop = shutdown.clone();
         let jwks = self
@@ -128,16 +134,21 @@ impl App {
         ));
 
         let relay = tokio::spawn(self.relay.run(shutdown.clone()));
-        let consumer = tokio::spawn(consumer.run(shutdown.clone()));
+        let consumer = weft_events::consumer::spawn_or_stop(consumer, shutdown.clone());
         let admin = tokio::spawn(self.admin.serve(readiness.flag(), shutdown.clone()));
+        let pruner = tokio::spawn(pruner.run(shutdown.clone()));
         let grace = self.config.server.shutdown_grace;
         let served = self.grpc.serve(routes, readiness, shutdown).await;
         // Background work gets the same grace as RPCs; a client stuck on a vanished
         // broker must not keep the process alive.
+        let mut failure = None;
         let background = async {
+            let _ = pruner.await;
             let _ = relay.await;
-            if let Ok(Err(e)) = consumer.await {
-                tracing::error!(error = %e, "welcome-order consumer failed");
+            match consumer.await {
+                Ok(Err(e)) => failure = Some(e),
+                Ok(Ok(())) => {}
+                Err(e) => tracing::error!(error = %e, "the consumer task failed"),
             }
             let _ = admin.await;
             let _ = jwks.await;
@@ -147,6 +158,9 @@ impl App {
                 ?grace,
                 "background tasks did not stop within the grace period"
             );
+        }
+        if let Some(e) = failure {
+            return Err(e.into());
         }
         served.map_err(Into::into)
     }

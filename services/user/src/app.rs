@@ -107,6 +107,11 @@ impl App {
     /// Serves until `shutdown`, then drains.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let broker = weft_events::kafka::broker_probe(&self.config.kafka)?;
+        let pruner = weft_events::retention::Pruner::new(
+            self.api.db.clone(),
+            self.config.retention.clone(),
+            Vec::new(),
+        );
         let readiness = self
             .grpc
             .readiness(&[SERVICE])
@@ -123,11 +128,13 @@ impl App {
 
         let relay = tokio::spawn(self.relay.run(shutdown.clone()));
         let admin = tokio::spawn(self.admin.serve(readiness.flag(), shutdown.clone()));
+        let pruner = tokio::spawn(pruner.run(shutdown.clone()));
         let grace = self.config.server.shutdown_grace;
         let served = self.grpc.serve(routes, readiness, shutdown).await;
         // Background work gets the same grace as RPCs; a client stuck on a vanished
         // broker must not keep the process alive.
         let background = async {
+            let _ = pruner.await;
             let _ = relay.await;
             let _ = admin.await;
         };

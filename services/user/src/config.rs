@@ -18,7 +18,7 @@ use weft_kit::config::{Secret, ServerArgs, TelemetryArgs};
 )]
 pub struct Config {
     /// gRPC listen address.
-    #[arg(long, env = "WEFT_GRPC_ADDR", default_value = "0.0.0.0:50051")]
+    #[arg(long, env = "WEFT_GRPC_ADDR", default_value = "0.0.0.0:5051")]
     pub grpc_addr: SocketAddr,
     /// Admin (/metrics) listen address.
     #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "0.0.0.0:9101")]
@@ -58,6 +58,9 @@ pub struct Config {
     /// Kafka.
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    /// Pruning of old inbox and outbox rows.
+    #[command(flatten)]
+    pub retention: weft_events::retention::RetentionArgs,
     /// Logs and traces.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,

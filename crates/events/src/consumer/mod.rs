@@ -245,6 +245,7 @@ pub struct Consumer {
     offsets: Offsets,
     max_batch: usize,
     max_attempts: Option<u32>,
+    stale_offsets: offsets::StaleOffsets,
 }
 
 /// The running parts of a consumer.
@@ -270,6 +271,7 @@ impl Consumer {
             offsets: Offsets::Kafka,
             max_batch: DEFAULT_MAX_BATCH,
             max_attempts: Some(DEFAULT_MAX_ATTEMPTS),
+            stale_offsets: offsets::StaleOffsets::Stop,
         }
     }
 
@@ -300,6 +302,14 @@ impl Consumer {
     /// is retried without a limit.
     pub fn max_attempts(mut self, n: Option<u32>) -> Self {
         self.max_attempts = n.map(|n| n.max(1));
+        self
+    }
+
+    /// What to do with a stored offset past its partition's end (offsets in the
+    /// database only): stop with an error (the default), or reset as the operator
+    /// asked.
+    pub fn on_stale_offsets(mut self, policy: offsets::StaleOffsets) -> Self {
+        self.stale_offsets = policy;
         self
     }
 
@@ -367,7 +377,7 @@ impl Consumer {
                 None
             }
             Offsets::Database { reset, rewinds, .. } => {
-                let Some(assignment) = self.stored_assignment(&topics, &shutdown).await else {
+                let Some(assignment) = self.stored_assignment(&topics, &shutdown).await? else {
                     return Ok(());
                 };
                 consumer.assign(&assignment)?;
@@ -645,27 +655,32 @@ impl Consumer {
     }
 
     /// Every partition of `topics`, each at its offset stored in the database (see
-    /// [`offsets::assignment`]). Retries until the topics exist; `None` on shutdown.
+    /// [`offsets::assignment`]). Retries until the topics exist; `None` on shutdown;
+    /// an error when stored offsets cannot be right ([`EventsError::StaleOffsets`]).
     async fn stored_assignment(
         &self,
         topics: &[String],
         shutdown: &CancellationToken,
-    ) -> Option<TopicPartitionList> {
+    ) -> Result<Option<TopicPartitionList>, EventsError> {
         let mut attempt = 0u32;
         loop {
             let tried = async {
                 let marks = offsets::watermarks(&self.kafka, topics).await?;
                 let stored = offsets::stored(&self.db, &self.group).await?;
-                offsets::assignment(&self.group, &marks, &stored)
+                offsets::assignment(&self.group, &marks, &stored, self.stale_offsets)
             }
             .await;
             match tried {
-                Ok(tpl) => return Some(tpl),
+                Ok(tpl) => return Ok(Some(tpl)),
+                Err(e @ EventsError::StaleOffsets { .. }) => {
+                    tracing::error!(error = %e, "stored offsets cannot be right; stopping");
+                    return Err(e);
+                }
                 Err(e) => {
                     attempt = attempt.saturating_add(1);
                     tracing::warn!(error = %e, attempt, "cannot assign partitions yet; retrying");
                     if !retry::pause(attempt, shutdown).await {
-                        return None;
+                        return Ok(None);
                     }
                 }
             }
@@ -723,4 +738,21 @@ impl Consumer {
             reply,
         })
     }
+}
+
+/// Runs `consumer` as a task; if it stops with an error (stale offsets, a broker it
+/// can never reach), `shutdown` is cancelled so that the whole service stops and says
+/// why rather than serving on with a dead consumer.
+pub fn spawn_or_stop(
+    consumer: Consumer,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<Result<(), EventsError>> {
+    tokio::spawn(async move {
+        let result = consumer.run(shutdown.clone()).await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "the consumer stopped; stopping the service");
+            shutdown.cancel();
+        }
+        result
+    })
 }

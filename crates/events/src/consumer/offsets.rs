@@ -2,10 +2,13 @@
 //! each partition, written in the transaction that applies the records before it, and
 //! read back to assign the partitions at start-up.
 //!
-//! A stored offset outside the log — past its end (the broker's data was reset or
-//! replaced) or before its start (records deleted unread) — is reported loudly and
-//! reading starts at the beginning of what the broker has; the inbox keeps records
-//! that come again from being applied twice.
+//! A stored offset past a partition's end means the broker's data was reset or
+//! replaced: reading on would skip every new record, so the consumer stops with
+//! [`EventsError::StaleOffsets`] unless the operator chose a [`StaleOffsets`] way
+//! out (`--reset-offsets earliest|latest`), which is logged and counted
+//! (`consumer_offsets_reset_total`). A stored offset before a partition's start
+//! (records deleted unread) is reported loudly and reading starts at the oldest record
+//! left; the inbox keeps records that come again from being applied twice.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -91,27 +94,67 @@ pub async fn stored(
     Ok(stored)
 }
 
-/// Where each partition starts: its stored offset when that lies in the log, else
-/// the beginning (with a warning saying why).
+/// What a consumer does with a stored offset past its partition's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum StaleOffsets {
+    /// Stop with [`EventsError::StaleOffsets`]: the operator decides.
+    #[default]
+    Stop,
+    /// Read the partition from its beginning (the inbox skips what was applied).
+    Earliest,
+    /// Skip to the partition's end: records there now are not read.
+    Latest,
+}
+
+/// The consumer flags every consuming service shares.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConsumerArgs {
+    /// What the consumer does with a stored offset past its partition's end (the
+    /// broker's data was reset or replaced): `stop` with an error naming it (the
+    /// default), read the partition again from the `earliest` record (the inbox skips
+    /// what was applied), or skip to the `latest`.
+    #[arg(long, env = "WEFT_RESET_OFFSETS", value_enum, default_value_t = StaleOffsets::Stop)]
+    pub reset_offsets: StaleOffsets,
+}
+
+/// Where each partition starts: its stored offset when that lies in the log; past the
+/// end, what `stale` says; before the start, the oldest record left (with a warning).
 pub fn assignment(
     group: &str,
     marks: &[Marks],
     stored: &HashMap<(String, i32), i64>,
+    stale: StaleOffsets,
 ) -> Result<TopicPartitionList, EventsError> {
     let mut tpl = TopicPartitionList::new();
     for m in marks {
         let offset = match stored.get(&(m.topic.clone(), m.partition)) {
             None => Offset::Beginning,
             Some(&next) if next > m.high => {
+                let (offset, to) = match stale {
+                    StaleOffsets::Stop => {
+                        return Err(EventsError::StaleOffsets {
+                            group: group.to_owned(),
+                            topic: m.topic.clone(),
+                            partition: m.partition,
+                            stored: next,
+                            end: m.high,
+                        });
+                    }
+                    StaleOffsets::Earliest => (Offset::Beginning, "earliest"),
+                    StaleOffsets::Latest => (Offset::Offset(m.high), "latest"),
+                };
                 tracing::warn!(
                     group,
                     topic = %m.topic,
                     partition = m.partition,
                     stored = next,
                     end = m.high,
-                    "the stored offset lies past the end of the log: the broker's data was reset or replaced; reading this partition from its beginning"
+                    to,
+                    "the stored offset lies past the end of the log (the broker's data was reset or replaced); reset as asked by --reset-offsets"
                 );
-                Offset::Beginning
+                metrics::counter!("consumer_offsets_reset_total", "group" => group.to_owned(), "to" => to)
+                    .increment(1);
+                offset
             }
             Some(&next) if next < m.low => {
                 tracing::warn!(

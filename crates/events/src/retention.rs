@@ -1,0 +1,141 @@
+//! Pruning what the backbone no longer needs: inbox rows, sent outbox rows (and a
+//! service's own tables, e.g. delivered notification triggers) older than the
+//! retention, deleted a small batch per write transaction with a pause between, so
+//! a consumer or the relay waiting for the write lock waits for one short batch at
+//! most.
+//!
+//! The inbox is what keeps a record read twice from being applied twice. Its
+//! retention (7 days by default) is the broker's: a record that could still be read
+//! again (a rewind, `--reset-offsets earliest`) is still remembered.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::db::{Database, now_micros};
+
+/// Retention flags every service shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RetentionArgs {
+    /// How long inbox rows and sent outbox rows are kept (match the broker's
+    /// retention: a record read again within it is still recognised).
+    #[arg(long, env = "WEFT_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+    /// How often old rows are pruned.
+    #[arg(long, env = "WEFT_PRUNE_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub prune_interval: Duration,
+}
+
+impl Default for RetentionArgs {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(7 * 24 * 3600),
+            prune_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+/// One kind of row to prune: a `DELETE` that takes the cutoff (µs since the epoch)
+/// as `$1` and the batch size as `$2`, and deletes at most that many rows.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// What the rows are, for logs and the `rows_pruned_total` metric.
+    pub name: &'static str,
+    /// The statement.
+    pub delete: String,
+}
+
+impl Rule {
+    /// Inbox rows of every consumer group processed before the cutoff.
+    pub fn inbox() -> Self {
+        Self {
+            name: "inbox",
+            delete: "DELETE FROM weft_inbox WHERE (consumer_group, event_id) IN \
+                     (SELECT consumer_group, event_id FROM weft_inbox \
+                      WHERE processed_at < $1 LIMIT $2)"
+                .to_owned(),
+        }
+    }
+
+    /// Outbox rows the broker acknowledged before the cutoff (unsent rows are never
+    /// pruned).
+    pub fn sent_outbox() -> Self {
+        Self {
+            name: "outbox",
+            delete: "DELETE FROM weft_outbox WHERE seq IN \
+                     (SELECT seq FROM weft_outbox \
+                      WHERE sent_at IS NOT NULL AND sent_at < $1 LIMIT $2)"
+                .to_owned(),
+        }
+    }
+}
+
+/// Rows deleted per transaction.
+pub const BATCH: i64 = 500;
+
+/// Prunes `rules` every `interval` until `shutdown`.
+pub struct Pruner {
+    db: Database,
+    rules: Vec<Rule>,
+    args: RetentionArgs,
+}
+
+impl Pruner {
+    /// The backbone's own rules ([`Rule::inbox`], [`Rule::sent_outbox`]) and `more`.
+    pub fn new(db: Database, args: RetentionArgs, more: Vec<Rule>) -> Self {
+        let mut rules = vec![Rule::inbox(), Rule::sent_outbox()];
+        rules.extend(more);
+        Self { db, rules, args }
+    }
+
+    /// One pass: every rule until it has nothing older than the cutoff; the rows
+    /// deleted per rule.
+    pub async fn prune_once(&self) -> Result<Vec<(&'static str, u64)>, sqlx::Error> {
+        let cutoff =
+            now_micros() - i64::try_from(self.args.retention.as_micros()).unwrap_or(i64::MAX);
+        let mut done = Vec::with_capacity(self.rules.len());
+        for rule in &self.rules {
+            let mut total = 0u64;
+            loop {
+                let mut tx = self.db.begin().await?;
+                let deleted = sqlx::query(&rule.delete)
+                    .bind(cutoff)
+                    .bind(BATCH)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                total += deleted;
+                if deleted < BATCH as u64 {
+                    break;
+                }
+                // Let the writers that queued meanwhile go first.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            metrics::counter!("rows_pruned_total", "table" => rule.name).increment(total);
+            if total > 0 {
+                tracing::info!(
+                    rows = total,
+                    table = rule.name,
+                    "pruned rows past the retention"
+                );
+            }
+            done.push((rule.name, total));
+        }
+        Ok(done)
+    }
+
+    /// Prunes now and then every interval until `shutdown`; a failed pass is logged and tried at
+    /// the next interval.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            if let Err(e) = self.prune_once().await {
+                tracing::warn!(error = %e, "pruning failed; trying again at the next interval");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(self.args.prune_interval) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Retention, on SQLite and on PostgreSQL: inbox rows and sent outbox rows past the
+//! retention are pruned, in batches; recent ones and unsent outbox rows stay.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use weft_events::Database;
+use weft_events::db::now_micros;
+use weft_events::retention::{BATCH, Pruner, RetentionArgs};
+
+const DAY: i64 = 24 * 3_600_000_000;
+
+async fn count(db: &Database, sql: &str) -> i64 {
+    sqlx::query_as::<_, (i64,)>(sql)
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .0
+}
+
+pub async fn old_rows_are_pruned_and_recent_ones_kept(url: String) {
+    let db = Database::connect(&url).await.unwrap();
+    let now = now_micros();
+    // More old inbox rows than one batch holds, and a few recent ones.
+    let old_inbox = BATCH * 2 + 17;
+    let mut tx = db.begin().await.unwrap();
+    for i in 0..old_inbox + 5 {
+        let at = if i < old_inbox {
+            now - 8 * DAY
+        } else {
+            now - DAY
+        };
+        sqlx::query(
+            "INSERT INTO weft_inbox (consumer_group, event_id, event_type, topic, kafka_partition, kafka_offset, processed_at) \
+             VALUES ('g', $1, 't', 'user-events', 0, $2, $3)",
+        )
+        .bind(format!("e{i}"))
+        .bind(i)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    // Outbox: old and sent, old but never sent, recent and sent.
+    for (i, (created, sent)) in [
+        (now - 9 * DAY, Some(now - 9 * DAY)),
+        (now - 9 * DAY, Some(now - 8 * DAY)),
+        (now - 9 * DAY, None),
+        (now - DAY, Some(now - DAY)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        sqlx::query(
+            "INSERT INTO weft_outbox (event_id, topic, event_key, event_type, headers, payload, created_at, sent_at) \
+             VALUES ($1, 'user-events', 'k', 't', '[]', $2, $3, $4)",
+        )
+        .bind(format!("o{i}"))
+        .bind(vec![1u8, 2, 3])
+        .bind(created)
+        .bind(sent)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let pruner = Pruner::new(
+        db.clone(),
+        RetentionArgs {
+            retention: Duration::from_secs(7 * 24 * 3600),
+            prune_interval: Duration::from_secs(600),
+        },
+        Vec::new(),
+    );
+    let done = pruner.prune_once().await.unwrap();
+    assert_eq!(done, [("inbox", old_inbox as u64), ("outbox", 2)]);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM weft_inbox").await, 5);
+    let kept: Vec<(String,)> = sqlx::query_as("SELECT event_id FROM weft_outbox ORDER BY event_id")
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        kept,
+        [("o2".to_owned(),), ("o3".to_owned(),)],
+        "the unsent row and the recent one stay"
+    );
+    // A second pass finds nothing more.
+    assert_eq!(
+        pruner.prune_once().await.unwrap(),
+        [("inbox", 0), ("outbox", 0)]
+    );
+}
