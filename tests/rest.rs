@@ -351,3 +351,90 @@ async fn next_event(stream: &mut reqwest::Response, buf: &mut String) -> Value {
         buf.push_str(&String::from_utf8_lossy(&chunk));
     }
 }
+
+/// A NUL byte or another control character anywhere a client can put one — a path
+/// id, a free-text field, a metadata key or value — is a 400 with a field violation
+/// on PostgreSQL (which refuses such text outright), never a 500; and the mesh goes
+/// on consuming: the next order is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_are_400s_on_postgresql() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let server = weft_testkit::postgres_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let up = {
+        let (dir, ports) = (dir.path().to_owned(), ports.clone());
+        tokio::task::spawn_blocking(move || Up::start_with(&dir, &ports, Some(&server)))
+            .await
+            .unwrap()
+    };
+    let c = Client {
+        http: reqwest::Client::new(),
+        base: format!("http://127.0.0.1:{}", ports.gateway),
+    };
+    let (_, token) = support::rest::signup_and_login(&c.http, &c.base, "nul@example.com").await;
+    let order = support::rest::seed_order(&c.http, &c.base, &token).await;
+    let order_id = order["orderId"].as_str().unwrap().to_owned();
+
+    let field = |body: &Value| -> String {
+        body["details"][0]["fieldViolations"][0]["field"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    for (method, path, body, wanted) in [
+        ("GET", "/v1/orders/%00".to_owned(), None, "order_id"),
+        ("GET", "/v1/orders/a%07b".to_owned(), None, "order_id"),
+        ("GET", "/v1/users/%00".to_owned(), None, "user_id"),
+        ("GET", "/v1/users/%00/orders".to_owned(), None, "user_id"),
+        ("GET", "/v1/products/%00".to_owned(), None, "product_id"),
+        (
+            "GET",
+            "/v1/notifications/%00".to_owned(),
+            None,
+            "notification_id",
+        ),
+        (
+            "POST",
+            format!("/v1/orders/{order_id}:cancel"),
+            Some(json!({"reason": "changed my mind\u{0000}"})),
+            "reason",
+        ),
+        (
+            "POST",
+            "/v1/users".to_owned(),
+            Some(
+                json!({"email": "n2@example.com", "name": "Ada\u{0000}", "password": support::rest::PASSWORD, "source": "SIGNUP_SOURCE_API"}),
+            ),
+            "name",
+        ),
+        (
+            "POST",
+            "/v1/users".to_owned(),
+            Some(
+                json!({"email": "n3@example.com", "name": "Ada", "password": support::rest::PASSWORD, "source": "SIGNUP_SOURCE_API", "metadata": {"k\u{0000}": "v"}}),
+            ),
+            "metadata",
+        ),
+        (
+            "POST",
+            "/v1/users".to_owned(),
+            Some(
+                json!({"email": "n4@example.com", "name": "Ada", "password": support::rest::PASSWORD, "source": "SIGNUP_SOURCE_API", "metadata": {"k": "v\u{0001}"}}),
+            ),
+            "metadata",
+        ),
+    ] {
+        let (status, body) = c.call(method, &path, Some(&token), body).await;
+        assert_eq!(status, 400, "{method} {path}: {body}");
+        assert!(field(&body).starts_with(wanted), "{method} {path}: {body}");
+    }
+    // Nothing of it reached a consumer: the next order is counted as usual.
+    support::rest::seed_order(&c.http, &c.base, &token).await;
+    eventually("three orders counted", WAIT, || async {
+        let (_, m) = c.call("GET", "/v1/analytics/metrics", None, None).await;
+        (m["metrics"]["ordersCreated"] == "3").then_some(())
+    })
+    .await;
+    up.stop();
+}
