@@ -542,40 +542,24 @@ impl Consumer {
                     };
                     tries = Some((failing, tried));
                     if let HandlerError::Permanent(e) = &error {
-                        let item = &mut items[failing];
-                        item.decision = match std::mem::replace(
-                            &mut item.decision,
-                            Decision::Ignore,
-                        ) {
-                            Decision::Apply(_, received) => {
-                                let span = inbox::record_span(&self.group, &received);
-                                tracing::warn!(parent: &span, error = %e, "event rejected; dead-lettering");
-                                Decision::rejected(received, e.clone())
-                            }
-                            other => other,
-                        };
+                        dead_letter_instead(&mut items[failing], &self.group, |received, span| {
+                            tracing::warn!(parent: span, error = %e, "event rejected; dead-lettering");
+                            Decision::rejected(received, e.clone())
+                        });
                     }
                     if let HandlerError::Transient(e) = &error
                         && self.max_attempts.is_some_and(|max| tried >= max)
                     {
-                        let item = &mut items[failing];
-                        item.decision = match std::mem::replace(
-                            &mut item.decision,
-                            Decision::Ignore,
-                        ) {
-                            Decision::Apply(_, received) => {
-                                let span = inbox::record_span(&self.group, &received);
-                                tracing::error!(parent: &span, error = %e, tries = tried, "transient failures exhausted the retries; dead-lettering");
-                                metrics::counter!("consumer_retries_exhausted_total", "group" => self.group.clone())
-                                    .increment(1);
-                                Decision::DeadLetter {
-                                    reason: dispatch::RETRIES_EXHAUSTED,
-                                    error: format!("after {tried} attempts: {e}"),
-                                    received: Some(received),
-                                }
+                        dead_letter_instead(&mut items[failing], &self.group, |received, span| {
+                            tracing::error!(parent: span, error = %e, tries = tried, "transient failures exhausted the retries; dead-lettering");
+                            metrics::counter!("consumer_retries_exhausted_total", "group" => self.group.clone())
+                                .increment(1);
+                            Decision::DeadLetter {
+                                reason: dispatch::RETRIES_EXHAUSTED,
+                                error: format!("after {tried} attempts: {e}"),
+                                received: Some(received),
                             }
-                            other => other,
-                        };
+                        });
                         limit = items.len();
                         continue;
                     }
@@ -738,6 +722,22 @@ impl Consumer {
             reply,
         })
     }
+}
+
+/// Makes the record of `item`, when it was to be applied, a dead letter as `decide`
+/// says (given the record and its span).
+fn dead_letter_instead(
+    item: &mut Item,
+    group: &str,
+    decide: impl FnOnce(Box<Received>, &tracing::Span) -> Decision,
+) {
+    item.decision = match std::mem::replace(&mut item.decision, Decision::Ignore) {
+        Decision::Apply(_, received) => {
+            let span = inbox::record_span(group, &received);
+            decide(received, &span)
+        }
+        other => other,
+    };
 }
 
 /// Runs `consumer` as a task; if it stops with an error (stale offsets, a broker it
