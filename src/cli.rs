@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// weft: a gRPC service mesh with a Kafka event backbone.
 #[derive(Debug, Parser)]
@@ -21,6 +21,9 @@ pub enum Command {
     Up(UpArgs),
     /// Print the events of a topic, decoded by their ce_type, as JSON lines.
     Tail(TailArgs),
+    /// Look at the dead-letter topics, replay records once their cause is fixed,
+    /// purge a dead-letter topic.
+    Dlq(DlqArgs),
     /// Grant, revoke and list roles through the user service's database (an
     /// operator's tool: it needs access to that database, i.e. this machine's data
     /// dir or the PostgreSQL credentials).
@@ -241,4 +244,72 @@ pub struct TailArgs {
     /// Pretty-print each record over several lines.
     #[arg(long)]
     pub pretty: bool,
+}
+
+/// Flags of `weft dlq`.
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    /// Bootstrap servers.
+    #[arg(
+        long,
+        env = "KAFKA_BROKERS",
+        default_value = "localhost:9092",
+        global = true
+    )]
+    pub kafka_brokers: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: DlqCommand,
+}
+
+/// `weft dlq …`.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// One line per dead letter: where it is, when, its type, why, which consumer
+    /// group gave up on it and the error.
+    List {
+        /// A weft topic (`user-events`) or its dead-letter topic (`user-events.dlq`).
+        topic: String,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One dead letter: its headers and its payload decoded by `ce_type` (or hex).
+    Show {
+        /// A weft topic or its dead-letter topic.
+        topic: String,
+        /// `<partition>:<offset>` as `list` prints it (or `<offset>` for partition 0).
+        at: String,
+    },
+    /// Publish dead letters again to the topic they came from (original key, value
+    /// and headers, plus `dlq_replayed_from`); consumers that applied them skip them.
+    Replay {
+        /// A weft topic or its dead-letter topic.
+        topic: String,
+        /// Which records.
+        #[command(flatten)]
+        target: DlqTarget,
+        /// Only those this consumer group gave up on (e.g. `weft-analytics`).
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Delete every record of a dead-letter topic (asks for its name unless `--yes`).
+    Purge {
+        /// A weft topic or its dead-letter topic.
+        topic: String,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Which dead letters `weft dlq replay` publishes again.
+#[derive(Debug, Args)]
+pub struct DlqTarget {
+    /// `<partition>:<offset>` of a dead letter; repeatable.
+    #[arg(long)]
+    pub offset: Vec<String>,
+    /// Every dead letter of the topic (with `--group`, every one of that group).
+    #[arg(long, conflicts_with = "offset")]
+    pub all: bool,
 }

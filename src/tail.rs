@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use prost_reflect::DynamicMessage;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers as _};
+use rdkafka::message::Headers as _;
 use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
 use serde_json::{Value, json};
 
@@ -93,7 +93,7 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
 }
 
 /// One record as JSON: position, key, headers, and the decoded event.
-pub fn render(m: &BorrowedMessage<'_>) -> Value {
+pub fn render<M: rdkafka::Message>(m: &M) -> Value {
     let mut headers = BTreeMap::new();
     if let Some(h) = m.headers() {
         for h in h.iter() {
