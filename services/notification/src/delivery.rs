@@ -39,7 +39,7 @@ use crate::templates::Templates;
 use crate::transport::{MailTransport, SendError, SmsTransport};
 
 /// Service name in event metadata.
-const SOURCE: &str = "weft-notification";
+const SOURCE: &str = "notification";
 
 /// Settings of the worker.
 #[derive(Debug, Clone)]
