@@ -1,7 +1,9 @@
-//! The contract in another language: the Python client (`clients/python`, code
-//! generated from `proto/` by stock grpcio-tools when it runs) calls every RPC of every
-//! service of a `weft up` mesh and decodes every event type from the three topics,
-//! checking each event's metadata against its CloudEvents headers.
+//! The contract in other languages: the Python client (`clients/python`, code
+//! generated from `proto/` by stock grpcio-tools when it runs) and the Node client
+//! (`clients/node`, contracts loaded from `proto/` by @grpc/proto-loader and
+//! protobufjs) each call every RPC of every service of a `weft up` mesh and decode
+//! every event type from the three topics, checking each event's metadata against its
+//! CloudEvents headers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -10,18 +12,14 @@ use std::process::Command;
 
 use support::{Ports, Up, WEFT};
 
-#[test]
-fn the_python_client_calls_every_rpc_and_decodes_every_event() {
-    let python = weft_testkit::require_tool("weft-python");
+/// Runs a client's check against a fresh mesh; its output.
+fn check(program: std::path::PathBuf, script: &str, env: &[(&str, std::path::PathBuf)]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports::free();
     let up = Up::start(dir.path(), &ports);
     let addr = |port: u16| format!("127.0.0.1:{port}");
-    let out = Command::new(python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/clients/python/check.py"
-        ))
+    let out = Command::new(program)
+        .arg(format!("{}/clients/{script}", env!("CARGO_MANIFEST_DIR")))
         .args(["--user", &addr(ports.user)])
         .args(["--order", &addr(ports.order)])
         .args(["--notification", &addr(ports.notification)])
@@ -30,17 +28,42 @@ fn the_python_client_calls_every_rpc_and_decodes_every_event() {
         .arg("--data-dir")
         .arg(dir.path())
         .args(["--weft", WEFT])
+        .envs(env.iter().map(|(k, v)| (*k, v)))
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        stdout.contains("25 RPCs called; 13 event types decoded"),
-        "{stdout}"
-    );
     up.stop();
+    stdout
+}
+
+#[test]
+fn the_python_client_calls_every_rpc_and_decodes_every_event() {
+    let out = check(
+        weft_testkit::require_tool("weft-python"),
+        "python/check.py",
+        &[],
+    );
+    assert!(
+        out.contains("25 RPCs called; 13 event types decoded"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_node_client_calls_every_rpc_and_decodes_every_event() {
+    let modules = weft_testkit::tools_dir().join("npm/node_modules");
+    assert!(
+        modules.join("kafkajs").exists() && modules.join("@grpc/grpc-js").exists(),
+        "the Node client's packages are not installed; run scripts/install-tools"
+    );
+    let out = check("node".into(), "node/check.cjs", &[("NODE_PATH", modules)]);
+    assert!(
+        out.contains("25 RPCs called; 13 event types decoded"),
+        "{out}"
+    );
 }
