@@ -27,6 +27,16 @@ async fn open(db: &DbArgs) -> anyhow::Result<weft_events::Database> {
     .context("opening the user database")
 }
 
+/// The user database of the mesh in `data_dir` (PostgreSQL when
+/// `WEFT_USER_DATABASE_URL` names it), as `weft admin` opens it.
+pub async fn open_at(data_dir: &std::path::Path) -> anyhow::Result<weft_events::Database> {
+    open(&DbArgs {
+        data_dir: data_dir.to_owned(),
+        database_url: std::env::var("WEFT_USER_DATABASE_URL").ok(),
+    })
+    .await
+}
+
 fn described(e: weft_user::domain::UserError) -> anyhow::Error {
     use weft_user::domain::UserError;
     match e {

@@ -21,6 +21,9 @@ pub enum Command {
     Up(UpArgs),
     /// Print the events of a topic, decoded by their ce_type, as JSON lines.
     Tail(TailArgs),
+    /// The seed's story against a running mesh, step by step; with `--load`, a
+    /// bounded load of sign-ups, orders and reads with live figures and a summary.
+    Demo(DemoArgs),
     /// Look at the dead-letter topics, replay records once their cause is fixed,
     /// purge a dead-letter topic.
     Dlq(DlqArgs),
@@ -312,4 +315,40 @@ pub struct DlqTarget {
     /// Every dead letter of the topic (with `--group`, every one of that group).
     #[arg(long, conflicts_with = "offset")]
     pub all: bool,
+}
+
+/// Flags of `weft demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The user service.
+    #[arg(long, env = "WEFT_USER_ADDR", default_value = "127.0.0.1:5051")]
+    pub user: String,
+    /// The order service.
+    #[arg(long, env = "WEFT_ORDER_ADDR", default_value = "127.0.0.1:5052")]
+    pub order: String,
+    /// The analytics service.
+    #[arg(long, env = "WEFT_ANALYTICS_ADDR", default_value = "127.0.0.1:5054")]
+    pub analytics: String,
+    /// The mesh's data dir (for the emailed link and to make the demo's staff member).
+    #[arg(long, env = "WEFT_DATA_DIR", default_value = ".weft")]
+    pub data_dir: PathBuf,
+    /// After the story (or instead of it, with `--skip-story`), load the mesh.
+    #[arg(long)]
+    pub load: bool,
+    /// Requests a second (or minute), at most 5000/s.
+    #[arg(long, default_value = "200/s")]
+    pub rate: weft_kit::rate::Rate,
+    /// How long the load runs, at most 10 minutes.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub duration: std::time::Duration,
+    /// Share of each operation: `signup` (a new account: a password hash), `order`
+    /// (CreateOrder) and `read` (GetOrder).
+    #[arg(long, default_value = "signup=1,order=5,read=20")]
+    pub mix: String,
+    /// Only the load.
+    #[arg(long)]
+    pub skip_story: bool,
+    /// Allow services that are not on this machine.
+    #[arg(long)]
+    pub allow_remote: bool,
 }

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod broker;
 pub mod children;
 pub mod cli;
+pub mod demo;
 pub mod dlq;
 pub mod ports;
 pub mod tail;
@@ -18,6 +19,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Up(args) => up::run(args).await,
         cli::Command::Tail(args) => tail::run(args).await,
         cli::Command::Dlq(args) => dlq::run(args).await,
+        cli::Command::Demo(args) => demo::run(args).await,
         cli::Command::Admin(cmd) => admin::run(cmd).await,
         cli::Command::Serve(args) => serve(args).await,
     }
