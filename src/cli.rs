@@ -24,6 +24,10 @@ pub enum Command {
     /// The seed's story against a running mesh, step by step; with `--load`, a
     /// bounded load of sign-ups, orders and reads with live figures and a summary.
     Demo(DemoArgs),
+    /// Turn fault flags on and off while the mesh runs (payment failures, a slow or
+    /// paused consumer, notifications down), to watch it cope.
+    #[command(subcommand)]
+    Fault(FaultCommand),
     /// Look at the dead-letter topics, replay records once their cause is fixed,
     /// purge a dead-letter topic.
     Dlq(DlqArgs),
@@ -351,4 +355,33 @@ pub struct DemoArgs {
     /// Allow services that are not on this machine.
     #[arg(long)]
     pub allow_remote: bool,
+}
+
+/// `weft fault …`: flags in `<data dir>/faults.json`, which the services follow.
+#[derive(Debug, Subcommand)]
+pub enum FaultCommand {
+    /// Turn flags on: `payment-failure=0.2`, `slow-consumer=200` (ms per record),
+    /// `notification-down=1`, `consumer-pause=weft-analytics`.
+    Set {
+        /// `name=value` pairs.
+        #[arg(required = true)]
+        flags: Vec<String>,
+        /// The mesh's data dir.
+        #[arg(long, env = "WEFT_DATA_DIR", default_value = ".weft")]
+        data_dir: PathBuf,
+    },
+    /// Turn flags off (all when none is named).
+    Clear {
+        /// Flag names.
+        names: Vec<String>,
+        /// The mesh's data dir.
+        #[arg(long, env = "WEFT_DATA_DIR", default_value = ".weft")]
+        data_dir: PathBuf,
+    },
+    /// Print the flags that are on, and every flag there is.
+    List {
+        /// The mesh's data dir.
+        #[arg(long, env = "WEFT_DATA_DIR", default_value = ".weft")]
+        data_dir: PathBuf,
+    },
 }

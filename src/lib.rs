@@ -9,6 +9,7 @@ pub mod children;
 pub mod cli;
 pub mod demo;
 pub mod dlq;
+pub mod fault;
 pub mod ports;
 pub mod tail;
 pub mod up;
@@ -20,6 +21,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Tail(args) => tail::run(args).await,
         cli::Command::Dlq(args) => dlq::run(args).await,
         cli::Command::Demo(args) => demo::run(args).await,
+        cli::Command::Fault(cmd) => fault::run(cmd),
         cli::Command::Admin(cmd) => admin::run(cmd).await,
         cli::Command::Serve(args) => serve(args).await,
     }

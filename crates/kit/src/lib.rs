@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod faults;
 pub mod grpc;
 pub mod layers;
 pub mod paging;

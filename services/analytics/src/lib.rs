@@ -22,6 +22,7 @@ pub use config::Config;
 /// Runs the service with `config` until SIGTERM/SIGINT: the whole life of a process.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let _telemetry = weft_kit::telemetry::init("weft-analytics", &config.telemetry)?;
+    weft_kit::faults::follow(&config.data_dir);
     let app = App::build(config).await?;
     tracing::info!(grpc = %app.grpc_addr(), admin = %app.admin_addr(), "analytics service ready to serve");
     app.run_until_stopped(weft_kit::shutdown::on_signal()).await

@@ -208,6 +208,9 @@ impl Deliverer {
             Ok(c) => c,
             Err(e) => return Attempt::GiveUp(e),
         };
+        if weft_kit::faults::get("notification-down").is_some() {
+            return Attempt::Retry("the fault flag notification-down is on".into());
+        }
         match row.channel {
             Channel::Email => self.email(row, &contact, &context).await,
             Channel::Sms => self.text(row, &contact, &context).await,

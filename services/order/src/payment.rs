@@ -63,6 +63,9 @@ impl PaymentProvider for TestProvider {
         _amount_minor: i64,
         idempotency_key: &str,
     ) -> Charge {
+        if weft_kit::faults::chance("payment-failure") {
+            return Charge::Unavailable;
+        }
         match card.number.as_str() {
             "4000000000000002" => Charge::Declined("card declined".into()),
             "4000000000009995" => Charge::Declined("insufficient funds".into()),

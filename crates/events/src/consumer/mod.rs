@@ -442,6 +442,25 @@ impl Consumer {
                     None => break,
                 }
             }
+            // Operators' fault flags: this consumer holds what it fetched while it is
+            // paused, and waits before each record while it is slow.
+            let mut stopping = false;
+            while weft_kit::faults::get("consumer-pause").as_deref() == Some(self.group.as_str()) {
+                tokio::select! {
+                    _ = shutdown.cancelled() => { stopping = true; break; }
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                }
+            }
+            if stopping {
+                break;
+            }
+            if let Some(delay) = weft_kit::faults::millis("slow-consumer") {
+                let all = delay.saturating_mul(u32::try_from(records.len()).unwrap_or(u32::MAX));
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(all) => {}
+                }
+            }
             let replaying = replay.is_some();
             let Some(settled) = self.settle(records, replaying, &running).await else {
                 break; // shutdown during a retry: the records are redelivered later

@@ -1,0 +1,219 @@
+//! `weft fault` against `weft up`: each flag changes what the mesh does while it is on,
+//! and the mesh recovers — nothing lost — once it is cleared; bad flags are refused.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use support::{Ports, Up, WEFT};
+use tonic::transport::Channel;
+use weft_proto::analytics::GetMetricsRequest;
+use weft_proto::analytics::analytics_service_client::AnalyticsServiceClient;
+use weft_proto::order::order_service_client::OrderServiceClient;
+use weft_proto::order::{CreateOrderRequest, OrderItem, PayOrderRequest, PaymentCard};
+use weft_proto::user::user_service_client::UserServiceClient;
+use weft_proto::user::{LoginRequest, SignUpRequest, SignupSource};
+use weft_testkit::eventually;
+
+const WAIT: Duration = Duration::from_secs(60);
+const PASSWORD: &str = "correct horse battery 9";
+
+fn fault(data: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(WEFT)
+        .arg("fault")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+async fn channel(port: u16) -> Channel {
+    Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+async fn sign_up(ports: &Ports, email: &str) -> String {
+    let mut users = UserServiceClient::new(channel(ports.user).await);
+    users
+        .sign_up(SignUpRequest {
+            email: email.into(),
+            name: "Fault".into(),
+            password: PASSWORD.into(),
+            source: SignupSource::Api as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    users
+        .login(LoginRequest {
+            email: email.into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token
+}
+
+async fn signups(port: u16) -> i64 {
+    AnalyticsServiceClient::new(channel(port).await)
+        .get_metrics(GetMetricsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .metrics
+        .unwrap()
+        .signups
+}
+
+fn mails(data: &Path) -> usize {
+    std::fs::read_dir(data.join("mail")).map_or(0, |d| d.count())
+}
+
+fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_flags_change_the_mesh_while_on_and_nothing_is_lost_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    let ports = Ports::free();
+    let up = Up::start_async(&data, &ports).await;
+    let token = sign_up(&ports, "first@example.com").await;
+    eventually("the first signup counted", WAIT, || async {
+        (signups(ports.analytics).await == 1).then_some(())
+    })
+    .await;
+
+    // Payments fail as if the provider were down; then they go through.
+    ok(&fault(&data, &["set", "payment-failure=1"]));
+    let mut orders = OrderServiceClient::new(channel(ports.order).await);
+    let order = orders
+        .create_order(authed(
+            CreateOrderRequest {
+                items: vec![OrderItem {
+                    product_id: "mug".into(),
+                    quantity: 1,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    let pay = || PayOrderRequest {
+        order_id: order.order_id.clone(),
+        card: Some(PaymentCard {
+            number: "4242424242424242".into(),
+            exp_month: 12,
+            exp_year: 2099,
+            cvc: "123".into(),
+        }),
+    };
+    let code = eventually("payments failing", WAIT, || {
+        let mut orders = orders.clone();
+        let req = authed(pay(), &token);
+        async move { orders.pay_order(req).await.err().map(|s| s.code()) }
+    })
+    .await;
+    assert_eq!(code, tonic::Code::Unavailable);
+    let out = ok(&fault(&data, &["list"]));
+    assert!(out.contains("on: payment-failure=1"), "{out}");
+    ok(&fault(&data, &["clear", "payment-failure"]));
+    eventually("payments going through", WAIT, || {
+        let mut orders = orders.clone();
+        let req = authed(pay(), &token);
+        async move { orders.pay_order(req).await.ok() }
+    })
+    .await;
+
+    // A paused analytics consumer counts nothing, the rest of the mesh goes on; once
+    // cleared, it catches up.
+    ok(&fault(&data, &["set", "consumer-pause=weft-analytics"]));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mails_before = mails(&data);
+    sign_up(&ports, "paused@example.com").await;
+    eventually("the paused-time signup's emails", WAIT, || async {
+        (mails(&data) >= mails_before + 3).then_some(())
+    })
+    .await;
+    assert_eq!(signups(ports.analytics).await, 1, "analytics is paused");
+    ok(&fault(&data, &["clear"]));
+    eventually("analytics caught up", WAIT, || async {
+        (signups(ports.analytics).await == 2).then_some(())
+    })
+    .await;
+
+    // Notifications down: nothing is written while it is on; everything after.
+    ok(&fault(&data, &["set", "notification-down=1"]));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mails_before = mails(&data);
+    sign_up(&ports, "quiet@example.com").await;
+    eventually("the quiet signup counted", WAIT, || async {
+        (signups(ports.analytics).await == 3).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        mails(&data),
+        mails_before,
+        "no email while notifications are down"
+    );
+    ok(&fault(&data, &["clear", "notification-down"]));
+    eventually("the held emails sent", WAIT, || async {
+        (mails(&data) >= mails_before + 3).then_some(())
+    })
+    .await;
+
+    // A slow consumer: 3 s before each record, so a signup is counted late, but counted.
+    ok(&fault(&data, &["set", "slow-consumer=3000"]));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    sign_up(&ports, "slow@example.com").await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(signups(ports.analytics).await, 3, "not yet");
+    eventually("the slow signup counted", WAIT, || async {
+        (signups(ports.analytics).await == 4).then_some(())
+    })
+    .await;
+    ok(&fault(&data, &["clear"]));
+
+    for (args, says) in [
+        (vec!["set", "disk-full=1"], "unknown fault"),
+        (vec!["set", "payment-failure=2"], "takes a probability"),
+        (vec!["set", "slow-consumer=soon"], "takes milliseconds"),
+        (vec!["set", "payment-failure"], "not name=value"),
+        (vec!["clear", "slow-consumer"], "is not on"),
+    ] {
+        let out = fault(&data, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(says),
+            "{args:?}: {stderr}"
+        );
+    }
+    up.stop();
+}
