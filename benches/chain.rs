@@ -251,11 +251,18 @@ async fn main() {
     }
     if run("burst") {
         let chain_rate = burst_phase(&analytics, &order_channel, &user_id, &bearer, burst).await;
-        println!(
-            "   = {:.4} of the broker's raw rate; {:.0} events/s applied by analytics",
-            chain_rate / raw,
-            2.0 * chain_rate,
-        );
+        if raw.is_nan() {
+            println!(
+                "   {:.0} events/s applied by analytics (the raw phase did not run: no ratio)",
+                2.0 * chain_rate
+            );
+        } else {
+            println!(
+                "   = {:.4} of the broker's raw rate; {:.0} events/s applied by analytics",
+                chain_rate / raw,
+                2.0 * chain_rate,
+            );
+        }
     }
     if run("reads") {
         reads(&base, &http, &order_channel, &bearer, &seed_id).await;
