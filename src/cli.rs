@@ -155,7 +155,7 @@ pub struct UpArgs {
     /// (the broker's data was reset or replaced under existing databases): stop with
     /// an error naming them (unset), or `earliest` / `latest` (see `weft serve
     /// analytics --help`).
-    #[arg(long, value_enum)]
+    #[arg(long, env = "WEFT_RESET_OFFSETS", value_enum)]
     pub reset_offsets: Option<weft_events::consumer::offsets::StaleOffsets>,
     /// Exit once everything is up and healthy instead of running until Ctrl-C
     /// (for smoke tests and start-up timing).

@@ -240,3 +240,88 @@ fn a_failed_start_leaves_no_process_behind() {
     // Nobody listens there any more: the port can be bound again.
     std::net::TcpListener::bind(("127.0.0.1", ports.broker)).expect("the broker's port is free");
 }
+
+/// A data dir whose broker data is gone (a reset broker under existing databases):
+/// `weft up` stops, naming the stale offsets and the way out, instead of silently
+/// skipping new events; `weft up --reset-offsets earliest` starts and a new signup is
+/// counted on top of the old ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_offsets_stop_weft_up_until_it_is_told_to_reset_them() {
+    use weft_proto::analytics::GetMetricsRequest;
+    use weft_proto::analytics::analytics_service_client::AnalyticsServiceClient;
+    use weft_proto::user::SignUpRequest;
+    use weft_proto::user::user_service_client::UserServiceClient;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let sign_up = |email: &'static str| {
+        let port = ports.user;
+        async move {
+            UserServiceClient::connect(format!("http://127.0.0.1:{port}"))
+                .await
+                .unwrap()
+                .sign_up(SignUpRequest {
+                    email: email.into(),
+                    name: "Stale".into(),
+                    password: "correct horse battery 9".into(),
+                    source: SignupSource::Api as i32,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+    };
+    let signups = || {
+        let port = ports.analytics;
+        async move {
+            AnalyticsServiceClient::connect(format!("http://127.0.0.1:{port}"))
+                .await
+                .unwrap()
+                .get_metrics(GetMetricsRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .metrics
+                .unwrap()
+                .signups
+        }
+    };
+    let up = Up::start_async(dir.path(), &ports).await;
+    sign_up("before@example.com").await;
+    weft_testkit::eventually(
+        "the first signup counted",
+        std::time::Duration::from_secs(60),
+        || async { (signups().await == 1).then_some(()) },
+    )
+    .await;
+    tokio::task::spawn_blocking(move || up.stop())
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(dir.path().join("broker")).unwrap();
+
+    let out = {
+        let mut command = support::up_command(dir.path(), &ports);
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap()
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("lies past the partition's end")
+            && stderr.contains("--reset-offsets earliest"),
+        "{stderr}"
+    );
+
+    let up = Up::start_env_async(dir.path(), &ports, &[("WEFT_RESET_OFFSETS", "earliest")]).await;
+    sign_up("after@example.com").await;
+    weft_testkit::eventually(
+        "the second signup counted",
+        std::time::Duration::from_secs(60),
+        || async { (signups().await == 2).then_some(()) },
+    )
+    .await;
+    tokio::task::spawn_blocking(move || up.stop())
+        .await
+        .unwrap();
+}
