@@ -313,6 +313,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         if spec.is_none() && (name != "broker" || embedded.is_none()) {
             break Some(name);
         }
+        // A service that says starting again cannot help (stale offsets: the operator
+        // must choose --reset-offsets) is not restarted.
+        let unrecoverable = children_list
+            .iter_mut()
+            .find(|m| m.name == name)
+            .and_then(|m| m.child.try_wait().ok().flatten())
+            .and_then(|status| status.code())
+            == Some(i32::from(weft_kit::cli::EXIT_UNRECOVERABLE));
+        if unrecoverable {
+            eprintln!(
+                "weft: the {name} service stopped and asks not to be started again until its error is dealt with"
+            );
+            break Some(name);
+        }
         let count = restarts.entry(name).or_default();
         *count += 1;
         if *count > MAX_RESTARTS {

@@ -312,6 +312,12 @@ async fn stale_offsets_stop_weft_up_until_it_is_told_to_reset_them() {
             && stderr.contains("--reset-offsets earliest"),
         "{stderr}"
     );
+    // The service exits with 78 ("starting again would not help"): not restarted in vain.
+    assert!(
+        !stderr.contains("restarting it in")
+            && (stderr.contains("asks not to be started again") || stderr.contains("status: 78")),
+        "{stderr}"
+    );
 
     let up = Up::start_env_async(dir.path(), &ports, &[("WEFT_RESET_OFFSETS", "earliest")]).await;
     sign_up("after@example.com").await;

@@ -89,3 +89,11 @@ pub enum EventsError {
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
+
+impl EventsError {
+    /// Whether starting the process again cannot mend it: the operator must act
+    /// first (stale offsets need `--reset-offsets`).
+    pub fn needs_the_operator(&self) -> bool {
+        matches!(self, Self::StaleOffsets { .. })
+    }
+}

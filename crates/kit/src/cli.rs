@@ -1,6 +1,7 @@
 //! What every weft binary does with its command line and its result: bad flags exit
-//! with 64 (`EX_USAGE`) after clap's message, `--help` exits 0, and a failed run prints
-//! its error chain and exits 1.
+//! with 64 (`EX_USAGE`) after clap's message, `--help` exits 0, a failed run prints
+//! its error chain and exits 1 — or 78 (`EX_CONFIG`) when it failed in a way that
+//! starting it again cannot mend ([`Unrecoverable`]), which `weft up` does not retry.
 
 use std::process::ExitCode;
 
@@ -15,14 +16,49 @@ pub fn parse_or_exit<C: clap::Parser>(args: impl IntoIterator<Item = String>) ->
     }
 }
 
+/// The exit code of a process that must not simply be started again.
+pub const EXIT_UNRECOVERABLE: u8 = 78;
+
+/// Marks an error that a restart cannot mend (the operator must change something
+/// first), as the context of an `anyhow` error: the process exits with
+/// [`EXIT_UNRECOVERABLE`].
+#[derive(Debug, Clone, Copy)]
+pub struct Unrecoverable;
+
+impl std::fmt::Display for Unrecoverable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("starting again would not help")
+    }
+}
+
+/// `e` marked [`Unrecoverable`] when `unrecoverable`.
+pub fn failure(
+    e: impl std::error::Error + Send + Sync + 'static,
+    unrecoverable: bool,
+) -> anyhow::Error {
+    let e = anyhow::Error::new(e);
+    if unrecoverable {
+        e.context(Unrecoverable)
+    } else {
+        e
+    }
+}
+
 /// The exit code of a run, printing a failure as `name: error` (with `{:#}`, which
 /// shows an `anyhow` error's whole chain).
-pub fn exit_code<E: std::fmt::Display>(name: &str, result: Result<(), E>) -> ExitCode {
+pub fn exit_code<E: std::fmt::Display + 'static>(name: &str, result: Result<(), E>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{name}: {e:#}");
-            ExitCode::FAILURE
+            let unrecoverable = (&e as &dyn std::any::Any)
+                .downcast_ref::<anyhow::Error>()
+                .is_some_and(|e| e.downcast_ref::<Unrecoverable>().is_some());
+            if unrecoverable {
+                ExitCode::from(EXIT_UNRECOVERABLE)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -30,7 +66,7 @@ pub fn exit_code<E: std::fmt::Display>(name: &str, result: Result<(), E>) -> Exi
 /// Runs `main` on a multi-threaded runtime and turns its result into an exit code.
 /// Once `main` returns, tasks still blocked (a Kafka client waiting for a broker that
 /// is gone) get at most two seconds before the process exits anyway.
-pub fn block_on<E: std::fmt::Display>(
+pub fn block_on<E: std::fmt::Display + 'static>(
     name: &str,
     main: impl Future<Output = Result<(), E>>,
 ) -> ExitCode {

@@ -160,7 +160,8 @@ impl App {
             );
         }
         if let Some(e) = failure {
-            return Err(e.into());
+            let unrecoverable = e.needs_the_operator();
+            return Err(weft_kit::cli::failure(e, unrecoverable));
         }
         served.map_err(Into::into)
     }
