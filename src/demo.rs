@@ -16,7 +16,6 @@ use anyhow::{Context as _, bail};
 use tonic::transport::Channel;
 use weft_proto::analytics::GetMetricsRequest;
 use weft_proto::analytics::analytics_service_client::AnalyticsServiceClient;
-use weft_proto::common::Money;
 use weft_proto::order::order_service_client::OrderServiceClient;
 use weft_proto::order::{
     CreateOrderRequest, GetOrderRequest, ListOrdersRequest, OrderItem, OrderKind, PayOrderRequest,
@@ -125,17 +124,6 @@ async fn step<T, F: std::future::Future<Output = anyhow::Result<T>>>(
         Err(e) => println!("failed: {e:#}"),
     }
     out
-}
-
-fn usd(m: Option<&Money>) -> String {
-    m.map_or_else(String::new, |m| {
-        format!(
-            "{}.{:02} {}",
-            m.units,
-            m.nanos / 10_000_000,
-            m.currency_code
-        )
-    })
 }
 
 async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> anyhow::Result<T>
@@ -302,7 +290,11 @@ async fn story(mesh: &Mesh, data_dir: &Path, run_id: &str) -> anyhow::Result<()>
     println!(
         "  order {} total {}",
         order.order_id,
-        usd(order.total.as_ref())
+        order
+            .total
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
     );
     step("paying with the test card 4242…", async {
         m.orders
@@ -410,7 +402,8 @@ struct Tally {
     errors: BTreeMap<String, u64>,
 }
 
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
+/// The `q` quantile (0–1) of sorted durations; zero for none.
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }

@@ -85,12 +85,8 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
 
 /// `user-events` or `user-events.dlq` → `user-events.dlq`; anything else is refused.
 fn dlq_topic(topic: &str) -> anyhow::Result<String> {
-    let topic = if topic.ends_with(".dlq") {
-        topic.to_owned()
-    } else {
-        format!("{topic}.dlq")
-    };
     let source = topic.trim_end_matches(".dlq");
+    let topic = weft_events::catalog::dead_letter_topic(source);
     if !weft_events::catalog::TOPICS.contains(&source) {
         bail!(
             "{topic} is not a dead-letter topic of weft (those of {})",
@@ -117,18 +113,7 @@ fn read_all(brokers: &str, topic: &str) -> anyhow::Result<Vec<OwnedMessage>> {
         .set("enable.auto.commit", "false")
         .create()
         .context("creating the Kafka client")?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), TIMEOUT)
-        .with_context(|| format!("reading metadata of {topic} from {brokers}"))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
-        bail!("topic {topic} does not exist (weft up creates the weft topics)");
-    }
+    let partitions = crate::tail::partitions(&consumer, topic, brokers)?;
     let mut out = Vec::new();
     for p in partitions {
         let (low, high) = consumer.fetch_watermarks(topic, p, TIMEOUT)?;

@@ -27,26 +27,7 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
         )
         .create()
         .context("creating the Kafka client")?;
-    let metadata = consumer
-        .fetch_metadata(Some(&args.topic), Duration::from_secs(10))
-        .with_context(|| {
-            format!(
-                "reading metadata of {} from {}",
-                args.topic, args.kafka_brokers
-            )
-        })?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == args.topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
-        bail!(
-            "topic {} does not exist (weft up creates the weft topics)",
-            args.topic
-        );
-    }
+    let partitions = partitions(&consumer, &args.topic, &args.kafka_brokers)?;
     let start = match args.from {
         StartAt::Beginning => Offset::Beginning,
         StartAt::End => Offset::End,
@@ -90,6 +71,27 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The partitions of `topic`, or an error saying it does not exist.
+pub fn partitions(
+    consumer: &impl rdkafka::consumer::Consumer,
+    topic: &str,
+    brokers: &str,
+) -> anyhow::Result<Vec<i32>> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .with_context(|| format!("reading metadata of {topic} from {brokers}"))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        bail!("topic {topic} does not exist (weft up creates the weft topics)");
+    }
+    Ok(partitions)
 }
 
 /// One record as JSON: position, key, headers, and the decoded event.

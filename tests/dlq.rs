@@ -14,8 +14,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use support::{Ports, Up, WEFT};
 use weft_events::{DomainEvent as _, Envelope, EventContext};
-use weft_proto::analytics::GetMetricsRequest;
-use weft_proto::analytics::analytics_service_client::AnalyticsServiceClient;
 use weft_proto::user::{SignupSource, UserSignedUp};
 use weft_testkit::eventually;
 
@@ -64,15 +62,7 @@ async fn send(
 }
 
 async fn signups(port: u16) -> (i64, i64) {
-    let m = AnalyticsServiceClient::connect(format!("http://127.0.0.1:{port}"))
-        .await
-        .unwrap()
-        .get_metrics(GetMetricsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .metrics
-        .unwrap();
+    let m = support::grpc::metrics(port).await;
     (m.signups, m.orders_created)
 }
 

@@ -8,10 +8,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use support::grpc::{authed, channel, metrics};
 use support::{Ports, Up, WEFT};
-use tonic::transport::Channel;
-use weft_proto::analytics::GetMetricsRequest;
-use weft_proto::analytics::analytics_service_client::AnalyticsServiceClient;
 use weft_proto::order::order_service_client::OrderServiceClient;
 use weft_proto::order::{CreateOrderRequest, OrderItem, PayOrderRequest, PaymentCard};
 use weft_proto::user::user_service_client::UserServiceClient;
@@ -40,14 +38,6 @@ fn ok(out: &std::process::Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
-async fn channel(port: u16) -> Channel {
-    Channel::from_shared(format!("http://127.0.0.1:{port}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
 async fn sign_up(ports: &Ports, email: &str) -> String {
     let mut users = UserServiceClient::new(channel(ports.user).await);
     users
@@ -72,25 +62,11 @@ async fn sign_up(ports: &Ports, email: &str) -> String {
 }
 
 async fn signups(port: u16) -> i64 {
-    AnalyticsServiceClient::new(channel(port).await)
-        .get_metrics(GetMetricsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .metrics
-        .unwrap()
-        .signups
+    metrics(port).await.signups
 }
 
 fn mails(data: &Path) -> usize {
     std::fs::read_dir(data.join("mail")).map_or(0, |d| d.count())
-}
-
-fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(message);
-    req.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    req
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -247,8 +247,6 @@ fn a_failed_start_leaves_no_process_behind() {
 /// counted on top of the old ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_offsets_stop_weft_up_until_it_is_told_to_reset_them() {
-    use weft_proto::analytics::GetMetricsRequest;
-    use weft_proto::analytics::analytics_service_client::AnalyticsServiceClient;
     use weft_proto::user::SignUpRequest;
     use weft_proto::user::user_service_client::UserServiceClient;
 
@@ -271,21 +269,7 @@ async fn stale_offsets_stop_weft_up_until_it_is_told_to_reset_them() {
                 .unwrap();
         }
     };
-    let signups = || {
-        let port = ports.analytics;
-        async move {
-            AnalyticsServiceClient::connect(format!("http://127.0.0.1:{port}"))
-                .await
-                .unwrap()
-                .get_metrics(GetMetricsRequest {})
-                .await
-                .unwrap()
-                .into_inner()
-                .metrics
-                .unwrap()
-                .signups
-        }
-    };
+    let signups = || async { support::grpc::metrics(ports.analytics).await.signups };
     let up = Up::start_async(dir.path(), &ports).await;
     sign_up("before@example.com").await;
     weft_testkit::eventually(

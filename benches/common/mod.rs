@@ -12,10 +12,7 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// The `q` quantile (0–1) of sorted durations.
-pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
-}
+pub use weft::demo::quantile;
 
 /// CPU time (user + system, seconds) a process has used so far, from `/proc`.
 pub fn cpu_seconds(pid: u32) -> f64 {

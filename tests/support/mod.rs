@@ -233,6 +233,41 @@ pub fn value<'a>(out: &'a str, step: &str, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {key} in {line}"))
 }
 
+/// The gRPC steps tests and benchmarks share, against the mesh on loopback.
+pub mod grpc {
+    use tonic::transport::Channel;
+    use weft_proto::analytics::analytics_service_client::AnalyticsServiceClient;
+    use weft_proto::analytics::{GetMetricsRequest, Metrics};
+
+    /// A connected channel to `127.0.0.1:port`.
+    pub async fn channel(port: u16) -> Channel {
+        Channel::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// `message` with `authorization: Bearer <token>`.
+    pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(message);
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        req
+    }
+
+    /// The analytics service's metrics now.
+    pub async fn metrics(port: u16) -> Metrics {
+        AnalyticsServiceClient::new(channel(port).await)
+            .get_metrics(GetMetricsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .metrics
+            .unwrap()
+    }
+}
+
 /// The REST steps tests and benchmarks share, through the gateway at a base URL.
 pub mod rest {
     use serde_json::{Value, json};

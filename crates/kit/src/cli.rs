@@ -46,15 +46,12 @@ pub fn failure(
 
 /// The exit code of a run, printing a failure as `name: error` (with `{:#}`, which
 /// shows an `anyhow` error's whole chain).
-pub fn exit_code<E: std::fmt::Display + 'static>(name: &str, result: Result<(), E>) -> ExitCode {
+pub fn exit_code(name: &str, result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{name}: {e:#}");
-            let unrecoverable = (&e as &dyn std::any::Any)
-                .downcast_ref::<anyhow::Error>()
-                .is_some_and(|e| e.downcast_ref::<Unrecoverable>().is_some());
-            if unrecoverable {
+            if e.downcast_ref::<Unrecoverable>().is_some() {
                 ExitCode::from(EXIT_UNRECOVERABLE)
             } else {
                 ExitCode::FAILURE
@@ -66,10 +63,7 @@ pub fn exit_code<E: std::fmt::Display + 'static>(name: &str, result: Result<(), 
 /// Runs `main` on a multi-threaded runtime and turns its result into an exit code.
 /// Once `main` returns, tasks still blocked (a Kafka client waiting for a broker that
 /// is gone) get at most two seconds before the process exits anyway.
-pub fn block_on<E: std::fmt::Display + 'static>(
-    name: &str,
-    main: impl Future<Output = Result<(), E>>,
-) -> ExitCode {
+pub fn block_on(name: &str, main: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

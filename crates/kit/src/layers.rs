@@ -269,20 +269,9 @@ pub fn method_label(path: &str) -> String {
         .into_iter()
         .map(str::to_owned)
         .collect();
-        if let Ok(set) =
-            <prost_types::FileDescriptorSet as prost::Message>::decode(weft_proto::DESCRIPTOR_SET)
-        {
-            for file in &set.file {
-                for service in &file.service {
-                    for method in &service.method {
-                        known.insert(format!(
-                            "/{}.{}/{}",
-                            file.package(),
-                            service.name(),
-                            method.name()
-                        ));
-                    }
-                }
+        for service in weft_proto::descriptor_pool().services() {
+            for method in service.methods() {
+                known.insert(format!("/{}/{}", service.full_name(), method.name()));
             }
         }
         known

@@ -61,12 +61,6 @@ impl NotificationService for NotificationApi {
         if req.page_size < 0 {
             violations.push(FieldViolation::new("page_size", "must not be negative"));
         }
-        if user_id.len() > 64 {
-            violations.push(FieldViolation::new(
-                "user_id",
-                "is longer than 64 characters",
-            ));
-        }
         if !violations.is_empty() {
             return Err(invalid_argument(&violations));
         }

@@ -461,18 +461,7 @@ async fn bad_orders_are_invalid_argument_naming_the_fields() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
-    let still = orders
-        .get_order(with_token(
-            GetOrderRequest {
-                order_id: order.order_id.clone(),
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .order
-        .unwrap();
+    let still = read_order(&mut orders, &order.order_id, &token).await;
     assert_eq!(
         still.status,
         OrderStatus::Pending as i32,
@@ -723,18 +712,7 @@ async fn control_characters_are_refused(db: Db) {
             .unwrap_err();
         assert_eq!(field_of(&err), "carrier");
     }
-    let unchanged = orders
-        .get_order(with_token(
-            GetOrderRequest {
-                order_id: order.order_id.clone(),
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .order
-        .unwrap();
+    let unchanged = read_order(&mut orders, &order.order_id, &token).await;
     assert_eq!(
         unchanged.status,
         OrderStatus::Pending as i32,

@@ -198,18 +198,7 @@ async fn the_catalogue_prices_orders_and_only_staff_change_it() {
         .unwrap();
     assert_eq!(changed.unit_price, usd(0, 10_000_000));
     assert_eq!(changed.name, mug.name, "not in the mask: unchanged");
-    let placed = orders
-        .get_order(with_token(
-            GetOrderRequest {
-                order_id: order.order_id.clone(),
-            },
-            &customer,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .order
-        .unwrap();
+    let placed = read_order(&mut orders, &order.order_id, &customer).await;
     assert_eq!(placed.total, usd(109, 970_000_000));
     // A client that expects the old price is told the new one.
     let err = orders

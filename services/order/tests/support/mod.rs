@@ -206,6 +206,26 @@ impl Mesh {
     }
 }
 
+/// `GetOrder` of `order_id` as the holder of `token`: the order.
+pub async fn read_order(
+    orders: &mut OrderServiceClient<Channel>,
+    order_id: &str,
+    token: &str,
+) -> Order {
+    orders
+        .get_order(with_token(
+            GetOrderRequest {
+                order_id: order_id.to_owned(),
+            },
+            token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap()
+}
+
 pub fn with_token<T>(msg: T, token: &str) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
     req.metadata_mut()
