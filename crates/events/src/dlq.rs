@@ -39,7 +39,7 @@ impl DeadLetters {
     /// A dead-letter publisher for `group`.
     pub fn new(kafka: &KafkaArgs, group: &str) -> Result<Self, EventsError> {
         Ok(Self {
-            producer: Producer::new(&kafka.producer(&format!("{group}-dlq")))?,
+            producer: Producer::new(kafka, &format!("{group}-dlq"))?,
             group: group.to_owned(),
         })
     }

@@ -49,6 +49,16 @@ pub enum EventsError {
     /// The broker did not acknowledge a record.
     #[error("delivery failed: {0}")]
     Delivery(String),
+    /// A topic weft needs is not on the cluster.
+    #[error(
+        "topic {topic} does not exist on the brokers at {brokers}: weft never relies on auto-creation; `weft up` creates its topics (with --kafka-prefix, --topic-partitions, --topic-replication), or create it yourself"
+    )]
+    MissingTopic {
+        /// The topic's name on the cluster.
+        topic: String,
+        /// The brokers asked.
+        brokers: String,
+    },
     /// Topics could not be created.
     #[error("cannot create topic {topic}: {reason}")]
     Provision {

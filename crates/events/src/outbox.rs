@@ -126,7 +126,7 @@ impl Relay {
         client_id: &str,
         config: RelayConfig,
     ) -> Result<Self, EventsError> {
-        let producer = Producer::new(&kafka.producer(client_id))?;
+        let producer = Producer::new(kafka, client_id)?;
         Ok(Self {
             db,
             producer,

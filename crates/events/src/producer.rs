@@ -19,6 +19,7 @@ use rdkafka::{ClientConfig, ClientContext, Message as _};
 use tokio::sync::oneshot;
 
 use crate::EventsError;
+use crate::kafka::KafkaArgs;
 
 /// How long one poll of the delivery reports may wait.
 const POLL: Duration = Duration::from_secs(60);
@@ -46,15 +47,23 @@ impl ProducerContext for Reports {
     }
 }
 
-/// A producer with its polling thread.
+/// A producer with its polling thread. It takes weft's topic names and sends to the
+/// cluster's (with `--kafka-prefix`).
 pub struct Producer {
     inner: Arc<BaseProducer<Reports>>,
     stop: Arc<AtomicBool>,
+    prefix: String,
 }
 
 impl Producer {
-    /// Creates the producer configured by `config` and starts its polling thread.
-    pub fn new(config: &ClientConfig) -> Result<Self, EventsError> {
+    /// weft's idempotent producer (see [`KafkaArgs::producer`]) as `client_id`.
+    pub fn new(kafka: &KafkaArgs, client_id: &str) -> Result<Self, EventsError> {
+        Self::with_config(&kafka.producer(client_id), &kafka.client.prefix)
+    }
+
+    /// The producer configured by `config`, sending to `prefix` + each topic; starts
+    /// its polling thread.
+    pub fn with_config(config: &ClientConfig, prefix: &str) -> Result<Self, EventsError> {
         let inner: Arc<BaseProducer<Reports>> = Arc::new(config.create_with_context(Reports)?);
         let stop = Arc::new(AtomicBool::new(false));
         let (producer, stopped) = (inner.clone(), stop.clone());
@@ -66,7 +75,11 @@ impl Producer {
                 }
             })
             .map_err(EventsError::Io)?;
-        Ok(Self { inner, stop })
+        Ok(Self {
+            inner,
+            stop,
+            prefix: prefix.to_owned(),
+        })
     }
 
     /// Queues one record; its delivery report arrives on the returned channel. `Err`
@@ -79,8 +92,13 @@ impl Producer {
         headers: OwnedHeaders,
     ) -> Result<Delivery, KafkaError> {
         let (tx, rx) = oneshot::channel();
+        let topic = if self.prefix.is_empty() {
+            std::borrow::Cow::Borrowed(topic)
+        } else {
+            std::borrow::Cow::Owned(format!("{}{topic}", self.prefix))
+        };
         let mut record: BaseRecord<'_, [u8], [u8], _> =
-            BaseRecord::with_opaque_to(topic, Box::new(tx)).headers(headers);
+            BaseRecord::with_opaque_to(&topic, Box::new(tx)).headers(headers);
         if let Some(k) = key {
             record = record.key(k);
         }

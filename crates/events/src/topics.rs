@@ -19,17 +19,25 @@ pub fn all_topics() -> Vec<String> {
         .collect()
 }
 
-/// Creates `topics` that do not exist yet. Returns the ones it created.
+/// Creates `topics` (weft's names; the cluster's carry `--kafka-prefix`) that do not
+/// exist yet, with `--topic-partitions`, `--topic-replication` and
+/// `--topic-min-insync-replicas`. Returns the ones it created.
 pub async fn provision(kafka: &KafkaArgs, topics: &[String]) -> Result<Vec<String>, EventsError> {
     let admin: AdminClient<DefaultClientContext> = kafka.client("weft-provisioner").create()?;
-    let new: Vec<NewTopic<'_>> = topics
+    let names: Vec<String> = topics.iter().map(|t| kafka.topic(t)).collect();
+    let min_insync = kafka.topic_min_insync_replicas.map(|n| n.to_string());
+    let new: Vec<NewTopic<'_>> = names
         .iter()
         .map(|t| {
-            NewTopic::new(
+            let topic = NewTopic::new(
                 t,
                 kafka.topic_partitions,
                 TopicReplication::Fixed(kafka.topic_replication),
-            )
+            );
+            match &min_insync {
+                Some(n) => topic.set("min.insync.replicas", n),
+                None => topic,
+            }
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));

@@ -24,6 +24,9 @@ struct Cli {
     /// Bootstrap brokers.
     #[arg(long)]
     brokers: String,
+    /// Prefix and settings, as the services take them.
+    #[command(flatten)]
+    client: weft_events::kafka::ClientArgs,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -103,7 +106,8 @@ async fn main() -> anyhow::Result<()> {
             ..Default::default()
         },
     )?;
-    let kafka = KafkaArgs::new(cli.brokers);
+    let mut kafka = KafkaArgs::new(cli.brokers);
+    kafka.client = cli.client;
     let db = Database::connect(&cli.db).await.context("database")?;
     let shutdown = weft_kit::shutdown::on_signal();
     match cli.command {

@@ -108,10 +108,12 @@ pub struct Record {
 }
 
 impl Record {
-    /// Copies a record out of librdkafka's buffer.
-    pub fn of(msg: &BorrowedMessage<'_>) -> Self {
+    /// Copies a record out of librdkafka's buffer, naming its topic as weft does
+    /// (without `prefix`, the cluster's `--kafka-prefix`).
+    pub fn of(msg: &BorrowedMessage<'_>, prefix: &str) -> Self {
+        let topic = msg.topic();
         Self {
-            topic: msg.topic().to_owned(),
+            topic: topic.strip_prefix(prefix).unwrap_or(topic).to_owned(),
             partition: msg.partition(),
             offset: msg.offset(),
             key: msg.key().map(<[u8]>::to_vec),

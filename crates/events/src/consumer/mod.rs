@@ -370,9 +370,11 @@ impl Consumer {
             group: self.group.clone(),
         })?;
         let topics: Vec<String> = self.topics.iter().cloned().collect();
+        let prefix = self.kafka.client.prefix.clone();
         let mut rewinds = match std::mem::replace(&mut self.offsets, Offsets::Kafka) {
             Offsets::Kafka => {
-                let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+                let cluster: Vec<String> = topics.iter().map(|t| self.kafka.topic(t)).collect();
+                let names: Vec<&str> = cluster.iter().map(String::as_str).collect();
                 consumer.subscribe(&names)?;
                 None
             }
@@ -419,7 +421,7 @@ impl Consumer {
             let first = match first {
                 Ok(m) => {
                     failures = 0;
-                    Record::of(&m)
+                    Record::of(&m, &prefix)
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
@@ -434,7 +436,7 @@ impl Consumer {
             let mut records = vec![first];
             while records.len() < self.max_batch {
                 match consumer.recv().now_or_never() {
-                    Some(Ok(m)) => records.push(Record::of(&m)),
+                    Some(Ok(m)) => records.push(Record::of(&m, &prefix)),
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "consumer fetch failed");
                         break;
@@ -471,8 +473,11 @@ impl Consumer {
                 metrics::counter!("consumer_records_total", "group" => self.group.clone(), "outcome" => outcome.as_str())
                     .increment(1);
                 if !in_db
-                    && let Err(e) =
-                        consumer.store_offset(&record.topic, record.partition, record.offset)
+                    && let Err(e) = consumer.store_offset(
+                        &self.kafka.topic(&record.topic),
+                        record.partition,
+                        record.offset,
+                    )
                 {
                     tracing::warn!(error = %e, "storing the offset failed; the record may be redelivered");
                 }
@@ -721,7 +726,9 @@ impl Consumer {
         let mut targets = HashMap::new();
         let mut positions = HashMap::new();
         for m in marks {
-            if let Err(e) = tpl.add_partition_offset(&m.topic, m.partition, Offset::Beginning) {
+            if let Err(e) =
+                tpl.add_partition_offset(&m.cluster_topic, m.partition, Offset::Beginning)
+            {
                 let _ = reply.send(Err(e.to_string()));
                 return None;
             }

@@ -24,8 +24,10 @@ use crate::kafka::KafkaArgs;
 /// One partition's low and high watermark.
 #[derive(Debug, Clone)]
 pub struct Marks {
-    /// Topic.
+    /// Topic (weft's name).
     pub topic: String,
+    /// The topic's name on the cluster (with `--kafka-prefix`).
+    pub cluster_topic: String,
     /// Partition.
     pub partition: i32,
     /// First offset in the log.
@@ -34,32 +36,41 @@ pub struct Marks {
     pub high: i64,
 }
 
-/// Every partition of `topics` with its watermarks, read off the async threads
-/// (librdkafka's calls block).
+/// Every partition of `topics` (weft's names) with its watermarks, read off the async
+/// threads (librdkafka's calls block).
 pub async fn watermarks(kafka: &KafkaArgs, topics: &[String]) -> Result<Vec<Marks>, EventsError> {
     let config = kafka.client(&format!("weft-watermarks-{}", std::process::id()));
-    let topics = topics.to_vec();
+    let topics: Vec<(String, String)> =
+        topics.iter().map(|t| (t.clone(), kafka.topic(t))).collect();
+    let brokers = kafka.brokers.clone();
     tokio::task::spawn_blocking(move || {
         let client: BaseConsumer = config.create()?;
         let timeout = Duration::from_secs(5);
         let mut out = Vec::new();
-        for topic in &topics {
+        for (name, topic) in &topics {
             let metadata = client.fetch_metadata(Some(topic), timeout)?;
-            let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
-                return Err(EventsError::Delivery(format!("topic {topic} not found")));
+            let missing = || EventsError::MissingTopic {
+                topic: topic.clone(),
+                brokers: brokers.clone(),
             };
-            if let Some(e) = t.error() {
-                return Err(EventsError::Delivery(format!("topic {topic}: {e:?}")));
+            let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
+                return Err(missing());
+            };
+            match t.error() {
+                Some(rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => {
+                    return Err(missing());
+                }
+                Some(e) => return Err(EventsError::Delivery(format!("topic {topic}: {e:?}"))),
+                None => {}
             }
             if t.partitions().is_empty() {
-                return Err(EventsError::Delivery(format!(
-                    "topic {topic} has no partitions"
-                )));
+                return Err(missing());
             }
             for p in t.partitions() {
                 let (low, high) = client.fetch_watermarks(topic, p.id(), timeout)?;
                 out.push(Marks {
-                    topic: topic.clone(),
+                    topic: name.clone(),
+                    cluster_topic: topic.clone(),
                     partition: p.id(),
                     low,
                     high,
@@ -170,7 +181,7 @@ pub fn assignment(
             }
             Some(&next) => Offset::Offset(next),
         };
-        tpl.add_partition_offset(&m.topic, m.partition, offset)?;
+        tpl.add_partition_offset(&m.cluster_topic, m.partition, offset)?;
     }
     Ok(tpl)
 }

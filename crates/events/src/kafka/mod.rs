@@ -1,0 +1,210 @@
+//! Kafka client settings shared by every weft producer and consumer, and the names
+//! weft gives its topics and groups on the brokers.
+
+pub mod settings;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseProducer, Producer as _};
+
+/// Where the brokers are and how topics are laid out.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KafkaArgs {
+    /// Bootstrap brokers, comma-separated (`host:port,...`).
+    #[arg(
+        long = "kafka-brokers",
+        env = "KAFKA_BROKERS",
+        default_value = "localhost:9092"
+    )]
+    pub brokers: String,
+    /// Partitions of each topic created at start-up.
+    #[arg(long, env = "WEFT_TOPIC_PARTITIONS", default_value_t = 3)]
+    pub topic_partitions: i32,
+    /// Replication factor of each topic created at start-up.
+    #[arg(long, env = "WEFT_TOPIC_REPLICATION", default_value_t = 1)]
+    pub topic_replication: i32,
+    /// `min.insync.replicas` of each topic created at start-up (the broker's default
+    /// when unset). With `acks=all`, a write then needs this many replicas.
+    #[arg(long, env = "WEFT_TOPIC_MIN_INSYNC_REPLICAS")]
+    pub topic_min_insync_replicas: Option<i32>,
+    /// How weft's clients reach and name things on the cluster.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// What every Kafka client of weft shares beyond the brokers' addresses: extra
+/// librdkafka settings and the prefix of weft's names on the cluster.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClientArgs {
+    /// A prefix of every topic and consumer group weft uses, so that several meshes
+    /// share one cluster (`team-a.` makes `team-a.user-events`). Letters, digits, `.`,
+    /// `_` and `-`.
+    #[arg(long = "kafka-prefix", env = "WEFT_KAFKA_PREFIX", default_value = "", value_parser = parse_prefix)]
+    pub prefix: String,
+    /// A librdkafka setting for every Kafka client, `KEY=VALUE` (repeatable), e.g.
+    /// `security.protocol=SASL_SSL`. Wins over `--kafka-config-file`. Settings weft's
+    /// guarantees rest on (acks, idempotence, offset storage, group ids) are refused.
+    #[arg(long = "kafka-config", value_name = "KEY=VALUE", value_parser = settings::parse_setting)]
+    pub config: Vec<settings::Setting>,
+    /// A properties file of librdkafka settings (`key=value` lines, `#` comments) for
+    /// every Kafka client: where secrets such as `sasl.password` belong.
+    #[arg(long = "kafka-config-file", env = "WEFT_KAFKA_CONFIG_FILE", value_name = "FILE", value_parser = settings::parse_file)]
+    pub config_file: Option<settings::SettingsFile>,
+}
+
+impl ClientArgs {
+    /// The operator's settings in the order they apply: the file, then the flags.
+    pub fn settings(&self) -> impl Iterator<Item = &settings::Setting> {
+        self.config_file
+            .iter()
+            .flat_map(|f| f.settings.iter())
+            .chain(self.config.iter())
+    }
+
+    /// The flags that give a child process the same settings (`weft up` passes them
+    /// on to each service).
+    pub fn to_flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        if !self.prefix.is_empty() {
+            flags.push(format!("--kafka-prefix={}", self.prefix));
+        }
+        if let Some(file) = &self.config_file {
+            flags.push(format!("--kafka-config-file={}", file.path.display()));
+        }
+        for s in &self.config {
+            flags.push(format!("--kafka-config={}={}", s.key, s.value));
+        }
+        flags
+    }
+}
+
+/// Checks a `--kafka-prefix`: Kafka's topic alphabet, and short enough to leave room
+/// for the topic names (249 characters at most in all).
+pub fn parse_prefix(text: &str) -> Result<String, String> {
+    if text.len() > 100 {
+        return Err("the prefix is longer than 100 characters".into());
+    }
+    if let Some(c) = text
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "{c:?} cannot be part of a Kafka topic name; use letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+impl KafkaArgs {
+    /// Settings for `brokers` with the defaults above.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topic_partitions: 3,
+            topic_replication: 1,
+            topic_min_insync_replicas: None,
+            client: ClientArgs::default(),
+        }
+    }
+
+    /// The name of weft's topic `topic` on the cluster (with the prefix).
+    pub fn topic(&self, topic: &str) -> String {
+        format!("{}{topic}", self.client.prefix)
+    }
+
+    /// weft's name of the cluster's topic `topic` (without the prefix).
+    pub fn unprefixed<'a>(&self, topic: &'a str) -> &'a str {
+        topic
+            .strip_prefix(self.client.prefix.as_str())
+            .unwrap_or(topic)
+    }
+
+    /// The name of consumer group `group` on the cluster (with the prefix).
+    pub fn group(&self, group: &str) -> String {
+        format!("{}{group}", self.client.prefix)
+    }
+
+    /// Base client settings: weft's, then the operator's (`--kafka-config-file`,
+    /// `--kafka-config`).
+    pub fn client(&self, client_id: &str) -> ClientConfig {
+        self.operators(self.base(client_id))
+    }
+
+    fn base(&self, client_id: &str) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", client_id)
+            .set("socket.keepalive.enable", "true")
+            .set("log.connection.close", "false");
+        c
+    }
+
+    /// The operator's settings over weft's defaults (never over the settings
+    /// [`settings`] refuses).
+    fn operators(&self, mut c: ClientConfig) -> ClientConfig {
+        for s in self.client.settings() {
+            c.set(&s.key, &s.value);
+        }
+        c
+    }
+
+    /// The idempotent producer: `acks=all`, retries without duplicates or reordering
+    /// within a partition.
+    pub fn producer(&self, client_id: &str) -> ClientConfig {
+        let mut c = self.base(client_id);
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("max.in.flight.requests.per.connection", "5")
+            .set("linger.ms", "2")
+            .set("message.timeout.ms", "30000")
+            .set("compression.type", "none");
+        self.operators(c)
+    }
+
+    /// A group consumer whose offsets move only when the runtime stores them, after
+    /// the handler's transaction has committed.
+    pub fn consumer(&self, client_id: &str, group: &str) -> ClientConfig {
+        let mut c = self.base(client_id);
+        c.set("group.id", self.group(group))
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "2000")
+            .set("max.poll.interval.ms", "300000")
+            .set("enable.partition.eof", "false")
+            // Kafka and the embedded broker answer a held fetch the moment data
+            // arrives, so the wait bounds only how often an idle consumer asks.
+            .set("fetch.wait.max.ms", "500");
+        self.operators(c)
+    }
+}
+
+/// The future of one readiness probe run.
+pub type ProbeFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+
+/// A readiness probe for the brokers: asks for cluster metadata (off the async
+/// threads, since librdkafka's call blocks) and fails when no answer comes in time.
+pub fn broker_probe(
+    kafka: &KafkaArgs,
+) -> Result<impl Fn() -> ProbeFuture + Send + Sync + 'static, rdkafka::error::KafkaError> {
+    let client: Arc<BaseProducer> = Arc::new(kafka.client("weft-readiness").create()?);
+    Ok(move || {
+        let client = client.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                client
+                    .client()
+                    .fetch_metadata(None, Duration::from_millis(1500))
+                    .map(|_| ())
+                    .map_err(|e| format!("broker: {e}"))
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        }) as ProbeFuture
+    })
+}
