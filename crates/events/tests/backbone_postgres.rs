@@ -13,38 +13,63 @@ mod scenario;
 #[path = "common/stale.rs"]
 mod stale;
 
+use weft_testkit::BrokerKind;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_to_consumer_on_postgres() {
     let publisher = weft_testkit::postgres_database().await;
     let consumer = weft_testkit::postgres_database().await;
-    scenario::outbox_to_consumer(publisher, consumer).await;
+    scenario::outbox_to_consumer(BrokerKind::Embedded, publisher, consumer).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mixed_batch_settles_every_record_once_on_postgres() {
-    batching::a_mixed_batch_settles_every_record_once(weft_testkit::postgres_database().await)
-        .await;
+    batching::a_mixed_batch_settles_every_record_once(
+        BrokerKind::Embedded,
+        weft_testkit::postgres_database().await,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_batch_loses_and_doubles_nothing_on_postgres() {
-    batching::kill_9_mid_batch_loses_and_doubles_nothing(weft_testkit::postgres_database().await)
-        .await;
+    batching::kill_9_mid_batch_loses_and_doubles_nothing(
+        BrokerKind::Embedded,
+        weft_testkit::postgres_database().await,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_record_stops_the_consumer_on_postgres() {
-    poison::no_record_stops_the_consumer(weft_testkit::postgres_database().await).await;
+    poison::no_record_stops_the_consumer(
+        BrokerKind::Embedded,
+        weft_testkit::postgres_database().await,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_offsets_stop_the_consumer_until_reset_on_postgres() {
-    stale::stale_offsets_stop_the_consumer_until_reset(weft_testkit::postgres_database().await)
-        .await;
+    stale::stale_offsets_stop_the_consumer_until_reset(
+        BrokerKind::Embedded,
+        weft_testkit::postgres_database().await,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_rows_are_pruned_and_recent_ones_kept_on_postgres() {
     pruning::old_rows_are_pruned_and_recent_ones_kept(weft_testkit::postgres_database().await)
         .await;
+}
+
+/// kill -9 of the relay between the commit and the publish loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_killed_before_publish_publishes_after_restart_on_postgres() {
+    scenario::relay_killed_before_publish(
+        BrokerKind::Embedded,
+        weft_testkit::postgres_database().await,
+    )
+    .await;
 }

@@ -1,6 +1,7 @@
-//! Test harnesses for weft: start the embedded broker on a free port, hand out
-//! throwaway PostgreSQL databases, find free ports, and wait on conditions with a
-//! deadline instead of sleeping.
+//! Test harnesses for weft: start the embedded broker on a free port or take a
+//! namespace on the shared Apache Kafka cluster ([`TestBroker`]), hand out throwaway
+//! PostgreSQL databases, find free ports, and wait on conditions with a deadline
+//! instead of sleeping.
 //!
 //! These helpers panic with a message that says what to do: they are for tests only.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -9,6 +10,9 @@ use std::future::Future;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+mod kafka;
+pub use kafka::{BrokerKind, TestBroker, kafka_cluster};
 
 /// A free TCP port on 127.0.0.1 (bound and released; a tiny race is accepted).
 pub fn free_port() -> u16 {

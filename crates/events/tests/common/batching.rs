@@ -16,10 +16,9 @@ use tokio_util::sync::CancellationToken;
 use weft_events::catalog::USER_EVENTS;
 use weft_events::consumer::{Handler, HandlerError, NeverReplay, Outcome, Received};
 use weft_events::envelope::Envelope;
-use weft_events::kafka::KafkaArgs;
 use weft_events::{Consumer, Database, topics};
 use weft_proto::user::UserSignedUp;
-use weft_testkit::{Broker, eventually};
+use weft_testkit::{BrokerKind, TestBroker, eventually};
 
 use super::common::*;
 
@@ -89,9 +88,9 @@ async fn effect_counts(db: &Database) -> HashMap<String, i64> {
 
 /// One batch: e1, e2, e1 again, an undecodable record, a record without an
 /// envelope, e3 (fails twice, transiently), e4.
-pub async fn a_mixed_batch_settles_every_record_once(url: String) {
-    let broker = Broker::start();
-    let kafka = KafkaArgs::new(broker.bootstrap());
+pub async fn a_mixed_batch_settles_every_record_once(kind: BrokerKind, url: String) {
+    let broker = TestBroker::start(kind);
+    let kafka = kafka_args(&broker);
     topics::provision(&kafka, &topics::all_topics())
         .await
         .unwrap();
@@ -190,9 +189,12 @@ pub async fn a_mixed_batch_settles_every_record_once(url: String) {
     assert_eq!(by_offset.get(&3), Some(&Outcome::DeadLettered));
     assert_eq!(by_offset.get(&5), Some(&Outcome::Applied));
 
-    let dlq = read_topic_until(&broker.bootstrap(), "user-events.dlq", WAIT, |s| {
-        s.len() >= 2
-    });
+    let dlq = read_topic_until(
+        &broker.bootstrap(),
+        &broker.topic("user-events.dlq"),
+        WAIT,
+        |s| s.len() >= 2,
+    );
     let reasons: Vec<_> = dlq.iter().filter_map(|m| header(m, "dlq_reason")).collect();
     assert!(reasons.contains(&"undecodable"), "{reasons:?}");
     assert!(reasons.contains(&"malformed-envelope"), "{reasons:?}");
@@ -204,9 +206,9 @@ pub async fn a_mixed_batch_settles_every_record_once(url: String) {
 
 /// kill -9 of a consumer (offsets in its database) while a batch's transaction is
 /// open, then a restart: every event applied exactly once.
-pub async fn kill_9_mid_batch_loses_and_doubles_nothing(url: String) {
-    let broker = Broker::start();
-    let kafka = KafkaArgs::new(broker.bootstrap());
+pub async fn kill_9_mid_batch_loses_and_doubles_nothing(kind: BrokerKind, url: String) {
+    let broker = TestBroker::start(kind);
+    let kafka = kafka_args(&broker);
     topics::provision(&kafka, &topics::all_topics())
         .await
         .unwrap();
@@ -237,7 +239,7 @@ pub async fn kill_9_mid_batch_loses_and_doubles_nothing(url: String) {
     // inside a later one.
     let first_args = args(Some("300"));
     let refs: Vec<&str> = first_args.iter().map(String::as_str).collect();
-    let mut probe = Probe::spawn(&refs);
+    let mut probe = Probe::spawn(&broker, &refs);
     probe.wait_line("the consumer to hang inside a batch", WAIT, |l| {
         l == "hanging"
     });
@@ -251,7 +253,7 @@ pub async fn kill_9_mid_batch_loses_and_doubles_nothing(url: String) {
 
     let again = args(None);
     let refs: Vec<&str> = again.iter().map(String::as_str).collect();
-    let _probe = Probe::spawn(&refs);
+    let _probe = Probe::spawn(&broker, &refs);
     eventually("every event to be applied", WAIT, || {
         let db = db.clone();
         async move { (effects(&db).await.1 == total as i64).then_some(()) }

@@ -12,6 +12,17 @@ use sqlx::Row as _;
 use weft_events::kafka::KafkaArgs;
 use weft_events::{Database, EventContext, Outbox};
 use weft_proto::user::{SignupSource, UserSignedUp};
+use weft_testkit::TestBroker;
+
+/// weft's client settings for `broker`: its address and prefix, and the topic layout
+/// of the cluster (replication 3 and `min.insync.replicas` 2 on Apache Kafka).
+pub fn kafka_args(broker: &TestBroker) -> KafkaArgs {
+    let mut kafka = KafkaArgs::new(broker.bootstrap());
+    kafka.client.prefix = broker.prefix().to_owned();
+    kafka.topic_replication = broker.replication();
+    kafka.topic_min_insync_replicas = broker.min_insync_replicas();
+    kafka
+}
 
 pub const PROBE: &str = env!("CARGO_BIN_EXE_weft-events-probe");
 
@@ -22,10 +33,13 @@ pub struct Probe {
 }
 
 impl Probe {
-    pub fn spawn(args: &[&str]) -> Self {
+    /// Runs the probe with `args` against `broker` (its prefix through the
+    /// environment, as a service would take it).
+    pub fn spawn(broker: &TestBroker, args: &[&str]) -> Self {
         let mut child = Command::new(PROBE)
             .args(args)
             .env("WEFT_LOG", "info")
+            .env("WEFT_KAFKA_PREFIX", broker.prefix())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -139,11 +153,14 @@ pub async fn produce_raw(
 
 /// A producer for raw records. Make one per test: librdkafka's idempotent producer
 /// waits half a second for its producer id before its first record.
-pub struct RawProducer(FutureProducer);
+pub struct RawProducer(FutureProducer, KafkaArgs);
 
 impl RawProducer {
     pub fn new(kafka: &KafkaArgs) -> Self {
-        Self(kafka.producer("raw-test-producer").create().unwrap())
+        Self(
+            kafka.producer("raw-test-producer").create().unwrap(),
+            kafka.clone(),
+        )
     }
 
     /// Sends one record and waits for its acknowledgement.
@@ -157,7 +174,10 @@ impl RawProducer {
         }
         self.0
             .send(
-                FutureRecord::to(topic).key(key).payload(payload).headers(h),
+                FutureRecord::to(&self.1.topic(topic))
+                    .key(key)
+                    .payload(payload)
+                    .headers(h),
                 Duration::from_secs(10),
             )
             .await

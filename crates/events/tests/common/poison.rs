@@ -16,10 +16,9 @@ use weft_events::catalog::USER_EVENTS;
 use weft_events::consumer::{Handler, HandlerError, NeverReplay, Received};
 use weft_events::db::Backend;
 use weft_events::envelope::Envelope;
-use weft_events::kafka::KafkaArgs;
 use weft_events::{Consumer, Database, topics};
 use weft_proto::user::UserSignedUp;
-use weft_testkit::{Broker, eventually, header, read_topic_until};
+use weft_testkit::{BrokerKind, TestBroker, eventually, header, read_topic_until};
 
 use super::common::*;
 
@@ -62,9 +61,9 @@ async fn produce(producer: &RawProducer, user_id: &str, name: &str) {
         .await;
 }
 
-pub async fn no_record_stops_the_consumer(url: String) {
-    let broker = Broker::start();
-    let kafka = KafkaArgs::new(broker.bootstrap());
+pub async fn no_record_stops_the_consumer(kind: BrokerKind, url: String) {
+    let broker = TestBroker::start(kind);
+    let kafka = kafka_args(&broker);
     topics::provision(&kafka, &topics::all_topics())
         .await
         .unwrap();
@@ -125,9 +124,12 @@ pub async fn no_record_stops_the_consumer(url: String) {
     );
 
     let expected = 2 + usize::from(nul);
-    let dlq = read_topic_until(&broker.bootstrap(), "user-events.dlq", WAIT, |s| {
-        s.len() >= expected
-    });
+    let dlq = read_topic_until(
+        &broker.bootstrap(),
+        &broker.topic("user-events.dlq"),
+        WAIT,
+        |s| s.len() >= expected,
+    );
     let by_reason: Vec<(String, String)> = dlq
         .iter()
         .map(|m| {

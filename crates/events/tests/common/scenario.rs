@@ -6,11 +6,10 @@ use std::time::Duration;
 use prost::Message as _;
 use weft_events::catalog::{ORDER_EVENTS, USER_EVENTS};
 use weft_events::envelope::Envelope;
-use weft_events::kafka::KafkaArgs;
 use weft_events::outbox::RelayConfig;
 use weft_events::{Database, EventContext, Relay, topics};
 use weft_proto::order::OrderCreated;
-use weft_testkit::Broker;
+use weft_testkit::{BrokerKind, TestBroker};
 
 use super::common::*;
 
@@ -18,9 +17,9 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// Outbox → relay → broker → consumer in another process: applied once, duplicates
 /// skipped, poison dead-lettered, and the consumer keeps going.
-pub async fn outbox_to_consumer(publisher_url: String, consumer_url: String) {
-    let broker = Broker::start();
-    let kafka = KafkaArgs::new(broker.bootstrap());
+pub async fn outbox_to_consumer(kind: BrokerKind, publisher_url: String, consumer_url: String) {
+    let broker = TestBroker::start(kind);
+    let kafka = kafka_args(&broker);
     topics::provision(&kafka, &topics::all_topics())
         .await
         .unwrap();
@@ -34,15 +33,18 @@ pub async fn outbox_to_consumer(publisher_url: String, consumer_url: String) {
 
     let publisher = Database::connect(&publisher_url).await.unwrap();
     let consumer_db = Database::connect(&consumer_url).await.unwrap();
-    let probe = Probe::spawn(&[
-        "--db",
-        &consumer_url,
-        "--brokers",
-        &broker.bootstrap(),
-        "consume",
-        "--group",
-        "probe",
-    ]);
+    let probe = Probe::spawn(
+        &broker,
+        &[
+            "--db",
+            &consumer_url,
+            "--brokers",
+            &broker.bootstrap(),
+            "consume",
+            "--group",
+            "probe",
+        ],
+    );
 
     // Three events, committed together, published by the relay.
     let events: Vec<_> = ["u1", "u2", "u3"].iter().map(|u| signup(u)).collect();
@@ -133,9 +135,12 @@ pub async fn outbox_to_consumer(publisher_url: String, consumer_url: String) {
         l.contains(&later_id) && l.contains("Applied")
     });
 
-    let dlq = read_topic_until(&broker.bootstrap(), "user-events.dlq", WAIT, |seen| {
-        seen.len() >= 2
-    });
+    let dlq = read_topic_until(
+        &broker.bootstrap(),
+        &broker.topic("user-events.dlq"),
+        WAIT,
+        |seen| seen.len() >= 2,
+    );
     let reasons: Vec<_> = dlq.iter().filter_map(|m| header(m, "dlq_reason")).collect();
     assert!(reasons.contains(&"malformed-envelope"), "{reasons:?}");
     assert!(reasons.contains(&"unknown-type"), "{reasons:?}");
@@ -162,9 +167,12 @@ pub async fn outbox_to_consumer(publisher_url: String, consumer_url: String) {
         "original headers kept"
     );
 
-    let order_dlq = read_topic_until(&broker.bootstrap(), "order-events.dlq", WAIT, |seen| {
-        !seen.is_empty()
-    });
+    let order_dlq = read_topic_until(
+        &broker.bootstrap(),
+        &broker.topic("order-events.dlq"),
+        WAIT,
+        |seen| !seen.is_empty(),
+    );
     assert_eq!(header(&order_dlq[0], "dlq_reason"), Some("invalid"));
     assert!(
         header(&order_dlq[0], "dlq_error")
@@ -173,4 +181,65 @@ pub async fn outbox_to_consumer(publisher_url: String, consumer_url: String) {
     );
 
     assert_eq!(effects(&consumer_db).await, (4, 4), "poison left no effect");
+}
+
+/// kill -9 of the relay between the commit and the publish loses nothing.
+pub async fn relay_killed_before_publish(kind: BrokerKind, url: String) {
+    let broker = TestBroker::start(kind);
+    let kafka = kafka_args(&broker);
+    topics::provision(&kafka, &topics::all_topics())
+        .await
+        .unwrap();
+    let db = Database::connect(&url).await.unwrap();
+
+    let event = signup("crash-1");
+    let id = event.metadata.clone().unwrap().event_id;
+    enqueue(&db, &[event]).await;
+
+    let mut relay = Probe::spawn(
+        &broker,
+        &[
+            "--db",
+            &url,
+            "--brokers",
+            &broker.bootstrap(),
+            "relay",
+            "--hang-before-publish",
+        ],
+    );
+    relay.wait_line(
+        "the relay to reach the fault point",
+        Duration::from_secs(30),
+        |l| l.contains("hanging before publish"),
+    );
+    relay.kill9();
+    assert_eq!(
+        unsent(&db).await,
+        1,
+        "the row is still unsent after the crash"
+    );
+
+    let _relay = Probe::spawn(
+        &broker,
+        &["--db", &url, "--brokers", &broker.bootstrap(), "relay"],
+    );
+    let seen = read_topic_until(
+        &broker.bootstrap(),
+        &broker.topic("user-events"),
+        Duration::from_secs(60),
+        |seen| seen.iter().any(|m| header(m, "ce_id") == Some(id.as_str())),
+    );
+    let record = seen
+        .iter()
+        .find(|m| header(m, "ce_id") == Some(id.as_str()))
+        .unwrap();
+    assert_eq!(header(record, "ce_type"), Some("weft.user.v1.UserSignedUp"));
+    assert_eq!(header(record, "ce_subject"), Some("crash-1"));
+    assert_eq!(header(record, "content-type"), Some("application/protobuf"));
+    weft_testkit::eventually(
+        "the row to be marked sent",
+        Duration::from_secs(30),
+        || async { (unsent(&db).await == 0).then_some(()) },
+    )
+    .await;
 }

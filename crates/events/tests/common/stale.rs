@@ -15,7 +15,7 @@ use weft_events::envelope::Envelope;
 use weft_events::kafka::KafkaArgs;
 use weft_events::{Consumer, Database, EventsError, topics};
 use weft_proto::user::UserSignedUp;
-use weft_testkit::{Broker, eventually};
+use weft_testkit::{BrokerKind, TestBroker, eventually};
 
 use super::common::*;
 
@@ -42,9 +42,9 @@ fn consumer(kafka: &KafkaArgs, db: &Database, policy: StaleOffsets) -> Consumer 
         .on_stale_offsets(policy)
 }
 
-pub async fn stale_offsets_stop_the_consumer_until_reset(url: String) {
-    let broker = Broker::start();
-    let mut kafka = KafkaArgs::new(broker.bootstrap());
+pub async fn stale_offsets_stop_the_consumer_until_reset(kind: BrokerKind, url: String) {
+    let broker = TestBroker::start(kind);
+    let mut kafka = kafka_args(&broker);
     kafka.topic_partitions = 1;
     topics::provision(&kafka, &topics::all_topics())
         .await
