@@ -37,8 +37,14 @@ pub struct ServiceSpec {
 }
 
 /// Starts `spec` as `weft serve <name>` with its log under `data_dir/logs`.
-pub fn spawn(spec: &ServiceSpec, data_dir: &Path, brokers: &str) -> anyhow::Result<Child> {
+pub fn spawn(
+    spec: &ServiceSpec,
+    data_dir: &Path,
+    brokers: &str,
+    kafka: &weft_events::kafka::ClientArgs,
+) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("locating the weft binary")?;
+    std::fs::create_dir_all(data_dir.join("logs"))?;
     let log_path = data_dir.join(format!("logs/{}.log", spec.name));
     // Appended to, so a restarted service's log follows its previous life's.
     let log = std::fs::OpenOptions::new()
@@ -54,7 +60,8 @@ pub fn spawn(spec: &ServiceSpec, data_dir: &Path, brokers: &str) -> anyhow::Resu
                 .args(["--grpc-addr", &spec.grpc.to_string()])
                 .arg("--data-dir")
                 .arg(data_dir)
-                .args(["--kafka-brokers", brokers]);
+                .args(["--kafka-brokers", brokers])
+                .args(kafka.to_flags());
         }
         Kind::Gateway => {
             command.args(["--http-addr", &spec.grpc.to_string()]);

@@ -77,6 +77,9 @@ pub enum BrokerMode {
     Embedded,
     /// Use the Kafka cluster named by `--kafka-brokers` / `KAFKA_BROKERS`.
     External,
+    /// Start a local Apache Kafka cluster (KRaft, `scripts/kafka`: Java 17+, fetched
+    /// from Maven Central once) in the data dir, and stop it with the mesh.
+    Kafka,
 }
 
 /// Flags of `weft up`.
@@ -94,9 +97,27 @@ pub struct UpArgs {
     /// Bootstrap servers of an external Kafka (required with `--broker external`).
     #[arg(long, env = "KAFKA_BROKERS", required_if_eq("broker", "external"))]
     pub kafka_brokers: Option<String>,
+    /// Nodes of the local Apache Kafka cluster of `--broker kafka` (1 or 3).
+    #[arg(long, env = "WEFT_KAFKA_NODES", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub kafka_nodes: u8,
+    /// First port of the local Apache Kafka cluster of `--broker kafka`: node i listens
+    /// on this + i - 1 (and + 100, + 200 for its controller and SASL_SSL listeners).
+    #[arg(long, env = "WEFT_KAFKA_PORT", default_value_t = 19192)]
+    pub kafka_port: u16,
     /// Partitions of each topic created at start-up.
     #[arg(long, env = "WEFT_TOPIC_PARTITIONS", default_value_t = 3)]
     pub topic_partitions: i32,
+    /// Replication factor of each topic created at start-up (default: 1, or the
+    /// number of nodes with `--broker kafka`).
+    #[arg(long, env = "WEFT_TOPIC_REPLICATION")]
+    pub topic_replication: Option<i32>,
+    /// `min.insync.replicas` of each topic created at start-up (default: the
+    /// cluster's, or 2 with `--broker kafka` on 3 nodes).
+    #[arg(long, env = "WEFT_TOPIC_MIN_INSYNC_REPLICAS")]
+    pub topic_min_insync_replicas: Option<i32>,
+    /// Kafka client settings and names, passed on to every service.
+    #[command(flatten)]
+    pub kafka_client: weft_events::kafka::ClientArgs,
     /// Address the services listen on; 0.0.0.0 exposes them beyond this machine.
     #[arg(long, env = "WEFT_HOST", default_value = "127.0.0.1")]
     pub host: std::net::IpAddr,
@@ -231,14 +252,40 @@ pub enum StartAt {
     End,
 }
 
+/// The cluster a tool talks to.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// Bootstrap servers.
+    #[arg(
+        long,
+        env = "KAFKA_BROKERS",
+        default_value = "localhost:9092",
+        global = true
+    )]
+    pub kafka_brokers: String,
+    /// Settings and names shared with the services.
+    #[command(flatten)]
+    pub client: weft_events::kafka::ClientArgs,
+}
+
+impl ClusterArgs {
+    /// The client settings these flags make.
+    pub fn kafka(&self) -> weft_events::kafka::KafkaArgs {
+        let mut kafka = weft_events::kafka::KafkaArgs::new(self.kafka_brokers.clone());
+        kafka.client = self.client.clone();
+        kafka
+    }
+}
+
 /// Flags of `weft tail`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TailArgs {
-    /// The topic, e.g. `user-events` or `user-events.dlq`.
+    /// The topic, e.g. `user-events` or `user-events.dlq` (weft's name: `--kafka-prefix`
+    /// is added).
     pub topic: String,
-    /// Bootstrap servers.
-    #[arg(long, env = "KAFKA_BROKERS", default_value = "localhost:9092")]
-    pub kafka_brokers: String,
+    /// The cluster.
+    #[command(flatten)]
+    pub kafka: ClusterArgs,
     /// Where to start.
     #[arg(long, value_enum, default_value_t = StartAt::Beginning)]
     pub from: StartAt,
@@ -256,14 +303,9 @@ pub struct TailArgs {
 /// Flags of `weft dlq`.
 #[derive(Debug, Args)]
 pub struct DlqArgs {
-    /// Bootstrap servers.
-    #[arg(
-        long,
-        env = "KAFKA_BROKERS",
-        default_value = "localhost:9092",
-        global = true
-    )]
-    pub kafka_brokers: String,
+    /// The cluster.
+    #[command(flatten)]
+    pub kafka: ClusterArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: DlqCommand,

@@ -17,9 +17,10 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{Header, Headers as _, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+use rdkafka::{Message as _, Offset, TopicPartitionList};
 use serde_json::json;
 use weft_events::dlq::header;
+use weft_events::kafka::KafkaArgs;
 
 use crate::cli::{DlqArgs, DlqCommand, DlqTarget};
 
@@ -30,7 +31,9 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs `weft dlq …`.
 pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
-    let brokers = args.kafka_brokers.clone();
+    let kafka = args.kafka.kafka();
+    let brokers = kafka.clone();
+    let dlq_topic = |topic: &str| dlq_topic(topic).map(|t| kafka.topic(&t));
     match args.command {
         DlqCommand::List { topic, json } => {
             let records = tokio::task::spawn_blocking({
@@ -105,15 +108,11 @@ fn parse_at(at: &str) -> anyhow::Result<(i32, i64)> {
     }
 }
 
-/// Every record of `topic`, partition by partition, to the end as it is now.
-fn read_all(brokers: &str, topic: &str) -> anyhow::Result<Vec<OwnedMessage>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("weft-dlq-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .context("creating the Kafka client")?;
-    let partitions = crate::tail::partitions(&consumer, topic, brokers)?;
+/// Every record of `topic` (the cluster's name), partition by partition, to the end as
+/// it is now.
+fn read_all(kafka: &KafkaArgs, topic: &str) -> anyhow::Result<Vec<OwnedMessage>> {
+    let consumer: BaseConsumer = crate::tail::reader(kafka, "weft-dlq", false)?;
+    let partitions = crate::tail::partitions(&consumer, topic, &kafka.brokers)?;
     let mut out = Vec::new();
     for p in partitions {
         let (low, high) = consumer.fetch_watermarks(topic, p, TIMEOUT)?;
@@ -224,18 +223,19 @@ fn choose<'a>(
     Ok(chosen)
 }
 
-async fn replay(brokers: &str, dlq: &str, chosen: &[&OwnedMessage]) -> anyhow::Result<()> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
+async fn replay(kafka: &KafkaArgs, dlq: &str, chosen: &[&OwnedMessage]) -> anyhow::Result<()> {
+    let producer: FutureProducer = kafka
+        .producer("weft-dlq-replay")
         .create()
         .context("creating the Kafka producer")?;
     for m in chosen {
+        // The source header holds weft's name of the topic; a dead letter without one
+        // goes back to the topic its dead-letter topic is named after.
         let source = match text_header(m, header::SOURCE_TOPIC) {
-            "" => dlq.trim_end_matches(".dlq"),
-            s => s,
+            "" => dlq.trim_end_matches(".dlq").to_owned(),
+            s => kafka.topic(s),
         };
+        let source = source.as_str();
         let from = format!("{dlq}/{}:{}", m.partition(), m.offset());
         let mut headers = OwnedHeaders::new();
         if let Some(h) = m.headers() {
@@ -283,12 +283,12 @@ fn confirm(topic: &str) -> anyhow::Result<bool> {
 }
 
 /// Deletes and recreates the topic with as many partitions as it had.
-async fn purge(brokers: &str, topic: &str) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+async fn purge(kafka: &KafkaArgs, topic: &str) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = kafka
+        .client("weft-dlq-purge")
         .create()
         .context("creating the Kafka admin client")?;
-    let partitions = {
+    let (partitions, replicas) = {
         let metadata = admin
             .inner()
             .fetch_metadata(Some(topic), TIMEOUT)
@@ -297,9 +297,13 @@ async fn purge(brokers: &str, topic: &str) -> anyhow::Result<()> {
             .topics()
             .iter()
             .find(|t| t.name() == topic && t.error().is_none())
-            .map(|t| t.partitions().len())
+            .map(|t| {
+                let replicas = t.partitions().first().map_or(1, |p| p.replicas().len());
+                (t.partitions().len(), replicas)
+            })
             .with_context(|| format!("topic {topic} does not exist"))?
     };
+    let replicas = i32::try_from(replicas).unwrap_or(1).max(1);
     let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
     for result in admin.delete_topics(&[topic], &options).await? {
         result.map_err(|(t, e)| anyhow::anyhow!("deleting {t}: {e}"))?;
@@ -307,7 +311,7 @@ async fn purge(brokers: &str, topic: &str) -> anyhow::Result<()> {
     let count = i32::try_from(partitions).unwrap_or(1);
     let deadline = std::time::Instant::now() + TIMEOUT;
     loop {
-        let new = NewTopic::new(topic, count, TopicReplication::Fixed(1));
+        let new = NewTopic::new(topic, count, TopicReplication::Fixed(replicas));
         let results = admin.create_topics(&[new], &options).await?;
         match results.into_iter().next() {
             Some(Ok(_)) | None => break,

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod demo;
 pub mod dlq;
 pub mod fault;
+pub mod local_kafka;
 pub mod ports;
 pub mod tail;
 pub mod up;

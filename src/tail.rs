@@ -10,31 +10,25 @@ use prost_reflect::DynamicMessage;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Headers as _;
-use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+use rdkafka::{Message as _, Offset, TopicPartitionList};
 use serde_json::{Value, json};
+use weft_events::kafka::KafkaArgs;
 
 use crate::cli::{StartAt, TailArgs};
 
 /// Runs `weft tail`.
 pub async fn run(args: TailArgs) -> anyhow::Result<()> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &args.kafka_brokers)
-        .set("group.id", format!("weft-tail-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .set(
-            "enable.partition.eof",
-            if args.exit { "true" } else { "false" },
-        )
-        .create()
-        .context("creating the Kafka client")?;
-    let partitions = partitions(&consumer, &args.topic, &args.kafka_brokers)?;
+    let kafka = args.kafka.kafka();
+    let topic = kafka.topic(&args.topic);
+    let consumer: StreamConsumer = reader(&kafka, "weft-tail", args.exit)?;
+    let partitions = partitions(&consumer, &topic, &kafka.brokers)?;
     let start = match args.from {
         StartAt::Beginning => Offset::Beginning,
         StartAt::End => Offset::End,
     };
     let mut tpl = TopicPartitionList::new();
     for p in &partitions {
-        tpl.add_partition_offset(&args.topic, *p, start)?;
+        tpl.add_partition_offset(&topic, *p, start)?;
     }
     consumer.assign(&tpl)?;
 
@@ -71,6 +65,22 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A client that reads partitions it is assigned, commits nothing, and reports the
+/// end of each partition when `eof`.
+pub fn reader<C: rdkafka::config::FromClientConfig>(
+    kafka: &KafkaArgs,
+    name: &str,
+    eof: bool,
+) -> anyhow::Result<C> {
+    let id = format!("{name}-{}", std::process::id());
+    let mut config = kafka.client(&id);
+    config
+        .set("group.id", kafka.group(&id))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", if eof { "true" } else { "false" });
+    config.create().context("creating the Kafka client")
 }
 
 /// The partitions of `topic`, or an error saying it does not exist.

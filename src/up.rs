@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use crate::broker::{self, EmbeddedBroker};
 use crate::children::{self, Kind, ServiceSpec};
 use crate::cli::{BrokerMode, UpArgs};
+use crate::local_kafka::LocalKafka;
 use crate::ports;
 
 /// How long a child may take to exit after SIGTERM before it is killed.
@@ -105,10 +106,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     ports::check_free(&wanted_ports)?;
 
+    std::fs::create_dir_all(data_dir.join("logs"))?;
     let mut children_list: Vec<Managed> = Vec::new();
     let embedded = match args.broker {
         BrokerMode::Embedded => Some(EmbeddedBroker::new(&data_dir, args.broker_port)),
-        BrokerMode::External => None,
+        BrokerMode::External | BrokerMode::Kafka => None,
+    };
+    let local_kafka = match args.broker {
+        BrokerMode::Kafka => Some(LocalKafka::new(
+            &data_dir,
+            args.kafka_nodes,
+            args.kafka_port,
+        )?),
+        BrokerMode::Embedded | BrokerMode::External => None,
     };
     let bootstrap = match &embedded {
         Some(b) => {
@@ -126,15 +136,44 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             });
             b.bootstrap()
         }
-        None => args.kafka_brokers.clone().unwrap_or_default(),
+        None => match &local_kafka {
+            Some(k) => {
+                let t = Instant::now();
+                print_step(&format!(
+                    "starting Apache Kafka ({} node{}, data in {})",
+                    args.kafka_nodes,
+                    if args.kafka_nodes == 1 { "" } else { "s" },
+                    data_dir.join("kafka").display()
+                ));
+                let brokers = k.start().await?;
+                println!("ok ({} ms)", t.elapsed().as_millis());
+                brokers
+            }
+            None => args.kafka_brokers.clone().unwrap_or_default(),
+        },
     };
 
     let mut kafka = KafkaArgs::new(bootstrap.clone());
     kafka.topic_partitions = args.topic_partitions;
+    kafka.client = args.kafka_client.clone();
+    let local_nodes = i32::from(args.kafka_nodes);
+    kafka.topic_replication = args.topic_replication.unwrap_or(match args.broker {
+        BrokerMode::Kafka => local_nodes,
+        BrokerMode::Embedded | BrokerMode::External => 1,
+    });
+    kafka.topic_min_insync_replicas = args
+        .topic_min_insync_replicas
+        .or((args.broker == BrokerMode::Kafka && local_nodes >= 3).then_some(2));
     let t = Instant::now();
     let wanted = topics::all_topics();
     print_step(&format!("provisioning {} topics", wanted.len()));
-    let created = provision_with_retry(&kafka).await?;
+    let created = match provision_with_retry(&kafka).await {
+        Ok(created) => created,
+        Err(e) => {
+            stop_all(&mut children_list).await;
+            return Err(e);
+        }
+    };
     println!("ok ({} new, {} ms)", created.len(), t.elapsed().as_millis());
 
     let user_grpc = SocketAddr::new(host, args.user_port);
@@ -236,7 +275,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             },
             spec.grpc
         ));
-        let mut child = children::spawn(spec, &data_dir, &bootstrap)?;
+        let mut child = children::spawn(spec, &data_dir, &bootstrap, &kafka.client)?;
         let log = data_dir.join(format!("logs/{}.log", spec.name));
         let healthy = children::wait_healthy(spec, &mut child, &log, Duration::from_secs(60)).await;
         children_list.push(Managed {
@@ -252,8 +291,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
 
     println!();
-    println!("  embedded broker (Kafka protocol)   {bootstrap}");
-    println!("  topics                             {}", wanted.join(", "));
+    let broker_line = match args.broker {
+        BrokerMode::Embedded => "embedded broker (Kafka protocol)",
+        BrokerMode::External => "Kafka",
+        BrokerMode::Kafka => "Apache Kafka (local, scripts/kafka)",
+    };
+    println!("  {broker_line:<34} {bootstrap}");
+    let on_cluster: Vec<String> = wanted.iter().map(|t| kafka.topic(t)).collect();
+    println!(
+        "  topics                             {}",
+        on_cluster.join(", ")
+    );
     for spec in &specs {
         let (what, listen) = match spec.kind {
             Kind::Service => (format!("{} service", spec.name), "grpc"),
@@ -344,7 +392,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             _ = tokio::time::sleep(pause) => {}
         }
         let respawned = match (spec, &embedded) {
-            (Some(spec), _) => children::spawn(spec, &data_dir, &bootstrap),
+            (Some(spec), _) => children::spawn(spec, &data_dir, &bootstrap, &kafka.client),
             (None, Some(b)) => b.start().await,
             (None, None) => break Some(name),
         };
