@@ -10,13 +10,18 @@ mod support;
 
 use std::process::Command;
 
-use support::{Ports, Up, WEFT};
+use support::{BrokerKind, Ports, Up, WEFT};
 
-/// Runs a client's check against a fresh mesh; its output.
-fn check(program: std::path::PathBuf, script: &str, env: &[(&str, std::path::PathBuf)]) -> String {
+/// Runs a client's check against a fresh mesh on `kind`; its output.
+fn check(
+    kind: BrokerKind,
+    program: std::path::PathBuf,
+    script: &str,
+    env: &[(&str, std::path::PathBuf)],
+) -> String {
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports::free();
-    let up = Up::start(dir.path(), &ports);
+    let up = Up::start_on(kind, dir.path(), &ports, None, &[]);
     let addr = |port: u16| format!("127.0.0.1:{port}");
     let out = Command::new(program)
         .arg(format!("{}/clients/{script}", env!("CARGO_MANIFEST_DIR")))
@@ -24,7 +29,8 @@ fn check(program: std::path::PathBuf, script: &str, env: &[(&str, std::path::Pat
         .args(["--order", &addr(ports.order)])
         .args(["--notification", &addr(ports.notification)])
         .args(["--analytics", &addr(ports.analytics)])
-        .args(["--brokers", &addr(ports.broker)])
+        .args(["--brokers", &up.broker.bootstrap()])
+        .args(["--prefix", up.broker.prefix()])
         .arg("--data-dir")
         .arg(dir.path())
         .args(["--weft", WEFT])
@@ -41,9 +47,9 @@ fn check(program: std::path::PathBuf, script: &str, env: &[(&str, std::path::Pat
     stdout
 }
 
-#[test]
-fn the_python_client_calls_every_rpc_and_decodes_every_event() {
+fn python(kind: BrokerKind) {
     let out = check(
+        kind,
         weft_testkit::require_tool("weft-python"),
         "python/check.py",
         &[],
@@ -54,16 +60,40 @@ fn the_python_client_calls_every_rpc_and_decodes_every_event() {
     );
 }
 
-#[test]
-fn the_node_client_calls_every_rpc_and_decodes_every_event() {
+fn node(kind: BrokerKind) {
     let modules = weft_testkit::tools_dir().join("npm/node_modules");
     assert!(
         modules.join("kafkajs").exists() && modules.join("@grpc/grpc-js").exists(),
         "the Node client's packages are not installed; run scripts/install-tools"
     );
-    let out = check("node".into(), "node/check.cjs", &[("NODE_PATH", modules)]);
+    let out = check(
+        kind,
+        "node".into(),
+        "node/check.cjs",
+        &[("NODE_PATH", modules)],
+    );
     assert!(
         out.contains("25 RPCs called; 13 event types decoded"),
         "{out}"
     );
+}
+
+#[test]
+fn the_python_client_calls_every_rpc_and_decodes_every_event() {
+    python(BrokerKind::Embedded);
+}
+
+#[test]
+fn the_python_client_calls_every_rpc_and_decodes_every_event_on_kafka() {
+    python(BrokerKind::Kafka);
+}
+
+#[test]
+fn the_node_client_calls_every_rpc_and_decodes_every_event() {
+    node(BrokerKind::Embedded);
+}
+
+#[test]
+fn the_node_client_calls_every_rpc_and_decodes_every_event_on_kafka() {
+    node(BrokerKind::Kafka);
 }

@@ -12,18 +12,19 @@ use std::time::Duration;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
-use support::{Ports, Up, WEFT};
+use support::{BrokerKind, MeshBroker, Ports, Up, WEFT};
 use weft_events::{DomainEvent as _, Envelope, EventContext};
 use weft_proto::user::{SignupSource, UserSignedUp};
 use weft_testkit::eventually;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn dlq(brokers: &str, args: &[&str]) -> Output {
+fn dlq(broker: &MeshBroker, args: &[&str]) -> Output {
     Command::new(WEFT)
         .arg("dlq")
         .args(args)
-        .args(["--kafka-brokers", brokers])
+        .env_remove("WEFT_KAFKA_PREFIX")
+        .envs(broker.env())
         .output()
         .unwrap()
 }
@@ -80,12 +81,21 @@ async fn analytics_offsets(data: &Path) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_listed_shown_replayed_once_and_purged() {
+    dead_letters(BrokerKind::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_shown_replayed_once_and_purged_on_kafka() {
+    dead_letters(BrokerKind::Kafka).await;
+}
+
+async fn dead_letters(kind: BrokerKind) {
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports::free();
-    let up = Up::start_async(dir.path(), &ports).await;
-    let brokers = format!("127.0.0.1:{}", ports.broker);
+    let up = Up::start_on_async(kind, dir.path(), &ports, &[]).await;
+    let brokers = &up.broker;
     let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
+        .set("bootstrap.servers", brokers.bootstrap())
         .create()
         .unwrap();
 
@@ -98,7 +108,7 @@ async fn dead_letters_are_listed_shown_replayed_once_and_purged() {
     let headers = Envelope::of(&poison).unwrap().headers();
     send(
         &producer,
-        "user-events",
+        &brokers.topic("user-events"),
         "poison",
         b"\xff\xff not protobuf",
         &headers,
@@ -126,23 +136,20 @@ async fn dead_letters_are_listed_shown_replayed_once_and_purged() {
     }
     send(
         &producer,
-        "user-events.dlq",
+        &brokers.topic("user-events.dlq"),
         good.key(),
         &prost::Message::encode_to_vec(&good),
         &headers,
     )
     .await;
 
-    let listed = eventually("four dead letters", WAIT, || {
-        let brokers = brokers.clone();
-        async move {
-            let out = dlq(&brokers, &["list", "user-events", "--json"]);
-            let lines: Vec<Value> = ok(&out)
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect();
-            (lines.len() == 4).then_some(lines)
-        }
+    let listed = eventually("four dead letters", WAIT, || async move {
+        let out = dlq(brokers, &["list", "user-events", "--json"]);
+        let lines: Vec<Value> = ok(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (lines.len() == 4).then_some(lines)
     })
     .await;
     let mut groups: Vec<&str> = listed
@@ -160,21 +167,21 @@ async fn dead_letters_are_listed_shown_replayed_once_and_purged() {
         .find(|l| l["reason"] == "retries-exhausted")
         .unwrap();
     let at = format!("{}:{}", replayable["partition"], replayable["offset"]);
-    let table = ok(&dlq(&brokers, &["list", "user-events.dlq"]));
+    let table = ok(&dlq(brokers, &["list", "user-events.dlq"]));
     assert!(
         table.contains("retries-exhausted") && table.contains("weft.user.v1.UserSignedUp"),
         "{table}"
     );
 
     let shown: Value =
-        serde_json::from_str(&ok(&dlq(&brokers, &["show", "user-events", &at]))).unwrap();
+        serde_json::from_str(&ok(&dlq(brokers, &["show", "user-events", &at]))).unwrap();
     assert_eq!(shown["event"]["userId"], "from-the-dlq", "{shown}");
     assert_eq!(shown["headers"]["dlq_consumer_group"], "weft-analytics");
 
     // Replayed: applied (the signup counted, its welcome order made); replayed again:
     // read, and skipped.
     let before = signups(ports.analytics).await;
-    let out = ok(&dlq(&brokers, &["replay", "user-events", "--offset", &at]));
+    let out = ok(&dlq(brokers, &["replay", "user-events", "--offset", &at]));
     assert!(out.contains("1 replayed"), "{out}");
     eventually("the replayed signup counted", WAIT, || async {
         let now = signups(ports.analytics).await;
@@ -182,7 +189,7 @@ async fn dead_letters_are_listed_shown_replayed_once_and_purged() {
     })
     .await;
     let offsets = analytics_offsets(dir.path()).await;
-    ok(&dlq(&brokers, &["replay", "user-events", "--offset", &at]));
+    ok(&dlq(brokers, &["replay", "user-events", "--offset", &at]));
     eventually("the second replay read", WAIT, || async {
         (analytics_offsets(dir.path()).await > offsets).then_some(())
     })
@@ -194,7 +201,7 @@ async fn dead_letters_are_listed_shown_replayed_once_and_purged() {
     );
     // Only one group's letters.
     let out = ok(&dlq(
-        &brokers,
+        brokers,
         &["replay", "user-events", "--all", "--group", "nobody"],
     ));
     assert!(out.contains("nothing to replay"), "{out}");
@@ -210,7 +217,7 @@ async fn dead_letters_are_listed_shown_replayed_once_and_purged() {
         (vec!["replay", "user-events"], "--offset"),
         (vec!["purge", "user-events"], "not purged"),
     ] {
-        let out = dlq(&brokers, &args);
+        let out = dlq(brokers, &args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             !out.status.success() && stderr.contains(says),
@@ -218,9 +225,10 @@ async fn dead_letters_are_listed_shown_replayed_once_and_purged() {
         );
     }
 
-    let out = ok(&dlq(&brokers, &["purge", "user-events", "--yes"]));
-    assert!(out.contains("purged user-events.dlq"), "{out}");
-    let out = ok(&dlq(&brokers, &["list", "user-events"]));
+    let out = ok(&dlq(brokers, &["purge", "user-events", "--yes"]));
+    let purged = format!("purged {} ", brokers.topic("user-events.dlq"));
+    assert!(out.contains(&purged), "{out}");
+    let out = ok(&dlq(brokers, &["list", "user-events"]));
     assert!(out.contains("no dead letters"), "{out}");
     up.stop();
 }

@@ -19,7 +19,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{Header, Headers as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use support::grpc::{authed, channel, metrics};
-use support::{Ports, Up};
+use support::{BrokerKind, Ports, Up};
 use tonic::transport::Channel;
 use weft_events::DomainEvent as _;
 use weft_proto::analytics::analytics_service_client::AnalyticsServiceClient;
@@ -162,9 +162,18 @@ fn exact_part(m: &Metrics) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signup_and_an_order_give_four_emails_and_exact_metrics() {
+    signup_story(BrokerKind::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signup_and_an_order_give_four_emails_and_exact_metrics_on_kafka() {
+    signup_story(BrokerKind::Kafka).await;
+}
+
+async fn signup_story(kind: BrokerKind) {
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports::free();
-    let up = Up::start_async(dir.path(), &ports).await;
+    let up = Up::start_on_async(kind, dir.path(), &ports, &[]).await;
 
     let (user_id, token) = signup_and_order(&ports, "ada@example.com").await;
     let mail_dir = dir.path().join("mail");
@@ -209,9 +218,12 @@ async fn a_signup_and_an_order_give_four_emails_and_exact_metrics() {
     );
 
     // Four EmailSent, each caused by its trigger and in the trigger's correlation.
-    let brokers = format!("127.0.0.1:{}", ports.broker);
+    let (brokers, topic) = (
+        up.broker.bootstrap(),
+        up.broker.topic("notification-events"),
+    );
     let sent = tokio::task::spawn_blocking(move || {
-        read_topic_until(&brokers, "notification-events", WAIT, |s| s.len() >= 4)
+        read_topic_until(&brokers, &topic, WAIT, |s| s.len() >= 4)
     })
     .await
     .unwrap();
@@ -232,12 +244,11 @@ async fn a_signup_and_an_order_give_four_emails_and_exact_metrics() {
 
     // One trace per user action: the welcome email's EmailSent continues the trace of
     // the SignUp call that caused it (through user-events and the delivery worker).
-    let b = format!("127.0.0.1:{}", ports.broker);
-    let signups = tokio::task::spawn_blocking(move || {
-        read_topic_until(&b, "user-events", WAIT, |s| !s.is_empty())
-    })
-    .await
-    .unwrap();
+    let (b, topic) = (up.broker.bootstrap(), up.broker.topic("user-events"));
+    let signups =
+        tokio::task::spawn_blocking(move || read_topic_until(&b, &topic, WAIT, |s| !s.is_empty()))
+            .await
+            .unwrap();
     let trace_of = |r: &rdkafka::message::OwnedMessage| {
         header(r, "traceparent")
             .and_then(|t| t.split('-').nth(1))
@@ -370,9 +381,10 @@ async fn a_signup_and_an_order_give_four_emails_and_exact_metrics() {
 }
 
 /// Every record of `topics` up to their current ends.
-fn all_records(brokers: &str, topics: &[&str]) -> Vec<rdkafka::message::OwnedMessage> {
+fn all_records(brokers: &str, topics: &[impl AsRef<str>]) -> Vec<rdkafka::message::OwnedMessage> {
     let mut out = Vec::new();
     for topic in topics {
+        let topic = topic.as_ref();
         let end = high_watermarks(brokers, &[topic]).values().sum::<i64>() as usize;
         out.extend(read_topic_until(brokers, topic, WAIT, |s| s.len() >= end));
     }
@@ -380,13 +392,14 @@ fn all_records(brokers: &str, topics: &[&str]) -> Vec<rdkafka::message::OwnedMes
 }
 
 /// High watermark of every partition of `topics`.
-fn high_watermarks(brokers: &str, topics: &[&str]) -> BTreeMap<(String, i32), i64> {
+fn high_watermarks(brokers: &str, topics: &[impl AsRef<str>]) -> BTreeMap<(String, i32), i64> {
     let client: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
         .unwrap();
     let mut out = BTreeMap::new();
     for topic in topics {
+        let topic = topic.as_ref();
         let md = client
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .unwrap();
@@ -394,7 +407,7 @@ fn high_watermarks(brokers: &str, topics: &[&str]) -> BTreeMap<(String, i32), i6
             let (_, high) = client
                 .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
                 .unwrap();
-            out.insert(((*topic).to_owned(), p.id()), high);
+            out.insert((topic.to_owned(), p.id()), high);
         }
     }
     out
@@ -463,14 +476,26 @@ const TOPICS: [&str; 3] = ["user-events", "order-events", "notification-events"]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaying_every_event_twice_and_killing_each_consumer_changes_nothing() {
+    replay_and_kill(BrokerKind::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_every_event_twice_and_killing_each_consumer_changes_nothing_on_kafka() {
+    replay_and_kill(BrokerKind::Kafka).await;
+}
+
+async fn replay_and_kill(kind: BrokerKind) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_owned();
     let ports = Ports::free();
-    let up = Up::start_async(&data, &ports).await;
+    let up = Up::start_on_async(kind, &data, &ports, &[]).await;
     for i in 0..3 {
         signup_and_order(&ports, &format!("user{i}@example.com")).await;
     }
-    let brokers = format!("127.0.0.1:{}", ports.broker);
+    let brokers = up.broker.bootstrap();
+    let prefix = up.broker.prefix().to_owned();
+    let topics: Vec<String> = TOPICS.iter().map(|t| up.broker.topic(t)).collect();
+    let notification_events = up.broker.topic("notification-events");
     let mail_dir = data.join("mail");
     let mails_before = eventually("twelve .eml files", WAIT, || async {
         let m = mails(&mail_dir);
@@ -481,14 +506,15 @@ async fn replaying_every_event_twice_and_killing_each_consumer_changes_nothing()
     let records = eventually("a settled run", WAIT, || {
         let brokers = brokers.clone();
         let port = ports.analytics;
+        let (topics, notification_events) = (topics.clone(), notification_events.clone());
         async move {
             let b = brokers.clone();
-            let records = tokio::task::spawn_blocking(move || all_records(&b, &TOPICS))
+            let records = tokio::task::spawn_blocking(move || all_records(&b, &topics))
                 .await
                 .unwrap();
             let emails = records
                 .iter()
-                .filter(|r| r.topic() == "notification-events")
+                .filter(|r| r.topic() == notification_events)
                 .count();
             let m = metrics(port).await;
             (emails == 12 && m.events_processed == records.len() as i64).then_some(records)
@@ -524,16 +550,17 @@ async fn replaying_every_event_twice_and_killing_each_consumer_changes_nothing()
         .await;
     }
     let ends = {
-        let b = brokers.clone();
-        tokio::task::spawn_blocking(move || high_watermarks(&b, &TOPICS))
+        let (b, topics) = (brokers.clone(), topics.clone());
+        tokio::task::spawn_blocking(move || high_watermarks(&b, &topics))
             .await
             .unwrap()
     };
     for service in ["analytics", "notification"] {
+        // Services store offsets under weft's topic names (without the prefix).
         let wanted: BTreeMap<_, _> = ends
             .iter()
+            .map(|((t, p), v)| ((t.strip_prefix(&prefix).unwrap_or(t).to_owned(), *p), *v))
             .filter(|((t, _), _)| service == "analytics" || t != "notification-events")
-            .map(|(k, v)| (k.clone(), *v))
             .collect();
         eventually(&format!("{service} caught up"), WAIT, || async {
             let mut stored = stored_offsets(&data, service).await;
@@ -555,7 +582,7 @@ async fn replaying_every_event_twice_and_killing_each_consumer_changes_nothing()
         "the same emails, byte for byte"
     );
     let b = brokers.clone();
-    let sent = tokio::task::spawn_blocking(move || all_records(&b, &["notification-events"]))
+    let sent = tokio::task::spawn_blocking(move || all_records(&b, &[notification_events]))
         .await
         .unwrap();
     let ids: BTreeSet<&str> = sent.iter().filter_map(|r| header(r, "ce_id")).collect();

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Ports, Up, value};
+use support::{BrokerKind, Ports, Up, value};
 use weft_testkit::{eventually, header, read_topic_until};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -52,10 +52,19 @@ impl Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_story_over_rest_through_the_gateway() {
+    rest_story(BrokerKind::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_story_over_rest_through_the_gateway_on_kafka() {
+    rest_story(BrokerKind::Kafka).await;
+}
+
+async fn rest_story(kind: BrokerKind) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports::free();
-    let up = Up::start_async(dir.path(), &ports).await;
+    let up = Up::start_on_async(kind, dir.path(), &ports, &[]).await;
     let base = format!("http://127.0.0.1:{}", ports.gateway);
 
     let gateway = base.clone();
@@ -120,9 +129,10 @@ async fn the_story_over_rest_through_the_gateway() {
     let traced: Value = resp.json().await.unwrap();
     assert_eq!(status, 200, "{traced}");
     let traced_id = traced["user"]["userId"].as_str().unwrap().to_owned();
-    let brokers = format!("127.0.0.1:{}", ports.broker);
+    let brokers = up.broker.bootstrap();
+    let user_events = up.broker.topic("user-events");
     let records = tokio::task::spawn_blocking(move || {
-        read_topic_until(&brokers, "user-events", WAIT, |s| {
+        read_topic_until(&brokers, &user_events, WAIT, |s| {
             s.iter()
                 .any(|r| header(r, "ce_subject") == Some(traced_id.as_str()))
         })

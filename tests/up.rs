@@ -6,22 +6,18 @@
 use std::process::Command;
 
 mod support;
-use support::{Ports, Up, WEFT};
+use support::{BrokerKind, MeshBroker, Ports, Up, WEFT};
 use weft_events::db::sqlite_url;
 use weft_events::kafka::KafkaArgs;
 use weft_events::outbox::RelayConfig;
 use weft_events::{Database, EventContext, Outbox, Relay};
 use weft_proto::user::{SignupSource, UserSignedUp};
 
-fn tail(port: u16, topic: &str) -> (bool, String, String) {
+fn tail(broker: &MeshBroker, topic: &str) -> (bool, String, String) {
     let out = Command::new(WEFT)
-        .args([
-            "tail",
-            topic,
-            "--exit",
-            "--kafka-brokers",
-            &format!("127.0.0.1:{port}"),
-        ])
+        .args(["tail", topic, "--exit"])
+        .env_remove("WEFT_KAFKA_PREFIX")
+        .envs(broker.env())
         .output()
         .unwrap();
     (
@@ -33,11 +29,22 @@ fn tail(port: u16, topic: &str) -> (bool, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_provisions_topics_and_tail_decodes_events_across_restarts() {
+    tail_story(BrokerKind::Embedded).await;
+}
+
+/// `weft up --broker external` on Apache Kafka, with a fresh data dir (no `logs/`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_provisions_topics_and_tail_decodes_events_across_restarts_on_kafka() {
+    tail_story(BrokerKind::Kafka).await;
+}
+
+async fn tail_story(kind: BrokerKind) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let ports = Ports::free();
-    let port = ports.broker;
-    let up = Up::start(&data, &ports);
+    let up = Up::start_on_async(kind, &data, &ports, &[]).await;
+    let broker = up.broker.clone();
+    let port = &broker;
 
     // Publish one signup through the outbox of a service database.
     let db = Database::connect(&sqlite_url(dir.path(), "svc").unwrap())
@@ -54,7 +61,8 @@ async fn up_provisions_topics_and_tail_decodes_events_across_restarts() {
     let mut tx = db.begin().await.unwrap();
     Outbox::enqueue(&mut tx, &event).await.unwrap();
     tx.commit().await.unwrap();
-    let kafka = KafkaArgs::new(format!("127.0.0.1:{port}"));
+    let mut kafka = KafkaArgs::new(broker.bootstrap());
+    kafka.client.prefix = broker.prefix().to_owned();
     let relay = Relay::new(db, &kafka, "up-test", RelayConfig::default()).unwrap();
     assert_eq!(relay.publish_pending().await.unwrap(), 1);
 
@@ -116,8 +124,13 @@ async fn up_provisions_topics_and_tail_decodes_events_across_restarts() {
 
     up.stop();
 
-    // Same data dir: the broker's SQLite storage kept the event.
-    let up = Up::start(&data, &ports);
+    // Same data dir (and broker): the broker kept the event.
+    let up = {
+        let (broker, data, ports) = (broker.clone(), data.clone(), ports.clone());
+        tokio::task::spawn_blocking(move || Up::start_with_broker(broker, &data, &ports, None, &[]))
+            .await
+            .unwrap()
+    };
     let (ok, out, err) = tail(port, "user-events");
     assert!(ok, "{err}");
     assert_eq!(out.lines().count(), 1, "{out}");

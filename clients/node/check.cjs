@@ -30,6 +30,7 @@ function args() {
   const a = {
     user: "localhost:5051", order: "localhost:5052", notification: "localhost:5053",
     analytics: "localhost:5054", brokers: "localhost:9092", "data-dir": ".weft", weft: "./weft",
+    prefix: "", // the mesh's --kafka-prefix of topic names
   };
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i += 2) {
@@ -217,10 +218,10 @@ function everyRpc(pkg) {
 }
 
 async function events(a, root) {
-  const kafka = new Kafka({ clientId: "weft-node-check", brokers: [a.brokers], logLevel: logLevel.NOTHING });
-  const consumer = kafka.consumer({ groupId: `weft-node-check-${RUN}` });
+  const kafka = new Kafka({ clientId: "weft-node-check", brokers: a.brokers.split(","), logLevel: logLevel.NOTHING });
+  const consumer = kafka.consumer({ groupId: `${a.prefix}weft-node-check-${RUN}` });
   await consumer.connect();
-  await consumer.subscribe({ topics: TOPICS, fromBeginning: true });
+  await consumer.subscribe({ topics: TOPICS.map((t) => a.prefix + t), fromBeginning: true });
   const seen = new Set();
   let records = 0;
   let failure = null;

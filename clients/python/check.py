@@ -192,7 +192,7 @@ def events(args):
     consumer = Consumer({"bootstrap.servers": args.brokers, "group.id": "weft-python-check",
                          "enable.auto.commit": False})
     parts = []
-    for topic in TOPICS:
+    for topic in (args.prefix + t for t in TOPICS):
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         parts += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
     consumer.assign(parts)
@@ -231,6 +231,7 @@ def main():
     p.add_argument("--notification", default="localhost:5053")
     p.add_argument("--analytics", default="localhost:5054")
     p.add_argument("--brokers", default="localhost:9092")
+    p.add_argument("--prefix", default="", help="the mesh's --kafka-prefix of topic names")
     p.add_argument("--data-dir", default=".weft")
     p.add_argument("--weft", default="./weft")
     args = p.parse_args()

@@ -53,9 +53,72 @@ impl Ports {
     }
 }
 
+/// Where a mesh's events go: the embedded broker `weft up` starts on `ports.broker`,
+/// or a namespace of the test's own (a topic and group prefix) on the shared Apache
+/// Kafka cluster, used through `weft up --broker external`.
+#[derive(Clone)]
+pub struct MeshBroker {
+    kafka: Option<std::sync::Arc<weft_testkit::TestBroker>>,
+    embedded_port: u16,
+}
+
+impl MeshBroker {
+    /// The broker of `kind` for a mesh on `ports`.
+    pub fn new(kind: BrokerKind, ports: &Ports) -> Self {
+        Self {
+            kafka: (kind == BrokerKind::Kafka)
+                .then(|| std::sync::Arc::new(weft_testkit::TestBroker::start(kind))),
+            embedded_port: ports.broker,
+        }
+    }
+
+    /// Which broker this is.
+    pub fn kind(&self) -> BrokerKind {
+        if self.kafka.is_some() {
+            BrokerKind::Kafka
+        } else {
+            BrokerKind::Embedded
+        }
+    }
+
+    /// `bootstrap.servers` of the mesh's broker.
+    pub fn bootstrap(&self) -> String {
+        match &self.kafka {
+            Some(k) => k.bootstrap(),
+            None => format!("127.0.0.1:{}", self.embedded_port),
+        }
+    }
+
+    /// The cluster's name of weft's topic `topic`.
+    pub fn topic(&self, topic: &str) -> String {
+        format!("{}{topic}", self.prefix())
+    }
+
+    /// The mesh's `--kafka-prefix` (empty on its own embedded broker).
+    pub fn prefix(&self) -> &str {
+        self.kafka.as_ref().map_or("", |k| k.prefix())
+    }
+
+    /// The environment of a `weft` command (up, tail, dlq) that talks to this broker.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        match &self.kafka {
+            Some(k) => {
+                let mut env = k.env();
+                env.push(("WEFT_BROKER", "external".to_owned()));
+                env
+            }
+            None => vec![("KAFKA_BROKERS", self.bootstrap())],
+        }
+    }
+}
+
+pub use weft_testkit::BrokerKind;
+
 pub struct Up {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// The broker the mesh uses.
+    pub broker: MeshBroker,
 }
 
 /// `weft up` on `ports` with its data in `data_dir`, and none of the environment
@@ -86,7 +149,10 @@ pub fn up_command(data_dir: &Path, ports: &Ports) -> Command {
         .env_remove("WEFT_NOTIFICATION_DATABASE_URL")
         .env_remove("WEFT_ANALYTICS_DATABASE_URL")
         .env_remove("WEFT_SMTP_URL")
-        .env_remove("WEFT_SMS_WEBHOOK_URL");
+        .env_remove("WEFT_SMS_WEBHOOK_URL")
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("WEFT_BROKER")
+        .env_remove("WEFT_KAFKA_PREFIX");
     command
 }
 
@@ -108,7 +174,39 @@ impl Up {
         database_url: Option<&str>,
         env: &[(&str, &str)],
     ) -> Self {
+        Self::start_on(BrokerKind::Embedded, data_dir, ports, database_url, env)
+    }
+
+    /// Like [`Self::start_env`], on the broker of `kind`.
+    pub fn start_on(
+        kind: BrokerKind,
+        data_dir: &Path,
+        ports: &Ports,
+        database_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self::start_with_broker(
+            MeshBroker::new(kind, ports),
+            data_dir,
+            ports,
+            database_url,
+            env,
+        )
+    }
+
+    /// Like [`Self::start_on`], on `broker` (another mesh's, for a restart).
+    pub fn start_with_broker(
+        broker: MeshBroker,
+        data_dir: &Path,
+        ports: &Ports,
+        database_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let kind = broker.kind();
         let mut command = up_command(data_dir, ports);
+        if kind == BrokerKind::Kafka {
+            command.envs(broker.env());
+        }
         command.envs(env.iter().copied());
         match database_url {
             Some(url) => command.env("DATABASE_URL", url),
@@ -127,9 +225,34 @@ impl Up {
                 let _ = tx.send(line);
             }
         });
-        let up = Self { child, lines: rx };
+        let up = Self {
+            child,
+            lines: rx,
+            broker,
+        };
         up.wait_for("weft is up", Duration::from_secs(120));
         up
+    }
+
+    /// [`Self::start_on`] (SQLite) from async code.
+    pub async fn start_on_async(
+        kind: BrokerKind,
+        data_dir: &Path,
+        ports: &Ports,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let (d, p) = (data_dir.to_owned(), ports.clone());
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            Self::start_on(kind, &d, &p, None, &env)
+        })
+        .await
+        .unwrap()
     }
 
     /// [`Self::start`] from async code (it blocks while the mesh comes up).
@@ -172,7 +295,12 @@ impl Up {
     /// SIGTERM, then a clean exit with every child stopped.
     pub fn stop(mut self) {
         kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
-        self.wait_for("stopped broker", Duration::from_secs(60));
+        // The embedded broker is the last child stopped; on Kafka, the gateway is.
+        let last = match self.broker.kind() {
+            BrokerKind::Embedded => "stopped broker",
+            BrokerKind::Kafka => "stopped user",
+        };
+        self.wait_for(last, Duration::from_secs(60));
         let status = self.child.wait().unwrap();
         assert!(status.success(), "weft up exited with {status}");
     }

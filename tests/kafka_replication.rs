@@ -1,0 +1,355 @@
+//! Apache Kafka's replication, as weft relies on it (the check of Kafka's own
+//! replication system test): an idempotent producer with `acks=all` — weft's producer
+//! settings — writes numbered records to a topic of replication factor 3 and
+//! `min.insync.replicas` 2 while a consumer reads them; the partition's leader is
+//! SIGKILLed and restarted three times. Every acknowledged record is consumed, none
+//! twice. With two of the three nodes down a write fails instead of being
+//! acknowledged, and after they return nothing acknowledged is missing.
+//!
+//! The test runs a 3-node cluster of its own (`scripts/kafka` on free ports), since it
+//! kills nodes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::Message as _;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use weft_events::kafka::KafkaArgs;
+
+const TOPIC: &str = "replicated";
+
+/// A cluster of this test's own, stopped on drop.
+struct Cluster {
+    dir: tempfile::TempDir,
+    port: u16,
+    bootstrap: String,
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka"))
+}
+
+fn run(dir: &Path, port: u16, args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg(script())
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .args(["--port", &port.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/kafka {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A base port whose three nodes' listeners (+0..2, +100..102, +200..202) are free.
+fn free_base() -> u16 {
+    for _ in 0..200 {
+        let base = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !(2000..60000).contains(&base) {
+            continue;
+        }
+        let held: Vec<_> = [0, 1, 2, 100, 101, 102, 200, 201, 202]
+            .iter()
+            .map(|o| TcpListener::bind(("127.0.0.1", base + o)))
+            .collect();
+        if held.iter().all(Result::is_ok) {
+            return base;
+        }
+    }
+    panic!("no free range of ports for a Kafka cluster");
+}
+
+impl Cluster {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_base();
+        let out = run(dir.path(), port, &["start", "--nodes", "3"]);
+        let bootstrap = out
+            .lines()
+            .find_map(|l| l.strip_prefix("KAFKA_BROKERS="))
+            .unwrap()
+            .to_owned();
+        Self {
+            dir,
+            port,
+            bootstrap,
+        }
+    }
+
+    fn kill(&self, node: i32) {
+        run(self.dir.path(), self.port, &["kill", &node.to_string()]);
+    }
+
+    fn restart(&self, node: i32) {
+        run(self.dir.path(), self.port, &["restart", &node.to_string()]);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .arg("--dir")
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+/// The leader of partition 0 and its in-sync replicas, once the partition has one.
+fn leader(admin: &AdminClient<DefaultClientContext>) -> (i32, usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(md) = admin
+            .inner()
+            .fetch_metadata(Some(TOPIC), Duration::from_secs(5))
+            && let Some(p) = md.topics().first().and_then(|t| t.partitions().first())
+            && p.leader() >= 1
+        {
+            return (p.leader(), p.isr().len());
+        }
+        assert!(Instant::now() < deadline, "partition 0 has no leader");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Numbers acknowledged by the broker.
+type Acked = Arc<Mutex<Vec<u64>>>;
+
+/// Sends numbered records one at a time (each after the last's acknowledgement or
+/// failure) until `stop`; records each acknowledged number.
+async fn produce(
+    producer: FutureProducer,
+    acked: Acked,
+    next: Arc<Mutex<u64>>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    while !stop.is_cancelled() {
+        let n = {
+            let mut next = next.lock().unwrap();
+            *next += 1;
+            *next
+        };
+        let payload = n.to_string();
+        let sent = producer
+            .send(
+                FutureRecord::to(TOPIC).key("k").payload(&payload),
+                Duration::from_secs(5),
+            )
+            .await;
+        if sent.is_ok() {
+            acked.lock().unwrap().push(n);
+        }
+    }
+}
+
+fn wait_for_more(acked: &Acked, than: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while acked.lock().unwrap().len() < than {
+        assert!(Instant::now() < deadline, "no progress: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every record of the topic, from the beginning to its end now, counted by number.
+fn read_all(bootstrap: &str) -> BTreeMap<u64, usize> {
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "replication-reader")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    let (_, high) = consumer
+        .fetch_watermarks(TOPIC, 0, Duration::from_secs(30))
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(TOPIC, 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut seen = BTreeMap::new();
+    let mut position = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while position < high {
+        assert!(Instant::now() < deadline, "read {position} of {high}");
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
+            position = m.offset() + 1;
+            let n: u64 = std::str::from_utf8(m.payload().unwrap())
+                .unwrap()
+                .parse()
+                .unwrap();
+            *seen.entry(n).or_default() += 1;
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_loses_and_doubles_no_acknowledged_record() {
+    let cluster = Cluster::start();
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &cluster.bootstrap)
+        .create()
+        .unwrap();
+    let topic = NewTopic::new(TOPIC, 1, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
+    let created = admin
+        .create_topics(
+            &[topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+
+    // weft's own producer settings: idempotent, acks=all.
+    let mut producer_config =
+        KafkaArgs::new(cluster.bootstrap.clone()).producer("replication-test");
+    producer_config.set("message.timeout.ms", "60000");
+    let producer: FutureProducer = producer_config.create().unwrap();
+    let acked: Acked = Arc::default();
+    let next = Arc::new(Mutex::new(0u64));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let writer = tokio::spawn(produce(producer, acked.clone(), next, stop.clone()));
+
+    // A reader follows the writes the whole time, as a service's consumer would.
+    let bootstrap = cluster.bootstrap.clone();
+    let reading = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let still = reading.clone();
+    let follower = std::thread::spawn(move || {
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", "replication-follower")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[TOPIC]).unwrap();
+        let mut read = 0usize;
+        while still.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Some(Ok(_)) = consumer.poll(Duration::from_millis(200)) {
+                read += 1;
+            }
+        }
+        read
+    });
+
+    let (cluster, others) = tokio::task::spawn_blocking({
+        let acked = acked.clone();
+        move || {
+            let admin = admin_of(&cluster.bootstrap);
+            wait_for_more(&acked, 50, "before the first kill");
+            for round in 1..=3 {
+                let (old, _) = leader(&admin);
+                let before = acked.lock().unwrap().len();
+                cluster.kill(old);
+                wait_for_more(
+                    &acked,
+                    before + 50,
+                    &format!("round {round}: under a new leader"),
+                );
+                let (new, _) = leader(&admin);
+                assert_ne!(new, old, "round {round}: a new leader was elected");
+                cluster.restart(old);
+                // Back in sync before the next round: three replicas again.
+                let deadline = Instant::now() + Duration::from_secs(90);
+                while leader(&admin).1 < 3 {
+                    assert!(
+                        Instant::now() < deadline,
+                        "round {round}: node {old} never caught up"
+                    );
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+            // Two of three down (the leader stays).
+            let (lead, _) = leader(&admin);
+            let others: Vec<i32> = (1..=3).filter(|n| *n != lead).collect();
+            for n in &others {
+                cluster.kill(*n);
+            }
+            (cluster, others)
+        }
+    })
+    .await
+    .unwrap();
+    stop.cancel();
+    writer.await.unwrap();
+
+    // A write now is refused or times out: never acknowledged.
+    let mut short = KafkaArgs::new(cluster.bootstrap.clone()).producer("replication-outage");
+    short.set("message.timeout.ms", "8000");
+    let outage: FutureProducer = short.create().unwrap();
+    let refused = outage
+        .send(
+            FutureRecord::to(TOPIC).key("k").payload("0"),
+            Duration::from_secs(5),
+        )
+        .await;
+    assert!(
+        refused.is_err(),
+        "a write with two of three nodes down was acknowledged"
+    );
+    let cluster = tokio::task::spawn_blocking(move || {
+        for n in &others {
+            cluster.restart(*n);
+        }
+        cluster
+    })
+    .await
+    .unwrap();
+
+    reading.store(false, std::sync::atomic::Ordering::Relaxed);
+    let followed = follower.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    let bootstrap = cluster.bootstrap.clone();
+    let seen = tokio::task::spawn_blocking(move || read_all(&bootstrap))
+        .await
+        .unwrap();
+    let lost: Vec<u64> = acked
+        .iter()
+        .copied()
+        .filter(|n| !seen.contains_key(n))
+        .collect();
+    let doubled: Vec<u64> = seen
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(n, _)| *n)
+        .collect();
+    println!(
+        "acknowledged {}, in the log {}, read while the leaders changed {followed}, lost {}, doubled {}",
+        acked.len(),
+        seen.len(),
+        lost.len(),
+        doubled.len()
+    );
+    assert!(
+        acked.len() > 200,
+        "three rounds of writes were acknowledged"
+    );
+    assert!(lost.is_empty(), "acknowledged records lost: {lost:?}");
+    assert!(doubled.is_empty(), "records written twice: {doubled:?}");
+    assert!(followed > 0, "the follower read while the leaders changed");
+    drop(cluster);
+}
+
+fn admin_of(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap()
+}
