@@ -198,6 +198,41 @@ pub fn assign_offset(bytes: &mut [u8], base_offset: i64) {
     bytes[12..16].copy_from_slice(&0i32.to_be_bytes());
 }
 
+/// The timestamp a record without one carries (`RecordBatch.NO_TIMESTAMP`).
+pub const NO_TIMESTAMP: i64 = -1;
+
+/// The latest record timestamp of a batch that passed [`validate`]: of each record
+/// when it is uncompressed, the header's `max_timestamp` otherwise (compressed records
+/// are not read). [`NO_TIMESTAMP`] when no record has one.
+pub fn max_record_timestamp(bytes: &[u8], header: &BatchHeader) -> i64 {
+    if header.compression() != 0 {
+        return header.max_timestamp;
+    }
+    let mut r = Varints {
+        bytes: bytes.get(HEADER_LEN..).unwrap_or_default(),
+    };
+    let mut latest = NO_TIMESTAMP;
+    for _ in 0..header.records_count {
+        let Ok(body) = r
+            .varint("record length")
+            .and_then(|n| r.take(usize::try_from(n).unwrap_or(usize::MAX), "record"))
+        else {
+            break;
+        };
+        let mut rec = Varints { bytes: body };
+        let Ok(delta) = rec
+            .take(1, "attributes")
+            .and_then(|_| rec.varlong("timestamp delta"))
+        else {
+            break;
+        };
+        if header.base_timestamp != NO_TIMESTAMP {
+            latest = latest.max(header.base_timestamp.saturating_add(delta));
+        }
+    }
+    latest
+}
+
 /// Walks `count` uncompressed records and requires they fill `records` exactly.
 fn check_records(records: &[u8], count: i32) -> Result<(), BatchError> {
     let mut r = Varints { bytes: records };
@@ -359,6 +394,13 @@ pub(crate) mod tests {
         let crc = crc32c::crc32c(&b[CRC_START..]);
         b[17..21].copy_from_slice(&crc.to_be_bytes());
         b
+    }
+
+    #[test]
+    fn the_latest_record_timestamp_is_read_from_the_records() {
+        let b = batch((-1, -1, -1), &[b"a", b"b"]);
+        let h = validate(&b).unwrap();
+        assert_eq!(max_record_timestamp(&b, &h), 1_700_000_000_000);
     }
 
     #[test]

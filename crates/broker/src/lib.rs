@@ -98,6 +98,11 @@ pub struct BrokerArgs {
     /// Largest record batch accepted (Kafka's `message.max.bytes`).
     #[arg(long, env = "WEFT_BROKER_MAX_BATCH_BYTES", default_value_t = 1_048_588)]
     pub max_batch_bytes: usize,
+    /// How far ahead of the broker's clock a record's timestamp may be; a batch with a
+    /// later one is refused with INVALID_TIMESTAMP (Kafka's
+    /// `log.message.timestamp.after.max.ms`, 1 hour by default since Kafka 4.0).
+    #[arg(long, env = "WEFT_BROKER_MESSAGE_TIMESTAMP_AFTER_MAX", value_parser = humantime::parse_duration, default_value = "1h")]
+    pub message_timestamp_after_max: Duration,
     /// Largest request accepted; a larger frame closes the connection.
     #[arg(long, env = "WEFT_BROKER_MAX_REQUEST_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_request_bytes: usize,
@@ -122,6 +127,7 @@ impl BrokerArgs {
             flush_interval: Duration::from_secs(1),
             default_partitions: 1,
             max_batch_bytes: 1_048_588,
+            message_timestamp_after_max: Duration::from_secs(3600),
             max_request_bytes: 16 * 1024 * 1024,
             max_connections: 1024,
             group_initial_rebalance_delay: Duration::from_millis(100),

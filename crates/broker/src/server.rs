@@ -51,6 +51,8 @@ pub struct Shared {
     pub default_partitions: i32,
     /// Largest batch accepted.
     pub max_batch_bytes: usize,
+    /// How far ahead of now a record timestamp may be.
+    pub message_timestamp_after_max: Duration,
     /// Largest request frame accepted.
     pub max_request_bytes: usize,
     /// Cancelled when the broker stops; held fetches answer at once.
@@ -111,6 +113,7 @@ impl Broker {
                 node,
                 default_partitions: args.default_partitions,
                 max_batch_bytes: args.max_batch_bytes,
+                message_timestamp_after_max: args.message_timestamp_after_max,
                 max_request_bytes: args.max_request_bytes,
                 shutdown: CancellationToken::new(),
             }),

@@ -44,6 +44,8 @@ pub mod code {
     pub const MESSAGE_TOO_LARGE: i16 = 10;
     /// Not a coordinator of that kind.
     pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    /// A record timestamp out of the range the broker takes.
+    pub const INVALID_TIMESTAMP: i16 = 32;
     /// An illegal topic name.
     pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
     /// `acks` other than 0, 1 or -1.
@@ -278,9 +280,10 @@ fn create_topics(
             } else {
                 t.partitions
             };
-            let compact = t.configs.iter().any(|(k, v)| {
-                k == "cleanup.policy" && v.as_deref().is_some_and(|v| v.contains("compact"))
-            });
+            let config = t
+                .configs
+                .iter()
+                .try_for_each(|(k, v)| topic_config(k, v.as_deref()));
             let (error, message) = if !matches!(t.replication, -1 | 1) {
                 (
                     code::INVALID_REPLICATION_FACTOR,
@@ -294,11 +297,8 @@ fn create_topics(
                     code::INVALID_REPLICA_ASSIGNMENT,
                     "replica assignments are not supported by a single-node broker".to_owned(),
                 )
-            } else if compact {
-                (
-                    code::INVALID_CONFIG,
-                    "log compaction is not supported; topics use cleanup.policy=delete".to_owned(),
-                )
+            } else if let Err(why) = config {
+                (code::INVALID_CONFIG, why)
             } else {
                 match shared
                     .store
@@ -341,6 +341,135 @@ fn create_topics(
         &CreateTopicsResponse::default().with_topics(results),
         version,
     )
+}
+
+/// The value types of Kafka's topic configs (`LogConfig.configNames()` of Kafka 4.1).
+const TOPIC_CONFIGS: &[(&str, ConfigType)] = {
+    use ConfigType::{Bool, Double, Int, List, Long, Str};
+    &[
+        ("cleanup.policy", List),
+        ("compression.gzip.level", Int),
+        ("compression.lz4.level", Int),
+        ("compression.type", Str),
+        ("compression.zstd.level", Int),
+        ("delete.retention.ms", Long),
+        ("file.delete.delay.ms", Long),
+        ("flush.messages", Long),
+        ("flush.ms", Long),
+        ("follower.replication.throttled.replicas", List),
+        ("index.interval.bytes", Int),
+        ("internal.segment.bytes", Int),
+        ("leader.replication.throttled.replicas", List),
+        ("local.retention.bytes", Long),
+        ("local.retention.ms", Long),
+        ("max.compaction.lag.ms", Long),
+        ("max.message.bytes", Int),
+        ("message.timestamp.after.max.ms", Long),
+        ("message.timestamp.before.max.ms", Long),
+        ("message.timestamp.type", Str),
+        ("min.cleanable.dirty.ratio", Double),
+        ("min.compaction.lag.ms", Long),
+        ("min.insync.replicas", Int),
+        ("preallocate", Bool),
+        ("remote.log.copy.disable", Bool),
+        ("remote.log.delete.on.disable", Bool),
+        ("remote.storage.enable", Bool),
+        ("retention.bytes", Long),
+        ("retention.ms", Long),
+        ("segment.bytes", Int),
+        ("segment.index.bytes", Int),
+        ("segment.jitter.ms", Long),
+        ("segment.ms", Long),
+        ("unclean.leader.election.enable", Bool),
+    ]
+};
+
+/// How Kafka parses a topic config's value.
+#[derive(Debug, Clone, Copy)]
+enum ConfigType {
+    Bool,
+    Double,
+    Int,
+    List,
+    Long,
+    Str,
+}
+
+/// Checks one config of a topic to create as Kafka does (a known name, a value of its
+/// type; Kafka's range checks are not repeated), and refuses what this broker cannot
+/// honour: compaction and LogAppendTime. The other configs are accepted; the broker's
+/// own settings (`--retention`, `--max-batch-bytes`, ...) apply to every topic.
+fn topic_config(name: &str, value: Option<&str>) -> Result<(), String> {
+    let Some(&(_, kind)) = TOPIC_CONFIGS.iter().find(|(n, _)| *n == name) else {
+        return Err(format!("unknown topic config name: {name}"));
+    };
+    let Some(value) = value else {
+        return Err(format!(
+            "null value not supported for topic configs: {name}"
+        ));
+    };
+    let v = value.trim();
+    let parses = match kind {
+        ConfigType::Bool => v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false"),
+        ConfigType::Double => v.parse::<f64>().is_ok(),
+        ConfigType::Int => v.parse::<i32>().is_ok(),
+        ConfigType::Long => v.parse::<i64>().is_ok(),
+        ConfigType::List | ConfigType::Str => true,
+    };
+    if !parses {
+        return Err(format!(
+            "invalid value {value} for configuration {name}: not a {kind:?}"
+        ));
+    }
+    match name {
+        "cleanup.policy" => {
+            for policy in v.split(',').map(str::trim) {
+                match policy {
+                    "delete" => {}
+                    "compact" => {
+                        return Err(
+                            "log compaction is not supported; topics use cleanup.policy=delete"
+                                .to_owned(),
+                        );
+                    }
+                    other => {
+                        return Err(format!(
+                            "invalid value {other} for configuration cleanup.policy: \
+                             String must be one of: compact, delete"
+                        ));
+                    }
+                }
+            }
+        }
+        "compression.type"
+            if !matches!(
+                v,
+                "uncompressed" | "zstd" | "lz4" | "snappy" | "gzip" | "producer"
+            ) =>
+        {
+            return Err(format!(
+                "invalid value {v} for configuration compression.type: String must be one of: \
+                 uncompressed, zstd, lz4, snappy, gzip, producer"
+            ));
+        }
+        "message.timestamp.type" => match v {
+            "CreateTime" => {}
+            "LogAppendTime" => {
+                return Err(
+                    "LogAppendTime is not supported; records keep the producer's timestamp (CreateTime)"
+                        .to_owned(),
+                );
+            }
+            other => {
+                return Err(format!(
+                    "invalid value {other} for configuration message.timestamp.type: \
+                     String must be one of: CreateTime, LogAppendTime"
+                ));
+            }
+        },
+        _ => {}
+    }
+    Ok(())
 }
 
 fn delete_topics(shared: &Shared, names: Vec<String>, version: i16) -> Body {

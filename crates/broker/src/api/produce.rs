@@ -3,6 +3,8 @@
 //! fetches are woken. A refused batch is answered with the reason and leaves nothing
 //! in the log.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use kafka_protocol::messages::{
     ProduceResponse,
     produce_response::{PartitionProduceResponse, TopicProduceResponse},
@@ -109,6 +111,7 @@ fn append(
         };
         (code, e.to_string())
     })?;
+    check_timestamps(shared, &records, &header)?;
     let mut bytes = records.to_vec();
     let mut log = lock(&partition.log);
     match log.append(&mut bytes, &header) {
@@ -125,4 +128,33 @@ fn append(
             ))
         }
     }
+}
+
+/// Refuses a batch with a record timestamp further ahead of the broker's clock than
+/// `--message-timestamp-after-max`, as Kafka does for CreateTime topics (records
+/// without a timestamp pass; so do old ones: Kafka's `before.max.ms` is unbounded).
+fn check_timestamps(
+    shared: &Shared,
+    records: &[u8],
+    header: &batch::BatchHeader,
+) -> Result<(), (i16, String)> {
+    let latest = batch::max_record_timestamp(records, header);
+    if latest == batch::NO_TIMESTAMP {
+        return Ok(());
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let ahead = i64::try_from(shared.message_timestamp_after_max.as_millis()).unwrap_or(i64::MAX);
+    let limit = now.saturating_add(ahead);
+    if latest > limit {
+        return Err((
+            code::INVALID_TIMESTAMP,
+            format!(
+                "timestamp {latest} is out of range: records may be at most {} ahead of the broker's clock ({limit})",
+                humantime::format_duration(shared.message_timestamp_after_max)
+            ),
+        ));
+    }
+    Ok(())
 }
