@@ -639,6 +639,13 @@ impl Coordinator {
         }
     }
 
+    /// The protocol type of a group the coordinator knows.
+    pub fn protocol_type(&self, group_id: &str) -> Option<String> {
+        lock(&self.groups)
+            .get(group_id)
+            .and_then(|g| g.protocol_type.clone())
+    }
+
     /// Groups with members: (name, protocol type, state).
     pub fn list(&self) -> Vec<(String, String, &'static str)> {
         lock(&self.groups)

@@ -18,6 +18,9 @@ struct Line {
     o: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     m: Option<String>,
+    /// The group's protocol type (`consumer`) when its members committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    k: Option<String>,
 }
 
 /// Appends the JSON line of one commit to `out`.
@@ -28,6 +31,7 @@ fn line(
     partition: i32,
     offset: i64,
     metadata: &Option<String>,
+    protocol_type: Option<&str>,
 ) -> io::Result<()> {
     let l = Line {
         g: group.to_owned(),
@@ -35,6 +39,7 @@ fn line(
         p: partition,
         o: offset,
         m: metadata.clone(),
+        k: protocol_type.map(str::to_owned),
     };
     serde_json::to_writer(&mut *out, &l).map_err(io::Error::other)?;
     out.push(b'\n');
@@ -49,6 +54,9 @@ pub struct Offsets {
     path: PathBuf,
     file: File,
     by_group: HashMap<String, BTreeMap<(String, i32), Committed>>,
+    /// Protocol types of groups whose members committed: an empty group that had
+    /// members keeps it, as Kafka's does.
+    protocol_types: HashMap<String, String>,
     lines: usize,
     dirty: bool,
 }
@@ -58,12 +66,16 @@ impl Offsets {
     pub fn open(dir: &Path) -> io::Result<Self> {
         let path = dir.join("offsets.log");
         let mut by_group: HashMap<String, BTreeMap<(String, i32), Committed>> = HashMap::new();
+        let mut protocol_types = HashMap::new();
         match File::open(&path) {
             Ok(f) => {
                 for line in BufReader::new(f).lines() {
                     let line = line?;
                     match serde_json::from_str::<Line>(&line) {
                         Ok(l) => {
+                            if let Some(k) = l.k {
+                                protocol_types.insert(l.g.clone(), k);
+                            }
                             by_group
                                 .entry(l.g)
                                 .or_default()
@@ -83,6 +95,7 @@ impl Offsets {
             path,
             file,
             by_group,
+            protocol_types,
             lines: 0,
             dirty: false,
         };
@@ -97,8 +110,9 @@ impl Offsets {
     fn compact(&mut self) -> io::Result<()> {
         let mut out = Vec::new();
         for (g, parts) in &self.by_group {
+            let k = self.protocol_types.get(g).map(String::as_str);
             for ((t, p), (o, m)) in parts {
-                line(&mut out, g, t, *p, *o, m)?;
+                line(&mut out, g, t, *p, *o, m, k)?;
             }
         }
         crate::store::write_atomically(&self.path, &out)?;
@@ -108,17 +122,21 @@ impl Offsets {
     }
 
     /// Commits `entries` ((topic, partition, offset, metadata)) for `group` with one
-    /// write.
+    /// write; `protocol_type` is the group's when a member of it commits.
     pub fn commit(
         &mut self,
         group: &str,
+        protocol_type: Option<&str>,
         entries: &[(String, i32, i64, Option<String>)],
     ) -> io::Result<()> {
         let mut out = Vec::new();
         for (t, p, o, m) in entries {
-            line(&mut out, group, t, *p, *o, m)?;
+            line(&mut out, group, t, *p, *o, m, protocol_type)?;
         }
         self.file.write_all(&out)?;
+        if let Some(k) = protocol_type {
+            self.protocol_types.insert(group.to_owned(), k.to_owned());
+        }
         let parts = self.by_group.entry(group.to_owned()).or_default();
         for (t, p, o, m) in entries {
             parts.insert((t.clone(), *p), (*o, m.clone()));
@@ -151,6 +169,11 @@ impl Offsets {
             .unwrap_or_default()
     }
 
+    /// The protocol type of `group` when its members committed, `""` otherwise.
+    pub fn protocol_type(&self, group: &str) -> &str {
+        self.protocol_types.get(group).map_or("", String::as_str)
+    }
+
     /// Groups that have committed offsets.
     pub fn groups(&self) -> Vec<String> {
         self.by_group.keys().cloned().collect()
@@ -162,6 +185,8 @@ impl Offsets {
             parts.retain(|(t, _), _| t != topic);
         }
         self.by_group.retain(|_, parts| !parts.is_empty());
+        let by_group = &self.by_group;
+        self.protocol_types.retain(|g, _| by_group.contains_key(g));
         self.compact()
     }
 
@@ -186,13 +211,16 @@ mod tests {
             let mut o = Offsets::open(dir.path()).unwrap();
             o.commit(
                 "g",
+                Some("consumer"),
                 &[
                     ("t".into(), 0, 5, None),
                     ("t".into(), 1, 7, Some("m".into())),
                 ],
             )
             .unwrap();
-            o.commit("g", &[("t".into(), 0, 9, None)]).unwrap();
+            o.commit("g", None, &[("t".into(), 0, 9, None)]).unwrap();
+            o.commit("simple", None, &[("t".into(), 0, 1, None)])
+                .unwrap();
         }
         let mut f = OpenOptions::new()
             .append(true)
@@ -205,7 +233,12 @@ mod tests {
         assert_eq!(o.get("g", "t", 0), Some(&(9, None)));
         assert_eq!(o.get("g", "t", 1), Some(&(7, Some("m".into()))));
         assert_eq!(o.of_group("g").len(), 2);
+        assert_eq!(o.protocol_type("g"), "consumer");
+        assert_eq!(o.protocol_type("simple"), "");
         let text = std::fs::read_to_string(dir.path().join("offsets.log")).unwrap();
-        assert_eq!(text.lines().count(), 2, "compacted on open");
+        assert_eq!(text.lines().count(), 3, "compacted on open");
+        drop(o);
+        let o = Offsets::open(dir.path()).unwrap();
+        assert_eq!(o.protocol_type("g"), "consumer", "kept by compaction");
     }
 }

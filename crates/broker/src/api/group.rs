@@ -129,8 +129,11 @@ pub fn commit(shared: &Shared, req: OffsetCommit, version: i16) -> Body {
                 .with_partitions(partitions)
         })
         .collect();
+    // Taken before the offsets' lock: the two locks are never held together.
+    let protocol_type = shared.groups.protocol_type(&req.member.group_id);
     if !accepted.is_empty()
-        && let Err(e) = lock(&shared.offsets).commit(&req.member.group_id, &accepted)
+        && let Err(e) =
+            lock(&shared.offsets).commit(&req.member.group_id, protocol_type.as_deref(), &accepted)
     {
         tracing::error!(error = %e, "writing committed offsets failed");
         for t in &mut topics {
@@ -196,16 +199,20 @@ pub fn describe(shared: &Shared, groups: &[String], version: i16) -> Body {
         .iter()
         .map(|g| {
             let d = shared.groups.describe(g);
-            let has_offsets = !lock(&shared.offsets).of_group(g).is_empty();
-            let state = if d.state == "Dead" && has_offsets {
-                "Empty"
+            let offsets = lock(&shared.offsets);
+            let has_offsets = !offsets.of_group(g).is_empty();
+            // A group known only by its committed offsets is Empty, with the
+            // protocol type its members had (none when it only ever committed).
+            let (state, protocol_type) = if d.state == "Dead" && has_offsets {
+                ("Empty", offsets.protocol_type(g).to_owned())
             } else {
-                d.state
+                (d.state, d.protocol_type)
             };
+            drop(offsets);
             DescribedGroup::default()
                 .with_group_id(GroupId(s(g.clone())))
                 .with_group_state(s(state))
-                .with_protocol_type(s(d.protocol_type))
+                .with_protocol_type(s(protocol_type))
                 .with_protocol_data(s(d.protocol))
                 .with_members(
                     d.members
@@ -236,11 +243,14 @@ pub fn describe(shared: &Shared, groups: &[String], version: i16) -> Body {
 /// ListGroups: groups with members, and groups known only by committed offsets.
 pub fn list(shared: &Shared, version: i16) -> Body {
     let mut listed = shared.groups.list();
-    for g in lock(&shared.offsets).groups() {
+    let offsets = lock(&shared.offsets);
+    for g in offsets.groups() {
         if !listed.iter().any(|(name, _, _)| *name == g) {
-            listed.push((g, String::new(), "Empty"));
+            let protocol_type = offsets.protocol_type(&g).to_owned();
+            listed.push((g, protocol_type, "Empty"));
         }
     }
+    drop(offsets);
     listed.sort();
     encode(
         &ListGroupsResponse::default().with_groups(
