@@ -1,8 +1,11 @@
-//! Helpers the benchmarks share: sizes from the environment and quantiles.
+//! Helpers the benchmarks share: sizes from the environment, quantiles, CPU and
+//! memory of processes, closed- and fixed-rate load, and a local Apache Kafka cluster.
 #![allow(dead_code)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+pub mod kafka;
 
 /// The value of the environment variable `name`, or `default` when unset or unparsable.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
