@@ -1,22 +1,42 @@
 //! The event backbone at the speed of its broker, measured as a user meets it: the
-//! whole mesh started as `weft up` starts it (optimised build, embedded broker,
-//! SQLite), on this machine, every figure in one run:
+//! whole mesh started as `weft up` starts it (optimised build, SQLite), on this
+//! machine, on two brokers one after the other in one run, every figure printed for
+//! each and then side by side:
 //!
-//! 1. idle CPU of the whole mesh (broker and five processes) over `WEFT_BENCH_IDLE_SECONDS`
-//!    (10), one core = 100 %;
+//! - **weft-broker**, the embedded broker `weft up` starts (`--broker embedded`);
+//! - **Apache Kafka**, 3 KRaft nodes (each broker and controller, one JVM each) that
+//!   the benchmark starts itself with `scripts/kafka start --nodes 3` in a temporary
+//!   dir on free ports from 21000 to 27999 and stops at the end (also on a panic),
+//!   used through `weft up --broker external` with topics of replication factor 3
+//!   and `min.insync.replicas` 2 (`WEFT_TOPIC_REPLICATION`,
+//!   `WEFT_TOPIC_MIN_INSYNC_REPLICAS`). The cluster runs only while its mesh does.
+//!
+//! The phases, on each broker:
+//!
+//! 1. idle CPU of the whole mesh over `WEFT_BENCH_IDLE_SECONDS` (10), one core = 100 %:
+//!    `weft up` itself, the five processes it starts and the broker(s): the
+//!    weft-broker process, or the three Kafka JVMs;
 //! 2. raw idempotent produce (`acks=all`) of `WEFT_BENCH_RECORDS` (50,000) records of
-//!    200 bytes into the same broker: the ceiling of the chain;
+//!    200 bytes into the broker the mesh uses (on Kafka a topic of 3 partitions,
+//!    replication factor 3, `min.insync.replicas` 2, like the mesh's): the ceiling of
+//!    the chain;
 //! 3. event latency (`ce_time` → applied by analytics, from its own histogram) at a
-//!    steady `WEFT_BENCH_RATE` (200) `CreateOrder`/s for `WEFT_BENCH_SECONDS` (10);
+//!    steady `WEFT_BENCH_RATE` (200) `CreateOrder`/s for `WEFT_BENCH_SECONDS` (10):
+//!    p50 and p99;
 //! 4. a burst of `WEFT_BENCH_ORDERS` (3,000) `CreateOrder` from 32 callers: how fast
-//!    analytics has counted every order and every confirmation email, and that rate
-//!    over the raw produce rate;
+//!    analytics has counted every order and every confirmation email, that rate over
+//!    the raw produce rate, and the CPU-seconds per order summed over every process
+//!    of the mesh (services, gateway, `weft up`, broker(s)) from the first call until
+//!    the last email is counted;
 //! 5. authenticated `GetOrder`, 16 callers: direct gRPC and `GET /v1/orders/{id}`
 //!    through the gateway, and their ratio.
 //!
-//! Figures are printed, never asserted: this machine is shared and noisy.
-//! `WEFT_BENCH_ONLY=burst,reads` runs some of the phases (`idle`, `raw`, `steady`,
-//! `burst`, `reads`), e.g. to profile one.
+//! A final table puts the figures side by side: weft-broker | Apache Kafka | Kafka ÷
+//! weft-broker. Figures are printed, never asserted: this machine is shared and
+//! noisy. `WEFT_BENCH_BROKERS=embedded,kafka` (the default: both) chooses the
+//! brokers; `WEFT_BENCH_ONLY=burst,reads` runs some of the phases (`idle`, `raw`,
+//! `steady`, `burst`, `reads`), e.g. to profile one. Apache Kafka needs Java 17+ and
+//! its jars (`scripts/kafka install`, once).
 //!
 //!     cargo bench --bench chain
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -31,11 +51,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::kafka::KafkaCluster;
 use common::{closed_loop, cpu_seconds, env_or, grpc_get_order, quantile, rest_get};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use support::{Ports, Up};
+use support::{BrokerKind, MeshBroker, Ports, Up};
 use tonic::transport::Channel;
 use weft_proto::analytics::analytics_service_client::AnalyticsServiceClient;
 use weft_proto::analytics::{GetMetricsRequest, Metrics};
@@ -43,14 +64,53 @@ use weft_proto::common::Money;
 use weft_proto::order::order_service_client::OrderServiceClient;
 use weft_proto::order::{CreateOrderRequest, OrderItem};
 
-const PROCESSES: [&str; 6] = [
-    "broker",
-    "user",
-    "order",
-    "notification",
-    "analytics",
-    "gateway",
-];
+/// The processes `weft up` starts (their pids in `<data>/run/<name>.pid`); the
+/// embedded broker's is `broker`.
+const SERVICES: [&str; 5] = ["user", "order", "notification", "analytics", "gateway"];
+
+/// The sizes of a run, from the environment.
+struct Sizes {
+    idle_seconds: u64,
+    records: usize,
+    rate: u64,
+    seconds: u64,
+    burst: usize,
+    only: String,
+}
+
+impl Sizes {
+    fn run(&self, phase: &str) -> bool {
+        self.only.is_empty() || self.only.split(',').any(|p| p.trim() == phase)
+    }
+}
+
+/// One broker's figures; NaN where a phase did not run.
+#[derive(Clone, Copy)]
+struct Figures {
+    idle_percent: f64,
+    raw: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    burst: f64,
+    cpu_per_order: f64,
+    direct: f64,
+    gateway: f64,
+}
+
+impl Default for Figures {
+    fn default() -> Self {
+        Self {
+            idle_percent: f64::NAN,
+            raw: f64::NAN,
+            p50_ms: f64::NAN,
+            p99_ms: f64::NAN,
+            burst: f64::NAN,
+            cpu_per_order: f64::NAN,
+            direct: f64::NAN,
+            gateway: f64::NAN,
+        }
+    }
+}
 
 fn pid(data: &Path, name: &str) -> u32 {
     std::fs::read_to_string(data.join(format!("run/{name}.pid")))
@@ -58,6 +118,57 @@ fn pid(data: &Path, name: &str) -> u32 {
         .trim()
         .parse()
         .unwrap()
+}
+
+/// The parent of process `pid`, from `/proc`.
+fn parent(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    rest.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Every process of the mesh, named: `weft up`, the processes it started and the
+/// broker(s).
+fn mesh_processes(data: &Path, kafka: Option<&KafkaCluster>) -> Vec<(String, u32)> {
+    let mut all: Vec<(String, u32)> = SERVICES
+        .iter()
+        .map(|n| ((*n).to_owned(), pid(data, n)))
+        .collect();
+    all.insert(0, ("weft up".to_owned(), parent(all[0].1)));
+    match kafka {
+        None => all.push(("broker".to_owned(), pid(data, "broker"))),
+        Some(k) => all.extend(
+            k.pids()
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| (format!("kafka-{}", i + 1), p)),
+        ),
+    }
+    all
+}
+
+/// CPU-seconds each of `processes` has used so far.
+fn cpu_now(processes: &[(String, u32)]) -> Vec<f64> {
+    processes.iter().map(|(_, p)| cpu_seconds(*p)).collect()
+}
+
+/// CPU-seconds each of `processes` used since `before`.
+fn cpu_since(processes: &[(String, u32)], before: &[f64]) -> Vec<f64> {
+    cpu_now(processes)
+        .iter()
+        .zip(before)
+        .map(|(a, b)| a - b)
+        .collect()
+}
+
+/// `name value` for each process, `value` formatted by `f`.
+fn breakdown(processes: &[(String, u32)], values: &[f64], f: impl Fn(f64) -> String) -> String {
+    processes
+        .iter()
+        .zip(values)
+        .map(|((n, _), v)| format!("{n} {}", f(*v)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 async fn metrics(analytics: &Channel) -> Metrics {
@@ -135,27 +246,35 @@ fn authed<T>(message: T, bearer: &str) -> tonic::Request<T> {
     req
 }
 
-async fn raw_produce_rate(bootstrap: &str, n: usize) -> f64 {
+/// Records/s of an idempotent producer (`acks=all`) sending `n` records of 200 bytes
+/// to `topic` (created here: 3 partitions, `replication` replicas and, on Kafka,
+/// `min.insync.replicas` 2).
+async fn raw_produce_rate(bootstrap: &str, topic: &str, replication: i32, n: usize) -> f64 {
     let mut config = rdkafka::ClientConfig::new();
     config.set("bootstrap.servers", bootstrap);
     let admin: AdminClient<DefaultClientContext> = config.create().unwrap();
-    admin
-        .create_topics(
-            [&NewTopic::new("bench-raw", 3, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
+    let mut new_topic = NewTopic::new(topic, 3, TopicReplication::Fixed(replication));
+    if replication >= 3 {
+        new_topic = new_topic.set("min.insync.replicas", "2");
+    }
+    for result in admin
+        .create_topics([&new_topic], &AdminOptions::new())
         .await
-        .unwrap();
+        .unwrap()
+    {
+        result.unwrap();
+    }
     let producer: FutureProducer = weft_events::kafka::KafkaArgs::new(bootstrap)
         .producer("bench-raw")
         .set("queue.buffering.max.messages", "1000000")
         .create()
         .unwrap();
-    // The first record of an idempotent producer waits for its producer id.
+    // The first record of an idempotent producer waits for its producer id (and, on
+    // Kafka, for the new topic's leaders).
     producer
         .send(
-            FutureRecord::<str, str>::to("bench-raw").payload("warm"),
-            Duration::from_secs(10),
+            FutureRecord::<str, str>::to(topic).payload("warm"),
+            Duration::from_secs(30),
         )
         .await
         .unwrap();
@@ -166,7 +285,7 @@ async fn raw_produce_rate(bootstrap: &str, n: usize) -> f64 {
     for k in &keys {
         pending.push(
             producer
-                .send_result(FutureRecord::to("bench-raw").key(k).payload(&value))
+                .send_result(FutureRecord::to(topic).key(k).payload(&value))
                 .unwrap(),
         );
     }
@@ -179,29 +298,89 @@ async fn raw_produce_rate(bootstrap: &str, n: usize) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let idle_seconds = env_or("WEFT_BENCH_IDLE_SECONDS", 10);
-    let records = env_or("WEFT_BENCH_RECORDS", 50_000);
-    let rate = env_or("WEFT_BENCH_RATE", 200);
-    let seconds = env_or("WEFT_BENCH_SECONDS", 10);
-    let burst = env_or("WEFT_BENCH_ORDERS", 3000);
-    let only: String = env_or("WEFT_BENCH_ONLY", String::new());
-    let run = |phase: &str| only.is_empty() || only.split(',').any(|p| p.trim() == phase);
+    let sizes = Sizes {
+        idle_seconds: env_or("WEFT_BENCH_IDLE_SECONDS", 10),
+        records: env_or("WEFT_BENCH_RECORDS", 50_000),
+        rate: env_or("WEFT_BENCH_RATE", 200),
+        seconds: env_or("WEFT_BENCH_SECONDS", 10),
+        burst: env_or("WEFT_BENCH_ORDERS", 3000),
+        only: env_or("WEFT_BENCH_ONLY", String::new()),
+    };
+    let brokers: String = env_or("WEFT_BENCH_BROKERS", "embedded,kafka".to_owned());
+    let mut kinds = Vec::new();
+    for b in brokers.split(',').map(str::trim).filter(|b| !b.is_empty()) {
+        let kind = match b {
+            "embedded" | "weft-broker" => BrokerKind::Embedded,
+            "kafka" => BrokerKind::Kafka,
+            other => panic!("WEFT_BENCH_BROKERS: unknown broker {other:?} (embedded, kafka)"),
+        };
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    assert!(!kinds.is_empty(), "WEFT_BENCH_BROKERS names no broker");
+    let mut results = Vec::new();
+    for kind in kinds {
+        results.push((kind, run_on(kind, &sizes).await));
+    }
+    table(&results, &sizes);
+}
+
+/// The mesh on the broker of `kind`, every phase; its figures.
+async fn run_on(kind: BrokerKind, sizes: &Sizes) -> Figures {
+    let mut figures = Figures::default();
+    // Dropped last: the mesh stops before its cluster.
+    let cluster = match kind {
+        BrokerKind::Embedded => None,
+        BrokerKind::Kafka => Some(
+            tokio::task::spawn_blocking(KafkaCluster::start)
+                .await
+                .unwrap(),
+        ),
+    };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_owned();
     let ports = Ports::free();
     // One client drives the gateway and one customer gets every confirmation: lift
     // the per-client rate limit and the per-recipient message limit.
-    let up = Up::start_env_async(
-        &data,
-        &ports,
-        &[
-            ("WEFT_RATE_LIMIT", "1000000/s"),
-            ("WEFT_RATE_BURST", "1000000"),
-            ("WEFT_RECIPIENT_LIMIT", "1000000/h"),
-            ("WEFT_LOG", "warn"),
-        ],
-    )
-    .await;
+    let mut env: Vec<(&str, String)> = vec![
+        ("WEFT_RATE_LIMIT", "1000000/s".into()),
+        ("WEFT_RATE_BURST", "1000000".into()),
+        ("WEFT_RECIPIENT_LIMIT", "1000000/h".into()),
+        ("WEFT_LOG", "warn".into()),
+    ];
+    let (bootstrap, replication) = match &cluster {
+        None => (format!("127.0.0.1:{}", ports.broker), 1),
+        Some(k) => {
+            env.extend([
+                ("WEFT_BROKER", "external".into()),
+                ("KAFKA_BROKERS", k.brokers().to_owned()),
+                ("WEFT_TOPIC_REPLICATION", "3".into()),
+                ("WEFT_TOPIC_MIN_INSYNC_REPLICAS", "2".into()),
+            ]);
+            (k.brokers().to_owned(), 3)
+        }
+    };
+    // `MeshBroker` of kind Kafka is a namespace of the tests' shared cluster, not
+    // this cluster of the benchmark's own: the mesh is pointed at it through `env`
+    // (`weft up --broker external`), and is stopped by dropping `Up` (SIGTERM, then
+    // waiting for `weft up` to exit), since `Up::stop` on weft-broker waits for the
+    // embedded broker's goodbye.
+    let up = {
+        let (data, ports) = (data.clone(), ports.clone());
+        tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            Up::start_with_broker(
+                MeshBroker::new(BrokerKind::Embedded, &ports),
+                &data,
+                &ports,
+                None,
+                &env,
+            )
+        })
+        .await
+        .unwrap()
+    };
     let base = format!("http://127.0.0.1:{}", ports.gateway);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
@@ -223,79 +402,181 @@ async fn main() {
         .unwrap();
     // The welcome order, the seed order and their emails (with the verification).
     counted(&analytics, 2, 3).await;
-    println!(
-        "the event chain inside `weft up` (optimised build, embedded broker, SQLite), one run on this machine"
-    );
-
-    if run("idle") {
-        idle(&data, idle_seconds).await;
+    let processes = mesh_processes(&data, cluster.as_ref());
+    match &cluster {
+        None => println!(
+            "\n== weft-broker: the event chain inside `weft up` (optimised build, embedded broker, SQLite), one run on this machine"
+        ),
+        Some(k) => println!(
+            "\n== Apache Kafka: the event chain inside `weft up --broker external` (optimised build, SQLite) on 3 local Kafka nodes from port {} (topics: replication factor 3, min.insync.replicas 2), one run on this machine",
+            k.port()
+        ),
     }
-    let mut raw = f64::NAN;
-    if run("raw") {
-        raw = raw_produce_rate(&format!("127.0.0.1:{}", ports.broker), records).await;
+
+    if sizes.run("idle") {
+        figures.idle_percent = idle(&processes, sizes.idle_seconds).await;
+    }
+    if sizes.run("raw") {
+        figures.raw = raw_produce_rate(&bootstrap, "bench-raw", replication, sizes.records).await;
         println!(
-            "2. raw idempotent produce, {records} × 200 B into the same broker: {raw:.0} records/s"
+            "2. raw idempotent produce, {} × 200 B into the same broker (replication factor {replication}): {:.0} records/s",
+            sizes.records, figures.raw
         );
     }
-    if run("steady") {
-        steady(
+    if sizes.run("steady") {
+        (figures.p50_ms, figures.p99_ms) = steady(
             &data,
             &analytics,
             &order_channel,
             &user_id,
             &bearer,
-            rate,
-            seconds,
+            sizes.rate,
+            sizes.seconds,
         )
         .await;
     }
-    if run("burst") {
-        let chain_rate = burst_phase(&analytics, &order_channel, &user_id, &bearer, burst).await;
-        if raw.is_nan() {
+    if sizes.run("burst") {
+        (figures.burst, figures.cpu_per_order) = burst_phase(
+            &processes,
+            &analytics,
+            &order_channel,
+            &user_id,
+            &bearer,
+            sizes.burst,
+        )
+        .await;
+        if figures.raw.is_nan() {
             println!(
                 "   {:.0} events/s applied by analytics (the raw phase did not run: no ratio)",
-                2.0 * chain_rate
+                2.0 * figures.burst
             );
         } else {
             println!(
                 "   = {:.4} of the broker's raw rate; {:.0} events/s applied by analytics",
-                chain_rate / raw,
-                2.0 * chain_rate,
+                figures.burst / figures.raw,
+                2.0 * figures.burst,
             );
         }
     }
-    if run("reads") {
-        reads(&base, &http, &order_channel, &bearer, &seed_id).await;
+    if sizes.run("reads") {
+        (figures.direct, figures.gateway) =
+            reads(&base, &http, &order_channel, &bearer, &seed_id).await;
     }
-    tokio::task::spawn_blocking(move || up.stop())
-        .await
-        .unwrap();
+    tokio::task::spawn_blocking(move || match kind {
+        BrokerKind::Embedded => up.stop(),
+        BrokerKind::Kafka => drop(up),
+    })
+    .await
+    .unwrap();
+    if let Some(k) = cluster {
+        tokio::task::spawn_blocking(move || drop(k)).await.unwrap();
+    }
+    figures
 }
 
-async fn idle(data: &Path, idle_seconds: u64) {
+/// A row of the final table: its label, its figure, its decimals.
+type Row = (String, fn(&Figures) -> f64, usize);
+
+/// The figures side by side: a column per broker, and Kafka ÷ weft-broker when both ran.
+fn table(results: &[(BrokerKind, Figures)], sizes: &Sizes) {
+    let of = |kind| results.iter().find(|(k, _)| *k == kind).map(|(_, f)| *f);
+    let (embedded, kafka) = (of(BrokerKind::Embedded), of(BrokerKind::Kafka));
+    let rows: [Row; 9] = [
+        (
+            "idle CPU, whole mesh with broker(s), % of a core".to_owned(),
+            |f| f.idle_percent,
+            1,
+        ),
+        (
+            format!(
+                "raw idempotent produce, records/s ({} × 200 B)",
+                sizes.records
+            ),
+            |f| f.raw,
+            0,
+        ),
+        (
+            format!("event latency p50 at {} orders/s, ms", sizes.rate),
+            |f| f.p50_ms,
+            1,
+        ),
+        (
+            format!("event latency p99 at {} orders/s, ms", sizes.rate),
+            |f| f.p99_ms,
+            1,
+        ),
+        (
+            format!("burst of {}, orders/s counted by analytics", sizes.burst),
+            |f| f.burst,
+            0,
+        ),
+        ("burst ÷ raw produce".to_owned(), |f| f.burst / f.raw, 4),
+        (
+            "CPU-seconds per order in the burst, all processes".to_owned(),
+            |f| f.cpu_per_order,
+            4,
+        ),
+        ("GetOrder direct gRPC, /s".to_owned(), |f| f.direct, 0),
+        (
+            "GetOrder through the gateway, /s".to_owned(),
+            |f| f.gateway,
+            0,
+        ),
+    ];
+    let cell = |v: f64, decimals: usize| {
+        if v.is_nan() {
+            "—".to_owned()
+        } else {
+            format!("{v:.decimals$}")
+        }
+    };
+    let width = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+    let mut header = format!("{:width$}", "");
+    for (present, name) in [
+        (embedded.is_some(), "weft-broker"),
+        (kafka.is_some(), "Apache Kafka"),
+        (embedded.is_some() && kafka.is_some(), "Kafka ÷ weft-broker"),
+    ] {
+        if present {
+            header.push_str(&format!(" | {name:>19}"));
+        }
+    }
+    println!("\n== side by side (one run, this machine; shared and noisy)\n{header}");
+    for (label, get, decimals) in &rows {
+        let mut line = format!("{label:width$}");
+        if let Some(e) = &embedded {
+            line.push_str(&format!(" | {:>19}", cell(get(e), *decimals)));
+        }
+        if let Some(k) = &kafka {
+            line.push_str(&format!(" | {:>19}", cell(get(k), *decimals)));
+        }
+        if let (Some(e), Some(k)) = (&embedded, &kafka) {
+            line.push_str(&format!(" | {:>19}", cell(get(k) / get(e), 2)));
+        }
+        println!("{line}");
+    }
+}
+
+/// Idle CPU of `processes` over `idle_seconds`, % of one core.
+async fn idle(processes: &[(String, u32)], idle_seconds: u64) -> f64 {
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let pids: Vec<(&str, u32)> = PROCESSES.iter().map(|n| (*n, pid(data, n))).collect();
-    let before: Vec<f64> = pids.iter().map(|(_, p)| cpu_seconds(*p)).collect();
+    let before = cpu_now(processes);
     let t = Instant::now();
     tokio::time::sleep(Duration::from_secs(idle_seconds)).await;
     let wall = t.elapsed().as_secs_f64();
-    let used: Vec<f64> = pids
+    let used: Vec<f64> = cpu_since(processes, &before)
         .iter()
-        .zip(&before)
-        .map(|((_, p), b)| 100.0 * (cpu_seconds(*p) - b) / wall)
+        .map(|s| 100.0 * s / wall)
         .collect();
     let idle_total: f64 = used.iter().sum();
-    let per: Vec<String> = pids
-        .iter()
-        .zip(&used)
-        .map(|((n, _), u)| format!("{n} {u:.1}"))
-        .collect();
     println!(
         "1. idle mesh over {idle_seconds} s: {idle_total:.1} % of one core ({})",
-        per.join(", ")
+        breakdown(processes, &used, |u| format!("{u:.1}"))
     );
+    idle_total
 }
 
+/// The steady phase; p50 and p99 of the event latency, ms.
 async fn steady(
     data: &Path,
     analytics: &Channel,
@@ -304,7 +585,7 @@ async fn steady(
     bearer: &str,
     rate: u64,
     seconds: u64,
-) {
+) -> (f64, f64) {
     let start = metrics(analytics).await;
     let buckets_before = latency_buckets(data).await;
     let n = (rate * seconds) as usize;
@@ -347,18 +628,22 @@ async fn steady(
         quantile(&rpc, 0.5).as_secs_f64() * 1e3,
         quantile(&rpc, 0.99).as_secs_f64() * 1e3,
     );
+    (p50, p99)
 }
 
 /// The burst; returns its rate (orders/s from the first call until analytics has
-/// counted every order and email).
+/// counted every order and email) and the CPU-seconds per order that `processes`
+/// used meanwhile.
 async fn burst_phase(
+    processes: &[(String, u32)],
     analytics: &Channel,
     order_channel: &Channel,
     user_id: &str,
     bearer: &str,
     burst: usize,
-) -> f64 {
+) -> (f64, f64) {
     let start = metrics(analytics).await;
+    let cpu_before = cpu_now(processes);
     let next = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let t = Instant::now();
@@ -384,6 +669,9 @@ async fn burst_phase(
     let ok = (burst - failed.load(Ordering::Relaxed)) as i64;
     counted(analytics, start.orders_created + ok, start.emails_sent + ok).await;
     let all = t.elapsed();
+    let cpu = cpu_since(processes, &cpu_before);
+    let cpu_total: f64 = cpu.iter().sum();
+    let cpu_per_order = cpu_total / ok as f64;
     let chain_rate = ok as f64 / all.as_secs_f64();
     println!(
         "4. burst of {burst} CreateOrder from 32 callers ({ok} ok): created in {:.2} s ({:.0}/s); every order and confirmation email counted by analytics after {:.2} s: {chain_rate:.0} orders/s",
@@ -391,7 +679,12 @@ async fn burst_phase(
         ok as f64 / rpc_done.as_secs_f64(),
         all.as_secs_f64(),
     );
-    chain_rate
+    println!(
+        "   CPU meanwhile, every process of the mesh: {cpu_total:.2} s ({:.2} cores busy) = {cpu_per_order:.4} CPU-s per order ({})",
+        cpu_total / all.as_secs_f64(),
+        breakdown(processes, &cpu, |s| format!("{s:.2}")),
+    );
+    (chain_rate, cpu_per_order)
 }
 
 async fn reads(
@@ -400,7 +693,7 @@ async fn reads(
     order_channel: &Channel,
     bearer: &str,
     seed_id: &str,
-) {
+) -> (f64, f64) {
     let rest = rest_get(
         http,
         format!("{base}/v1/orders/{seed_id}"),
@@ -415,4 +708,5 @@ async fn reads(
         "5. authenticated GetOrder, 16 callers × 5 s: direct gRPC {direct:.0}/s ({direct_failed} failed), through the gateway {gateway:.0}/s ({gateway_failed} failed): gateway / direct {:.2}",
         gateway / direct
     );
+    (direct, gateway)
 }
