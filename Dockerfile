@@ -11,8 +11,9 @@ ARG DEBIAN_RELEASE=trixie
 
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
 WORKDIR /src
-# rdkafka-sys compiles librdkafka and libsqlite3-sys compiles SQLite from source;
-# the rust image already has make, a C/C++ compiler and zlib headers. Protos are
+# rdkafka-sys compiles librdkafka (with OpenSSL, for SASL_SSL) and libsqlite3-sys
+# compiles SQLite from source; the rust image already has make, a C/C++ compiler and
+# the zlib and OpenSSL headers. Protos are
 # compiled by protox (pure Rust), so no protoc is needed.
 COPY . .
 # Registry, git and target caches survive between builds (BuildKit); the binary is
@@ -25,9 +26,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 
 FROM debian:${DEBIAN_RELEASE}-slim
 # curl is for container health checks (`curl -fsS http://127.0.0.1:<admin>/readyz`);
-# ca-certificates for SMTP/webhook TLS to hosts with private CAs.
+# ca-certificates for SMTP/webhook/Kafka TLS to hosts with private CAs; libssl3t64 for
+# librdkafka's TLS.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl \
+ && apt-get install -y --no-install-recommends ca-certificates curl libssl3t64 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/weft \
       --no-create-home --shell /usr/sbin/nologin weft \

@@ -497,6 +497,12 @@ async fn provision_with_retry(kafka: &KafkaArgs) -> anyhow::Result<Vec<String>> 
     loop {
         match topics::provision(kafka, &topics::all_topics()).await {
             Ok(created) => return Ok(created),
+            // Refused credentials or TLS, or settings librdkafka refuses: waiting
+            // cannot help.
+            Err(
+                e @ (weft_events::EventsError::Refused { .. }
+                | weft_events::EventsError::Kafka(rdkafka::error::KafkaError::ClientConfig(..))),
+            ) => return Err(e).context("creating topics"),
             Err(e) if Instant::now() < deadline => {
                 attempt += 1;
                 tracing::debug!(error = %e, attempt, "broker not ready for topic creation yet");

@@ -59,6 +59,16 @@ pub enum EventsError {
         /// The brokers asked.
         brokers: String,
     },
+    /// The brokers refused weft's credentials or TLS: retrying cannot help.
+    #[error(
+        "the brokers at {brokers} refused the connection: {reason}. Check the Kafka settings (--kafka-config, --kafka-config-file: security.protocol, sasl.*, ssl.*)"
+    )]
+    Refused {
+        /// The brokers asked.
+        brokers: String,
+        /// librdkafka's words.
+        reason: String,
+    },
     /// Topics could not be created.
     #[error("cannot create topic {topic}: {reason}")]
     Provision {

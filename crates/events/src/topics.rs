@@ -23,6 +23,7 @@ pub fn all_topics() -> Vec<String> {
 /// exist yet, with `--topic-partitions`, `--topic-replication` and
 /// `--topic-min-insync-replicas`. Returns the ones it created.
 pub async fn provision(kafka: &KafkaArgs, topics: &[String]) -> Result<Vec<String>, EventsError> {
+    crate::kafka::reach(kafka).await?;
     let admin: AdminClient<DefaultClientContext> = kafka.client("weft-provisioner").create()?;
     let names: Vec<String> = topics.iter().map(|t| kafka.topic(t)).collect();
     let min_insync = kafka.topic_min_insync_replicas.map(|n| n.to_string());

@@ -9,6 +9,8 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, Producer as _};
 
+use crate::EventsError;
+
 /// Where the brokers are and how topics are laid out.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KafkaArgs {
@@ -180,6 +182,68 @@ impl KafkaArgs {
             // arrives, so the wait bounds only how often an idle consumer asks.
             .set("fetch.wait.max.ms", "500");
         self.operators(c)
+    }
+}
+
+/// A client context that remembers the last error retrying cannot mend — the brokers
+/// refusing weft's credentials, or the TLS handshake failing — so that a caller can
+/// stop at once and say so instead of timing out.
+#[derive(Debug, Default)]
+pub struct Refusals(std::sync::Mutex<Option<String>>);
+
+impl Refusals {
+    /// librdkafka's words for the last refusal, if there was one.
+    pub fn last(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|r| r.clone())
+    }
+}
+
+impl rdkafka::producer::ProducerContext for Refusals {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::producer::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
+/// Asks the brokers for cluster metadata for up to 10 s. Credentials or TLS they
+/// refuse are [`EventsError::Refused`] at once, with librdkafka's reason (the admin
+/// API would only time out); anything else is the last error seen.
+pub async fn reach(kafka: &KafkaArgs) -> Result<(), EventsError> {
+    let client: BaseProducer<Refusals> = kafka
+        .client("weft-reach")
+        .create_with_context(Refusals::default())?;
+    let brokers = kafka.brokers.clone();
+    tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            // Serves librdkafka's error events, which fill in the refusals.
+            client.poll(Duration::from_millis(100));
+            if let Some(reason) = client.context().last() {
+                return Err(EventsError::Refused { brokers, reason });
+            }
+            match client
+                .client()
+                .fetch_metadata(None, Duration::from_millis(500))
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if std::time::Instant::now() > deadline => return Err(e.into()),
+                Err(_) => {}
+            }
+        }
+    })
+    .await
+    .map_err(|e| EventsError::Delivery(format!("the broker check failed: {e}")))?
+}
+
+impl rdkafka::ClientContext for Refusals {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(Code::Authentication | Code::SSL | Code::SaslAuthenticationFailed)
+        ) && let Ok(mut last) = self.0.lock()
+        {
+            *last = Some(reason.to_owned());
+        }
+        tracing::warn!(%error, reason, "kafka client error");
     }
 }
 
