@@ -250,8 +250,29 @@ fn a_failed_start_leaves_no_process_behind() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    // Nobody listens there any more: the port can be bound again.
-    std::net::TcpListener::bind(("127.0.0.1", ports.broker)).expect("the broker's port is free");
+    // Nobody listens there any more. (Binding the port again would also fail when some
+    // other test's client connection happens to use it as its local port.)
+    assert!(
+        !listening_on(ports.broker),
+        "something still listens on the broker's port {}",
+        ports.broker
+    );
+}
+
+/// Whether any socket on this machine is in the LISTEN state on `port`
+/// (`/proc/net/tcp` and `tcp6`, state 0A).
+fn listening_on(port: u16) -> bool {
+    let local = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|line| {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                cols.len() > 3 && cols[1].ends_with(&local) && cols[3] == "0A"
+            })
+    })
 }
 
 /// A data dir whose broker data is gone (a reset broker under existing databases):
