@@ -7,8 +7,11 @@
 //! acknowledged, and after they return nothing acknowledged is missing.
 //!
 //! The test runs a 3-node cluster of its own (`scripts/kafka` on free ports), since it
-//! kills nodes.
+//! kills nodes. So does the check of `weft up --broker kafka`, which starts a local
+//! cluster with the mesh and stops it with the mesh.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -352,4 +355,68 @@ fn admin_of(bootstrap: &str) -> AdminClient<DefaultClientContext> {
         .set("bootstrap.servers", bootstrap)
         .create()
         .unwrap()
+}
+
+/// `weft up --broker kafka --check`: the launcher starts a one-node Apache Kafka with
+/// `scripts/kafka` under its data dir, provisions the topics there, brings the mesh up
+/// healthy, and on the way out stops the cluster: no JVM is left behind. A node count
+/// Kafka's quorum cannot use is refused as a usage error.
+#[test]
+fn up_with_a_local_kafka_starts_it_and_leaves_no_jvm_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = support::Ports::free();
+    let base = free_base();
+    let up = |extra: &[&str]| {
+        let mut c = support::up_command(dir.path(), &ports);
+        c.args(["--broker", "kafka", "--kafka-port", &base.to_string()])
+            .args(extra)
+            .env("WEFT_KAFKA_SCRIPT", script())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
+    };
+
+    let refused = up(&["--kafka-nodes", "4", "--check"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(64), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--kafka-nodes"),
+        "{refused:?}"
+    );
+
+    let mut child = up(&["--kafka-nodes", "1", "--check"]).spawn().unwrap();
+    // The node's pid while it runs (its pid file goes when it stops).
+    let pid_file = dir.path().join("kafka/node-1/pid");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let jvm: i32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "weft up ended before the Kafka node had a pid file: {:?}",
+            child.wait_with_output()
+        );
+        assert!(Instant::now() < deadline, "no Kafka node pid file");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("starting Apache Kafka (1 node, data in"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("provisioning"), "{stdout}");
+    assert!(stdout.contains("stopped kafka"), "{stdout}");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{jvm}")).exists(),
+        "the Kafka node (pid {jvm}) outlived weft up --check"
+    );
+    assert!(!pid_file.exists(), "the node's pid file is left");
+    // The cluster's data stays with the mesh's for the next start.
+    assert!(dir.path().join("kafka/node-1").is_dir());
 }
