@@ -262,18 +262,7 @@ impl Up {
 
     /// [`Self::start_env`] (SQLite) from async code.
     pub async fn start_env_async(data_dir: &Path, ports: &Ports, env: &[(&str, &str)]) -> Self {
-        let (d, p) = (data_dir.to_owned(), ports.clone());
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        tokio::task::spawn_blocking(move || {
-            let env: Vec<(&str, &str)> =
-                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            Self::start_env(&d, &p, None, &env)
-        })
-        .await
-        .unwrap()
+        Self::start_on_async(BrokerKind::Embedded, data_dir, ports, env).await
     }
 
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {

@@ -16,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 use weft_events::catalog::USER_EVENTS;
 use weft_events::consumer::{Handler, HandlerError, NeverReplay, Outcome, Received};
 use weft_events::envelope::Envelope;
-use weft_events::{Consumer, Database, topics};
+use weft_events::{Consumer, Database};
 use weft_proto::user::UserSignedUp;
-use weft_testkit::{BrokerKind, TestBroker, eventually};
+use weft_testkit::{BrokerKind, eventually};
 
 use super::common::*;
 
@@ -89,11 +89,7 @@ async fn effect_counts(db: &Database) -> HashMap<String, i64> {
 /// One batch: e1, e2, e1 again, an undecodable record, a record without an
 /// envelope, e3 (fails twice, transiently), e4.
 pub async fn a_mixed_batch_settles_every_record_once(kind: BrokerKind, url: String) {
-    let broker = TestBroker::start(kind);
-    let kafka = kafka_args(&broker);
-    topics::provision(&kafka, &topics::all_topics())
-        .await
-        .unwrap();
+    let (broker, kafka) = provisioned(kind).await;
     let db = Database::connect(&url).await.unwrap();
     sqlx::query("CREATE TABLE batch_effects (event_id TEXT NOT NULL, user_id TEXT NOT NULL)")
         .execute(db.pool())
@@ -207,11 +203,7 @@ pub async fn a_mixed_batch_settles_every_record_once(kind: BrokerKind, url: Stri
 /// kill -9 of a consumer (offsets in its database) while a batch's transaction is
 /// open, then a restart: every event applied exactly once.
 pub async fn kill_9_mid_batch_loses_and_doubles_nothing(kind: BrokerKind, url: String) {
-    let broker = TestBroker::start(kind);
-    let kafka = kafka_args(&broker);
-    topics::provision(&kafka, &topics::all_topics())
-        .await
-        .unwrap();
+    let (broker, kafka) = provisioned(kind).await;
     let db = Database::connect(&url).await.unwrap();
     let total = 600;
     let events: Vec<_> = (0..total).map(|i| signup(&format!("k{i}"))).collect();

@@ -12,7 +12,7 @@ use sqlx::Row as _;
 use weft_events::kafka::KafkaArgs;
 use weft_events::{Database, EventContext, Outbox};
 use weft_proto::user::{SignupSource, UserSignedUp};
-use weft_testkit::TestBroker;
+use weft_testkit::{BrokerKind, TestBroker};
 
 /// weft's client settings for `broker`: its address and prefix, and the topic layout
 /// of the cluster (replication 3 and `min.insync.replicas` 2 on Apache Kafka).
@@ -22,6 +22,16 @@ pub fn kafka_args(broker: &TestBroker) -> KafkaArgs {
     kafka.topic_replication = broker.replication();
     kafka.topic_min_insync_replicas = broker.min_insync_replicas();
     kafka
+}
+
+/// A broker of `kind` with every weft topic created, and weft's settings for it.
+pub async fn provisioned(kind: BrokerKind) -> (TestBroker, KafkaArgs) {
+    let broker = TestBroker::start(kind);
+    let kafka = kafka_args(&broker);
+    weft_events::topics::provision(&kafka, &weft_events::topics::all_topics())
+        .await
+        .unwrap();
+    (broker, kafka)
 }
 
 pub const PROBE: &str = env!("CARGO_BIN_EXE_weft-events-probe");

@@ -16,9 +16,9 @@ use weft_events::catalog::USER_EVENTS;
 use weft_events::consumer::{Handler, HandlerError, NeverReplay, Received};
 use weft_events::db::Backend;
 use weft_events::envelope::Envelope;
-use weft_events::{Consumer, Database, topics};
+use weft_events::{Consumer, Database};
 use weft_proto::user::UserSignedUp;
-use weft_testkit::{BrokerKind, TestBroker, eventually, header, read_topic_until};
+use weft_testkit::{BrokerKind, eventually, header, read_topic_until};
 
 use super::common::*;
 
@@ -62,11 +62,7 @@ async fn produce(producer: &RawProducer, user_id: &str, name: &str) {
 }
 
 pub async fn no_record_stops_the_consumer(kind: BrokerKind, url: String) {
-    let broker = TestBroker::start(kind);
-    let kafka = kafka_args(&broker);
-    topics::provision(&kafka, &topics::all_topics())
-        .await
-        .unwrap();
+    let (broker, kafka) = provisioned(kind).await;
     let db = Database::connect(&url).await.unwrap();
     sqlx::query(
         "CREATE TABLE poison_effects (user_id TEXT NOT NULL, name TEXT NOT NULL CHECK (length(name) <= 20))",

@@ -9,7 +9,7 @@ use weft_events::envelope::Envelope;
 use weft_events::outbox::RelayConfig;
 use weft_events::{Database, EventContext, Relay, topics};
 use weft_proto::order::OrderCreated;
-use weft_testkit::{BrokerKind, TestBroker};
+use weft_testkit::BrokerKind;
 
 use super::common::*;
 
@@ -18,11 +18,7 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Outbox → relay → broker → consumer in another process: applied once, duplicates
 /// skipped, poison dead-lettered, and the consumer keeps going.
 pub async fn outbox_to_consumer(kind: BrokerKind, publisher_url: String, consumer_url: String) {
-    let broker = TestBroker::start(kind);
-    let kafka = kafka_args(&broker);
-    topics::provision(&kafka, &topics::all_topics())
-        .await
-        .unwrap();
+    let (broker, kafka) = provisioned(kind).await;
     // Provisioning again is a no-op, not an error.
     assert!(
         topics::provision(&kafka, &topics::all_topics())
@@ -185,11 +181,7 @@ pub async fn outbox_to_consumer(kind: BrokerKind, publisher_url: String, consume
 
 /// kill -9 of the relay between the commit and the publish loses nothing.
 pub async fn relay_killed_before_publish(kind: BrokerKind, url: String) {
-    let broker = TestBroker::start(kind);
-    let kafka = kafka_args(&broker);
-    topics::provision(&kafka, &topics::all_topics())
-        .await
-        .unwrap();
+    let (broker, _) = provisioned(kind).await;
     let db = Database::connect(&url).await.unwrap();
 
     let event = signup("crash-1");
