@@ -105,6 +105,21 @@ pub enum EventsError {
         /// The partition's end (high watermark).
         end: i64,
     },
+    /// The database has offsets of a partition the topic no longer has (the topic
+    /// was deleted and created again with fewer partitions).
+    #[error(
+        "consumer group {group} has a stored offset for partition {partition} of {topic}, which now has only {partitions} partition(s): the topic was recreated with fewer partitions, and the records of the missing ones are gone. Start with --reset-offsets earliest (re-read what the topic has; the inbox skips what was applied) or latest to go on without them"
+    )]
+    LostPartitions {
+        /// The consumer group.
+        group: String,
+        /// The topic.
+        topic: String,
+        /// The partition that is gone.
+        partition: i32,
+        /// How many partitions the topic has now.
+        partitions: usize,
+    },
     /// An I/O error (creating the data directory).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -114,6 +129,9 @@ impl EventsError {
     /// Whether starting the process again cannot mend it: the operator must act
     /// first (stale offsets need `--reset-offsets`).
     pub fn needs_the_operator(&self) -> bool {
-        matches!(self, Self::StaleOffsets { .. })
+        matches!(
+            self,
+            Self::StaleOffsets { .. } | Self::LostPartitions { .. }
+        )
     }
 }

@@ -137,6 +137,32 @@ pub fn assignment(
     stale: StaleOffsets,
 ) -> Result<TopicPartitionList, EventsError> {
     let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), next) in stored {
+        let partitions = marks.iter().filter(|m| &m.topic == topic).count();
+        if partitions == 0
+            || marks
+                .iter()
+                .any(|m| &m.topic == topic && m.partition == *partition)
+        {
+            continue;
+        }
+        if stale == StaleOffsets::Stop {
+            return Err(EventsError::LostPartitions {
+                group: group.to_owned(),
+                topic: topic.clone(),
+                partition: *partition,
+                partitions,
+            });
+        }
+        tracing::warn!(
+            group,
+            %topic,
+            partition,
+            stored = next,
+            partitions,
+            "the topic has lost this partition (recreated with fewer); going on without it as --reset-offsets asked"
+        );
+    }
     for m in marks {
         let offset = match stored.get(&(m.topic.clone(), m.partition)) {
             None => Offset::Beginning,
@@ -219,4 +245,50 @@ pub async fn forget(conn: &mut AnyConnection, group: &str) -> Result<(), sqlx::E
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn marks(partitions: i32) -> Vec<Marks> {
+        (0..partitions)
+            .map(|p| Marks {
+                topic: "order-events".into(),
+                cluster_topic: "order-events".into(),
+                partition: p,
+                low: 0,
+                high: 10,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn offsets_of_a_partition_the_topic_lost_stop_the_consumer_unless_told() {
+        let stored: HashMap<(String, i32), i64> = [
+            (("order-events".to_owned(), 0), 4),
+            (("order-events".to_owned(), 2), 7),
+        ]
+        .into();
+        let err = assignment("weft-analytics", &marks(2), &stored, StaleOffsets::Stop).unwrap_err();
+        assert!(err.needs_the_operator());
+        let text = err.to_string();
+        assert!(text.contains("partition 2 of order-events"), "{text}");
+        assert!(text.contains("only 2 partition(s)"), "{text}");
+
+        for told in [StaleOffsets::Earliest, StaleOffsets::Latest] {
+            let tpl = assignment("weft-analytics", &marks(2), &stored, told).unwrap();
+            assert_eq!(tpl.count(), 2);
+            assert_eq!(
+                tpl.find_partition("order-events", 0).unwrap().offset(),
+                Offset::Offset(4)
+            );
+        }
+        // The same offsets on a topic that kept its partitions start where they were.
+        let tpl = assignment("weft-analytics", &marks(3), &stored, StaleOffsets::Stop).unwrap();
+        assert_eq!(
+            tpl.find_partition("order-events", 2).unwrap().offset(),
+            Offset::Offset(7)
+        );
+    }
 }
