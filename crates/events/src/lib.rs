@@ -11,6 +11,7 @@
 //! - [`consumer`]: at-least-once delivery, effect-once handling: the handler's change
 //!   and an inbox row commit together, duplicates are skipped, offsets move only after
 //!   the commit, poison records go to the dead-letter topic.
+//! - [`lease`]: work one replica at a time does on a shared database, fenced.
 //! - [`dlq`]: dead letters with their original bytes and the reason.
 //! - [`topics`]: explicit, idempotent topic provisioning.
 //! - [`kafka`]: client settings shared by producers and consumers.
@@ -23,6 +24,7 @@ pub mod db;
 pub mod dlq;
 pub mod envelope;
 pub mod kafka;
+pub mod lease;
 pub mod outbox;
 pub mod producer;
 pub mod retention;

@@ -4,7 +4,17 @@
 //! sent only once the broker has acknowledged it. A crash anywhere in between leaves
 //! the row unsent, so it is published again after restart: never lost, at worst
 //! delivered twice, which the consumers' inbox absorbs.
+//!
+//! Replicas that share a database share its outbox: exactly one relay publishes at a
+//! time, the holder of the `outbox-relay` [`Lease`]; the others stand by and take over
+//! within [`RelayConfig::lease_ttl`] when it dies (at once when it stops cleanly). A
+//! row is marked sent only under the holder's fencing token, so a relay that lost the
+//! lease mid-round (paused past its expiry) marks nothing; what it published meanwhile
+//! is published again by the new holder, and the consumers' inbox skips the copies.
+//! A key's rows after one that failed are not marked sent either: the next round
+//! sends them again after it.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +28,11 @@ use crate::catalog::DomainEvent;
 use crate::db::{Database, now_micros};
 use crate::envelope::Envelope;
 use crate::kafka::KafkaArgs;
+use crate::lease::{Lease, replica_id};
 use crate::producer::Producer;
+
+/// The lease of a database's outbox relay.
+pub const RELAY_LEASE: &str = "outbox-relay";
 
 /// Writes events into the outbox inside a caller's transaction.
 pub struct Outbox;
@@ -89,6 +103,11 @@ pub struct RelayConfig {
     /// Fault injection for crash tests: after reading a batch, hang before
     /// publishing it (a test then kills the process).
     pub hang_before_publish: bool,
+    /// How long the relay lease lasts without renewal: the longest a dead holder's
+    /// replicas wait before one of them publishes instead.
+    pub lease_ttl: Duration,
+    /// This replica's name in the lease (default: [`replica_id`]).
+    pub replica: String,
 }
 
 impl Default for RelayConfig {
@@ -98,6 +117,8 @@ impl Default for RelayConfig {
             poll_interval: Duration::from_millis(500),
             retention: Duration::from_secs(7 * 24 * 3600),
             hang_before_publish: false,
+            lease_ttl: Duration::from_secs(10),
+            replica: replica_id(),
         }
     }
 }
@@ -116,6 +137,7 @@ pub struct Relay {
     producer: Producer,
     waker: RelayWaker,
     config: RelayConfig,
+    lease: tokio::sync::Mutex<Lease>,
 }
 
 impl Relay {
@@ -127,11 +149,13 @@ impl Relay {
         config: RelayConfig,
     ) -> Result<Self, EventsError> {
         let producer = Producer::new(kafka, client_id)?;
+        let lease = Lease::new(db.clone(), RELAY_LEASE, &config.replica, config.lease_ttl);
         Ok(Self {
             db,
             producer,
             waker: RelayWaker::default(),
             config,
+            lease: tokio::sync::Mutex::new(lease),
         })
     }
 
@@ -174,6 +198,8 @@ impl Relay {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+        // Another replica takes over at its next round, not after the lease expires.
+        self.lease.lock().await.release().await;
         tracing::info!("outbox relay stopped");
     }
 
@@ -194,8 +220,13 @@ impl Relay {
     }
 
     /// One round: publishes up to a batch of unsent rows, in order, and marks those the
-    /// broker acknowledged. Returns how many were published.
+    /// broker acknowledged. Returns how many were published: none when another replica
+    /// holds the relay lease.
     pub async fn publish_pending(&self) -> Result<usize, EventsError> {
+        let mut lease = self.lease.lock().await;
+        let Some(token) = lease.ensure().await? else {
+            return Ok(0);
+        };
         let rows = sqlx::query(
             "SELECT seq, topic, event_key, headers, payload FROM weft_outbox \
              WHERE sent_at IS NULL ORDER BY seq LIMIT $1",
@@ -258,19 +289,15 @@ impl Relay {
         // Every report is awaited at once; a row is marked only when its own report
         // says the broker has it.
         let reports = futures::future::join_all(deliveries).await;
-        let mut acked = Vec::with_capacity(reports.len());
-        let mut first_error = None;
-        for (p, report) in pending.iter().zip(reports) {
-            match report {
-                Ok(Ok(_)) => acked.push(p.seq),
-                Ok(Err(e)) => {
-                    first_error.get_or_insert_with(|| e.to_string());
-                }
-                Err(_) => {
-                    first_error.get_or_insert_with(|| "producer dropped the delivery".to_owned());
-                }
-            }
-        }
+        let (acked, first_error) =
+            acknowledged_in_key_order(pending.iter().zip(reports).map(|(p, report)| {
+                let outcome = match report {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("producer dropped the delivery".to_owned()),
+                };
+                (p.seq, (p.topic.as_str(), p.key.as_str()), outcome)
+            }));
         if !acked.is_empty() {
             // Placeholders are written out because sqlx's Any query builder emits `?`,
             // which PostgreSQL does not accept.
@@ -286,6 +313,14 @@ impl Relay {
             // Through a write transaction: it takes its turn with the service's other
             // writers instead of retrying on SQLite's busy handler.
             let mut tx = self.db.begin().await?;
+            if !lease.still_held(&mut tx, token).await? {
+                tx.rollback().await?;
+                tracing::warn!(
+                    published = acked.len(),
+                    "the relay lease was taken over during this round; its rows stay unsent for the new holder, whose copies the consumers skip"
+                );
+                return Ok(0);
+            }
             update.execute(&mut *tx).await?;
             tx.commit().await?;
             metrics::counter!("outbox_published_total").increment(acked.len() as u64);
@@ -307,5 +342,49 @@ impl Relay {
             return Err(EventsError::Delivery(error));
         }
         Ok(acked.len())
+    }
+}
+
+/// The rows of a round that may be marked sent, and the first error: each row the
+/// broker acknowledged, unless an earlier row of its (topic, key) failed, since that
+/// key's rows must reach the topic in order (they are all sent again next round).
+fn acknowledged_in_key_order<'a>(
+    outcomes: impl Iterator<Item = (i64, (&'a str, &'a str), Result<(), String>)>,
+) -> (Vec<i64>, Option<String>) {
+    let mut acked = Vec::new();
+    let mut first_error = None;
+    let mut held_back: HashSet<(&str, &str)> = HashSet::new();
+    for (seq, key, outcome) in outcomes {
+        match outcome {
+            Ok(()) if !held_back.contains(&key) => acked.push(seq),
+            Ok(()) => {}
+            Err(e) => {
+                held_back.insert(key);
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    (acked, first_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_row_holds_back_the_later_rows_of_its_key_only() {
+        let t = "order-events";
+        let rows = vec![
+            (1, (t, "o-1"), Ok(())),
+            (2, (t, "o-2"), Err("timed out".to_owned())),
+            (3, (t, "o-1"), Ok(())),
+            (4, (t, "o-2"), Ok(())),
+            (5, ("user-events", "o-2"), Ok(())),
+            (6, (t, "o-3"), Err("too large".to_owned())),
+            (7, (t, "o-2"), Ok(())),
+        ];
+        let (acked, error) = acknowledged_in_key_order(rows.into_iter());
+        assert_eq!(acked, vec![1, 3, 5]);
+        assert_eq!(error.as_deref(), Some("timed out"));
     }
 }

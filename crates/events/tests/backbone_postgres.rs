@@ -4,6 +4,8 @@
 #[path = "common/batching.rs"]
 mod batching;
 mod common;
+#[path = "common/handover.rs"]
+mod handover;
 #[path = "common/poison.rs"]
 mod poison;
 #[path = "common/pruning.rs"]
@@ -68,6 +70,16 @@ async fn old_rows_are_pruned_and_recent_ones_kept_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_killed_before_publish_publishes_after_restart_on_postgres() {
     scenario::relay_killed_before_publish(
+        BrokerKind::Embedded,
+        weft_testkit::postgres_database().await,
+    )
+    .await;
+}
+
+/// Two relays on one database: one publishes at a time and the other takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_relay_publishes_at_a_time_and_another_takes_over_on_postgres() {
+    handover::one_relay_publishes_at_a_time_and_another_takes_over(
         BrokerKind::Embedded,
         weft_testkit::postgres_database().await,
     )

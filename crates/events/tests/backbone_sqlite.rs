@@ -4,6 +4,8 @@
 #[path = "common/batching.rs"]
 mod batching;
 mod common;
+#[path = "common/handover.rs"]
+mod handover;
 #[path = "common/poison.rs"]
 mod poison;
 #[path = "common/pruning.rs"]
@@ -83,4 +85,15 @@ async fn old_rows_are_pruned_and_recent_ones_kept_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     pruning::old_rows_are_pruned_and_recent_ones_kept(sqlite_url(dir.path(), "prune").unwrap())
         .await;
+}
+
+/// Two relays on one database: one publishes at a time and the other takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_relay_publishes_at_a_time_and_another_takes_over_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    handover::one_relay_publishes_at_a_time_and_another_takes_over(
+        BrokerKind::Embedded,
+        sqlite_url(dir.path(), "shared").unwrap(),
+    )
+    .await;
 }
