@@ -84,6 +84,7 @@ impl App {
         )?;
         let deliverer = Deliverer {
             db: db.clone(),
+            replica: weft_events::lease::replica_id(),
             mail,
             sms,
             templates: Arc::new(templates),
@@ -96,6 +97,7 @@ impl App {
                 from,
                 idle_poll: Duration::from_secs(1),
                 concurrency: config.delivery_concurrency as usize,
+                send_timeout: config.send_timeout,
             },
         };
         let grpc = GrpcServer::bind(config.grpc_addr, config.server.clone()).await?;

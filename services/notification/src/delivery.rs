@@ -52,6 +52,25 @@ pub struct DeliveryConfig {
     pub idle_poll: Duration,
     /// Messages sent at once.
     pub concurrency: usize,
+    /// Time limit of one send (SMTP or webhook exchange): with the pass size and the
+    /// concurrency it sets how long a pass claims its rows.
+    pub send_timeout: Duration,
+}
+
+impl DeliveryConfig {
+    /// Notifications one pass claims.
+    fn pass_size(&self) -> i64 {
+        (self.concurrency * 4).max(32) as i64
+    }
+
+    /// How long a pass claims its rows: long enough for every send of a full pass to
+    /// time out, plus a margin. A replica that dies mid-pass delays the rows it had
+    /// claimed by this much at most; nobody sends them meanwhile.
+    pub fn claim_ttl(&self) -> Duration {
+        let rounds = u32::try_from(self.pass_size() as usize / self.concurrency.max(1) + 1)
+            .unwrap_or(u32::MAX);
+        self.send_timeout.saturating_mul(rounds) + Duration::from_secs(5)
+    }
 }
 
 /// How many messages each recipient may get: a token bucket per address.
@@ -82,6 +101,8 @@ impl RecipientLimits {
 pub struct Deliverer {
     /// The service database.
     pub db: Database,
+    /// This replica's name, the start of its passes' claims.
+    pub replica: String,
     /// Email transport.
     pub mail: Arc<dyn MailTransport>,
     /// Text message transport.
@@ -162,10 +183,19 @@ impl Deliverer {
         }
     }
 
-    /// One pass over the due notifications; how many it settled or rescheduled.
+    /// One pass over the due notifications; how many it settled or rescheduled. The
+    /// pass first claims its rows, so replicas sharing the database never send one
+    /// message twice.
     pub async fn deliver_due(&self, shutdown: &CancellationToken) -> Result<usize, sqlx::Error> {
-        let limit = (self.config.concurrency * 4).max(32) as i64;
-        let due = store::due(&self.db, now_micros(), limit).await?;
+        let claim = format!(
+            "{}/{}",
+            self.replica,
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let now = now_micros();
+        let until =
+            now + i64::try_from(self.config.claim_ttl().as_micros()).unwrap_or(i64::MAX / 2);
+        let due = store::claim_due(&self.db, &claim, now, until, self.config.pass_size()).await?;
         let n = due.len();
         let attempts: Vec<(NotificationRow, Attempt)> = futures::stream::iter(due)
             .take_while(|_| std::future::ready(!shutdown.is_cancelled()))
@@ -182,7 +212,7 @@ impl Deliverer {
         if !sent.is_empty() {
             // Sent but not recorded (the database failed): the next pass sends them
             // again, which the file transport absorbs and SMTP may not (at least once).
-            self.record_sent(&sent).await?;
+            self.record_sent(&claim, &sent).await?;
         }
         for (row, attempt) in others {
             self.settle(&row, attempt).await?;
@@ -344,7 +374,11 @@ impl Deliverer {
     }
 
     /// Marks the rows sent and enqueues their events, in one transaction.
-    async fn record_sent(&self, sent: &[(NotificationRow, Attempt)]) -> Result<(), sqlx::Error> {
+    async fn record_sent(
+        &self,
+        claim: &str,
+        sent: &[(NotificationRow, Attempt)],
+    ) -> Result<(), sqlx::Error> {
         let mut events = Vec::with_capacity(sent.len());
         for (row, attempt) in sent {
             if let Attempt::Sent { recipient, subject } = attempt {
@@ -359,7 +393,8 @@ impl Deliverer {
         let mut tx = self.db.begin().await?;
         let mut recorded = Vec::with_capacity(events.len());
         for (row, recipient, subject, event) in &events {
-            if !store::mark_sent(&mut tx, &row.id, recipient, subject, now_micros()).await? {
+            if !store::mark_sent(&mut tx, &row.id, claim, recipient, subject, now_micros()).await? {
+                tracing::warn!(notification_id = %row.id, "sent, but the row is no longer pending under this pass's claim (the claim ran out and another pass took it); not recorded twice");
                 continue;
             }
             let enqueued = match event {

@@ -247,17 +247,39 @@ pub async fn plan(conn: &mut AnyConnection, n: &NotificationRow) -> Result<bool,
     Ok(done.rows_affected() == 1)
 }
 
-/// Pending notifications due at `now`, earliest first.
-pub async fn due(db: &Database, now: i64, limit: i64) -> Result<Vec<NotificationRow>, sqlx::Error> {
-    let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM notifications WHERE status = $1 AND next_attempt_at <= $2 \
-         ORDER BY next_attempt_at, notification_id LIMIT $3"
-    ))
+/// Claims up to `limit` pending notifications due at `now`, earliest first, for the
+/// delivery pass `claim` until `until`: they are not due for anyone else before then.
+/// Returns the rows this pass holds.
+pub async fn claim_due(
+    db: &Database,
+    claim: &str,
+    now: i64,
+    until: i64,
+    limit: i64,
+) -> Result<Vec<NotificationRow>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        "UPDATE notifications SET claimed_by = $1, next_attempt_at = $2 \
+         WHERE status = $3 AND next_attempt_at <= $4 AND notification_id IN ( \
+           SELECT notification_id FROM notifications WHERE status = $3 AND next_attempt_at <= $4 \
+           ORDER BY next_attempt_at, notification_id LIMIT $5)",
+    )
+    .bind(claim.to_owned())
+    .bind(until)
     .bind(DeliveryStatus::Pending as i64)
     .bind(now)
     .bind(limit)
-    .fetch_all(db.pool())
+    .execute(&mut *tx)
     .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM notifications WHERE claimed_by = $1 AND status = $2 \
+         ORDER BY created_at, notification_id"
+    ))
+    .bind(claim.to_owned())
+    .bind(DeliveryStatus::Pending as i64)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
     rows.iter().map(from_row).collect()
 }
 
@@ -270,17 +292,20 @@ pub async fn next_due(db: &Database) -> Result<Option<i64>, sqlx::Error> {
     row.try_get::<Option<i64>, _>(0)
 }
 
-/// Records the delivery; `false` when the row was no longer pending.
+/// Records the delivery made under `claim`; `false` when the row was no longer
+/// pending or another pass has claimed it since (this one outlived its claim).
 pub async fn mark_sent(
     conn: &mut AnyConnection,
     id: &str,
+    claim: &str,
     recipient: &str,
     subject: &str,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE notifications SET status = $1, recipient = $2, subject = $3, sent_at = $4, \
-         attempts = attempts + 1, last_error = NULL WHERE notification_id = $5 AND status = $6",
+         attempts = attempts + 1, last_error = NULL \
+         WHERE notification_id = $5 AND status = $6 AND claimed_by = $7",
     )
     .bind(DeliveryStatus::Sent as i64)
     .bind(recipient.to_owned())
@@ -288,6 +313,7 @@ pub async fn mark_sent(
     .bind(now)
     .bind(id.to_owned())
     .bind(DeliveryStatus::Pending as i64)
+    .bind(claim.to_owned())
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
