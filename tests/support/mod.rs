@@ -29,14 +29,9 @@ pub struct Ports {
 }
 
 impl Ports {
-    /// Distinct free ports: all are bound at once before any is released, so no two
-    /// listeners of the mesh are handed the same port.
+    /// Distinct free ports, this test process's alone (see [`weft_testkit::free_port`]).
     pub fn free() -> Self {
-        let held: Vec<std::net::TcpListener> = (0..12)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-            .collect();
-        let mut ports = held.iter().map(|l| l.local_addr().unwrap().port());
-        let mut p = || ports.next().unwrap();
+        let p = weft_testkit::free_port;
         Self {
             broker: p(),
             user: p(),

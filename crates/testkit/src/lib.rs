@@ -14,12 +14,48 @@ use std::time::{Duration, Instant};
 mod kafka;
 pub use kafka::{BrokerKind, TestBroker, kafka_cluster};
 
-/// A free TCP port on 127.0.0.1 (bound and released; a tiny race is accepted).
+/// Ports handed out to tests: below Linux's ephemeral range (32768–60999), so no
+/// outgoing connection of any process can hold one, and below the local Kafka
+/// clusters' defaults (19192 on).
+const TEST_PORTS: std::ops::Range<u16> = 10_000..19_000;
+
+/// A free TCP port on 127.0.0.1, this process's until it exits: no other test process
+/// is given it (a lock file per port under the temp dir, held open), and it lies
+/// outside the ephemeral range, so a client connection cannot take it between the
+/// moment it is chosen and the moment the server under test binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on 127.0.0.1")
+    use std::sync::Mutex;
+    static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("weft-test-ports");
+    std::fs::create_dir_all(&dir).expect("creating the test ports' lock dir");
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default()
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    let mut held = HELD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for i in 0..span {
+        let port = TEST_PORTS.start + u16::try_from((seed.wrapping_add(i)) % span).unwrap_or(0);
+        let Ok(file) = std::fs::File::create(dir.join(format!("{port}.lock"))) else {
+            continue;
+        };
+        if file.try_lock().is_err() {
+            continue; // another test process has it
+        }
+        let free = TcpListener::bind(("127.0.0.1", port)).is_ok();
+        // Held either way: a port in use is not worth trying again in this process.
+        held.push(file);
+        if free {
+            return port;
+        }
+    }
+    panic!(
+        "no free port left in {}..{} on 127.0.0.1",
+        TEST_PORTS.start, TEST_PORTS.end
+    );
 }
 
 /// A port bound on 127.0.0.1 but not listening: connections to it are refused, as
