@@ -191,7 +191,12 @@ async function notificationsAndAnalytics(ctx) {
   assert(listed.length > 0, "ListNotifications");
   await notes("GetNotification", { notificationId: listed[0].notificationId }, token);
 
-  assert(Number((await analytics("GetMetrics", {})).metrics.signups) >= 2, "GetMetrics");
+  // Analytics counts from the events, a moment after the sign-ups were answered.
+  const counted = Date.now() + 60000;
+  while (Number((await analytics("GetMetrics", {})).metrics.signups) < 2) {
+    assert(Date.now() < counted, "GetMetrics: both sign-ups counted within 60 s");
+    await new Promise((r) => setTimeout(r, 200));
+  }
   await new Promise((resolve, reject) => {
     const md = new grpc.Metadata();
     md.set("authorization", `Bearer ${staff}`);
