@@ -36,7 +36,7 @@ public class Ready {
           }
           last = seen + " of " + want + " brokers registered";
         } catch (Exception e) {
-          last = e.getMessage();
+          last = e.getClass().getSimpleName() + (e.getMessage() == null ? "" : ": " + e.getMessage());
         }
         Thread.sleep(250);
       }
