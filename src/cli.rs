@@ -102,7 +102,8 @@ pub struct UpArgs {
     pub kafka_nodes: u8,
     /// First port of the local Apache Kafka cluster of `--broker kafka`: node i listens
     /// on this + i - 1 (and + 100, + 200 for its controller and SASL_SSL listeners).
-    #[arg(long, env = "WEFT_KAFKA_PORT", default_value_t = 19192)]
+    #[arg(long, env = "WEFT_KAFKA_PORT", default_value_t = 19192,
+          value_parser = clap::value_parser!(u16).range(1025..=65235))]
     pub kafka_port: u16,
     /// Partitions of each topic created at start-up.
     #[arg(long, env = "WEFT_TOPIC_PARTITIONS", default_value_t = 3)]

@@ -360,7 +360,8 @@ fn admin_of(bootstrap: &str) -> AdminClient<DefaultClientContext> {
 /// `weft up --broker kafka --check`: the launcher starts a one-node Apache Kafka with
 /// `scripts/kafka` under its data dir, provisions the topics there, brings the mesh up
 /// healthy, and on the way out stops the cluster: no JVM is left behind. A node count
-/// Kafka's quorum cannot use is refused as a usage error.
+/// Kafka's quorum cannot use, or a first port whose listeners would pass 65535, is
+/// refused as a usage error.
 #[test]
 fn up_with_a_local_kafka_starts_it_and_leaves_no_jvm_behind() {
     let dir = tempfile::tempdir().unwrap();
@@ -380,6 +381,16 @@ fn up_with_a_local_kafka_starts_it_and_leaves_no_jvm_behind() {
     assert_eq!(refused.status.code(), Some(64), "{refused:?}");
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("--kafka-nodes"),
+        "{refused:?}"
+    );
+
+    // Its nodes' listeners run up to the first port + 202.
+    let mut bad_port = support::up_command(dir.path(), &ports);
+    bad_port.args(["--broker", "kafka", "--kafka-port", "65500", "--check"]);
+    let refused = bad_port.output().unwrap();
+    assert_eq!(refused.status.code(), Some(64), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--kafka-port"),
         "{refused:?}"
     );
 

@@ -65,22 +65,7 @@ async fn the_mesh_runs_through_sasl_ssl() {
         ("KAFKA_BROKERS", s.brokers.as_str()),
         ("WEFT_KAFKA_CONFIG_FILE", props.to_str().unwrap()),
     ];
-    let up = {
-        let (data, ports, env): (_, _, Vec<(String, String)>) = (
-            data.clone(),
-            ports.clone(),
-            env.iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        );
-        tokio::task::spawn_blocking(move || {
-            let env: Vec<(&str, &str)> =
-                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            Up::start_with_broker(broker, &data, &ports, None, &env)
-        })
-        .await
-        .unwrap()
-    };
+    let up = Up::start_with_broker_async(broker, &data, &ports, &env).await;
 
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{}", ports.gateway);

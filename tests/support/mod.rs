@@ -236,6 +236,16 @@ impl Up {
         ports: &Ports,
         env: &[(&str, &str)],
     ) -> Self {
+        Self::start_with_broker_async(MeshBroker::new(kind, ports), data_dir, ports, env).await
+    }
+
+    /// [`Self::start_with_broker`] (SQLite) from async code.
+    pub async fn start_with_broker_async(
+        broker: MeshBroker,
+        data_dir: &Path,
+        ports: &Ports,
+        env: &[(&str, &str)],
+    ) -> Self {
         let (d, p) = (data_dir.to_owned(), ports.clone());
         let env: Vec<(String, String)> = env
             .iter()
@@ -244,7 +254,7 @@ impl Up {
         tokio::task::spawn_blocking(move || {
             let env: Vec<(&str, &str)> =
                 env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            Self::start_on(kind, &d, &p, None, &env)
+            Self::start_with_broker(broker, &d, &p, None, &env)
         })
         .await
         .unwrap()

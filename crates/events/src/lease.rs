@@ -104,6 +104,9 @@ impl Lease {
                 return Ok(Some(h.token));
             }
             let started = Instant::now();
+            // Through a write transaction, like every writer of the service: on SQLite
+            // it takes its turn instead of spinning in the busy handler.
+            let mut tx = self.db.begin().await?;
             let renewed = sqlx::query(
                 "UPDATE weft_leases SET expires_at = $1 WHERE name = $2 AND holder = $3 AND token = $4",
             )
@@ -111,10 +114,11 @@ impl Lease {
             .bind(self.name.clone())
             .bind(self.holder.clone())
             .bind(h.token)
-            .execute(self.db.pool())
+            .execute(&mut *tx)
             .await?
             .rows_affected()
                 == 1;
+            tx.commit().await?;
             if renewed {
                 self.held = Some(Held {
                     token: h.token,

@@ -203,6 +203,20 @@ impl rdkafka::producer::ProducerContext for Refusals {
     fn delivery(&self, _: &rdkafka::producer::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
 }
 
+impl rdkafka::ClientContext for Refusals {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(Code::Authentication | Code::SSL | Code::SaslAuthenticationFailed)
+        ) && let Ok(mut last) = self.0.lock()
+        {
+            *last = Some(reason.to_owned());
+        }
+        tracing::warn!(%error, reason, "kafka client error");
+    }
+}
+
 /// Asks the brokers for cluster metadata for up to 10 s. Credentials or TLS they
 /// refuse are [`EventsError::Refused`] at once, with librdkafka's reason (the admin
 /// API would only time out); anything else is the last error seen.
@@ -231,20 +245,6 @@ pub async fn reach(kafka: &KafkaArgs) -> Result<(), EventsError> {
     })
     .await
     .map_err(|e| EventsError::Delivery(format!("the broker check failed: {e}")))?
-}
-
-impl rdkafka::ClientContext for Refusals {
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        use rdkafka::types::RDKafkaErrorCode as Code;
-        if matches!(
-            error.rdkafka_error_code(),
-            Some(Code::Authentication | Code::SSL | Code::SaslAuthenticationFailed)
-        ) && let Ok(mut last) = self.0.lock()
-        {
-            *last = Some(reason.to_owned());
-        }
-        tracing::warn!(%error, reason, "kafka client error");
-    }
 }
 
 /// The future of one readiness probe run.
