@@ -122,6 +122,33 @@ pub enum EventsError {
         /// How many partitions the topic has now.
         partitions: usize,
     },
+    /// A consumer whose effects cannot be replayed has no stored offsets, and its
+    /// topics have history it was not told about.
+    #[error(
+        "consumer group {group} has no stored offsets in this database, but its topics ({topics}) hold {records} record(s): another deployment's history, or this one's from before its database was replaced. Applying it would repeat its effects (orders, emails). Start with --from latest to apply only what comes next, or --from earliest to apply the whole history again"
+    )]
+    NoStartingPoint {
+        /// The consumer group.
+        group: String,
+        /// How many records the topics hold.
+        records: i64,
+        /// The topics.
+        topics: String,
+    },
+    /// A member of the group belongs to another deployment (another database).
+    #[error(
+        "consumer group {group} has a member of another deployment ({theirs}, replica {replica}); this database belongs to deployment {ours}. Two meshes with their own databases cannot share a consumer group: give one of them its own --kafka-prefix, or point both at the same databases"
+    )]
+    ForeignDeployment {
+        /// The group on the cluster.
+        group: String,
+        /// This database's deployment.
+        ours: String,
+        /// The other member's deployment.
+        theirs: String,
+        /// The other member's replica id.
+        replica: String,
+    },
     /// An I/O error (creating the data directory).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -133,7 +160,10 @@ impl EventsError {
     pub fn needs_the_operator(&self) -> bool {
         matches!(
             self,
-            Self::StaleOffsets { .. } | Self::LostPartitions { .. }
+            Self::StaleOffsets { .. }
+                | Self::LostPartitions { .. }
+                | Self::NoStartingPoint { .. }
+                | Self::ForeignDeployment { .. }
         )
     }
 }

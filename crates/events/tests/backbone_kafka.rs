@@ -7,6 +7,8 @@
 #[path = "common/batching.rs"]
 mod batching;
 mod common;
+#[path = "common/group.rs"]
+mod group;
 #[path = "common/poison.rs"]
 mod poison;
 #[path = "common/scenario.rs"]
@@ -63,6 +65,47 @@ async fn stale_offsets_stop_the_consumer_until_reset_on_kafka() {
     stale::stale_offsets_stop_the_consumer_until_reset(
         Kafka,
         sqlite_url(dir.path(), "stale").unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_share_the_partitions_and_hand_them_over_on_kafka() {
+    let dir = tempfile::tempdir().unwrap();
+    group::members_share_the_partitions_and_hand_them_over(
+        Kafka,
+        sqlite_url(dir.path(), "shared").unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_partitions_were_claimed_commits_nothing_on_kafka() {
+    let dir = tempfile::tempdir().unwrap();
+    group::a_member_whose_partitions_were_claimed_commits_nothing(
+        Kafka,
+        sqlite_url(dir.path(), "fenced").unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_begins_at_its_stored_offsets_or_where_told_on_kafka() {
+    let dir = tempfile::tempdir().unwrap();
+    group::a_group_begins_at_its_stored_offsets_or_where_told(
+        Kafka,
+        sqlite_url(dir.path(), "start").unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_of_another_deployment_is_refused_on_kafka() {
+    let dir = tempfile::tempdir().unwrap();
+    group::a_member_of_another_deployment_is_refused(
+        Kafka,
+        sqlite_url(dir.path(), "a").unwrap(),
+        sqlite_url(dir.path(), "b").unwrap(),
     )
     .await;
 }

@@ -4,6 +4,8 @@
 #[path = "common/batching.rs"]
 mod batching;
 mod common;
+#[path = "common/group.rs"]
+mod group;
 #[path = "common/handover.rs"]
 mod handover;
 #[path = "common/poison.rs"]
@@ -81,6 +83,43 @@ async fn relay_killed_before_publish_publishes_after_restart_on_postgres() {
 async fn one_relay_publishes_at_a_time_and_another_takes_over_on_postgres() {
     handover::one_relay_publishes_at_a_time_and_another_takes_over(
         BrokerKind::Embedded,
+        weft_testkit::postgres_database().await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_share_the_partitions_and_hand_them_over_on_postgres() {
+    group::members_share_the_partitions_and_hand_them_over(
+        BrokerKind::Embedded,
+        weft_testkit::postgres_database().await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_partitions_were_claimed_commits_nothing_on_postgres() {
+    group::a_member_whose_partitions_were_claimed_commits_nothing(
+        BrokerKind::Embedded,
+        weft_testkit::postgres_database().await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_begins_at_its_stored_offsets_or_where_told_on_postgres() {
+    group::a_group_begins_at_its_stored_offsets_or_where_told(
+        BrokerKind::Embedded,
+        weft_testkit::postgres_database().await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_of_another_deployment_is_refused_on_postgres() {
+    group::a_member_of_another_deployment_is_refused(
+        BrokerKind::Embedded,
+        weft_testkit::postgres_database().await,
         weft_testkit::postgres_database().await,
     )
     .await;

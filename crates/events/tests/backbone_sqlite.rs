@@ -4,6 +4,8 @@
 #[path = "common/batching.rs"]
 mod batching;
 mod common;
+#[path = "common/group.rs"]
+mod group;
 #[path = "common/handover.rs"]
 mod handover;
 #[path = "common/poison.rs"]
@@ -94,6 +96,47 @@ async fn one_relay_publishes_at_a_time_and_another_takes_over_on_sqlite() {
     handover::one_relay_publishes_at_a_time_and_another_takes_over(
         BrokerKind::Embedded,
         sqlite_url(dir.path(), "shared").unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_share_the_partitions_and_hand_them_over_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    group::members_share_the_partitions_and_hand_them_over(
+        BrokerKind::Embedded,
+        sqlite_url(dir.path(), "shared").unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_partitions_were_claimed_commits_nothing_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    group::a_member_whose_partitions_were_claimed_commits_nothing(
+        BrokerKind::Embedded,
+        sqlite_url(dir.path(), "fenced").unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_begins_at_its_stored_offsets_or_where_told_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    group::a_group_begins_at_its_stored_offsets_or_where_told(
+        BrokerKind::Embedded,
+        sqlite_url(dir.path(), "start").unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_of_another_deployment_is_refused_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    group::a_member_of_another_deployment_is_refused(
+        BrokerKind::Embedded,
+        sqlite_url(dir.path(), "a").unwrap(),
+        sqlite_url(dir.path(), "b").unwrap(),
     )
     .await;
 }

@@ -91,16 +91,14 @@ impl App {
         }
         let consumer = consumer
             .project_any(Projector)
-            .offsets_in_database(DropProjections)
-            .on_stale_offsets(self.config.consumer.reset_offsets)
+            .rewinds_with(DropProjections)
+            .with_args(&self.config.consumer)
             .after_commit(move |_, outcome| {
                 if outcome == Outcome::Applied {
                     changed.send_modify(|v| *v = v.wrapping_add(1));
                 }
             });
-        let rewinder = consumer
-            .rewinder()
-            .context("the analytics consumer keeps its offsets in the database")?;
+        let rewinder = consumer.rewinder();
         let api = AnalyticsApi {
             db: self.db.clone(),
             changes,

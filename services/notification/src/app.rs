@@ -12,7 +12,6 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use weft_auth::{TokenConfig, Verifier};
-use weft_events::consumer::NeverReplay;
 use weft_events::dlq::DeadLetters;
 use weft_events::outbox::RelayConfig;
 use weft_events::{Consumer, Database, Relay};
@@ -152,9 +151,8 @@ impl App {
             public_url: self.config.public_url.clone(),
         })
         .on::<ContactVerified>(Verified)
-        // Replaying would message every user again.
-        .offsets_in_database(NeverReplay)
-        .on_stale_offsets(self.config.consumer.reset_offsets)
+        // Never replayed: that would message every user again.
+        .with_args(&self.config.consumer)
         .after_commit(move |_, _| wake.notify_one());
         let stop = shutdown.clone();
         let jwks = self

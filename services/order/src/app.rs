@@ -9,7 +9,6 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use weft_auth::{TokenConfig, Verifier};
-use weft_events::consumer::NeverReplay;
 use weft_events::outbox::RelayConfig;
 use weft_events::{Consumer, Relay};
 use weft_kit::admin::AdminServer;
@@ -114,10 +113,9 @@ impl App {
             self.api.db.clone(),
         )
         .on::<UserSignedUp>(WelcomeOrders)
-        // Offsets committed with the welcome order, no group membership to recover
-        // after a crash; a replay would be absorbed, but is never asked for.
-        .offsets_in_database(NeverReplay)
-        .on_stale_offsets(self.config.consumer.reset_offsets)
+        // Creating orders is never replayed: without stored offsets over a history,
+        // it waits to be told where to begin (--from).
+        .with_args(&self.config.consumer)
         .after_commit(move |_, _| waker.wake());
         let stop = shutdown.clone();
         let jwks = self

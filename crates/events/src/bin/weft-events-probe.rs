@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sqlx::AnyConnection;
-use weft_events::consumer::{Handler, HandlerError, NeverReplay, Received};
+use weft_events::consumer::{Handler, HandlerError, Received, StartFrom};
 use weft_events::kafka::KafkaArgs;
 use weft_events::outbox::RelayConfig;
 use weft_events::{Consumer, Database, Relay};
@@ -48,9 +48,13 @@ enum Cmd {
         /// Also write a marker file here once the consumer is running.
         #[arg(long)]
         ready_file: Option<PathBuf>,
-        /// Keep offsets in the database, committed with the effects.
+        /// Where to begin when the group has no stored offsets but the topics have
+        /// history.
+        #[arg(long, value_enum)]
+        from: Option<StartFrom>,
+        /// This member's replica id in the group.
         #[arg(long)]
-        offsets_in_db: bool,
+        replica: Option<String>,
         /// Fault injection for crash tests: after applying this many events in
         /// this process, print `hanging` and hang inside the batch's transaction
         /// (a test then kills the process).
@@ -125,7 +129,8 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Consume {
             group,
             ready_file,
-            offsets_in_db,
+            from,
+            replica,
             hang_after,
         } => {
             sqlx::query("CREATE TABLE IF NOT EXISTS probe_effects (event_id TEXT NOT NULL, user_id TEXT NOT NULL)")
@@ -137,9 +142,10 @@ async fn main() -> anyhow::Result<()> {
             };
             let mut consumer = Consumer::new(&group, kafka, db)
                 .on::<UserSignedUp>(effect())
-                .on::<OrderCreated>(effect());
-            if offsets_in_db {
-                consumer = consumer.offsets_in_database(NeverReplay);
+                .on::<OrderCreated>(effect())
+                .start_from(from);
+            if let Some(replica) = replica {
+                consumer = consumer.replica(&replica);
             }
             let consumer = consumer.after_commit(|received, outcome| {
                 println!(

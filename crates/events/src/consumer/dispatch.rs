@@ -161,6 +161,9 @@ pub enum Decision {
     Apply(Apply, Box<Received>),
     /// A known event type this consumer does not handle: only its offset moves.
     Ignore,
+    /// The record's partition is no longer this member's: left to the member that
+    /// holds it now (nothing applied, no offset moved).
+    Fenced,
     /// Send it to the dead-letter topic with this reason and error.
     DeadLetter {
         /// Machine-readable reason (`dlq_reason`).

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use sqlx::{AnyConnection, Row as _};
 use tracing::Instrument as _;
 
+use super::claims::{self, Partition};
 use super::dispatch::{Apply, Decision, Record};
 use super::{HandlerError, Outcome, Received, Scope};
 use crate::db::{Database, now_micros};
@@ -46,18 +47,36 @@ pub enum Pass {
         /// Why.
         error: HandlerError,
     },
+    /// Another member claimed these partitions since this one did; nothing of the
+    /// pass committed.
+    Fenced(Vec<Partition>),
 }
 
-/// Applies `items` in one transaction (see the module docs). Dead letters among them
-/// must already be on their topic: here only their offsets move. `Err` is a database
-/// failure of the pass itself (nothing committed either).
+/// Applies `items` in one transaction (see the module docs), first checking that this
+/// member still holds their partitions at `epochs` ([`claims::check`]). Dead letters
+/// among them must already be on their topic: here only their offsets move. `Err` is
+/// a database failure of the pass itself (nothing committed either).
 pub async fn apply(
     db: &Database,
     group: &str,
-    offsets_in_db: bool,
+    epochs: &HashMap<Partition, i64>,
     items: &[Item],
 ) -> Result<Pass, sqlx::Error> {
     let mut tx = db.begin().await?;
+    let mut held: BTreeMap<&Partition, i64> = BTreeMap::new();
+    for item in items {
+        if matches!(item.decision, Decision::Fenced) {
+            continue;
+        }
+        let key = (item.record.topic.clone(), item.record.partition);
+        if let Some((partition, epoch)) = epochs.get_key_value(&key) {
+            held.insert(partition, *epoch);
+        }
+    }
+    let fenced = claims::check(&mut tx, group, held).await?;
+    if !fenced.is_empty() {
+        return Ok(Pass::Fenced(fenced));
+    }
     let new = record_in_inbox(&mut tx, group, items).await?;
     let mut first_seen: HashSet<&str> = HashSet::with_capacity(new.len());
     let mut scopes: Vec<(usize, Box<dyn Scope>)> = Vec::new();
@@ -65,8 +84,14 @@ pub async fn apply(
     let mut last: BTreeMap<(String, i32), i64> = BTreeMap::new();
     for (i, item) in items.iter().enumerate() {
         let r = &item.record;
-        last.insert((r.topic.clone(), r.partition), r.offset);
+        if !matches!(item.decision, Decision::Fenced) {
+            last.insert((r.topic.clone(), r.partition), r.offset);
+        }
         let (how, received) = match &item.decision {
+            Decision::Fenced => {
+                outcomes.push(Outcome::Fenced);
+                continue;
+            }
             Decision::Ignore => {
                 outcomes.push(Outcome::Ignored);
                 continue;
@@ -110,9 +135,7 @@ pub async fn apply(
     for (_, scope) in scopes {
         scope.finish(&mut tx).await?;
     }
-    if offsets_in_db {
-        super::offsets::record(&mut tx, group, &last).await?;
-    }
+    super::offsets::record(&mut tx, group, &last).await?;
     tx.commit().await?;
     Ok(Pass::Committed(outcomes))
 }

@@ -88,12 +88,21 @@ pub async fn stored(
     db: &Database,
     group: &str,
 ) -> Result<HashMap<(String, i32), i64>, EventsError> {
+    let mut conn = db.pool().acquire().await?;
+    Ok(stored_in(&mut conn, group).await?)
+}
+
+/// [`stored`], read through `conn` (inside a transaction, say).
+pub async fn stored_in(
+    conn: &mut AnyConnection,
+    group: &str,
+) -> Result<HashMap<(String, i32), i64>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT topic, kafka_partition, next_offset FROM weft_consumer_offsets \
          WHERE consumer_group = $1",
     )
     .bind(group.to_owned())
-    .fetch_all(db.pool())
+    .fetch_all(&mut *conn)
     .await?;
     let mut stored = HashMap::new();
     for row in rows {
@@ -117,6 +126,25 @@ pub enum StaleOffsets {
     Latest,
 }
 
+/// Where a consumer group that has never stored an offset begins (`--from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StartFrom {
+    /// At the first record the topics still hold: their whole history is applied.
+    Earliest,
+    /// At the topics' end: only records published from now on are applied.
+    Latest,
+}
+
+impl StartFrom {
+    /// The flag's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Earliest => "earliest",
+            Self::Latest => "latest",
+        }
+    }
+}
+
 /// The consumer flags every consuming service shares.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ConsumerArgs {
@@ -126,17 +154,40 @@ pub struct ConsumerArgs {
     /// what was applied), or skip to the `latest`.
     #[arg(long, env = "WEFT_RESET_OFFSETS", value_enum, default_value_t = StaleOffsets::Stop)]
     pub reset_offsets: StaleOffsets,
+    /// Where the consumer begins when its database has no offsets yet but its topics
+    /// have history (another deployment's, or this one's before its database was
+    /// replaced): the `earliest` record, applying the whole history again (orders
+    /// created, emails sent), or the `latest`, applying only what comes next. Without
+    /// it such a consumer refuses to start, unless replaying its effects is harmless
+    /// (a projection). Ignored once offsets are stored.
+    #[arg(long = "from", env = "WEFT_CONSUMER_FROM", value_enum)]
+    pub from: Option<StartFrom>,
+}
+
+/// Where each partition of `marks` starts, and the offsets to store again because the
+/// operator reset them (see [`assignment`]).
+#[derive(Debug)]
+pub struct Starts {
+    /// The partitions at their offsets.
+    pub tpl: TopicPartitionList,
+    /// The next offset of each partition, as a number (for lag and replays).
+    pub next: HashMap<(String, i32), i64>,
+    /// Partitions whose stored offset `--reset-offsets` moved, with the new one.
+    pub resets: Vec<((String, i32), i64)>,
 }
 
 /// Where each partition starts: its stored offset when that lies in the log; past the
-/// end, what `stale` says; before the start, the oldest record left (with a warning).
+/// end, what `stale` says; before the start (or with nothing stored), the oldest record
+/// left (with a warning when records were deleted unread).
 pub fn assignment(
     group: &str,
     marks: &[Marks],
     stored: &HashMap<(String, i32), i64>,
     stale: StaleOffsets,
-) -> Result<TopicPartitionList, EventsError> {
+) -> Result<Starts, EventsError> {
     let mut tpl = TopicPartitionList::new();
+    let mut next_of = HashMap::with_capacity(marks.len());
+    let mut resets = Vec::new();
     for ((topic, partition), next) in stored {
         let partitions = marks.iter().filter(|m| &m.topic == topic).count();
         if partitions == 0
@@ -164,10 +215,11 @@ pub fn assignment(
         );
     }
     for m in marks {
-        let offset = match stored.get(&(m.topic.clone(), m.partition)) {
-            None => Offset::Beginning,
+        let key = (m.topic.clone(), m.partition);
+        let next = match stored.get(&key) {
+            None => m.low,
             Some(&next) if next > m.high => {
-                let (offset, to) = match stale {
+                let (start, to) = match stale {
                     StaleOffsets::Stop => {
                         return Err(EventsError::StaleOffsets {
                             group: group.to_owned(),
@@ -177,8 +229,8 @@ pub fn assignment(
                             end: m.high,
                         });
                     }
-                    StaleOffsets::Earliest => (Offset::Beginning, "earliest"),
-                    StaleOffsets::Latest => (Offset::Offset(m.high), "latest"),
+                    StaleOffsets::Earliest => (m.low, "earliest"),
+                    StaleOffsets::Latest => (m.high, "latest"),
                 };
                 tracing::warn!(
                     group,
@@ -191,7 +243,8 @@ pub fn assignment(
                 );
                 metrics::counter!("consumer_offsets_reset_total", "group" => group.to_owned(), "to" => to)
                     .increment(1);
-                offset
+                resets.push((key.clone(), start));
+                start
             }
             Some(&next) if next < m.low => {
                 tracing::warn!(
@@ -203,17 +256,75 @@ pub fn assignment(
                     lost = m.low - next,
                     "records before the log's start were deleted unread; reading from the oldest left"
                 );
-                Offset::Beginning
+                m.low
             }
-            Some(&next) => Offset::Offset(next),
+            Some(&next) => next,
         };
-        tpl.add_partition_offset(&m.cluster_topic, m.partition, offset)?;
+        tpl.add_partition_offset(&m.cluster_topic, m.partition, Offset::Offset(next))?;
+        next_of.insert(key, next);
     }
-    Ok(tpl)
+    Ok(Starts {
+        tpl,
+        next: next_of,
+        resets,
+    })
+}
+
+/// Stores `offsets` as they are, even backwards (an operator's reset), in the
+/// transaction `conn` belongs to.
+pub async fn overwrite(
+    conn: &mut AnyConnection,
+    group: &str,
+    offsets: &[((String, i32), i64)],
+) -> Result<(), sqlx::Error> {
+    for ((topic, partition), next) in offsets {
+        sqlx::query(
+            "INSERT INTO weft_consumer_offsets (consumer_group, topic, kafka_partition, next_offset) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (consumer_group, topic, kafka_partition) \
+             DO UPDATE SET next_offset = excluded.next_offset",
+        )
+        .bind(group.to_owned())
+        .bind(topic.clone())
+        .bind(i64::from(*partition))
+        .bind(*next)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Stores where a group that has never stored an offset begins: every partition of
+/// `marks` at its first record (`Earliest`) or its end (`Latest`), unless a replica
+/// starting at the same moment stored its own first.
+pub async fn begin_at(
+    db: &Database,
+    group: &str,
+    marks: &[Marks],
+    from: StartFrom,
+) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    for m in marks {
+        let next = match from {
+            StartFrom::Earliest => m.low,
+            StartFrom::Latest => m.high,
+        };
+        sqlx::query(
+            "INSERT INTO weft_consumer_offsets (consumer_group, topic, kafka_partition, next_offset) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (consumer_group, topic, kafka_partition) DO NOTHING",
+        )
+        .bind(group.to_owned())
+        .bind(m.topic.clone())
+        .bind(i64::from(m.partition))
+        .bind(next)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
 }
 
 /// Stores the next offset of each partition (after `offsets`' largest offset), in the
-/// transaction `conn` belongs to.
+/// transaction `conn` belongs to. An offset never moves backwards here (a record read
+/// again changes nothing); only [`overwrite`] moves it back.
 pub async fn record(
     conn: &mut AnyConnection,
     group: &str,
@@ -223,7 +334,8 @@ pub async fn record(
         sqlx::query(
             "INSERT INTO weft_consumer_offsets (consumer_group, topic, kafka_partition, next_offset) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (consumer_group, topic, kafka_partition) \
-             DO UPDATE SET next_offset = excluded.next_offset",
+             DO UPDATE SET next_offset = excluded.next_offset \
+             WHERE weft_consumer_offsets.next_offset < excluded.next_offset",
         )
         .bind(group.to_owned())
         .bind(topic.clone())
@@ -235,8 +347,8 @@ pub async fn record(
     Ok(())
 }
 
-/// Forgets the group's inbox and offsets (a rewind), in the transaction `conn`
-/// belongs to.
+/// Forgets the group's inbox and offsets and releases its partitions (a rewind of the
+/// whole group), in the transaction `conn` belongs to.
 pub async fn forget(conn: &mut AnyConnection, group: &str) -> Result<(), sqlx::Error> {
     for table in ["weft_inbox", "weft_consumer_offsets"] {
         sqlx::query(&format!("DELETE FROM {table} WHERE consumer_group = $1"))
@@ -244,7 +356,7 @@ pub async fn forget(conn: &mut AnyConnection, group: &str) -> Result<(), sqlx::E
             .execute(&mut *conn)
             .await?;
     }
-    Ok(())
+    super::claims::release_all(conn, group).await
 }
 
 #[cfg(test)]
@@ -277,18 +389,47 @@ mod tests {
         assert!(text.contains("only 2 partition(s)"), "{text}");
 
         for told in [StaleOffsets::Earliest, StaleOffsets::Latest] {
-            let tpl = assignment("weft-analytics", &marks(2), &stored, told).unwrap();
-            assert_eq!(tpl.count(), 2);
+            let starts = assignment("weft-analytics", &marks(2), &stored, told).unwrap();
+            assert_eq!(starts.tpl.count(), 2);
             assert_eq!(
-                tpl.find_partition("order-events", 0).unwrap().offset(),
+                starts
+                    .tpl
+                    .find_partition("order-events", 0)
+                    .unwrap()
+                    .offset(),
                 Offset::Offset(4)
             );
         }
         // The same offsets on a topic that kept its partitions start where they were.
-        let tpl = assignment("weft-analytics", &marks(3), &stored, StaleOffsets::Stop).unwrap();
+        let starts = assignment("weft-analytics", &marks(3), &stored, StaleOffsets::Stop).unwrap();
         assert_eq!(
-            tpl.find_partition("order-events", 2).unwrap().offset(),
+            starts
+                .tpl
+                .find_partition("order-events", 2)
+                .unwrap()
+                .offset(),
             Offset::Offset(7)
         );
+        assert!(starts.resets.is_empty());
+    }
+
+    #[test]
+    fn a_stale_offset_is_reset_only_as_told_and_stored_again() {
+        let stored: HashMap<(String, i32), i64> = [(("order-events".to_owned(), 1), 50)].into();
+        let err = assignment("g", &marks(2), &stored, StaleOffsets::Stop).unwrap_err();
+        assert!(matches!(
+            err,
+            EventsError::StaleOffsets {
+                stored: 50,
+                end: 10,
+                ..
+            }
+        ));
+        let early = assignment("g", &marks(2), &stored, StaleOffsets::Earliest).unwrap();
+        assert_eq!(early.resets, vec![(("order-events".to_owned(), 1), 0)]);
+        let late = assignment("g", &marks(2), &stored, StaleOffsets::Latest).unwrap();
+        assert_eq!(late.resets, vec![(("order-events".to_owned(), 1), 10)]);
+        // A partition with nothing stored starts at its first record, not reset.
+        assert_eq!(late.next[&("order-events".to_owned(), 0)], 0);
     }
 }

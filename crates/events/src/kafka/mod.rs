@@ -165,14 +165,16 @@ impl KafkaArgs {
         self.operators(c)
     }
 
-    /// A group consumer whose offsets move only when the runtime stores them, after
-    /// the handler's transaction has committed.
+    /// A member of consumer group `group`; its offsets are kept in the service
+    /// database by the runtime, never committed to Kafka.
     pub fn consumer(&self, client_id: &str, group: &str) -> ClientConfig {
         let mut c = self.base(client_id);
         c.set("group.id", self.group(group))
-            .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", "1000")
+            // Offsets live in the service database, committed with the effects.
+            .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
+            // New partitions of a topic are noticed (and assigned) within this.
+            .set("topic.metadata.refresh.interval.ms", "10000")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "2000")
@@ -181,6 +183,16 @@ impl KafkaArgs {
             // Kafka and the embedded broker answer a held fetch the moment data
             // arrives, so the wait bounds only how often an idle consumer asks.
             .set("fetch.wait.max.ms", "500");
+        // Members keep what they hold across a rebalance; only what moves is revoked.
+        // Kafka's next protocol (`group.protocol=consumer`, KIP-848) assigns on the
+        // broker and takes no assignor.
+        if !self
+            .client
+            .settings()
+            .any(|s| s.key == "group.protocol" && s.value == "consumer")
+        {
+            c.set("partition.assignment.strategy", "cooperative-sticky");
+        }
         self.operators(c)
     }
 }

@@ -33,7 +33,7 @@ const OWN: &[(&str, &str)] = &[
     ),
     (
         "enable.auto.commit",
-        "weft decides where offsets are kept (the service database, or Kafka)",
+        "weft keeps offsets in the service database, committed with the effects",
     ),
 ];
 

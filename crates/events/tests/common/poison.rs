@@ -13,7 +13,7 @@ use prost::Message as _;
 use sqlx::{AnyConnection, Row as _};
 use tokio_util::sync::CancellationToken;
 use weft_events::catalog::USER_EVENTS;
-use weft_events::consumer::{Handler, HandlerError, NeverReplay, Received};
+use weft_events::consumer::{Handler, HandlerError, Received, StartFrom};
 use weft_events::db::Backend;
 use weft_events::envelope::Envelope;
 use weft_events::{Consumer, Database};
@@ -93,7 +93,7 @@ pub async fn no_record_stops_the_consumer(kind: BrokerKind, url: String) {
             tries_of_stuck: tries_of_stuck.clone(),
         })
         .max_attempts(Some(3))
-        .offsets_in_database(NeverReplay);
+        .start_from(Some(StartFrom::Earliest));
     let stop = CancellationToken::new();
     let task = tokio::spawn(consumer.run(stop.clone()));
 

@@ -10,7 +10,7 @@ use sqlx::{AnyConnection, Row as _};
 use tokio_util::sync::CancellationToken;
 use weft_events::catalog::USER_EVENTS;
 use weft_events::consumer::offsets::StaleOffsets;
-use weft_events::consumer::{Handler, HandlerError, NeverReplay, Received};
+use weft_events::consumer::{Handler, HandlerError, Received, StartFrom};
 use weft_events::envelope::Envelope;
 use weft_events::kafka::KafkaArgs;
 use weft_events::{Consumer, Database, EventsError, topics};
@@ -38,7 +38,7 @@ impl Handler for Count {
 fn consumer(kafka: &KafkaArgs, db: &Database, policy: StaleOffsets) -> Consumer {
     Consumer::new("stale-test", kafka.clone(), db.clone())
         .on::<UserSignedUp>(Count)
-        .offsets_in_database(NeverReplay)
+        .start_from(Some(StartFrom::Earliest))
         .on_stale_offsets(policy)
 }
 

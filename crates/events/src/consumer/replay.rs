@@ -1,0 +1,130 @@
+//! Rewinds: a projection dropped and its topics replayed from the beginning, by the
+//! whole consumer group.
+//!
+//! The replica asked ([`Rewinder::rewind`]) drops the projection, forgets the group's
+//! inbox and offsets and releases every claim of the group, in one transaction. Each
+//! member — this one at once, the others at their next look at the claims — claims
+//! its partitions again and reads them from the first record. The replica asked
+//! answers once the group's stored offsets have reached the ends the topics had when
+//! the rewind began, with the number of events applied since.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use sqlx::Row as _;
+use tokio::sync::{mpsc, oneshot};
+
+use super::claims::Partition;
+use super::{Reset, offsets};
+use crate::db::Database;
+use crate::kafka::KafkaArgs;
+
+/// The channel a rewind's result comes back on.
+pub type RewindReply = oneshot::Sender<Result<u64, String>>;
+
+/// Asks a consumer to start over: drop the projection (its [`Reset`]), replay every
+/// topic from the beginning across the whole group, and report how many events were
+/// applied once the group has caught up with the ends of the topics as they were when
+/// the rewind began.
+#[derive(Clone)]
+pub struct Rewinder(pub(super) mpsc::Sender<RewindReply>);
+
+impl Rewinder {
+    /// Rewinds and waits for the replay; `Err` when the consumer is not running or
+    /// the reset failed.
+    pub async fn rewind(&self) -> Result<u64, String> {
+        let (tx, rx) = oneshot::channel();
+        self.0
+            .send(tx)
+            .await
+            .map_err(|_| "the consumer is not running".to_owned())?;
+        rx.await
+            .map_err(|_| "the consumer stopped during the replay".to_owned())?
+    }
+}
+
+/// A replay in progress: where each partition must get to, and who waits for the
+/// count.
+pub struct Replay {
+    /// First offset and end of each partition when the rewind began.
+    targets: HashMap<Partition, (i64, i64)>,
+    started: Instant,
+    reply: RewindReply,
+}
+
+impl Replay {
+    /// Drops the projection and forgets the group's inbox, offsets and claims in one
+    /// transaction; `None` (with `reply` answered) when that fails.
+    pub async fn start(
+        db: &Database,
+        kafka: &KafkaArgs,
+        group: &str,
+        topics: &[String],
+        reset: &dyn Reset,
+        reply: RewindReply,
+    ) -> Option<Self> {
+        let marks = match offsets::watermarks(kafka, topics).await {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = reply.send(Err(format!("reading the topics' ends: {e}")));
+                return None;
+            }
+        };
+        let reset_result: Result<(), sqlx::Error> = async {
+            let mut tx = db.begin().await?;
+            reset.reset(&mut tx).await?;
+            offsets::forget(&mut tx, group).await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = reset_result {
+            let _ = reply.send(Err(format!("resetting the projection: {e}")));
+            return None;
+        }
+        tracing::info!(
+            group,
+            "projection reset; the group replays from the beginning"
+        );
+        Some(Self {
+            targets: marks
+                .into_iter()
+                .map(|m| ((m.topic, m.partition), (m.low, m.high)))
+                .collect(),
+            started: Instant::now(),
+            reply,
+        })
+    }
+
+    /// Answers the caller once the group's stored offsets reached the targets;
+    /// otherwise gives the replay back.
+    pub async fn finish_if_caught_up(self, db: &Database, group: &str) -> Option<Self> {
+        let caught_up = match offsets::stored(db, group).await {
+            Ok(stored) => self.targets.iter().all(|(tp, (low, high))| {
+                stored.get(tp).copied().unwrap_or(*low).max(*low) >= *high
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the replay's progress failed");
+                false
+            }
+        };
+        if !caught_up {
+            return Some(self);
+        }
+        let applied = sqlx::query("SELECT COUNT(*) FROM weft_inbox WHERE consumer_group = $1")
+            .bind(group.to_owned())
+            .fetch_one(db.pool())
+            .await
+            .and_then(|row| row.try_get::<i64, _>(0));
+        match applied {
+            Ok(n) => {
+                tracing::info!(group, replayed = n, elapsed = ?self.started.elapsed(), "replay caught up");
+                let _ = self.reply.send(Ok(u64::try_from(n).unwrap_or(0)));
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "counting the replayed events failed");
+                Some(self)
+            }
+        }
+    }
+}
