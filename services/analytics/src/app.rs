@@ -121,6 +121,9 @@ impl App {
             weft_auth::interceptor(self.verifier),
         ));
 
+        // Ready once the consumer holds its share of the partitions, begun where it
+        // should.
+        let readiness = readiness.with_probe("consumer group", consumer.membership().probe());
         let consumer = weft_events::consumer::spawn_or_stop(consumer, shutdown.clone());
         let admin = tokio::spawn(self.admin.serve(readiness.flag(), shutdown.clone()));
         let pruner = tokio::spawn(pruner.run(shutdown.clone()));

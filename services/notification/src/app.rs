@@ -169,6 +169,9 @@ impl App {
         ));
 
         let relay = tokio::spawn(self.relay.run(shutdown.clone()));
+        // Ready once the consumer holds its share of the partitions, begun where it
+        // should.
+        let readiness = readiness.with_probe("consumer group", consumer.membership().probe());
         let consumer = weft_events::consumer::spawn_or_stop(consumer, shutdown.clone());
         let delivery = tokio::spawn(self.deliverer.run(shutdown.clone()));
         let admin = tokio::spawn(self.admin.serve(readiness.flag(), shutdown.clone()));

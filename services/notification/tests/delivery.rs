@@ -186,6 +186,10 @@ impl Rig {
             "3",
             "--user-service-url",
             "http://127.0.0.1:1",
+            // The test publishes as soon as the app is built, before its consumer
+            // first looks at the topics.
+            "--from",
+            "earliest",
         ]
         .iter()
         .map(|s| (*s).to_owned())

@@ -40,6 +40,37 @@ pub enum Change {
     Lost(Vec<Partition>),
 }
 
+/// Whether a member has taken up an assignment from its group (its first, or the one
+/// after it lost everything): a readiness probe, so that a service reports ready only
+/// once its consumer has begun where it should and holds its share.
+#[derive(Clone, Default)]
+pub struct Membership(Arc<AtomicBool>);
+
+impl Membership {
+    /// Whether the member holds an assignment now.
+    pub fn joined(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn set(&self, joined: bool) {
+        self.0.store(joined, Ordering::SeqCst);
+    }
+
+    /// A probe for [`weft_kit::readiness`]: fails until the member has joined.
+    pub fn probe(
+        &self,
+    ) -> impl Fn() -> std::future::Ready<Result<(), String>> + Send + Sync + 'static {
+        let me = self.clone();
+        move || {
+            std::future::ready(if me.joined() {
+                Ok(())
+            } else {
+                Err("the consumer has not taken up its partitions from its group yet".into())
+            })
+        }
+    }
+}
+
 /// The next offset to apply of each partition this member holds (for lag).
 pub type Positions = Arc<Mutex<HashMap<Partition, i64>>>;
 

@@ -214,6 +214,7 @@ pub struct Consumer {
     stale_offsets: StaleOffsets,
     start_from: Option<StartFrom>,
     replica: String,
+    membership: group::Membership,
 }
 
 impl Consumer {
@@ -240,6 +241,7 @@ impl Consumer {
             stale_offsets: StaleOffsets::Stop,
             start_from: None,
             replica: crate::lease::replica_id(),
+            membership: group::Membership::default(),
         }
     }
 
@@ -293,6 +295,11 @@ impl Consumer {
     pub fn replica(mut self, replica: &str) -> Self {
         self.replica = replica.to_owned();
         self
+    }
+
+    /// Whether this member has taken up its assignment (a readiness probe).
+    pub fn membership(&self) -> group::Membership {
+        self.membership.clone()
     }
 
     /// The handle that rewinds this consumer's group.

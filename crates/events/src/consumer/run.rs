@@ -246,6 +246,7 @@ impl Consumer {
                 metrics::counter!("consumer_rebalances_total", "group" => self.group.clone(), "change" => "assigned")
                     .increment(1);
                 group::assign(consumer, &self.cluster_list(&starts)?)?;
+                self.membership.set(true);
             }
             Change::Revoke(partitions) => {
                 for p in &partitions {
@@ -266,6 +267,9 @@ impl Consumer {
                 }
                 metrics::counter!("consumer_rebalances_total", "group" => self.group.clone(), "change" => "lost")
                     .increment(1);
+                if held.epochs.is_empty() {
+                    self.membership.set(false);
+                }
             }
         }
         Ok(())

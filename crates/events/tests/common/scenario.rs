@@ -39,6 +39,9 @@ pub async fn outbox_to_consumer(kind: BrokerKind, publisher_url: String, consume
             "consume",
             "--group",
             "probe",
+            // The events may be on the topic before the consumer first looks.
+            "--from",
+            "earliest",
         ],
     );
 

@@ -109,6 +109,9 @@ impl Mesh {
             &self.broker.bootstrap(),
             "--user-service-url",
             &format!("http://{}", self.user.addr),
+            // Tests publish sign-ups before the service first looks at its topics.
+            "--from",
+            "earliest",
         ])
         .unwrap();
         let app = weft_order::App::build(config).await.unwrap();
