@@ -179,6 +179,13 @@ pub struct UpArgs {
     /// analytics --help`).
     #[arg(long, env = "WEFT_RESET_OFFSETS", value_enum)]
     pub reset_offsets: Option<weft_events::consumer::offsets::StaleOffsets>,
+    /// Where the consuming services begin when their databases have no offsets yet
+    /// but the topics have history (another mesh's on a shared cluster, or this one's
+    /// from before its databases were replaced): `latest` applies only what comes
+    /// next, `earliest` the whole history again (orders created, emails sent). Unset,
+    /// the order and notification services refuse such a start.
+    #[arg(long = "from", env = "WEFT_CONSUMER_FROM", value_enum)]
+    pub from: Option<weft_events::consumer::StartFrom>,
     /// Exit once everything is up and healthy instead of running until Ctrl-C
     /// (for smoke tests and start-up timing).
     #[arg(long)]

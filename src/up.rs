@@ -242,16 +242,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             ],
         },
     ];
-    if let Some(policy) = args.reset_offsets {
-        let value = clap::ValueEnum::to_possible_value(&policy)
-            .map(|v| v.get_name().to_owned())
-            .unwrap_or_default();
+    let consumer_flags = [
+        ("--reset-offsets", args.reset_offsets.map(flag_value)),
+        ("--from", args.from.map(flag_value)),
+    ];
+    for (flag, value) in consumer_flags {
+        let Some(value) = value else { continue };
         for spec in specs
             .iter_mut()
             .filter(|s| matches!(s.name, "order" | "notification" | "analytics"))
         {
-            spec.flags
-                .extend(["--reset-offsets".to_owned(), value.clone()]);
+            spec.flags.extend([flag.to_owned(), value.clone()]);
         }
     }
     for (spec, own_url) in specs.iter_mut().zip([
@@ -548,4 +549,12 @@ async fn stop_all(children: &mut Vec<Managed>) {
             }
         }
     }
+}
+
+/// A value-enum's word on the command line.
+fn flag_value(value: impl clap::ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default()
 }
