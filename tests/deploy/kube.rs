@@ -226,6 +226,52 @@ fn kubernetes_probes_ask_the_health_endpoints() {
     }
 }
 
+/// Every component runs as two replicas or more, replaced one pod at a time and kept
+/// above one pod by a PodDisruptionBudget: the services share their consumer groups,
+/// relay lease and delivery claims, so more than one is safe.
+#[test]
+fn kubernetes_runs_every_component_twice_replaced_one_pod_at_a_time() {
+    let docs = kube();
+    for c in components() {
+        let what = format!("{K8S} {}", c.name);
+        let deployment = kube_object(&docs, "Deployment", &c.name);
+        let replicas = at(deployment, "spec.replicas", &what).as_u64().unwrap();
+        assert!(replicas >= 2, "{what}: {replicas} replica(s)");
+        assert_eq!(
+            text(at(deployment, "spec.strategy.type", &what)),
+            "RollingUpdate",
+            "{what}"
+        );
+        assert_eq!(
+            at(
+                deployment,
+                "spec.strategy.rollingUpdate.maxUnavailable",
+                &what
+            )
+            .as_u64(),
+            Some(0),
+            "{what}: no pod stops before its replacement is ready"
+        );
+        let budget = kube_object(&docs, "PodDisruptionBudget", &c.name);
+        assert_eq!(
+            at(budget, "spec.minAvailable", &what).as_u64(),
+            Some(1),
+            "{what}: a PodDisruptionBudget keeps one pod"
+        );
+        let labels = at(deployment, "spec.template.metadata.labels", &what);
+        let wanted = at(budget, "spec.selector.matchLabels", &what)
+            .as_mapping()
+            .unwrap();
+        for (k, v) in wanted {
+            assert_eq!(
+                labels.get(text(k).as_str()),
+                Some(v),
+                "{what}: the PodDisruptionBudget selects {k:?}={v:?}, which its pods do not carry"
+            );
+        }
+    }
+}
+
 #[test]
 fn kubernetes_names_kafka_and_the_collector_and_provisions_the_topics() {
     let docs = kube();
