@@ -48,7 +48,7 @@ impl Received {
             )));
         }
         let event = E::decode(self.payload.as_slice())
-            .map_err(|e| HandlerError::Permanent(format!("undecodable {}: {e}", E::TYPE)))?;
+            .map_err(|e| HandlerError::Undecodable(format!("undecodable {}: {e}", E::TYPE)))?;
         let meta = event
             .metadata()
             .ok_or_else(|| HandlerError::Permanent("payload has no metadata".into()))?;
@@ -176,12 +176,12 @@ pub enum Decision {
 }
 
 impl Decision {
-    /// The dead letter a handler's permanent failure on `received` turns into.
-    pub fn rejected(received: Box<Received>, error: String) -> Self {
-        let reason = if error.starts_with("undecodable") {
-            "undecodable"
-        } else {
-            "invalid"
+    /// The dead letter a handler's permanent failure on `received` turns into:
+    /// `undecodable` for a payload that does not decode, `invalid` otherwise.
+    pub fn rejected(received: Box<Received>, error: &HandlerError) -> Self {
+        let (reason, error) = match error {
+            HandlerError::Undecodable(e) => ("undecodable", e.clone()),
+            HandlerError::Permanent(e) | HandlerError::Transient(e) => ("invalid", e.clone()),
         };
         Self::DeadLetter {
             reason,

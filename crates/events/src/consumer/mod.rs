@@ -81,6 +81,10 @@ pub enum HandlerError {
     /// topic.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// The payload does not decode as the type its envelope names: a dead letter with
+    /// `dlq_reason=undecodable`.
+    #[error("permanent: {0}")]
+    Undecodable(String),
     /// Something the event needs is unavailable now: retried with backoff.
     #[error("transient: {0}")]
     Transient(String),

@@ -100,10 +100,13 @@ impl Consumer {
                         _ => 1,
                     };
                     tries = Some((failing, tried));
-                    if let HandlerError::Permanent(e) = &error {
+                    if matches!(
+                        error,
+                        HandlerError::Permanent(_) | HandlerError::Undecodable(_)
+                    ) {
                         dead_letter_instead(&mut items[failing], &self.group, |received, span| {
-                            tracing::warn!(parent: span, error = %e, "event rejected; dead-lettering");
-                            Decision::rejected(received, e.clone())
+                            tracing::warn!(parent: span, error = %error, "event rejected; dead-lettering");
+                            Decision::rejected(received, &error)
                         });
                     }
                     if let HandlerError::Transient(e) = &error
