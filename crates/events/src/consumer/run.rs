@@ -444,8 +444,11 @@ impl Consumer {
         let mut attempt = 0u32;
         loop {
             let tried = async {
-                let marks = offsets::watermarks(&self.kafka, topics).await?;
+                // Stored offsets first: other members of the group advance them
+                // while this one starts, and an offset read after the end would seem
+                // to lie past it.
                 let stored = offsets::stored(&self.db, &self.group).await?;
+                let marks = offsets::watermarks(&self.kafka, topics).await?;
                 offsets::assignment(&self.group, &marks, &stored, self.stale_offsets)?;
                 Ok::<_, EventsError>(marks)
             }
