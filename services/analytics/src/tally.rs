@@ -334,15 +334,17 @@ impl Scope for Tally {
     }
 }
 
+/// The counter `name`, locked until the transaction ends: replicas applying batches
+/// side by side take turns here, so each numbers its recent events after the other's.
 async fn counter(tx: &mut AnyConnection, name: &str) -> Result<i64, sqlx::Error> {
-    let row = sqlx::query("SELECT value FROM counters WHERE name = $1")
-        .bind(name.to_owned())
-        .fetch_optional(&mut *tx)
-        .await?;
-    Ok(match row {
-        Some(r) => r.try_get(0)?,
-        None => 0,
-    })
+    sqlx::query(
+        "INSERT INTO counters (name, value) VALUES ($1, 0) \
+         ON CONFLICT (name) DO UPDATE SET value = counters.value RETURNING value",
+    )
+    .bind(name.to_owned())
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get(0)
 }
 
 enum Key {
