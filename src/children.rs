@@ -22,10 +22,14 @@ pub enum Kind {
     Gateway,
 }
 
-/// One service to start.
+/// One service instance to start.
 pub struct ServiceSpec {
-    /// `weft serve` name, also the log file name.
-    pub name: &'static str,
+    /// `weft serve` name.
+    pub service: &'static str,
+    /// Which instance: the service's name for the first, `<service>-<k>` for replica
+    /// k. Also the name of its log and pid files, and (after the host name) its
+    /// replica id in leases and partition claims.
+    pub name: String,
     /// What it is.
     pub kind: Kind,
     /// gRPC address (for the gateway: its HTTP address).
@@ -53,10 +57,14 @@ pub fn spawn(
         .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
     let mut command = Command::new(exe);
-    command.args(["serve", spec.name]);
+    command.args(["serve", spec.service]);
     match spec.kind {
         Kind::Service => {
             command
+                .env(
+                    "WEFT_REPLICA_ID",
+                    format!("{}/{}", weft_events::lease::replica_id(), spec.name),
+                )
                 .args(["--grpc-addr", &spec.grpc.to_string()])
                 .arg("--data-dir")
                 .arg(data_dir)
@@ -79,7 +87,7 @@ pub fn spawn(
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting the {} service", spec.name))?;
-    record_pid(data_dir, spec.name, &child)?;
+    record_pid(data_dir, &spec.name, &child)?;
     Ok(child)
 }
 
@@ -102,7 +110,7 @@ pub async fn wait_healthy(
     log: &Path,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let name = spec.name;
+    let name = &spec.name;
     let deadline = Instant::now() + timeout;
     let local = |addr: SocketAddr| {
         if addr.ip().is_unspecified() {

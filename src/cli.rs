@@ -186,6 +186,17 @@ pub struct UpArgs {
     /// the order and notification services refuse such a start.
     #[arg(long = "from", env = "WEFT_CONSUMER_FROM", value_enum)]
     pub from: Option<weft_events::consumer::StartFrom>,
+    /// Instances of each service (user, order, notification, analytics) to run. They
+    /// share their service's database, so more than one needs PostgreSQL
+    /// (`--database-url`). Replica k (from 2) listens on each of its service's ports
+    /// plus (k - 1) × `--replica-port-step`; the one gateway balances over them all.
+    #[arg(long, env = "WEFT_REPLICAS", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=9))]
+    pub replicas: u8,
+    /// How far apart the ports of one service's replicas are.
+    #[arg(long, env = "WEFT_REPLICA_PORT_STEP", default_value_t = 100,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub replica_port_step: u16,
     /// Exit once everything is up and healthy instead of running until Ctrl-C
     /// (for smoke tests and start-up timing).
     #[arg(long)]

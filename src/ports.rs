@@ -9,7 +9,7 @@ use anyhow::bail;
 /// One listener the mesh needs: what it is for, the flag that moves it, and where.
 pub struct Wanted {
     /// What listens there, e.g. "the embedded broker".
-    pub what: &'static str,
+    pub what: String,
     /// The flag that chooses another port, e.g. `--broker-port`.
     pub flag: &'static str,
     /// The address to be bound.
@@ -126,12 +126,12 @@ mod tests {
             .unwrap();
         let err = check_free(&[
             Wanted {
-                what: "the embedded broker",
+                what: "the embedded broker".to_owned(),
                 flag: "--broker-port",
                 addr,
             },
             Wanted {
-                what: "the user service",
+                what: "the user service".to_owned(),
                 flag: "--user-port",
                 addr: free,
             },
@@ -148,7 +148,7 @@ mod tests {
         drop(held);
         assert!(
             check_free(&[Wanted {
-                what: "x",
+                what: "x".to_owned(),
                 flag: "--x",
                 addr
             }])

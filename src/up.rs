@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::Child;
@@ -29,7 +29,7 @@ const MAX_RESTARTS: u32 = 5;
 
 /// A child process the launcher supervises.
 struct Managed {
-    name: &'static str,
+    name: String,
     child: Child,
 }
 
@@ -47,63 +47,44 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
 
     let host = args.host;
-    let mut wanted_ports: Vec<ports::Wanted> = [
-        ("the user service", "--user-port", args.user_port),
-        ("the order service", "--order-port", args.order_port),
-        (
-            "the notification service",
-            "--notification-port",
-            args.notification_port,
-        ),
-        (
-            "the analytics service",
-            "--analytics-port",
-            args.analytics_port,
-        ),
-        ("the gateway", "--gateway-port", args.gateway_port),
-        (
-            "the user service's metrics",
-            "--user-admin-port",
-            args.user_admin_port,
-        ),
-        (
-            "the order service's metrics",
-            "--order-admin-port",
-            args.order_admin_port,
-        ),
-        (
-            "the notification service's metrics",
-            "--notification-admin-port",
-            args.notification_admin_port,
-        ),
-        (
-            "the analytics service's metrics",
-            "--analytics-admin-port",
-            args.analytics_admin_port,
-        ),
-        (
-            "the gateway's metrics",
-            "--gateway-admin-port",
-            args.gateway_admin_port,
-        ),
-    ]
-    .into_iter()
-    .map(|(what, flag, port)| ports::Wanted {
-        what,
-        flag,
-        addr: SocketAddr::new(host, port),
-    })
-    .collect();
+    let plan = Plan::new(&args)?;
+    let mut wanted_ports: Vec<ports::Wanted> = Vec::new();
     if args.broker == BrokerMode::Embedded {
-        wanted_ports.insert(
-            0,
-            ports::Wanted {
-                what: "the embedded broker",
-                flag: "--broker-port",
-                addr: SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), args.broker_port),
-            },
-        );
+        wanted_ports.push(ports::Wanted {
+            what: "the embedded broker".to_owned(),
+            flag: "--broker-port",
+            addr: SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), args.broker_port),
+        });
     }
+    for (service, instances) in &plan.services {
+        for (k, instance) in instances.iter().enumerate() {
+            let whose = if k == 0 {
+                format!("the {service} service")
+            } else {
+                format!("replica {} of the {service} service", k + 1)
+            };
+            wanted_ports.push(ports::Wanted {
+                what: whose.clone(),
+                flag: instance.grpc_flag,
+                addr: instance.grpc,
+            });
+            wanted_ports.push(ports::Wanted {
+                what: format!("{whose}'s metrics"),
+                flag: instance.admin_flag,
+                addr: instance.admin,
+            });
+        }
+    }
+    wanted_ports.push(ports::Wanted {
+        what: "the gateway".to_owned(),
+        flag: "--gateway-port",
+        addr: SocketAddr::new(host, args.gateway_port),
+    });
+    wanted_ports.push(ports::Wanted {
+        what: "the gateway's metrics".to_owned(),
+        flag: "--gateway-admin-port",
+        addr: SocketAddr::new(host, args.gateway_admin_port),
+    });
     ports::check_free(&wanted_ports)?;
 
     std::fs::create_dir_all(data_dir.join("logs"))?;
@@ -131,7 +112,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             let child = b.start().await?;
             println!("ok ({} ms)", t.elapsed().as_millis());
             children_list.push(Managed {
-                name: "broker",
+                name: "broker".to_owned(),
                 child,
             });
             b.bootstrap()
@@ -176,31 +157,36 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     println!("ok ({} new, {} ms)", created.len(), t.elapsed().as_millis());
 
-    let user_grpc = SocketAddr::new(host, args.user_port);
-    let user_url = format!("http://{}", local(user_grpc));
+    let urls = |service: &str| -> String {
+        plan.services
+            .iter()
+            .filter(|(s, _)| *s == service)
+            .flat_map(|(_, instances)| {
+                instances
+                    .iter()
+                    .map(|i| format!("http://{}", local(i.grpc)))
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let user_url = urls("user");
     let gateway = SocketAddr::new(host, args.gateway_port);
-    let url = |port: u16| format!("http://{}", local(SocketAddr::new(host, port)));
-    let mut specs = vec![
-        ServiceSpec {
-            name: "user",
-            kind: Kind::Service,
-            grpc: user_grpc,
-            admin: SocketAddr::new(host, args.user_admin_port),
-            flags: Vec::new(),
-        },
-        ServiceSpec {
-            name: "order",
-            kind: Kind::Service,
-            grpc: SocketAddr::new(host, args.order_port),
-            admin: SocketAddr::new(host, args.order_admin_port),
-            flags: vec!["--user-service-url".to_owned(), user_url.clone()],
-        },
-        ServiceSpec {
-            name: "notification",
-            kind: Kind::Service,
-            grpc: SocketAddr::new(host, args.notification_port),
-            admin: SocketAddr::new(host, args.notification_admin_port),
-            flags: {
+    let mut databases = HashMap::new();
+    for (service, own_url) in [
+        ("user", &args.user_database_url),
+        ("order", &args.order_database_url),
+        ("notification", &args.notification_database_url),
+        ("analytics", &args.analytics_database_url),
+    ] {
+        if let Some(url) = database_for(&args.database_url, own_url, service).await? {
+            databases.insert(service, url);
+        }
+    }
+    let mut specs = Vec::new();
+    for (service, instances) in &plan.services {
+        let mut flags = match *service {
+            "order" => vec!["--user-service-url".to_owned(), user_url.clone()],
+            "notification" => {
                 let mut f = vec!["--user-service-url".to_owned(), user_url.clone()];
                 // Verification links point at this mesh's gateway unless told otherwise.
                 if std::env::var_os("WEFT_PUBLIC_URL").is_none() {
@@ -210,61 +196,57 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                     ]);
                 }
                 f
-            },
-        },
-        ServiceSpec {
-            name: "analytics",
-            kind: Kind::Service,
-            grpc: SocketAddr::new(host, args.analytics_port),
-            admin: SocketAddr::new(host, args.analytics_admin_port),
+            }
             // Streams the gateway opens are counted against the client it names.
-            flags: vec![
+            "analytics" => vec![
                 "--user-service-url".to_owned(),
                 user_url.clone(),
                 "--client-ip-header".to_owned(),
                 "x-weft-client-ip".to_owned(),
             ],
-        },
-        ServiceSpec {
-            name: "gateway",
-            kind: Kind::Gateway,
-            grpc: gateway,
-            admin: SocketAddr::new(host, args.gateway_admin_port),
-            flags: vec![
-                "--user-service-url".to_owned(),
-                user_url,
-                "--order-service-url".to_owned(),
-                url(args.order_port),
-                "--notification-service-url".to_owned(),
-                url(args.notification_port),
-                "--analytics-service-url".to_owned(),
-                url(args.analytics_port),
-            ],
-        },
-    ];
-    let consumer_flags = [
-        ("--reset-offsets", args.reset_offsets.map(flag_value)),
-        ("--from", args.from.map(flag_value)),
-    ];
-    for (flag, value) in consumer_flags {
-        let Some(value) = value else { continue };
-        for spec in specs
-            .iter_mut()
-            .filter(|s| matches!(s.name, "order" | "notification" | "analytics"))
-        {
-            spec.flags.extend([flag.to_owned(), value.clone()]);
+            _ => Vec::new(),
+        };
+        if *service != "user" {
+            for (flag, value) in [
+                ("--reset-offsets", args.reset_offsets.map(flag_value)),
+                ("--from", args.from.map(flag_value)),
+            ] {
+                if let Some(value) = value {
+                    flags.extend([flag.to_owned(), value]);
+                }
+            }
+        }
+        if let Some(url) = databases.get(service) {
+            flags.extend(["--database-url".to_owned(), url.clone()]);
+        }
+        for instance in instances {
+            specs.push(ServiceSpec {
+                service,
+                name: instance.name.clone(),
+                kind: Kind::Service,
+                grpc: instance.grpc,
+                admin: instance.admin,
+                flags: flags.clone(),
+            });
         }
     }
-    for (spec, own_url) in specs.iter_mut().zip([
-        &args.user_database_url,
-        &args.order_database_url,
-        &args.notification_database_url,
-        &args.analytics_database_url,
-    ]) {
-        if let Some(url) = database_for(&args.database_url, own_url, spec.name).await? {
-            spec.flags.extend(["--database-url".to_owned(), url]);
-        }
-    }
+    specs.push(ServiceSpec {
+        service: "gateway",
+        name: "gateway".to_owned(),
+        kind: Kind::Gateway,
+        grpc: gateway,
+        admin: SocketAddr::new(host, args.gateway_admin_port),
+        flags: vec![
+            "--user-service-url".to_owned(),
+            user_url,
+            "--order-service-url".to_owned(),
+            urls("order"),
+            "--notification-service-url".to_owned(),
+            urls("notification"),
+            "--analytics-service-url".to_owned(),
+            urls("analytics"),
+        ],
+    });
     // In order: the others need the user service's token keys to be ready.
     for spec in &specs {
         let t = Instant::now();
@@ -280,7 +262,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let log = data_dir.join(format!("logs/{}.log", spec.name));
         let healthy = children::wait_healthy(spec, &mut child, &log, Duration::from_secs(60)).await;
         children_list.push(Managed {
-            name: spec.name,
+            name: spec.name.clone(),
             child,
         });
         if let Err(e) = healthy {
@@ -334,7 +316,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         data_dir.display()
     );
     println!();
-    println!("  try: grpcurl -plaintext {} list", local(user_grpc));
+    println!("  try: grpcurl -plaintext {} list", local(specs[0].grpc));
     println!(
         "       curl -X POST http://{}/v1/users -d '{{\"email\":\"ada@example.com\",\"name\":\"Ada\",\"password\":\"correct horse battery\",\"source\":\"SIGNUP_SOURCE_WEB\"}}' -H 'content-type: application/json'",
         local(gateway)
@@ -352,7 +334,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     // A service or the embedded broker that dies is started again (a few times, with
     // a pause that grows); one crashing over and over stops everything.
-    let mut restarts: HashMap<&'static str, u32> = HashMap::new();
+    let mut restarts: HashMap<String, u32> = HashMap::new();
     let exited = loop {
         let name = tokio::select! {
             _ = shutdown.cancelled() => break None,
@@ -376,7 +358,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             );
             break Some(name);
         }
-        let count = restarts.entry(name).or_default();
+        let count = restarts.entry(name.clone()).or_default();
         *count += 1;
         if *count > MAX_RESTARTS {
             eprintln!("weft: the {name} service crashed {MAX_RESTARTS} times; giving up");
@@ -409,7 +391,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             }
         }
     };
-    if let Some(name) = exited {
+    if let Some(name) = &exited {
         eprintln!("weft: {name} exited unexpectedly; stopping everything");
         eprintln!(
             "{}",
@@ -518,12 +500,12 @@ async fn provision_with_retry(kafka: &KafkaArgs) -> anyhow::Result<Vec<String>> 
 }
 
 /// Resolves with the name of the first child that exits.
-async fn first_exit(children: &mut [Managed]) -> &'static str {
+async fn first_exit(children: &mut [Managed]) -> String {
     if children.is_empty() {
         return std::future::pending().await;
     }
     let waits = children.iter_mut().map(|m| {
-        let name = m.name;
+        let name = m.name.clone();
         Box::pin(async move {
             let _ = m.child.wait().await;
             name
@@ -557,4 +539,108 @@ fn flag_value(value: impl clap::ValueEnum) -> String {
         .to_possible_value()
         .map(|v| v.get_name().to_owned())
         .unwrap_or_default()
+}
+
+/// Where each instance of each service listens: the flags' ports for the first,
+/// and `(k - 1) × --replica-port-step` above them for replica k.
+struct Plan {
+    services: Vec<(&'static str, Vec<Instance>)>,
+}
+
+/// One instance of a service in the [`Plan`].
+struct Instance {
+    name: String,
+    grpc: SocketAddr,
+    grpc_flag: &'static str,
+    admin: SocketAddr,
+    admin_flag: &'static str,
+}
+
+impl Plan {
+    fn new(args: &UpArgs) -> anyhow::Result<Self> {
+        let services = [
+            (
+                "user",
+                args.user_port,
+                "--user-port",
+                args.user_admin_port,
+                "--user-admin-port",
+                &args.user_database_url,
+            ),
+            (
+                "order",
+                args.order_port,
+                "--order-port",
+                args.order_admin_port,
+                "--order-admin-port",
+                &args.order_database_url,
+            ),
+            (
+                "notification",
+                args.notification_port,
+                "--notification-port",
+                args.notification_admin_port,
+                "--notification-admin-port",
+                &args.notification_database_url,
+            ),
+            (
+                "analytics",
+                args.analytics_port,
+                "--analytics-port",
+                args.analytics_admin_port,
+                "--analytics-admin-port",
+                &args.analytics_database_url,
+            ),
+        ];
+        if args.replicas > 1 {
+            let on_sqlite: Vec<&str> = services
+                .iter()
+                .filter(|s| s.5.is_none() && args.database_url.is_none())
+                .map(|s| s.0)
+                .collect();
+            if !on_sqlite.is_empty() {
+                bail!(
+                    "--replicas {} needs PostgreSQL for {}: the replicas of a service share its database, \
+                     and on SQLite that database is a file under this data dir that only processes on this \
+                     machine can open, each waiting for one lock to write; \
+                     give --database-url postgres://user@host:port/weft (or run one replica)",
+                    args.replicas,
+                    on_sqlite.join(", ")
+                );
+            }
+        }
+        let port = |base: u16, k: u8, flag: &str| -> anyhow::Result<u16> {
+            u16::from(k - 1)
+                .checked_mul(args.replica_port_step)
+                .and_then(|offset| base.checked_add(offset))
+                .with_context(|| {
+                    format!(
+                        "replica {k} would listen beyond port 65535 ({flag} {base}, --replica-port-step {}): choose lower ports or a smaller step",
+                        args.replica_port_step
+                    )
+                })
+        };
+        let services = services
+            .into_iter()
+            .map(|(service, grpc, grpc_flag, admin, admin_flag, _)| {
+                let instances = (1..=args.replicas)
+                    .map(|k| {
+                        Ok(Instance {
+                            name: if k == 1 {
+                                service.to_owned()
+                            } else {
+                                format!("{service}-{k}")
+                            },
+                            grpc: SocketAddr::new(args.host, port(grpc, k, grpc_flag)?),
+                            grpc_flag,
+                            admin: SocketAddr::new(args.host, port(admin, k, admin_flag)?),
+                            admin_flag,
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                Ok((service, instances))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self { services })
+    }
 }

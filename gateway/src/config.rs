@@ -28,21 +28,24 @@ pub struct Config {
     /// The user service (also where token keys come from).
     #[command(flatten)]
     pub jwks: weft_auth::JwksArgs,
-    /// The order service.
+    /// The order service: `http://host:port`, or its replicas' addresses separated by
+    /// commas (calls are balanced over them).
     #[arg(
         long,
         env = "WEFT_ORDER_SERVICE_URL",
         default_value = "http://127.0.0.1:5052"
     )]
     pub order_service_url: String,
-    /// The notification service.
+    /// The notification service: `http://host:port`, or its replicas' addresses separated by
+    /// commas (calls are balanced over them).
     #[arg(
         long,
         env = "WEFT_NOTIFICATION_SERVICE_URL",
         default_value = "http://127.0.0.1:5053"
     )]
     pub notification_service_url: String,
-    /// The analytics service.
+    /// The analytics service: `http://host:port`, or its replicas' addresses separated by
+    /// commas (calls are balanced over them).
     #[arg(
         long,
         env = "WEFT_ANALYTICS_SERVICE_URL",

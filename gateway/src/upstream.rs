@@ -93,8 +93,8 @@ pub struct UpstreamError {
 }
 
 impl Upstreams {
-    /// Channels to `urls` (service full name → `http://host:port`). Nothing connects
-    /// until the first call.
+    /// Channels to `urls` (service full name → `http://host:port`, or a comma-separated
+    /// list of a service's replicas, balanced). Nothing connects until the first call.
     pub fn new(
         urls: &HashMap<String, String>,
         config: &UpstreamConfig,
@@ -106,14 +106,27 @@ impl Upstreams {
                 url: url.clone(),
                 reason,
             };
-            let channel = Endpoint::from_shared(url.clone())
-                .map_err(|e| bad(e.to_string()))?
-                .connect_timeout(config.connect_timeout)
-                .tcp_keepalive(Some(Duration::from_secs(30)))
-                .http2_keep_alive_interval(Duration::from_secs(30))
-                .keep_alive_timeout(Duration::from_secs(10))
-                .keep_alive_while_idle(true)
-                .connect_lazy();
+            let endpoints = url
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(|u| {
+                    Endpoint::from_shared(u.to_owned()).map(|e| {
+                        e.connect_timeout(config.connect_timeout)
+                            .tcp_keepalive(Some(Duration::from_secs(30)))
+                            .http2_keep_alive_interval(Duration::from_secs(30))
+                            .keep_alive_timeout(Duration::from_secs(10))
+                            .keep_alive_while_idle(true)
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(e.to_string()))?;
+            let channel = match endpoints.as_slice() {
+                [] => return Err(bad("no address".to_owned())),
+                [one] => one.connect_lazy(),
+                // Replicas: each call goes to the less loaded of two picked at random.
+                _ => Channel::balance_list(endpoints.into_iter()),
+            };
             by_service.insert(
                 service.clone(),
                 Upstream {

@@ -11,7 +11,9 @@ use crate::verify::{Verifier, keep_fresh};
 /// Where the token keys come from.
 #[derive(Debug, Clone, clap::Args)]
 pub struct JwksArgs {
-    /// The user service, whose JWKS verifies access tokens.
+    /// The user service, whose JWKS verifies access tokens: `http://host:port`, or its
+    /// replicas' addresses separated by commas (each is asked in turn until one
+    /// answers; they share one signing key).
     #[arg(
         long,
         env = "WEFT_USER_SERVICE_URL",

@@ -269,7 +269,27 @@ pub async fn keep_fresh(
     }
 }
 
-async fn fetch(endpoint: &str) -> Result<Vec<Jwk>, String> {
+/// The keys from the first of `endpoints` (comma-separated) that answers.
+async fn fetch(endpoints: &str) -> Result<Vec<Jwk>, String> {
+    let mut failures = Vec::new();
+    for endpoint in endpoints
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        match fetch_one(endpoint).await {
+            Ok(keys) => return Ok(keys),
+            Err(e) => failures.push(format!("{endpoint}: {e}")),
+        }
+    }
+    Err(if failures.is_empty() {
+        "no user service address".to_owned()
+    } else {
+        failures.join("; ")
+    })
+}
+
+async fn fetch_one(endpoint: &str) -> Result<Vec<Jwk>, String> {
     let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
         .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(2))
