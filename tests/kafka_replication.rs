@@ -13,10 +13,9 @@
 
 mod support;
 
+use support::cluster::{Cluster, free_base, script};
+
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,93 +27,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use weft_events::kafka::KafkaArgs;
 
 const TOPIC: &str = "replicated";
-
-/// A cluster of this test's own, stopped on drop.
-struct Cluster {
-    dir: tempfile::TempDir,
-    port: u16,
-    bootstrap: String,
-}
-
-fn script() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka"))
-}
-
-fn run(dir: &Path, port: u16, args: &[&str]) -> String {
-    let out = Command::new("bash")
-        .arg(script())
-        .args(args)
-        .arg("--dir")
-        .arg(dir)
-        .args(["--port", &port.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "scripts/kafka {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A base port whose three nodes' listeners (+0..2, +100..102, +200..202) are free.
-fn free_base() -> u16 {
-    for _ in 0..200 {
-        let base = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if !(2000..60000).contains(&base) {
-            continue;
-        }
-        let held: Vec<_> = [0, 1, 2, 100, 101, 102, 200, 201, 202]
-            .iter()
-            .map(|o| TcpListener::bind(("127.0.0.1", base + o)))
-            .collect();
-        if held.iter().all(Result::is_ok) {
-            return base;
-        }
-    }
-    panic!("no free range of ports for a Kafka cluster");
-}
-
-impl Cluster {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_base();
-        let out = run(dir.path(), port, &["start", "--nodes", "3"]);
-        let bootstrap = out
-            .lines()
-            .find_map(|l| l.strip_prefix("KAFKA_BROKERS="))
-            .unwrap()
-            .to_owned();
-        Self {
-            dir,
-            port,
-            bootstrap,
-        }
-    }
-
-    fn kill(&self, node: i32) {
-        run(self.dir.path(), self.port, &["kill", &node.to_string()]);
-    }
-
-    fn restart(&self, node: i32) {
-        run(self.dir.path(), self.port, &["restart", &node.to_string()]);
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .arg("stop")
-            .arg("--dir")
-            .arg(self.dir.path())
-            .output();
-    }
-}
 
 /// The leader of partition 0 and its in-sync replicas, once the partition has one.
 fn leader(admin: &AdminClient<DefaultClientContext>) -> (i32, usize) {

@@ -349,3 +349,59 @@ async fn stale_offsets_stop_weft_up_until_it_is_told_to_reset_them() {
         .await
         .unwrap();
 }
+
+/// `--replicas` above one on SQLite is refused before anything starts, saying why and
+/// what to give instead; out-of-range counts and ports beyond 65535 are refused too.
+#[test]
+fn replicas_on_sqlite_or_beyond_the_ports_are_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let out = support::up_command(dir.path(), &ports)
+        .args(["--replicas", "2"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--replicas 2 needs PostgreSQL for user, order, notification, analytics")
+            && stderr.contains("share its database")
+            && stderr.contains("--database-url postgres://"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("broker").exists(), "nothing was started");
+    assert!(!listening_on(ports.broker), "no broker was started");
+
+    // One service on PostgreSQL is not enough: the others are named.
+    let out = support::up_command(dir.path(), &ports)
+        .args(["--replicas", "3"])
+        .env("WEFT_USER_DATABASE_URL", "postgres://nobody@127.0.0.1:1/x")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--replicas 3 needs PostgreSQL for order, notification, analytics:"),
+        "{stderr}"
+    );
+
+    for bad in ["0", "10", "two"] {
+        let out = support::up_command(dir.path(), &ports)
+            .args(["--replicas", bad])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "--replicas {bad}: {stderr}");
+        assert!(stderr.contains("--replicas"), "{stderr}");
+    }
+
+    let out = support::up_command(dir.path(), &ports)
+        .args(["--replicas", "2", "--replica-port-step", "65000"])
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/x")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("replica 2 would listen beyond port 65535")
+            && stderr.contains("--replica-port-step 65000"),
+        "{stderr}"
+    );
+}

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+pub mod cluster;
+
 pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 
 /// Free ports for every listener of the mesh.
@@ -46,6 +48,27 @@ impl Ports {
             gateway_admin: p(),
         }
     }
+
+    /// Like [`Self::free`], with room for `replicas` instances of each service:
+    /// replica k listens k - 1 ports above each of its service's ports (`weft up
+    /// --replicas <replicas> --replica-port-step 1`).
+    pub fn for_replicas(replicas: u16) -> Self {
+        let p = weft_testkit::free_port;
+        let r = || weft_testkit::free_ports(replicas);
+        Self {
+            broker: p(),
+            user: r(),
+            order: r(),
+            user_admin: r(),
+            order_admin: r(),
+            notification: r(),
+            analytics: r(),
+            notification_admin: r(),
+            analytics_admin: r(),
+            gateway: p(),
+            gateway_admin: p(),
+        }
+    }
 }
 
 /// Where a mesh's events go: the embedded broker `weft up` starts on `ports.broker`,
@@ -54,6 +77,8 @@ impl Ports {
 #[derive(Clone)]
 pub struct MeshBroker {
     kafka: Option<std::sync::Arc<weft_testkit::TestBroker>>,
+    /// A whole Apache Kafka cluster of the test's own, by its bootstrap servers.
+    own_cluster: Option<String>,
     embedded_port: u16,
 }
 
@@ -63,13 +88,24 @@ impl MeshBroker {
         Self {
             kafka: (kind == BrokerKind::Kafka)
                 .then(|| std::sync::Arc::new(weft_testkit::TestBroker::start(kind))),
+            own_cluster: None,
             embedded_port: ports.broker,
+        }
+    }
+
+    /// A whole Apache Kafka cluster of the test's own (3 nodes, e.g. a
+    /// [`cluster::Cluster`]), without a topic prefix.
+    pub fn cluster(bootstrap: &str) -> Self {
+        Self {
+            kafka: None,
+            own_cluster: Some(bootstrap.to_owned()),
+            embedded_port: 0,
         }
     }
 
     /// Which broker this is.
     pub fn kind(&self) -> BrokerKind {
-        if self.kafka.is_some() {
+        if self.kafka.is_some() || self.own_cluster.is_some() {
             BrokerKind::Kafka
         } else {
             BrokerKind::Embedded
@@ -78,9 +114,10 @@ impl MeshBroker {
 
     /// `bootstrap.servers` of the mesh's broker.
     pub fn bootstrap(&self) -> String {
-        match &self.kafka {
-            Some(k) => k.bootstrap(),
-            None => format!("127.0.0.1:{}", self.embedded_port),
+        match (&self.kafka, &self.own_cluster) {
+            (Some(k), _) => k.bootstrap(),
+            (None, Some(cluster)) => cluster.clone(),
+            (None, None) => format!("127.0.0.1:{}", self.embedded_port),
         }
     }
 
@@ -96,13 +133,19 @@ impl MeshBroker {
 
     /// The environment of a `weft` command (up, tail, dlq) that talks to this broker.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        match &self.kafka {
-            Some(k) => {
+        match (&self.kafka, &self.own_cluster) {
+            (Some(k), _) => {
                 let mut env = k.env();
                 env.push(("WEFT_BROKER", "external".to_owned()));
                 env
             }
-            None => vec![("KAFKA_BROKERS", self.bootstrap())],
+            (None, Some(cluster)) => vec![
+                ("KAFKA_BROKERS", cluster.clone()),
+                ("WEFT_BROKER", "external".to_owned()),
+                ("WEFT_TOPIC_REPLICATION", "3".to_owned()),
+                ("WEFT_TOPIC_MIN_INSYNC_REPLICAS", "2".to_owned()),
+            ],
+            (None, None) => vec![("KAFKA_BROKERS", self.bootstrap())],
         }
     }
 }

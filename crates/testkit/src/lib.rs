@@ -24,6 +24,13 @@ const TEST_PORTS: std::ops::Range<u16> = 10_000..19_000;
 /// outside the ephemeral range, so a client connection cannot take it between the
 /// moment it is chosen and the moment the server under test binds it.
 pub fn free_port() -> u16 {
+    free_ports(1)
+}
+
+/// `n` consecutive free ports, the first returned, as [`free_port`] hands them out:
+/// for `weft up --replicas n --replica-port-step 1`, where replica k of a service
+/// listens k - 1 ports above the first.
+pub fn free_ports(n: u16) -> u16 {
     use std::sync::Mutex;
     static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
     let dir = std::env::temp_dir().join("weft-test-ports");
@@ -38,22 +45,34 @@ pub fn free_port() -> u16 {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     for i in 0..span {
-        let port = TEST_PORTS.start + u16::try_from((seed.wrapping_add(i)) % span).unwrap_or(0);
-        let Ok(file) = std::fs::File::create(dir.join(format!("{port}.lock"))) else {
+        let first = TEST_PORTS.start + u16::try_from((seed.wrapping_add(i)) % span).unwrap_or(0);
+        if first.saturating_add(n) > TEST_PORTS.end {
             continue;
-        };
-        if file.try_lock().is_err() {
-            continue; // another test process has it
         }
-        let free = TcpListener::bind(("127.0.0.1", port)).is_ok();
-        // Held either way: a port in use is not worth trying again in this process.
-        held.push(file);
-        if free {
-            return port;
+        let mut all_free = true;
+        for port in first..first + n {
+            let Ok(file) = std::fs::File::create(dir.join(format!("{port}.lock"))) else {
+                all_free = false;
+                break;
+            };
+            if file.try_lock().is_err() {
+                all_free = false; // another test process has it
+                break;
+            }
+            let free = TcpListener::bind(("127.0.0.1", port)).is_ok();
+            // Held either way: a port in use is not worth trying again in this process.
+            held.push(file);
+            if !free {
+                all_free = false;
+                break;
+            }
+        }
+        if all_free {
+            return first;
         }
     }
     panic!(
-        "no free port left in {}..{} on 127.0.0.1",
+        "no {n} free consecutive ports left in {}..{} on 127.0.0.1",
         TEST_PORTS.start, TEST_PORTS.end
     );
 }

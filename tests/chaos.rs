@@ -1,0 +1,623 @@
+//! Two replicas of every service on PostgreSQL, 1,000 sign-ups from 8 clients, and
+//! chaos while they run (`weft up --replicas 2`), on a 3-node Apache Kafka cluster of
+//! the test's own and on weft-broker:
+//! - one replica of each service is SIGKILLed (the launcher starts it again);
+//! - the user service is restarted replica by replica (SIGTERM), the outbox relay's
+//!   holder first, so the relay hands over (printed: who held it before and after);
+//! - on Kafka, the node leading a partition of `user-events` is SIGKILLed and
+//!   restarted;
+//! - one notification replica is SIGSTOPped past its session timeout and then
+//!   SIGCONTed: a zombie whose partitions went to the other replica meanwhile.
+//!
+//! At the end: exactly 1,000 welcome orders; exactly three emails per sign-up as
+//! files (the welcome, the contact verification and the order confirmation), one of
+//! each per recipient; exact analytics counts; empty dead-letter topics; every
+//! group's stored offsets at its topics' end offsets; and, for every key, each
+//! group applied its events once each, in the order they were published, which for
+//! a user's or an order's events is the order of the producer's outbox.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use sqlx::Row as _;
+use support::cluster::Cluster;
+use support::{BrokerKind, MeshBroker, Ports, Up};
+use tonic::transport::{Channel, Endpoint};
+use weft_proto::user::user_service_client::UserServiceClient;
+use weft_proto::user::{SignUpRequest, SignupSource};
+use weft_testkit::eventually;
+
+const SIGNUPS: usize = 1_000;
+const CLIENTS: usize = 8;
+/// The welcome email, the contact verification and the welcome order's confirmation.
+const EMAILS_PER_SIGNUP: usize = 3;
+const WAIT: Duration = Duration::from_secs(240);
+/// Longer than the consumers' session timeout (10 s).
+const ZOMBIE_PAUSE: Duration = Duration::from_secs(16);
+const TOPICS: [&str; 3] = ["user-events", "order-events", "notification-events"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_of_everything_survive_chaos_exactly_on_kafka() {
+    chaos(BrokerKind::Kafka).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_of_everything_survive_chaos_exactly_on_weft_broker() {
+    chaos(BrokerKind::Embedded).await;
+}
+
+struct Mesh {
+    data: std::path::PathBuf,
+    ports: Ports,
+    /// The fresh database `weft up` makes `<it>_<service>` databases beside.
+    database: String,
+}
+
+impl Mesh {
+    fn pid(&self, instance: &str) -> i32 {
+        std::fs::read_to_string(self.data.join(format!("run/{instance}.pid")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    fn signal(&self, instance: &str, signal: Signal) -> i32 {
+        let pid = self.pid(instance);
+        kill(Pid::from_raw(pid), signal).unwrap();
+        pid
+    }
+
+    /// The gRPC port of an instance: `user`, `user-2`, ….
+    fn port(&self, instance: &str) -> u16 {
+        let (service, k) = match instance.split_once('-') {
+            Some((s, k)) => (s, k.parse::<u16>().unwrap()),
+            None => (instance, 1),
+        };
+        let base = match service {
+            "user" => self.ports.user,
+            "order" => self.ports.order,
+            "notification" => self.ports.notification,
+            "analytics" => self.ports.analytics,
+            other => panic!("no service {other}"),
+        };
+        base + k - 1
+    }
+
+    async fn db(&self, service: &str) -> sqlx::PgPool {
+        sqlx::PgPool::connect(&format!("{}_{service}", self.database))
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the launcher has started `instance` again (a new pid) and it serves.
+    async fn back(&self, instance: &str, old_pid: i32) {
+        let port = self.port(instance);
+        eventually(&format!("{instance} restarted"), WAIT, || async move {
+            let pid = std::fs::read_to_string(self.data.join(format!("run/{instance}.pid")))
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())?;
+            (pid != old_pid && serving(port).await).then_some(())
+        })
+        .await;
+    }
+
+    /// The replica (instance name) holding `service`'s outbox relay lease.
+    async fn relay_holder(&self, service: &str) -> String {
+        let db = self.db(service).await;
+        let holder = eventually(&format!("a holder of {service}'s relay"), WAIT, || {
+            let db = db.clone();
+            async move {
+                sqlx::query("SELECT holder FROM weft_leases WHERE name = 'outbox-relay'")
+                    .fetch_optional(&db)
+                    .await
+                    .unwrap()
+                    .map(|r| r.get::<String, _>(0))
+                    .filter(|h| !h.is_empty())
+            }
+        })
+        .await;
+        holder.rsplit('/').next().unwrap().to_owned()
+    }
+}
+
+async fn serving(port: u16) -> bool {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let Ok(channel) = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect_timeout(Duration::from_millis(500))
+        .connect()
+        .await
+    else {
+        return false;
+    };
+    HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await
+        .is_ok_and(|r| r.into_inner().status == 1)
+}
+
+/// Client `c`'s share of the sign-ups, on both user replicas: a call that fails is
+/// retried on the other replica, and AlreadyExists after a retry means an earlier
+/// attempt got through.
+async fn sign_up_share(ports: Ports, c: usize, done: Arc<AtomicUsize>) {
+    let channel = |port: u16| -> Channel {
+        Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(20))
+            .connect_lazy()
+    };
+    let clients = [
+        UserServiceClient::new(channel(ports.user)),
+        UserServiceClient::new(channel(ports.user + 1)),
+    ];
+    for i in 0..SIGNUPS / CLIENTS {
+        let email = format!("chaos-{c}-{i}@example.com");
+        let mut attempt = 0usize;
+        loop {
+            let mut client = clients[(c + attempt) % 2].clone();
+            let result = client
+                .sign_up(SignUpRequest {
+                    email: email.clone(),
+                    name: format!("Chaos {c} {i}"),
+                    password: "correct horse battery 9".into(),
+                    source: SignupSource::Api as i32,
+                    ..Default::default()
+                })
+                .await;
+            match result {
+                Ok(_) => break,
+                Err(s) if attempt > 0 && s.code() == tonic::Code::AlreadyExists => break,
+                Err(s) => {
+                    attempt += 1;
+                    assert!(attempt < 300, "sign-up {email} kept failing: {s}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        done.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+async fn until(done: &AtomicUsize, at_least: usize) {
+    while done.load(Ordering::SeqCst) < at_least {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The leader of `topic`'s partition 0.
+fn leader(brokers: &str, topic: &str) -> i32 {
+    let client: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let md = client
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    md.topics()[0].partitions()[0].leader()
+}
+
+/// End offset of every partition of `topics`.
+fn end_offsets(brokers: &str, topics: &[String]) -> BTreeMap<(String, i32), i64> {
+    let client: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for topic in topics {
+        let md = client
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        for p in md.topics()[0].partitions() {
+            let (_, high) = client
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .unwrap();
+            out.insert((topic.clone(), p.id()), high);
+        }
+    }
+    out
+}
+
+/// Recipient → subjects of the `.eml` files in `dir`.
+fn mails(dir: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.path().extension().is_none_or(|x| x != "eml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        let header = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        out.entry(header("To:"))
+            .or_default()
+            .push(header("Subject:"));
+    }
+    out
+}
+
+async fn chaos(kind: BrokerKind) {
+    let cluster = (kind == BrokerKind::Kafka).then(Cluster::start);
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::for_replicas(2);
+    let database = weft_testkit::postgres_database().await;
+    let broker = match &cluster {
+        Some(c) => MeshBroker::cluster(&c.bootstrap),
+        None => MeshBroker::new(BrokerKind::Embedded, &ports),
+    };
+    let up = {
+        let (data, p, db) = (dir.path().to_owned(), ports.clone(), database.clone());
+        tokio::task::spawn_blocking(move || {
+            Up::start_with_broker(
+                broker,
+                &data,
+                &p,
+                Some(&db),
+                &[("WEFT_REPLICAS", "2"), ("WEFT_REPLICA_PORT_STEP", "1")],
+            )
+        })
+        .await
+        .unwrap()
+    };
+    let brokers = up.broker.bootstrap();
+    let mesh = Mesh {
+        data: dir.path().to_owned(),
+        ports: ports.clone(),
+        database,
+    };
+    let started = Instant::now();
+    let done = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| tokio::spawn(sign_up_share(ports.clone(), c, done.clone())))
+        .collect();
+
+    // One replica of each service SIGKILLed; the launcher starts each again.
+    until(&done, 100).await;
+    let killed = ["user-2", "order", "notification-2", "analytics"];
+    let pids: Vec<i32> = killed
+        .iter()
+        .map(|i| mesh.signal(i, Signal::SIGKILL))
+        .collect();
+    for (instance, pid) in killed.iter().zip(pids) {
+        mesh.back(instance, pid).await;
+    }
+    println!(
+        "{:>5.1} s  SIGKILLed {killed:?} at {} sign-ups; all back",
+        started.elapsed().as_secs_f64(),
+        100
+    );
+
+    // The user service restarted replica by replica, the relay's holder first.
+    until(&done, 300).await;
+    let before = mesh.relay_holder("user").await;
+    let other = if before == "user" { "user-2" } else { "user" };
+    let pid = mesh.signal(&before, Signal::SIGTERM);
+    let after = eventually("the relay handed over", WAIT, || async {
+        let h = mesh.relay_holder("user").await;
+        (h != before).then_some(h)
+    })
+    .await;
+    println!(
+        "{:>5.1} s  the user service's relay: held by {before}, then by {after} after {before} was stopped",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(after, other);
+    mesh.back(&before, pid).await;
+    let pid = mesh.signal(other, Signal::SIGTERM);
+    mesh.back(other, pid).await;
+    println!(
+        "{:>5.1} s  user service restarted replica by replica; relay now held by {}",
+        started.elapsed().as_secs_f64(),
+        mesh.relay_holder("user").await
+    );
+
+    // A Kafka node that leads a partition, killed and restarted.
+    if let Some(cluster) = &cluster {
+        until(&done, 500).await;
+        let b = brokers.clone();
+        let node = tokio::task::spawn_blocking(move || leader(&b, "user-events"))
+            .await
+            .unwrap();
+        cluster.kill(node);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        cluster.restart(node);
+        println!(
+            "{:>5.1} s  Kafka node {node}, leader of user-events/0, SIGKILLed and restarted",
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    // A zombie: stopped past its session timeout while the other replica takes its
+    // partitions, then woken.
+    until(&done, 700).await;
+    mesh.signal("notification-2", Signal::SIGSTOP);
+    tokio::time::sleep(ZOMBIE_PAUSE).await;
+    mesh.signal("notification-2", Signal::SIGCONT);
+    println!(
+        "{:>5.1} s  notification-2 SIGSTOPped for {ZOMBIE_PAUSE:?}, then SIGCONTed",
+        started.elapsed().as_secs_f64()
+    );
+
+    for c in clients {
+        c.await.unwrap();
+    }
+    println!(
+        "{:>5.1} s  {SIGNUPS} sign-ups answered",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Exact analytics counts (either replica reads the one database).
+    let port = ports.analytics;
+    let metrics = eventually("exact analytics counts", WAIT, || async move {
+        let m = support::grpc::metrics(port).await;
+        (m.signups >= SIGNUPS as i64
+            && m.orders_created >= SIGNUPS as i64
+            && m.emails_sent >= (SIGNUPS * EMAILS_PER_SIGNUP) as i64)
+            .then_some(m)
+    })
+    .await;
+    println!(
+        "{:>5.1} s  analytics: {} sign-ups, {} orders, {} emails",
+        started.elapsed().as_secs_f64(),
+        metrics.signups,
+        metrics.orders_created,
+        metrics.emails_sent
+    );
+
+    // Offsets at the end of every topic, for every group (so nothing is in flight).
+    let topics: Vec<String> = TOPICS.iter().map(|t| up.broker.topic(t)).collect();
+    let groups = [
+        ("order", "weft-order"),
+        ("notification", "weft-notification"),
+        ("analytics", "weft-analytics"),
+    ];
+    let group_name = |g: &str| format!("{}{g}", up.broker.prefix());
+    let mut dbs = HashMap::new();
+    for service in ["user", "order", "notification", "analytics"] {
+        dbs.insert(service, mesh.db(service).await);
+    }
+    eventually("every group at the end of its topics", WAIT, || async {
+        let b = brokers.clone();
+        let t = topics.clone();
+        let ends = tokio::task::spawn_blocking(move || end_offsets(&b, &t))
+            .await
+            .unwrap();
+        for (service, group) in groups {
+            let rows = sqlx::query(
+                "SELECT topic, kafka_partition, next_offset FROM weft_consumer_offsets \
+                 WHERE consumer_group = $1",
+            )
+            .bind(group_name(group))
+            .fetch_all(&dbs[service])
+            .await
+            .unwrap();
+            let stored: BTreeMap<(String, i32), i64> = rows
+                .iter()
+                .map(|r| ((r.get(0), r.get::<i64, _>(1) as i32), r.get::<i64, _>(2)))
+                .collect();
+            for ((topic, partition), end) in &ends {
+                let at = stored.get(&(topic.clone(), *partition)).copied();
+                // A group reads the topics it subscribes to; it has stored an
+                // offset for every partition of those that has records.
+                let reads_topic = stored.keys().any(|(t, _)| t == topic);
+                if reads_topic && *end > 0 && at != Some(*end) {
+                    return None;
+                }
+            }
+            if stored.is_empty() {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    let m = support::grpc::metrics(port).await;
+    assert_eq!(
+        (m.signups, m.orders_created, m.emails_sent),
+        (
+            SIGNUPS as i64,
+            SIGNUPS as i64,
+            (SIGNUPS * EMAILS_PER_SIGNUP) as i64
+        ),
+        "analytics counts"
+    );
+
+    let welcome: i64 = sqlx::query("SELECT count(*) FROM orders WHERE kind = 2")
+        .fetch_one(&dbs["order"])
+        .await
+        .unwrap()
+        .get(0);
+    let all_orders: i64 = sqlx::query("SELECT count(*) FROM orders")
+        .fetch_one(&dbs["order"])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!((welcome, all_orders), (SIGNUPS as i64, SIGNUPS as i64));
+
+    let sent: i64 = sqlx::query("SELECT count(*) FROM notifications WHERE sent_at IS NOT NULL")
+        .fetch_one(&dbs["notification"])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sent, (SIGNUPS * EMAILS_PER_SIGNUP) as i64);
+    let mail = mails(&dir.path().join("mail"));
+    assert_eq!(mail.len(), SIGNUPS, "recipients with mail");
+    for (to, mut subjects) in mail {
+        subjects.sort();
+        subjects.dedup();
+        assert_eq!(
+            subjects.len(),
+            EMAILS_PER_SIGNUP,
+            "{to}: one of each email, none twice: {subjects:?}"
+        );
+    }
+    let files = std::fs::read_dir(dir.path().join("mail"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+        .count();
+    assert_eq!(files, SIGNUPS * EMAILS_PER_SIGNUP, ".eml files");
+
+    let dlq: Vec<String> = TOPICS
+        .iter()
+        .map(|t| up.broker.topic(&format!("{t}.dlq")))
+        .collect();
+    let b = brokers.clone();
+    let dead = tokio::task::spawn_blocking(move || end_offsets(&b, &dlq))
+        .await
+        .unwrap();
+    assert!(dead.values().all(|&end| end == 0), "dead letters: {dead:?}");
+
+    // Each group applied each event once (the inbox's key), in the order the relay
+    // published a key's events, which is the order of their outbox rows where one
+    // row's transaction follows the other's: a user's events in the user service
+    // (one row lock), an order's in the order service. A user's EmailSent rows come
+    // from deliveries that run side by side, on either replica; their sequence
+    // numbers are drawn before commit and say nothing about which came first.
+    let producers = [
+        ("user", "user-events", true),
+        ("order", "order-events", true),
+        ("notification", "notification-events", false),
+    ];
+    let mut checked = 0usize;
+    for (producer, topic, causal) in producers {
+        let outbox = sqlx::query(
+            "SELECT event_id, event_key, seq FROM weft_outbox WHERE topic = $1 AND sent_at IS NOT NULL",
+        )
+        .bind(up.broker.topic(topic))
+        .fetch_all(&dbs[producer])
+        .await
+        .unwrap();
+        let unsent: i64 = sqlx::query("SELECT count(*) FROM weft_outbox WHERE sent_at IS NULL")
+            .fetch_one(&dbs[producer])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(unsent, 0, "{producer}'s outbox is empty");
+        let by_id: HashMap<String, (String, i64)> = outbox
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect();
+        for (service, group) in groups {
+            let applied = sqlx::query(
+                "SELECT event_id, kafka_partition, kafka_offset, processed_at FROM weft_inbox \
+                 WHERE consumer_group = $1 AND topic = $2",
+            )
+            .bind(group_name(group))
+            .bind(up.broker.topic(topic))
+            .fetch_all(&dbs[service])
+            .await
+            .unwrap();
+            // key → (partition, offset, applied at, outbox seq)
+            let mut by_key: BTreeMap<String, Vec<(i32, i64, i64, i64)>> = BTreeMap::new();
+            for r in &applied {
+                let id: String = r.get(0);
+                let (key, seq) = by_id.get(&id).unwrap_or_else(|| {
+                    panic!("{group} applied {id}, which {producer}'s outbox never sent")
+                });
+                by_key
+                    .entry(key.clone())
+                    .or_default()
+                    .push((r.get(1), r.get(2), r.get(3), *seq));
+            }
+            for (key, mut events) in by_key {
+                events.sort();
+                for pair in events.windows(2) {
+                    let (a, b) = (pair[0], pair[1]);
+                    assert!(
+                        a.0 == b.0 && a.2 <= b.2 && (!causal || a.3 < b.3),
+                        "{group} on {topic}, key {key}: partition/offset {}/{} (outbox seq {}) \
+                         applied at {}, {}/{} (seq {}) at {}",
+                        a.0,
+                        a.1,
+                        a.3,
+                        a.2,
+                        b.0,
+                        b.1,
+                        b.3,
+                        b.2
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        checked > SIGNUPS,
+        "pairs of a key's events checked: {checked}"
+    );
+    println!(
+        "{:>5.1} s  exact: {SIGNUPS} welcome orders, {} emails, no dead letters, offsets at the ends, {checked} pairs of a key's events applied in the order published",
+        started.elapsed().as_secs_f64(),
+        SIGNUPS * EMAILS_PER_SIGNUP
+    );
+
+    // Replicas working side by side never trip over each other's keys.
+    for entry in std::fs::read_dir(dir.path().join("logs"))
+        .unwrap()
+        .flatten()
+    {
+        let log = std::fs::read_to_string(entry.path()).unwrap();
+        assert!(
+            !log.contains("duplicate key value"),
+            "{}: {}",
+            entry.path().display(),
+            log.lines()
+                .find(|l| l.contains("duplicate key value"))
+                .unwrap()
+        );
+    }
+
+    // The one gateway balances over both replicas of a service.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    for _ in 0..40 {
+        let resp = http
+            .get(format!(
+                "http://127.0.0.1:{}/v1/analytics/metrics",
+                ports.gateway
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["metrics"]["signups"], "1000", "{body}");
+    }
+    let second = http
+        .get(format!(
+            "http://127.0.0.1:{}/metrics",
+            ports.analytics_admin + 1
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let served: f64 = second
+        .lines()
+        .filter(|l| l.starts_with("rpc_server_duration_seconds_count") && l.contains("GetMetrics"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        served > 0.0,
+        "analytics-2 answered none of the gateway's calls:\n{second}"
+    );
+    drop(up);
+    drop(cluster);
+}

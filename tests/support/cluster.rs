@@ -1,0 +1,98 @@
+//! A 3-node Apache Kafka cluster of a test's own (`scripts/kafka` on free ports), for
+//! tests that kill nodes and so cannot use the shared test cluster.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A cluster of this test's own, stopped on drop.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    port: u16,
+    /// `bootstrap.servers` of the cluster.
+    pub bootstrap: String,
+}
+
+/// `scripts/kafka` of this checkout.
+pub fn script() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka"))
+}
+
+fn run(dir: &Path, port: u16, args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg(script())
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .args(["--port", &port.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/kafka {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A base port whose three nodes' listeners (+0..2, +100..102, +200..202) are free.
+pub fn free_base() -> u16 {
+    for _ in 0..200 {
+        let base = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !(2000..60000).contains(&base) {
+            continue;
+        }
+        let held: Vec<_> = [0, 1, 2, 100, 101, 102, 200, 201, 202]
+            .iter()
+            .map(|o| TcpListener::bind(("127.0.0.1", base + o)))
+            .collect();
+        if held.iter().all(Result::is_ok) {
+            return base;
+        }
+    }
+    panic!("no free range of ports for a Kafka cluster");
+}
+
+impl Cluster {
+    /// Starts three nodes and waits until they serve.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_base();
+        let out = run(dir.path(), port, &["start", "--nodes", "3"]);
+        let bootstrap = out
+            .lines()
+            .find_map(|l| l.strip_prefix("KAFKA_BROKERS="))
+            .unwrap()
+            .to_owned();
+        Self {
+            dir,
+            port,
+            bootstrap,
+        }
+    }
+
+    /// SIGKILLs node `node` (1-based, as Kafka's node ids).
+    pub fn kill(&self, node: i32) {
+        run(self.dir.path(), self.port, &["kill", &node.to_string()]);
+    }
+
+    /// Starts node `node` again.
+    pub fn restart(&self, node: i32) {
+        run(self.dir.path(), self.port, &["restart", &node.to_string()]);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .arg("--dir")
+            .arg(self.dir.path())
+            .output();
+    }
+}
