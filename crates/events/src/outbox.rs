@@ -98,8 +98,6 @@ pub struct RelayConfig {
     pub batch: i64,
     /// Longest wait between rounds when nobody wakes the relay.
     pub poll_interval: Duration,
-    /// How long sent rows are kept before they are deleted.
-    pub retention: Duration,
     /// Fault injection for crash tests: after reading a batch, hang before
     /// publishing it (a test then kills the process).
     pub hang_before_publish: bool,
@@ -115,7 +113,6 @@ impl Default for RelayConfig {
         Self {
             batch: 256,
             poll_interval: Duration::from_millis(500),
-            retention: Duration::from_secs(7 * 24 * 3600),
             hang_before_publish: false,
             lease_ttl: Duration::from_secs(10),
             replica: replica_id(),
@@ -182,7 +179,7 @@ impl Relay {
                 }
             };
             if rounds.is_multiple_of(600) {
-                self.report_and_prune().await;
+                self.report_backlog().await;
             }
             if published as i64 >= self.config.batch {
                 continue; // more rows are waiting
@@ -203,19 +200,9 @@ impl Relay {
         tracing::info!("outbox relay stopped");
     }
 
-    async fn report_and_prune(&self) {
+    async fn report_backlog(&self) {
         if let Ok(n) = Outbox::backlog(&self.db).await {
             metrics::gauge!("outbox_backlog").set(n as f64);
-        }
-        let cutoff =
-            now_micros() - i64::try_from(self.config.retention.as_micros()).unwrap_or(i64::MAX);
-        if let Err(e) =
-            sqlx::query("DELETE FROM weft_outbox WHERE sent_at IS NOT NULL AND sent_at < $1")
-                .bind(cutoff)
-                .execute(self.db.pool())
-                .await
-        {
-            tracing::warn!(error = %e, "pruning sent outbox rows failed");
         }
     }
 

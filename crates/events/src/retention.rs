@@ -7,12 +7,18 @@
 //! The inbox is what keeps a record read twice from being applied twice. Its
 //! retention (7 days by default) is the broker's: a record that could still be read
 //! again (a rewind, `--reset-offsets earliest`) is still remembered.
+//!
+//! Replicas sharing a database prune one at a time: the holder of the `pruning`
+//! lease, renewed at every batch. When it stops, another replica prunes at its next
+//! pass; when it dies, once the lease has expired (twice the interval).
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::EventsError;
 use crate::db::{Database, now_micros};
+use crate::lease::{Lease, replica_id};
 
 /// Retention flags every service shares.
 #[derive(Debug, Clone, clap::Args)]
@@ -73,30 +79,59 @@ impl Rule {
 /// Rows deleted per transaction.
 pub const BATCH: i64 = 500;
 
-/// Prunes `rules` every `interval` until `shutdown`.
+/// The lease under which one replica of a service prunes its database.
+pub const PRUNING_LEASE: &str = "pruning";
+
+/// Prunes `rules` every `interval` until `shutdown`, on one replica at a time.
 pub struct Pruner {
     db: Database,
     rules: Vec<Rule>,
     args: RetentionArgs,
+    lease: tokio::sync::Mutex<Lease>,
 }
 
 impl Pruner {
-    /// The backbone's own rules ([`Rule::inbox`], [`Rule::sent_outbox`]) and `more`.
+    /// The backbone's own rules ([`Rule::inbox`], [`Rule::sent_outbox`]) and `more`,
+    /// pruned by this replica ([`replica_id`]) while it holds the pruning lease.
     pub fn new(db: Database, args: RetentionArgs, more: Vec<Rule>) -> Self {
-        let mut rules = vec![Rule::inbox(), Rule::sent_outbox()];
-        rules.extend(more);
-        Self { db, rules, args }
+        Self::for_replica(db, args, more, &replica_id())
     }
 
-    /// One pass: every rule until it has nothing older than the cutoff; the rows
-    /// deleted per rule.
-    pub async fn prune_once(&self) -> Result<Vec<(&'static str, u64)>, sqlx::Error> {
+    /// Like [`Self::new`], as the replica named `replica`.
+    pub fn for_replica(db: Database, args: RetentionArgs, more: Vec<Rule>, replica: &str) -> Self {
+        let mut rules = vec![Rule::inbox(), Rule::sent_outbox()];
+        rules.extend(more);
+        // Renewed at every pass and every batch: it lapses only when the holder has
+        // missed a whole interval, after which another replica prunes instead.
+        let ttl = args
+            .prune_interval
+            .saturating_mul(2)
+            .max(Duration::from_secs(30));
+        let lease = Lease::new(db.clone(), PRUNING_LEASE, replica, ttl);
+        Self {
+            db,
+            rules,
+            args,
+            lease: tokio::sync::Mutex::new(lease),
+        }
+    }
+
+    /// One pass, when this replica holds the pruning lease: every rule until it has
+    /// nothing older than the cutoff; the rows deleted per rule. Empty when another
+    /// replica prunes (or took the lease over during the pass: it finishes the job).
+    pub async fn prune_once(&self) -> Result<Vec<(&'static str, u64)>, EventsError> {
+        let mut lease = self.lease.lock().await;
         let cutoff =
             now_micros() - i64::try_from(self.args.retention.as_micros()).unwrap_or(i64::MAX);
         let mut done = Vec::with_capacity(self.rules.len());
         for rule in &self.rules {
             let mut total = 0u64;
             loop {
+                // Deleting rows past the retention twice is harmless; the lease saves
+                // the work, so no fencing token goes with the statement.
+                if lease.ensure().await?.is_none() {
+                    return Ok(Vec::new());
+                }
                 let mut tx = self.db.begin().await?;
                 let deleted = sqlx::query(&rule.delete)
                     .bind(cutoff)
@@ -133,9 +168,16 @@ impl Pruner {
                 tracing::warn!(error = %e, "pruning failed; trying again at the next interval");
             }
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(self.args.prune_interval) => {}
             }
         }
+        self.release().await;
+    }
+
+    /// Gives the pruning lease back (a clean stop), so another replica prunes at its
+    /// next pass.
+    pub async fn release(&self) {
+        self.lease.lock().await.release().await;
     }
 }

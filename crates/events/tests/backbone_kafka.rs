@@ -109,3 +109,13 @@ async fn a_member_of_another_deployment_is_refused_on_kafka() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewind_replays_the_whole_group_one_at_a_time_on_kafka() {
+    let dir = tempfile::tempdir().unwrap();
+    group::a_rewind_replays_the_whole_group_one_at_a_time(
+        Kafka,
+        sqlite_url(dir.path(), "rewind").unwrap(),
+    )
+    .await;
+}

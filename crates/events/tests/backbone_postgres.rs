@@ -124,3 +124,17 @@ async fn a_member_of_another_deployment_is_refused_on_postgres() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewind_replays_the_whole_group_one_at_a_time_on_postgres() {
+    group::a_rewind_replays_the_whole_group_one_at_a_time(
+        BrokerKind::Embedded,
+        weft_testkit::postgres_database().await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_prunes_at_a_time_on_postgres() {
+    pruning::one_replica_prunes_at_a_time(weft_testkit::postgres_database().await).await;
+}

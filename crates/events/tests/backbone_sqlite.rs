@@ -140,3 +140,19 @@ async fn a_member_of_another_deployment_is_refused_on_sqlite() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewind_replays_the_whole_group_one_at_a_time_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    group::a_rewind_replays_the_whole_group_one_at_a_time(
+        BrokerKind::Embedded,
+        sqlite_url(dir.path(), "rewind").unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_prunes_at_a_time_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    pruning::one_replica_prunes_at_a_time(sqlite_url(dir.path(), "prune").unwrap()).await;
+}

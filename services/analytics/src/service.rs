@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use weft_events::Database;
-use weft_events::consumer::Rewinder;
+use weft_events::consumer::{RewindError, Rewinder};
 use weft_kit::status::{FieldViolation, invalid_argument};
 use weft_proto::analytics::analytics_service_server::AnalyticsService;
 use weft_proto::analytics::{
@@ -229,11 +229,12 @@ impl AnalyticsService for AnalyticsApi {
             ));
         }
         tracing::info!(caller = %caller.user_id, "rebuilding the projections");
-        let replayed = self
-            .rewinder
-            .rewind()
-            .await
-            .map_err(|e| Status::unavailable(format!("rebuild failed: {e}")))?;
+        let replayed = self.rewinder.rewind().await.map_err(|e| match e {
+            RewindError::Busy { .. } => Status::aborted(e.to_string()),
+            RewindError::NotRunning | RewindError::Failed(_) => {
+                Status::unavailable(format!("rebuild failed: {e}"))
+            }
+        })?;
         Ok(Response::new(RebuildProjectionsResponse {
             events_replayed: i64::try_from(replayed).unwrap_or(i64::MAX),
         }))

@@ -57,7 +57,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use dispatch::{Apply, Received, Record};
 pub use offsets::{ConsumerArgs, StaleOffsets, StartFrom};
-pub use replay::Rewinder;
+pub use replay::{RewindError, Rewinder, rebuild_lease};
 pub use retry::backoff;
 
 use crate::EventsError;

@@ -6,7 +6,10 @@
 //! member — this one at once, the others at their next look at the claims — claims
 //! its partitions again and reads them from the first record. The replica asked
 //! answers once the group's stored offsets have reached the ends the topics had when
-//! the rewind began, with the number of events applied since.
+//! the rewind began, with the number of events applied since. One rewind of a group
+//! runs at a time: the replica asked holds the group's rebuild lease until it
+//! answers, and a rewind asked of any member meanwhile is refused
+//! ([`RewindError::Busy`]).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -20,7 +23,34 @@ use crate::db::Database;
 use crate::kafka::KafkaArgs;
 
 /// The channel a rewind's result comes back on.
-pub type RewindReply = oneshot::Sender<Result<u64, String>>;
+pub type RewindReply = oneshot::Sender<Result<u64, RewindError>>;
+
+/// Why a rewind did not happen or did not finish.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RewindError {
+    /// The consumer is not running (stopped, or stopped during the replay).
+    #[error("the consumer is not running")]
+    NotRunning,
+    /// Another rewind of the group is under way: one at a time per group, under the
+    /// group's `rebuild:<group>` lease.
+    #[error(
+        "a rebuild of {group} is already under way on {holder}; try again once it has finished"
+    )]
+    Busy {
+        /// The consumer group.
+        group: String,
+        /// The replica running it.
+        holder: String,
+    },
+    /// Reading the topics or resetting the projection failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The lease that lets one rewind of `group` run at a time.
+pub fn rebuild_lease(group: &str) -> String {
+    format!("rebuild:{group}")
+}
 
 /// Asks a consumer to start over: drop the projection (its [`Reset`]), replay every
 /// topic from the beginning across the whole group, and report how many events were
@@ -32,14 +62,10 @@ pub struct Rewinder(pub(super) mpsc::Sender<RewindReply>);
 impl Rewinder {
     /// Rewinds and waits for the replay; `Err` when the consumer is not running or
     /// the reset failed.
-    pub async fn rewind(&self) -> Result<u64, String> {
+    pub async fn rewind(&self) -> Result<u64, RewindError> {
         let (tx, rx) = oneshot::channel();
-        self.0
-            .send(tx)
-            .await
-            .map_err(|_| "the consumer is not running".to_owned())?;
-        rx.await
-            .map_err(|_| "the consumer stopped during the replay".to_owned())?
+        self.0.send(tx).await.map_err(|_| RewindError::NotRunning)?;
+        rx.await.map_err(|_| RewindError::NotRunning)?
     }
 }
 
@@ -66,7 +92,9 @@ impl Replay {
         let marks = match offsets::watermarks(kafka, topics).await {
             Ok(m) => m,
             Err(e) => {
-                let _ = reply.send(Err(format!("reading the topics' ends: {e}")));
+                let _ = reply.send(Err(RewindError::Failed(format!(
+                    "reading the topics' ends: {e}"
+                ))));
                 return None;
             }
         };
@@ -78,7 +106,9 @@ impl Replay {
         }
         .await;
         if let Err(e) = reset_result {
-            let _ = reply.send(Err(format!("resetting the projection: {e}")));
+            let _ = reply.send(Err(RewindError::Failed(format!(
+                "resetting the projection: {e}"
+            ))));
             return None;
         }
         tracing::info!(

@@ -24,14 +24,18 @@ use super::claims::{self, Partition};
 use super::dispatch::Record;
 use super::group::{self, Change, GroupContext, Positions};
 use super::offsets::{self, Marks, StartFrom};
-use super::replay::Replay;
+use super::replay::{Replay, RewindError, rebuild_lease};
 use super::settle::Running;
 use super::{Consumer, Outcome, retry};
 use crate::EventsError;
 use crate::dlq::DeadLetters;
+use crate::lease::Lease;
 
 /// How often a member looks at its claims in the database.
 const CLAIMS_LOOK: Duration = Duration::from_secs(1);
+/// How long a rebuild lease outlives the last renewal of a replica that died during
+/// the replay (renewed at every look while the replay runs).
+const REBUILD_LEASE_TTL: Duration = Duration::from_secs(30);
 
 /// What this member holds.
 #[derive(Default)]
@@ -112,6 +116,12 @@ impl Consumer {
         };
         let mut rewinds = std::mem::replace(&mut self.rewinds, mpsc::channel(1).1);
         let mut replay: Option<Replay> = None;
+        let mut rebuild = Lease::new(
+            self.db.clone(),
+            &rebuild_lease(&self.group),
+            &self.replica,
+            REBUILD_LEASE_TTL,
+        );
         let mut look = tokio::time::interval(CLAIMS_LOOK);
         look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failures = 0u32;
@@ -126,7 +136,26 @@ impl Consumer {
                     }
                 }
                 Some(reply) = rewinds.recv() => {
+                    if replay.is_some() {
+                        let _ = reply.send(Err(RewindError::Busy { group: self.group.clone(), holder: self.replica.clone() }));
+                        continue;
+                    }
+                    match rebuild.ensure().await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => {
+                            let holder = rebuild.current().await.ok().flatten().map_or_else(|| "another replica".to_owned(), |h| h.holder);
+                            let _ = reply.send(Err(RewindError::Busy { group: self.group.clone(), holder }));
+                            continue;
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(RewindError::Failed(format!("taking the rebuild lease: {e}"))));
+                            continue;
+                        }
+                    }
                     replay = Replay::start(&self.db, &self.kafka, &self.group, &topics, self.reset.as_ref(), reply).await;
+                    if replay.is_none() {
+                        rebuild.release().await;
+                    }
                     self.look_at_claims(&consumer, &mut held, &topics).await;
                     continue;
                 }
@@ -134,6 +163,13 @@ impl Consumer {
                     self.look_at_claims(&consumer, &mut held, &topics).await;
                     if let Some(r) = replay.take() {
                         replay = r.finish_if_caught_up(&self.db, &self.group).await;
+                        if replay.is_some() {
+                            // Renewed while the replay runs; a failed renewal is
+                            // retried at the next look.
+                            let _ = rebuild.ensure().await;
+                        } else {
+                            rebuild.release().await;
+                        }
                     }
                     continue;
                 }
@@ -203,6 +239,10 @@ impl Consumer {
                 self.look_at_claims(&consumer, &mut held, &topics).await;
             }
         };
+        if replay.is_some() {
+            // The group goes on replaying; a rewind may be asked of another member.
+            rebuild.release().await;
+        }
         consumer.context().close();
         consumer.unsubscribe();
         tracing::info!(group = %self.group, "consumer stopped");

@@ -365,3 +365,87 @@ pub async fn a_member_of_another_deployment_is_refused(
     );
     a.stop().await;
 }
+
+/// The effects the rewind test's members derive: dropped by a rewind.
+struct DropEffects;
+
+#[async_trait::async_trait]
+impl weft_events::consumer::Reset for DropEffects {
+    async fn reset(&self, tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM group_effects")
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+}
+
+pub async fn a_rewind_replays_the_whole_group_one_at_a_time(kind: BrokerKind, url: String) {
+    use weft_events::consumer::{RewindError, rebuild_lease};
+    use weft_events::lease::Lease;
+
+    let (_broker, kafka) = provisioned(kind).await;
+    let db = database(&url).await;
+    let a = member(&kafka, &db, "a", Duration::ZERO).rewinds_with(DropEffects);
+    let b = member(&kafka, &db, "b", Duration::ZERO).rewinds_with(DropEffects);
+    let (rewind_a, rewind_b) = (a.rewinder(), b.rewinder());
+    let (a, b) = (Running::start(a), Running::start(b));
+    produce(&kafka, 0, 200).await;
+    wait_applied(&db, 200).await;
+    eventually("a and b to hold partitions each", WAIT, || {
+        let db = db.clone();
+        async move {
+            let held = held(&db).await;
+            (held.get("a").is_some_and(|n| *n > 0) && held.get("b").is_some_and(|n| *n > 0))
+                .then_some(())
+        }
+    })
+    .await;
+
+    // A rebuild under way elsewhere: a rewind asked of b is refused, naming it.
+    let mut elsewhere = Lease::new(
+        db.clone(),
+        &rebuild_lease(GROUP),
+        "elsewhere",
+        Duration::from_secs(30),
+    );
+    assert!(elsewhere.ensure().await.unwrap().is_some());
+    let refused = rewind_b.rewind().await.unwrap_err();
+    assert_eq!(
+        refused,
+        RewindError::Busy {
+            group: GROUP.to_owned(),
+            holder: "elsewhere".to_owned()
+        }
+    );
+    assert!(
+        refused
+            .to_string()
+            .contains("already under way on elsewhere")
+    );
+    assert_eq!(
+        applied(&db).await.1,
+        200,
+        "the refused rewind dropped nothing"
+    );
+    elsewhere.release().await;
+
+    // Asked of a, the rewind replays every partition, b's share too, each event once.
+    let replayed = rewind_a.rewind().await.unwrap();
+    assert_eq!(replayed, 200, "events applied by the replay");
+    let (by_member, distinct) = applied(&db).await;
+    assert_eq!(distinct, 200);
+    assert_eq!(
+        by_member.values().sum::<i64>(),
+        200,
+        "each event applied once by the replay: {by_member:?}"
+    );
+    assert!(
+        by_member.get("a").is_some_and(|n| *n > 0) && by_member.get("b").is_some_and(|n| *n > 0),
+        "both members replayed their shares: {by_member:?}"
+    );
+    // The lease was given back: a second rewind, asked of b, runs.
+    assert_eq!(rewind_b.rewind().await.unwrap(), 200);
+    assert_offsets_at_the_end(&kafka, &db).await;
+    a.stop().await;
+    b.stop().await;
+}

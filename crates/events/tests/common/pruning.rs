@@ -91,3 +91,52 @@ pub async fn old_rows_are_pruned_and_recent_ones_kept(url: String) {
         [("inbox", 0), ("outbox", 0)]
     );
 }
+
+async fn old_inbox_rows(db: &Database, from: i64, n: i64) {
+    let at = now_micros() - 8 * DAY;
+    for i in from..from + n {
+        sqlx::query(
+            "INSERT INTO weft_inbox (consumer_group, event_id, event_type, topic, kafka_partition, kafka_offset, processed_at) \
+             VALUES ('g', $1, 't', 'user-events', 0, $2, $3)",
+        )
+        .bind(format!("old{i}"))
+        .bind(i)
+        .bind(at)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
+}
+
+/// Replicas sharing a database prune one at a time: the holder of the pruning lease;
+/// once it stops, another replica prunes at its next pass.
+pub async fn one_replica_prunes_at_a_time(url: String) {
+    let db = Database::connect(&url).await.unwrap();
+    let args = RetentionArgs {
+        retention: Duration::from_secs(7 * 24 * 3600),
+        prune_interval: Duration::from_secs(600),
+    };
+    let one = Pruner::for_replica(db.clone(), args.clone(), Vec::new(), "one");
+    let two = Pruner::for_replica(db.clone(), args, Vec::new(), "two");
+    old_inbox_rows(&db, 0, 10).await;
+    assert_eq!(
+        one.prune_once().await.unwrap(),
+        [("inbox", 10), ("outbox", 0)]
+    );
+    old_inbox_rows(&db, 10, 10).await;
+    assert!(
+        two.prune_once().await.unwrap().is_empty(),
+        "not two's turn while one holds the lease"
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM weft_inbox").await, 10);
+    one.release().await;
+    assert_eq!(
+        two.prune_once().await.unwrap(),
+        [("inbox", 10), ("outbox", 0)]
+    );
+    assert!(
+        one.prune_once().await.unwrap().is_empty(),
+        "two holds it now"
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM weft_inbox").await, 0);
+}
