@@ -31,6 +31,10 @@ pub enum Command {
     /// Look at the dead-letter topics, replay records once their cause is fixed,
     /// purge a dead-letter topic.
     Dlq(DlqArgs),
+    /// How far each consumer group is behind: per partition, the offset stored in
+    /// the consuming service's database, the partition's end, and which replica
+    /// holds it.
+    Lag(LagArgs),
     /// Grant, revoke and list roles through the user service's database (an
     /// operator's tool: it needs access to that database, i.e. this machine's data
     /// dir or the PostgreSQL credentials).
@@ -317,6 +321,21 @@ pub struct TailArgs {
     /// Pretty-print each record over several lines.
     #[arg(long)]
     pub pretty: bool,
+}
+
+/// Flags of `weft lag`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LagArgs {
+    /// The cluster.
+    #[command(flatten)]
+    pub kafka: ClusterArgs,
+    /// The mesh's data dir (its SQLite databases).
+    #[arg(long, env = "WEFT_DATA_DIR", default_value = ".weft")]
+    pub data_dir: PathBuf,
+    /// The PostgreSQL URL given to `weft up --database-url`: each service's database
+    /// is `<database>_<service>` on that server.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
 }
 
 /// Flags of `weft dlq`.

@@ -1,7 +1,8 @@
 //! The `weft` launcher: `weft up` starts the embedded broker (weft-broker), provisions the topics
 //! and runs every service of the mesh and the gateway as child processes on the
 //! ports of the design;
-//! `weft tail` prints a topic's events decoded by their `ce_type`.
+//! `weft tail` prints a topic's events decoded by their `ce_type`; `weft lag` how far
+//! each consumer group is behind.
 
 pub mod admin;
 pub mod broker;
@@ -10,6 +11,7 @@ pub mod cli;
 pub mod demo;
 pub mod dlq;
 pub mod fault;
+pub mod lag;
 pub mod local_kafka;
 pub mod ports;
 pub mod tail;
@@ -21,6 +23,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Up(args) => up::run(args).await,
         cli::Command::Tail(args) => tail::run(args).await,
         cli::Command::Dlq(args) => dlq::run(args).await,
+        cli::Command::Lag(args) => lag::run(args).await,
         cli::Command::Demo(args) => demo::run(args).await,
         cli::Command::Fault(cmd) => fault::run(cmd),
         cli::Command::Admin(cmd) => admin::run(cmd).await,

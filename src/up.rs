@@ -417,9 +417,33 @@ async fn database_for(
         return Ok(Some(url.clone()));
     }
     let Some(base) = shared else { return Ok(None) };
+    let (url, name) = service_database(base, service)?;
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(base)
+        .await
+        .context("connecting to the PostgreSQL server of DATABASE_URL")?;
+    let exists = sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_optional(&mut conn)
+        .await?
+        .is_some();
+    if !exists {
+        // service_database sanitises the name to [a-z0-9_], so quoting it is enough.
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .await
+            .with_context(|| format!("creating database {name}"))?;
+    }
+    Ok(Some(url))
+}
+
+/// The URL and name of `service`'s own database on the server of the shared
+/// `base` URL: `<database>_<service>` (lower-case, `[a-z0-9_]`), as `weft up`
+/// creates it.
+pub fn service_database(base: &str, service: &str) -> anyhow::Result<(String, String)> {
     let (head, query) = base
         .split_once('?')
-        .map_or((base.as_str(), None), |(h, q)| (h, Some(q)));
+        .map_or((base, None), |(h, q)| (h, Some(q)));
     let (server, db) = head
         .rsplit_once('/')
         .filter(|(s, _)| s.contains("://"))
@@ -437,26 +461,11 @@ async fn database_for(
             }
         })
         .collect();
-    use sqlx::Connection as _;
-    let mut conn = sqlx::PgConnection::connect(base)
-        .await
-        .context("connecting to the PostgreSQL server of DATABASE_URL")?;
-    let exists = sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
-        .bind(&name)
-        .fetch_optional(&mut conn)
-        .await?
-        .is_some();
-    if !exists {
-        // The name is sanitised to [a-z0-9_] above, so quoting it is enough.
-        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut conn)
-            .await
-            .with_context(|| format!("creating database {name}"))?;
-    }
-    Ok(Some(match query {
+    let url = match query {
         Some(q) => format!("{server}/{name}?{q}"),
         None => format!("{server}/{name}"),
-    }))
+    };
+    Ok((url, name))
 }
 
 /// `addr` as a client reaches it: an unspecified host becomes loopback.

@@ -385,7 +385,7 @@ async fn chaos(kind: BrokerKind) {
         ("notification", "weft-notification"),
         ("analytics", "weft-analytics"),
     ];
-    let group_name = |g: &str| format!("{}{g}", up.broker.prefix());
+    let group_name = |g: &str| g.to_owned();
     let mut dbs = HashMap::new();
     for service in ["user", "order", "notification", "analytics"] {
         dbs.insert(service, mesh.db(service).await);
@@ -565,6 +565,39 @@ async fn chaos(kind: BrokerKind) {
         started.elapsed().as_secs_f64(),
         SIGNUPS * EMAILS_PER_SIGNUP
     );
+
+    // `weft lag` reads the same offsets: nothing behind, partitions held by both
+    // replicas of each service.
+    let lag = {
+        let mut command = std::process::Command::new(support::WEFT);
+        command
+            .args(["lag", "--data-dir"])
+            .arg(dir.path())
+            .env("DATABASE_URL", &mesh.database)
+            .envs(up.broker.env());
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap()
+    };
+    let table = String::from_utf8_lossy(&lag.stdout);
+    assert!(
+        lag.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&lag.stderr)
+    );
+    for (service, group) in groups {
+        let total = format!("{group}: 0 behind over ");
+        assert!(table.contains(&total), "{table}");
+        for instance in [service.to_owned(), format!("{service}-2")] {
+            assert!(
+                table
+                    .lines()
+                    .any(|l| l.starts_with(group) && l.ends_with(&format!("/{instance}"))),
+                "{group}: no partition held by {instance}:\n{table}"
+            );
+        }
+    }
+    println!("weft lag:\n{table}");
 
     // Replicas working side by side never trip over each other's keys.
     for entry in std::fs::read_dir(dir.path().join("logs"))

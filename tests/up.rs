@@ -405,3 +405,34 @@ fn replicas_on_sqlite_or_beyond_the_ports_are_refused_before_anything_starts() {
         "{stderr}"
     );
 }
+
+/// `weft lag` without a mesh's databases says where it looked and what to give.
+#[test]
+fn lag_without_databases_says_where_it_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(WEFT)
+        .args(["lag", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("WEFT_ORDER_DATABASE_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no order database at")
+            && stderr.contains(&dir.path().join("order.db").display().to_string())
+            && stderr.contains("--database-url"),
+        "{stderr}"
+    );
+    let out = Command::new(WEFT)
+        .args(["lag", "--database-url", "not-a-url"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("DATABASE_URL must name a database"),
+        "{stderr}"
+    );
+}
