@@ -566,37 +566,52 @@ async fn chaos(kind: BrokerKind) {
         SIGNUPS * EMAILS_PER_SIGNUP
     );
 
-    // `weft lag` reads the same offsets: nothing behind, partitions held by both
+    // `weft lag` reads the same offsets: nothing behind, and (once a replica back
+    // from its pause has been given its share again) partitions held by both
     // replicas of each service.
-    let lag = {
+    let lag = || {
         let mut command = std::process::Command::new(support::WEFT);
         command
             .args(["lag", "--data-dir"])
             .arg(dir.path())
             .env("DATABASE_URL", &mesh.database)
             .envs(up.broker.env());
-        tokio::task::spawn_blocking(move || command.output().unwrap())
-            .await
-            .unwrap()
-    };
-    let table = String::from_utf8_lossy(&lag.stdout);
-    assert!(
-        lag.status.success(),
-        "{table}{}",
-        String::from_utf8_lossy(&lag.stderr)
-    );
-    for (service, group) in groups {
-        let total = format!("{group}: 0 behind over ");
-        assert!(table.contains(&total), "{table}");
-        for instance in [service.to_owned(), format!("{service}-2")] {
+        async move {
+            let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+                .await
+                .unwrap();
             assert!(
-                table
-                    .lines()
-                    .any(|l| l.starts_with(group) && l.ends_with(&format!("/{instance}"))),
-                "{group}: no partition held by {instance}:\n{table}"
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
             );
+            String::from_utf8_lossy(&out.stdout).into_owned()
         }
-    }
+    };
+    let shared = |table: &str| {
+        groups.iter().all(|(service, group)| {
+            table.contains(&format!("{group}: 0 behind over "))
+                && [service.to_string(), format!("{service}-2")]
+                    .iter()
+                    .all(|instance| {
+                        table
+                            .lines()
+                            .any(|l| l.starts_with(group) && l.ends_with(&format!("/{instance}")))
+                    })
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let table = loop {
+        let table = lag().await;
+        if shared(&table) {
+            break table;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "weft lag: a group is behind, or a replica holds no partition 60 s after the chaos:\n{table}"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
     println!("weft lag:\n{table}");
 
     // Replicas working side by side never trip over each other's keys.
