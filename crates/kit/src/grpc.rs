@@ -14,6 +14,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::Server;
+use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 use tower::ServiceBuilder;
@@ -43,11 +44,17 @@ impl GrpcServer {
         let local_addr = listener
             .local_addr()
             .map_err(|source| KitError::Bind { addr, source })?;
+        // The reporter begins with the whole server ("") SERVING; nothing is
+        // until the first probe round passes (see `Self::readiness`).
+        let reporter = HealthReporter::new();
+        reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
         Ok(Self {
             listener,
             local_addr,
             args,
-            reporter: HealthReporter::new(),
+            reporter,
         })
     }
 

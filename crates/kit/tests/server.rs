@@ -194,6 +194,36 @@ async fn internal_errors_do_not_leak() {
 }
 
 #[tokio::test]
+async fn nothing_is_serving_before_the_first_probe_round_passes() {
+    // The dependency's probe hangs: until it answers, the server is not ready,
+    // whatever the health service's own default would say.
+    let s = support::spawn_held(ServerArgs::default()).await;
+    let mut answers = Vec::new();
+    for _ in 0..20 {
+        for service in ["", "weft.user.v1.UserService"] {
+            if let Ok(status) = health(s.addr, service).await {
+                answers.push((service, status));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !answers.is_empty(),
+        "the health service answered nothing while the probe was held"
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|(_, status)| *status != ServingStatus::Serving as i32),
+        "SERVING before any probe passed: {answers:?}"
+    );
+    s.ready.store(true, Ordering::SeqCst);
+    wait_health(s.addr, "", ServingStatus::Serving).await;
+    wait_health(s.addr, "weft.user.v1.UserService", ServingStatus::Serving).await;
+    s.shutdown.cancel();
+}
+
+#[tokio::test]
 async fn shutdown_drains_in_flight_calls_and_reports_not_serving() {
     let s = spawn(ServerArgs::default()).await;
     wait_health(s.addr, "", ServingStatus::Serving).await;

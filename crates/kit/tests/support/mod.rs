@@ -92,19 +92,40 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<()>,
 }
 
+/// The stand-in served with a dependency that is up while `ready` is set and down
+/// otherwise.
 pub async fn spawn(args: ServerArgs) -> Running {
+    spawn_probed(args, false).await
+}
+
+/// The stand-in served with a dependency whose probe does not answer until `ready`
+/// is set (it starts unset), like a broker still being connected to.
+pub async fn spawn_held(args: ServerArgs) -> Running {
+    spawn_probed(args, true).await
+}
+
+async fn spawn_probed(args: ServerArgs, held: bool) -> Running {
     let server = GrpcServer::bind("127.0.0.1:0".parse().unwrap(), args)
         .await
         .unwrap();
     let addr = server.local_addr();
     let limit = server.max_message_bytes();
-    let ready = Arc::new(AtomicBool::new(true));
+    let ready = Arc::new(AtomicBool::new(!held));
     let probe_flag = ready.clone();
     let readiness = server.readiness(&["weft.user.v1.UserService"]).with_probe(
         "stand-in dependency",
         move || {
-            let ok = probe_flag.load(Ordering::SeqCst);
-            async move { if ok { Ok(()) } else { Err("down".to_owned()) } }
+            let flag = probe_flag.clone();
+            async move {
+                while held && !flag.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                if flag.load(Ordering::SeqCst) {
+                    Ok(())
+                } else {
+                    Err("down".to_owned())
+                }
+            }
         },
     );
     let started = Arc::new(tokio::sync::Notify::new());
