@@ -69,6 +69,36 @@ impl Rewinder {
     }
 }
 
+/// The answer to a rewind, held until the caller has given the rebuild lease back:
+/// whoever asks again the moment it is answered must find the lease free.
+pub struct Answer {
+    reply: RewindReply,
+    result: Result<u64, RewindError>,
+}
+
+impl Answer {
+    /// Sends the answer to whoever asked for the rewind.
+    pub fn send(self) {
+        let _ = self.reply.send(self.result);
+    }
+
+    fn failed(reply: RewindReply, why: String) -> Self {
+        Self {
+            reply,
+            result: Err(RewindError::Failed(why)),
+        }
+    }
+}
+
+/// Where a replay stands after a look at its progress.
+pub enum Progress {
+    /// Partitions are still short of their targets.
+    Running(Replay),
+    /// Every partition reached its target: the answer, to send once the lease is
+    /// given back.
+    Finished(Answer),
+}
+
 /// A replay in progress: where each partition must get to, and who waits for the
 /// count.
 pub struct Replay {
@@ -80,7 +110,7 @@ pub struct Replay {
 
 impl Replay {
     /// Drops the projection and forgets the group's inbox, offsets and claims in one
-    /// transaction; `None` (with `reply` answered) when that fails.
+    /// transaction; the failure's answer (unsent) when that fails.
     pub async fn start(
         db: &Database,
         kafka: &KafkaArgs,
@@ -88,14 +118,14 @@ impl Replay {
         topics: &[String],
         reset: &dyn Reset,
         reply: RewindReply,
-    ) -> Option<Self> {
+    ) -> Result<Self, Answer> {
         let marks = match offsets::watermarks(kafka, topics).await {
             Ok(m) => m,
             Err(e) => {
-                let _ = reply.send(Err(RewindError::Failed(format!(
-                    "reading the topics' ends: {e}"
-                ))));
-                return None;
+                return Err(Answer::failed(
+                    reply,
+                    format!("reading the topics' ends: {e}"),
+                ));
             }
         };
         let reset_result: Result<(), sqlx::Error> = async {
@@ -106,16 +136,16 @@ impl Replay {
         }
         .await;
         if let Err(e) = reset_result {
-            let _ = reply.send(Err(RewindError::Failed(format!(
-                "resetting the projection: {e}"
-            ))));
-            return None;
+            return Err(Answer::failed(
+                reply,
+                format!("resetting the projection: {e}"),
+            ));
         }
         tracing::info!(
             group,
             "projection reset; the group replays from the beginning"
         );
-        Some(Self {
+        Ok(Self {
             targets: marks
                 .into_iter()
                 .map(|m| ((m.topic, m.partition), (m.low, m.high)))
@@ -125,9 +155,9 @@ impl Replay {
         })
     }
 
-    /// Answers the caller once the group's stored offsets reached the targets;
-    /// otherwise gives the replay back.
-    pub async fn finish_if_caught_up(self, db: &Database, group: &str) -> Option<Self> {
+    /// Finished, with the count of events applied, once the group's stored offsets
+    /// reached the targets; running otherwise.
+    pub async fn progress(self, db: &Database, group: &str) -> Progress {
         let caught_up = match offsets::stored(db, group).await {
             Ok(stored) => self.targets.iter().all(|(tp, (low, high))| {
                 stored.get(tp).copied().unwrap_or(*low).max(*low) >= *high
@@ -138,7 +168,7 @@ impl Replay {
             }
         };
         if !caught_up {
-            return Some(self);
+            return Progress::Running(self);
         }
         let applied = sqlx::query("SELECT COUNT(*) FROM weft_inbox WHERE consumer_group = $1")
             .bind(group.to_owned())
@@ -148,12 +178,14 @@ impl Replay {
         match applied {
             Ok(n) => {
                 tracing::info!(group, replayed = n, elapsed = ?self.started.elapsed(), "replay caught up");
-                let _ = self.reply.send(Ok(u64::try_from(n).unwrap_or(0)));
-                None
+                Progress::Finished(Answer {
+                    reply: self.reply,
+                    result: Ok(u64::try_from(n).unwrap_or(0)),
+                })
             }
             Err(e) => {
                 tracing::warn!(error = %e, "counting the replayed events failed");
-                Some(self)
+                Progress::Running(self)
             }
         }
     }

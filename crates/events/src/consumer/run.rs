@@ -24,7 +24,7 @@ use super::claims::{self, Partition};
 use super::dispatch::Record;
 use super::group::{self, Change, GroupContext, Positions};
 use super::offsets::{self, Marks, StartFrom};
-use super::replay::{Replay, RewindError, rebuild_lease};
+use super::replay::{Progress, Replay, RewindError, rebuild_lease};
 use super::settle::Running;
 use super::{Consumer, Outcome, retry};
 use crate::EventsError;
@@ -152,9 +152,12 @@ impl Consumer {
                             continue;
                         }
                     }
-                    replay = Replay::start(&self.db, &self.kafka, &self.group, &topics, self.reset.as_ref(), reply).await;
-                    if replay.is_none() {
-                        rebuild.release().await;
+                    match Replay::start(&self.db, &self.kafka, &self.group, &topics, self.reset.as_ref(), reply).await {
+                        Ok(r) => replay = Some(r),
+                        Err(failed) => {
+                            rebuild.release().await;
+                            failed.send();
+                        }
                     }
                     self.look_at_claims(&consumer, &mut held, &topics).await;
                     continue;
@@ -162,13 +165,19 @@ impl Consumer {
                 _ = look.tick() => {
                     self.look_at_claims(&consumer, &mut held, &topics).await;
                     if let Some(r) = replay.take() {
-                        replay = r.finish_if_caught_up(&self.db, &self.group).await;
-                        if replay.is_some() {
-                            // Renewed while the replay runs; a failed renewal is
-                            // retried at the next look.
-                            let _ = rebuild.ensure().await;
-                        } else {
-                            rebuild.release().await;
+                        match r.progress(&self.db, &self.group).await {
+                            Progress::Running(r) => {
+                                replay = Some(r);
+                                // Renewed while the replay runs; a failed renewal is
+                                // retried at the next look.
+                                let _ = rebuild.ensure().await;
+                            }
+                            Progress::Finished(answer) => {
+                                // The lease first: a rewind asked the moment this one
+                                // is answered finds it free.
+                                rebuild.release().await;
+                                answer.send();
+                            }
                         }
                     }
                     continue;
