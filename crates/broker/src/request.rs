@@ -42,6 +42,7 @@ pub const APIS: &[Api] = &[
     api(ApiKey::ApiVersions, 0, 3, 3),
     api(ApiKey::CreateTopics, 2, 4, 5),
     api(ApiKey::DeleteTopics, 1, 3, 4),
+    api(ApiKey::CreatePartitions, 0, 1, 2),
     api(ApiKey::InitProducerId, 0, 4, 2),
 ];
 
@@ -131,6 +132,13 @@ pub enum Request {
     },
     /// DeleteTopics.
     DeleteTopics(Vec<String>),
+    /// CreatePartitions: grow topics to new partition counts.
+    CreatePartitions {
+        /// (topic, new count, whether replica assignments were given).
+        topics: Vec<(String, i32, bool)>,
+        /// Check only.
+        validate_only: bool,
+    },
     /// FindCoordinator.
     FindCoordinator {
         /// Group id (or transactional id).
@@ -420,6 +428,20 @@ pub fn decode(api: &Api, version: i16, mut r: Reader) -> Result<Request, WireErr
             let names = r.array(|r| r.string())?;
             r.i32()?;
             Request::DeleteTopics(names)
+        }
+        ApiKey::CreatePartitions => {
+            let topics = r.array(|r| {
+                let name = r.string()?;
+                let count = r.i32()?;
+                let assignments = r.nullable_array(|r| r.array(|r| r.i32()))?;
+                Ok((name, count, assignments.is_some()))
+            })?;
+            r.i32()?;
+            let validate_only = r.bool()?;
+            Request::CreatePartitions {
+                topics,
+                validate_only,
+            }
         }
         ApiKey::FindCoordinator => {
             let key = r.string()?;

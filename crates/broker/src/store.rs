@@ -93,14 +93,17 @@ pub struct Topic {
     pub name: String,
     /// Its id (Metadata v10+, for clients that want one).
     pub id: uuid::Uuid,
-    /// Its partitions, by index.
-    pub partitions: Vec<Partition>,
+    /// Its partitions, by index (shared with the topic that replaces this one when
+    /// partitions are added).
+    pub partitions: Vec<Arc<Partition>>,
 }
 
 impl Topic {
     /// Partition `index`, when the topic has it.
     pub fn partition(&self, index: i32) -> Option<&Partition> {
-        self.partitions.get(usize::try_from(index).ok()?)
+        self.partitions
+            .get(usize::try_from(index).ok()?)
+            .map(|p| &**p)
     }
 }
 
@@ -113,6 +116,22 @@ pub enum CreateError {
     InvalidName(String),
     /// The partition count is out of range.
     InvalidPartitions(i32),
+    /// Writing failed.
+    Storage(String),
+}
+
+/// Why partitions could not be added to a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrowError {
+    /// There is no topic of that name.
+    UnknownTopic,
+    /// The new count is not above the current one, or above the most allowed.
+    InvalidPartitions {
+        /// The count asked for.
+        asked: i32,
+        /// The topic's count now.
+        now: i32,
+    },
     /// Writing failed.
     Storage(String),
 }
@@ -179,10 +198,10 @@ impl Store {
                 let pdir = partition_dir(dir, name, p);
                 let log = PartitionLog::open(&pdir, &config)
                     .map_err(io_err(format!("opening {}", pdir.display())))?;
-                partitions.push(Partition {
+                partitions.push(Arc::new(Partition {
                     end: AtomicI64::new(log.next_offset()),
                     log: Mutex::new(log),
-                });
+                }));
             }
             topics.insert(
                 name.clone(),
@@ -259,18 +278,9 @@ impl Store {
         if validate_only {
             return Ok(());
         }
-        let mut logs = Vec::with_capacity(partitions as usize);
-        for p in 0..partitions {
-            let pdir = partition_dir(&self.dir, name, p);
-            // A directory left by a deleted topic of the same name must not come back.
-            let _ = std::fs::remove_dir_all(&pdir);
-            let log = PartitionLog::open(&pdir, &self.config)
-                .map_err(|e| CreateError::Storage(e.to_string()))?;
-            logs.push(Partition {
-                end: AtomicI64::new(0),
-                log: Mutex::new(log),
-            });
-        }
+        let logs = self
+            .new_partitions(name, 0..partitions)
+            .map_err(CreateError::Storage)?;
         let id = uuid::Uuid::new_v4();
         lock(&self.meta)
             .topics
@@ -288,6 +298,72 @@ impl Store {
             }),
         );
         Ok(())
+    }
+
+    /// Empty partitions `range` of topic `name`, their files made.
+    fn new_partitions(
+        &self,
+        name: &str,
+        range: std::ops::Range<i32>,
+    ) -> Result<Vec<Arc<Partition>>, String> {
+        range
+            .map(|p| {
+                let pdir = partition_dir(&self.dir, name, p);
+                // A directory left by a deleted topic of the same name must not come
+                // back.
+                let _ = std::fs::remove_dir_all(&pdir);
+                let log = PartitionLog::open(&pdir, &self.config).map_err(|e| e.to_string())?;
+                Ok(Arc::new(Partition {
+                    end: AtomicI64::new(0),
+                    log: Mutex::new(log),
+                }))
+            })
+            .collect()
+    }
+
+    /// Grows topic `name` to `partitions` partitions (Kafka's CreatePartitions: a
+    /// topic never shrinks); its partition count before.
+    pub fn add_partitions(
+        &self,
+        name: &str,
+        partitions: i32,
+        validate_only: bool,
+    ) -> Result<i32, GrowError> {
+        let mut topics = write(&self.topics);
+        let topic = topics.get(name).cloned().ok_or(GrowError::UnknownTopic)?;
+        let now = topic.partitions.len() as i32;
+        if partitions <= now || partitions > MAX_PARTITIONS {
+            return Err(GrowError::InvalidPartitions {
+                asked: partitions,
+                now,
+            });
+        }
+        if validate_only {
+            return Ok(now);
+        }
+        let added = self
+            .new_partitions(name, now..partitions)
+            .map_err(GrowError::Storage)?;
+        if let Some(meta) = lock(&self.meta).topics.get_mut(name) {
+            meta.partitions = partitions;
+        }
+        if let Err(e) = self.save_meta() {
+            if let Some(meta) = lock(&self.meta).topics.get_mut(name) {
+                meta.partitions = now;
+            }
+            return Err(GrowError::Storage(e.to_string()));
+        }
+        let mut all = topic.partitions.clone();
+        all.extend(added);
+        topics.insert(
+            name.to_owned(),
+            Arc::new(Topic {
+                name: topic.name.clone(),
+                id: topic.id,
+                partitions: all,
+            }),
+        );
+        Ok(now)
     }
 
     /// Deletes a topic and its data; `false` when there is none of that name.
@@ -419,6 +495,36 @@ mod tests {
         let store = Store::open(dir.path(), LogConfig::default()).unwrap();
         assert_eq!(store.topic("orders").unwrap().partitions.len(), 3);
         assert!(store.next_producer_id().unwrap() >= 1001);
+    }
+
+    #[test]
+    fn added_partitions_survive_a_restart_and_a_topic_never_shrinks() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), LogConfig::default()).unwrap();
+            store.create_topic("orders", 2, false).unwrap();
+            let before = store.topic("orders").unwrap();
+            assert_eq!(store.add_partitions("orders", 5, true), Ok(2));
+            assert_eq!(store.topic("orders").unwrap().partitions.len(), 2);
+            assert_eq!(store.add_partitions("orders", 5, false), Ok(2));
+            let after = store.topic("orders").unwrap();
+            assert_eq!(after.partitions.len(), 5);
+            assert_eq!(after.id, before.id);
+            // The first partitions are the same logs, not copies.
+            assert!(Arc::ptr_eq(&before.partitions[1], &after.partitions[1]));
+            for (asked, now) in [(5, 5), (3, 5), (MAX_PARTITIONS + 1, 5)] {
+                assert_eq!(
+                    store.add_partitions("orders", asked, false),
+                    Err(GrowError::InvalidPartitions { asked, now })
+                );
+            }
+            assert_eq!(
+                store.add_partitions("nope", 3, false),
+                Err(GrowError::UnknownTopic)
+            );
+        }
+        let store = Store::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(store.topic("orders").unwrap().partitions.len(), 5);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The broker through librdkafka (the rdkafka crate), the client every weft
 //! service and confluent-kafka use: admin, idempotent produce, fetch, offsets,
-//! consumer groups, bad requests, and a restart on the same data directory.
+//! consumer groups, topics that grow, bad requests, and a restart on the same data
+//! directory.
 //!
 //! Each scenario is written once, as a function of the [`BrokerKind`], and runs on
 //! weft-broker and on a namespace of the shared Apache Kafka cluster
@@ -14,7 +15,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use rdkafka::error::KafkaError;
@@ -747,6 +748,75 @@ async fn bad_topic_requests_are_refused(kind: BrokerKind) {
 on_both!(bad_topic_requests_are_refused:
     bad_topic_requests_are_refused_on_weft_broker,
     bad_topic_requests_are_refused_on_kafka);
+
+async fn topics_grow_and_bad_growth_is_refused(kind: BrokerKind) {
+    let broker = TestBroker::start(kind);
+    let admin = admin(&broker.bootstrap());
+    let topic = broker.topic("growing");
+    create(&broker, &topic, 2).await;
+    let grow = |partitions: usize, validate: bool| {
+        let (admin, topic) = (&admin, topic.clone());
+        async move {
+            admin
+                .create_partitions(
+                    [&NewPartitions::new(&topic, partitions)],
+                    &admin_options().validate_only(validate),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let partitions_now = |want: usize| {
+        topics_in_namespace(&broker, move |t| {
+            t.values().next().is_some_and(|p| p.len() == want)
+        })
+    };
+
+    // Validating says yes and adds nothing; then the topic grows to 4.
+    assert_eq!(grow(4, true).await, vec![Ok(topic.clone())]);
+    assert_eq!(grow(4, false).await, vec![Ok(topic.clone())]);
+    partitions_now(4).await;
+
+    // A new partition takes records from offset 0, beside the old ones.
+    let producer = producer(&broker.bootstrap());
+    for partition in [0, 3] {
+        let delivered = producer
+            .send(
+                FutureRecord::to(&topic)
+                    .partition(partition)
+                    .key("k")
+                    .payload("v"),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+        assert_eq!((delivered.partition, delivered.offset), (partition, 0));
+    }
+
+    // A topic never shrinks or stays the same size; an unknown one cannot grow.
+    assert_eq!(
+        grow(3, false).await,
+        vec![Err((topic.clone(), RDKafkaErrorCode::InvalidPartitions))]
+    );
+    assert_eq!(
+        grow(4, false).await,
+        vec![Err((topic.clone(), RDKafkaErrorCode::InvalidPartitions))]
+    );
+    let missing = broker.topic("missing");
+    let refused = admin
+        .create_partitions([&NewPartitions::new(&missing, 2)], &admin_options())
+        .await
+        .unwrap();
+    assert_eq!(
+        refused,
+        vec![Err((missing, RDKafkaErrorCode::UnknownTopicOrPartition))]
+    );
+    partitions_now(4).await;
+}
+
+on_both!(topics_grow_and_bad_growth_is_refused:
+    topics_grow_and_bad_growth_is_refused_on_weft_broker,
+    topics_grow_and_bad_growth_is_refused_on_kafka);
 
 /// The error a consumer that reads `topic` from `offset` sees first, or its first
 /// record's offset, with `auto.offset.reset` at `reset`.

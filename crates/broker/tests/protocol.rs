@@ -9,10 +9,12 @@ mod support;
 use bytes::{BufMut as _, Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::{
-    ApiVersionsRequest, BrokerId, CreateTopicsRequest, DeleteTopicsRequest, DescribeGroupsRequest,
-    FetchRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest, InitProducerIdRequest,
-    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest, TopicName,
+    ApiVersionsRequest, BrokerId, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteTopicsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, GroupId,
+    HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetFetchRequest, ProduceRequest, SyncGroupRequest, TopicName,
+    create_partitions_request::CreatePartitionsTopic,
     create_topics_request::CreatableTopic,
     fetch_request::{FetchPartition, FetchTopic},
     join_group_request::JoinGroupRequestProtocol,
@@ -203,6 +205,22 @@ async fn every_advertised_version_of_every_api_is_answered() {
             )
             .await;
         assert_eq!(r.topics[0].error_code, 0, "CreateTopics v{v}");
+    }
+    for v in range(ApiKey::CreatePartitions) {
+        let r = raw
+            .call(
+                &CreatePartitionsRequest::default()
+                    .with_topics(vec![
+                        CreatePartitionsTopic::default()
+                            .with_name(name("made-v4"))
+                            .with_count(3 + i32::from(v))
+                            .with_assignments(None),
+                    ])
+                    .with_timeout_ms(1000),
+                v,
+            )
+            .await;
+        assert_eq!(r.results[0].error_code, 0, "CreatePartitions v{v}");
     }
     for v in range(ApiKey::DeleteTopics) {
         let r = raw

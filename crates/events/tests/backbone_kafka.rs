@@ -119,3 +119,13 @@ async fn a_rewind_replays_the_whole_group_one_at_a_time_on_kafka() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_added_to_a_topic_are_read_without_a_restart_on_kafka() {
+    let dir = tempfile::tempdir().unwrap();
+    group::partitions_added_to_a_topic_are_read_without_a_restart(
+        Kafka,
+        sqlite_url(dir.path(), "grow").unwrap(),
+    )
+    .await;
+}

@@ -138,3 +138,12 @@ async fn a_rewind_replays_the_whole_group_one_at_a_time_on_postgres() {
 async fn one_replica_prunes_at_a_time_on_postgres() {
     pruning::one_replica_prunes_at_a_time(weft_testkit::postgres_database().await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_added_to_a_topic_are_read_without_a_restart_on_postgres() {
+    group::partitions_added_to_a_topic_are_read_without_a_restart(
+        BrokerKind::Embedded,
+        weft_testkit::postgres_database().await,
+    )
+    .await;
+}

@@ -156,3 +156,13 @@ async fn one_replica_prunes_at_a_time_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     pruning::one_replica_prunes_at_a_time(sqlite_url(dir.path(), "prune").unwrap()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_added_to_a_topic_are_read_without_a_restart_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    group::partitions_added_to_a_topic_are_read_without_a_restart(
+        BrokerKind::Embedded,
+        sqlite_url(dir.path(), "grow").unwrap(),
+    )
+    .await;
+}

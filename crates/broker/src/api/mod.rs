@@ -4,8 +4,8 @@
 //! - [`mod@produce`]: appends, with the batch and producer checks.
 //! - [`mod@fetch`]: reads, held until data arrives or the wait is over.
 //! - [`mod@group`]: the coordinator's requests and committed offsets.
-//! - here: ApiVersions, Metadata, topic creation and deletion, ListOffsets,
-//!   FindCoordinator and InitProducerId.
+//! - here: ApiVersions, Metadata, topic creation, growth (CreatePartitions) and
+//!   deletion, ListOffsets, FindCoordinator and InitProducerId.
 
 pub mod fetch;
 pub mod group;
@@ -13,10 +13,11 @@ pub mod produce;
 
 use bytes::BytesMut;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsResponse, DeleteTopicsResponse,
-    FindCoordinatorResponse, InitProducerIdResponse, ListOffsetsResponse, MetadataResponse,
-    ProducerId, TopicName,
+    ApiKey, ApiVersionsResponse, BrokerId, CreatePartitionsResponse, CreateTopicsResponse,
+    DeleteTopicsResponse, FindCoordinatorResponse, InitProducerIdResponse, ListOffsetsResponse,
+    MetadataResponse, ProducerId, TopicName,
     api_versions_response::ApiVersion,
+    create_partitions_response::CreatePartitionsTopicResult,
     create_topics_response::CreatableTopicResult,
     delete_topics_response::DeletableTopicResult,
     list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse},
@@ -26,7 +27,7 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use crate::request::{APIS, NewTopic, Request};
 use crate::server::Shared;
-use crate::store::{CreateError, lock};
+use crate::store::{CreateError, GrowError, lock};
 
 /// Kafka error codes the handlers answer with.
 pub mod code {
@@ -122,6 +123,10 @@ pub async fn handle(
             validate_only,
         } => create_topics(shared, topics, validate_only, version),
         Request::DeleteTopics(names) => delete_topics(shared, names, version),
+        Request::CreatePartitions {
+            topics,
+            validate_only,
+        } => create_partitions(shared, topics, validate_only, version),
         Request::FindCoordinator { key_type, .. } => find_coordinator(shared, key_type, version),
         Request::JoinGroup(j) => group::join(shared, j, version, client_id, peer).await,
         Request::SyncGroup(s) => group::sync(shared, s, version).await,
@@ -497,6 +502,60 @@ fn delete_topics(shared: &Shared, names: Vec<String>, version: i16) -> Body {
         .collect();
     encode(
         &DeleteTopicsResponse::default().with_responses(results),
+        version,
+    )
+}
+
+fn create_partitions(
+    shared: &Shared,
+    topics: Vec<(String, i32, bool)>,
+    validate_only: bool,
+    version: i16,
+) -> Body {
+    let results = topics
+        .into_iter()
+        .map(|(name, count, assigned)| {
+            let (error, message) = if assigned {
+                (
+                    code::INVALID_REPLICA_ASSIGNMENT,
+                    "replica assignments are not supported by a single-node broker".to_owned(),
+                )
+            } else {
+                match shared.store.add_partitions(&name, count, validate_only) {
+                    Ok(before) => {
+                        if !validate_only {
+                            tracing::info!(topic = %name, before, partitions = count, "partitions added");
+                        }
+                        (code::NONE, String::new())
+                    }
+                    Err(GrowError::UnknownTopic) => (
+                        code::UNKNOWN_TOPIC_OR_PARTITION,
+                        format!("there is no topic {name}"),
+                    ),
+                    Err(GrowError::InvalidPartitions { asked, now }) => (
+                        code::INVALID_PARTITIONS,
+                        format!(
+                            "topic {name} has {now} partition(s); {asked} asked for, and a topic only grows, to at most {}",
+                            crate::store::MAX_PARTITIONS
+                        ),
+                    ),
+                    Err(GrowError::Storage(e)) => {
+                        tracing::error!(topic = %name, error = %e, "adding partitions failed");
+                        (
+                            code::UNKNOWN_SERVER_ERROR,
+                            "the broker could not write the new partitions".to_owned(),
+                        )
+                    }
+                }
+            };
+            CreatePartitionsTopicResult::default()
+                .with_name(topic_name(&name))
+                .with_error_code(error)
+                .with_error_message((error != code::NONE).then(|| s(message)))
+        })
+        .collect();
+    encode(
+        &CreatePartitionsResponse::default().with_results(results),
         version,
     )
 }

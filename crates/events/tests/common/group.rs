@@ -3,7 +3,8 @@
 //! middle of a batch, a member leaving), each event applied once; a member whose
 //! partitions another member claimed commits nothing more; a group begins at its
 //! stored offsets, and without any over a history only where it is told; a member of
-//! another deployment is refused.
+//! another deployment is refused; partitions added to a topic are taken up by the
+//! running members.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -445,6 +446,69 @@ pub async fn a_rewind_replays_the_whole_group_one_at_a_time(kind: BrokerKind, ur
     );
     // The lease was given back: a second rewind, asked of b, runs.
     assert_eq!(rewind_b.rewind().await.unwrap(), 200);
+    assert_offsets_at_the_end(&kafka, &db).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Grows the test's `user-events` to `partitions` partitions (Kafka's
+/// CreatePartitions).
+async fn grow(kafka: &KafkaArgs, partitions: usize) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> =
+        kafka.client("group-test-grow").create().unwrap();
+    let topic = kafka.topic(USER_EVENTS);
+    let results = admin
+        .create_partitions(
+            [&NewPartitions::new(&topic, partitions)],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(results, vec![Ok(topic)]);
+}
+
+pub async fn partitions_added_to_a_topic_are_read_without_a_restart(kind: BrokerKind, url: String) {
+    let (_broker, kafka) = provisioned(kind).await;
+    let topics = [USER_EVENTS.to_owned()];
+    let before = watermarks(&kafka, &topics).await.unwrap().len();
+    let db = database(&url).await;
+    let a = Running::start(member(&kafka, &db, "a", Duration::ZERO));
+    let b = Running::start(member(&kafka, &db, "b", Duration::ZERO));
+    produce(&kafka, 0, 100).await;
+    wait_applied(&db, 100).await;
+
+    // Two more partitions while both members run; records keyed across all of them.
+    let after = before + 2;
+    grow(&kafka, after).await;
+    eventually("the brokers to list the new partitions", WAIT, || {
+        let kafka = kafka.clone();
+        let topics = topics.clone();
+        async move { (watermarks(&kafka, &topics).await.ok()?.len() == after).then_some(()) }
+    })
+    .await;
+    produce(&kafka, 100, 400).await;
+    let marks = watermarks(&kafka, &topics).await.unwrap();
+    let in_new: i64 = marks
+        .iter()
+        .filter(|m| m.partition as usize >= before)
+        .map(|m| m.high - m.low)
+        .sum();
+    assert!(in_new > 0, "no record went to a new partition: {marks:?}");
+
+    // The members take the new partitions up by themselves, from their first record.
+    let by_member = wait_applied(&db, 400).await;
+    assert_eq!(
+        by_member.values().sum::<i64>(),
+        400,
+        "each event applied once: {by_member:?}"
+    );
+    eventually("every partition, old and new, claimed", WAIT, || {
+        let db = db.clone();
+        async move { (held(&db).await.values().sum::<usize>() == after).then_some(()) }
+    })
+    .await;
     assert_offsets_at_the_end(&kafka, &db).await;
     a.stop().await;
     b.stop().await;
