@@ -13,6 +13,11 @@
 //! is published again by the new holder, and the consumers' inbox skips the copies.
 //! A key's rows after one that failed are not marked sent either: the next round
 //! sends them again after it.
+//!
+//! The relay wakes when this process commits outbox rows ([`RelayWaker`]), and on
+//! PostgreSQL also when any replica does: a trigger notifies `weft_outbox` at commit
+//! and the relay listens. Otherwise it polls ([`RelayConfig::poll_interval`]); a
+//! replica standing by only polls, to take the lease over.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -25,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::EventsError;
 use crate::catalog::DomainEvent;
-use crate::db::{Database, now_micros};
+use crate::db::{Backend, Database, now_micros};
 use crate::envelope::Envelope;
 use crate::kafka::KafkaArgs;
 use crate::lease::{Lease, replica_id};
@@ -88,6 +93,50 @@ impl RelayWaker {
     /// Tells the relay there is work.
     pub fn wake(&self) {
         self.0.notify_one();
+    }
+}
+
+/// The channel on which PostgreSQL announces committed outbox rows (see the
+/// `outbox_notify` migration).
+const OUTBOX_CHANNEL: &str = "weft_outbox";
+
+/// Wakes the relay whenever a transaction with outbox rows commits on the PostgreSQL
+/// server at `url`, in any replica, until `shutdown`. A lost connection is opened
+/// again; notifications sent meanwhile are lost, and the relay's poll finds their
+/// rows.
+async fn wake_on_notifications(url: String, waker: RelayWaker, shutdown: CancellationToken) {
+    let mut failures = 0u32;
+    let mut listener: Option<sqlx::postgres::PgListener> = None;
+    loop {
+        let next = async {
+            let l = match listener.as_mut() {
+                Some(l) => l,
+                None => {
+                    let mut l = sqlx::postgres::PgListener::connect(&url).await?;
+                    l.listen(OUTBOX_CHANNEL).await?;
+                    listener.insert(l)
+                }
+            };
+            l.recv().await
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            received = next => match received {
+                Ok(_) => {
+                    failures = 0;
+                    waker.wake();
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %e, failures, "listening for outbox rows of other replicas failed; the relay polls meanwhile");
+                    listener = None;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(crate::consumer::backoff(failures)) => {}
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -163,6 +212,14 @@ impl Relay {
 
     /// Publishes until `shutdown`, then finishes the round in flight.
     pub async fn run(self, shutdown: CancellationToken) {
+        // On PostgreSQL, rows other replicas write wake this relay too.
+        let listener = (self.db.backend() == Backend::Postgres).then(|| {
+            tokio::spawn(wake_on_notifications(
+                self.db.url().to_owned(),
+                self.waker.clone(),
+                shutdown.clone(),
+            ))
+        });
         let mut failures: u32 = 0;
         let mut rounds: u64 = 0;
         loop {
@@ -189,14 +246,20 @@ impl Relay {
             } else {
                 self.config.poll_interval
             };
+            // Standing by (another replica holds the lease), a wake would only cost a
+            // write to the lease table: only the poll tries to take over.
+            let holding = self.lease.lock().await.token().is_some();
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.waker.0.notified() => {}
+                _ = self.waker.0.notified(), if holding => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }
         // Another replica takes over at its next round, not after the lease expires.
         self.lease.lock().await.release().await;
+        if let Some(listener) = listener {
+            let _ = listener.await;
+        }
         tracing::info!("outbox relay stopped");
     }
 
