@@ -38,7 +38,18 @@
 //! `steady`, `burst`, `reads`), e.g. to profile one. Apache Kafka needs Java 17+ and
 //! its jars (`scripts/kafka install`, once).
 //!
+//! **Replicas.** `WEFT_BENCH_REPLICAS=1,2` runs the mesh on each broker once per
+//! count (`weft up --replicas N`: N instances of each service, one gateway balancing
+//! over them, the callers' channel too). Replicas need PostgreSQL, so every run of
+//! such a benchmark uses it (`WEFT_BENCH_DATABASE=postgres` asks for it with one
+//! replica): the server in `WEFT_BENCH_DATABASE_URL`, or the one `scripts/pg start`
+//! runs; each run gets databases of its own, and the server's processes count in
+//! the CPU figures. Both replicas share this machine's two cores, so the figures say
+//! what a second replica costs here, not what it gains on a second machine. A
+//! second table then gives `×N ÷ ×1` per broker.
+//!
 //!     cargo bench --bench chain
+//!     WEFT_BENCH_REPLICAS=1,2 cargo bench --bench chain
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -52,7 +63,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::kafka::KafkaCluster;
-use common::{closed_loop, cpu_seconds, env_or, grpc_get_order, quantile, rest_get};
+use common::{
+    closed_loop, cpu_seconds, cpu_tree_seconds, env_or, grpc_get_order, parent, quantile, rest_get,
+};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -64,9 +77,10 @@ use weft_proto::common::Money;
 use weft_proto::order::order_service_client::OrderServiceClient;
 use weft_proto::order::{CreateOrderRequest, OrderItem};
 
-/// The processes `weft up` starts (their pids in `<data>/run/<name>.pid`); the
-/// embedded broker's is `broker`.
-const SERVICES: [&str; 5] = ["user", "order", "notification", "analytics", "gateway"];
+/// The services `weft up` starts, each `--replicas` times (their pids in
+/// `<data>/run/<name>.pid`, replica k > 1 as `<name>-k`); one gateway; the embedded
+/// broker's pid is `broker`'s.
+const SERVICES: [&str; 4] = ["user", "order", "notification", "analytics"];
 
 /// The sizes of a run, from the environment.
 struct Sizes {
@@ -76,6 +90,8 @@ struct Sizes {
     seconds: u64,
     burst: usize,
     only: String,
+    /// PostgreSQL's admin URL when the runs use it (SQLite otherwise).
+    postgres: Option<String>,
 }
 
 impl Sizes {
@@ -120,40 +136,76 @@ fn pid(data: &Path, name: &str) -> u32 {
         .unwrap()
 }
 
-/// The parent of process `pid`, from `/proc`.
-fn parent(pid: u32) -> u32 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = stat.rsplit_once(')').unwrap().1;
-    rest.split_whitespace().nth(1).unwrap().parse().unwrap()
+/// A process whose CPU the benchmark counts; `tree` counts its children as well
+/// (PostgreSQL's backends).
+struct Proc {
+    name: String,
+    pid: u32,
+    tree: bool,
 }
 
-/// Every process of the mesh, named: `weft up`, the processes it started and the
-/// broker(s).
-fn mesh_processes(data: &Path, kafka: Option<&KafkaCluster>) -> Vec<(String, u32)> {
-    let mut all: Vec<(String, u32)> = SERVICES
-        .iter()
-        .map(|n| ((*n).to_owned(), pid(data, n)))
-        .collect();
-    all.insert(0, ("weft up".to_owned(), parent(all[0].1)));
+/// Every process of the mesh, named: `weft up`, the processes it started (each
+/// replica), the broker(s) and, on PostgreSQL, its server with its backends.
+fn mesh_processes(
+    data: &Path,
+    replicas: u16,
+    kafka: Option<&KafkaCluster>,
+    postgres: Option<u32>,
+) -> Vec<Proc> {
+    let one = |name: String, pid| Proc {
+        name,
+        pid,
+        tree: false,
+    };
+    let mut all = Vec::new();
+    for service in SERVICES {
+        for k in 1..=replicas {
+            let name = if k == 1 {
+                service.to_owned()
+            } else {
+                format!("{service}-{k}")
+            };
+            let p = pid(data, &name);
+            all.push(one(name, p));
+        }
+    }
+    all.push(one("gateway".to_owned(), pid(data, "gateway")));
+    all.insert(0, one("weft up".to_owned(), parent(all[0].pid)));
     match kafka {
-        None => all.push(("broker".to_owned(), pid(data, "broker"))),
+        None => all.push(one("broker".to_owned(), pid(data, "broker"))),
         Some(k) => all.extend(
             k.pids()
                 .into_iter()
                 .enumerate()
-                .map(|(i, p)| (format!("kafka-{}", i + 1), p)),
+                .map(|(i, p)| one(format!("kafka-{}", i + 1), p)),
         ),
+    }
+    if let Some(pid) = postgres {
+        all.push(Proc {
+            name: "postgres".to_owned(),
+            pid,
+            tree: true,
+        });
     }
     all
 }
 
 /// CPU-seconds each of `processes` has used so far.
-fn cpu_now(processes: &[(String, u32)]) -> Vec<f64> {
-    processes.iter().map(|(_, p)| cpu_seconds(*p)).collect()
+fn cpu_now(processes: &[Proc]) -> Vec<f64> {
+    processes
+        .iter()
+        .map(|p| {
+            if p.tree {
+                cpu_tree_seconds(p.pid)
+            } else {
+                cpu_seconds(p.pid)
+            }
+        })
+        .collect()
 }
 
 /// CPU-seconds each of `processes` used since `before`.
-fn cpu_since(processes: &[(String, u32)], before: &[f64]) -> Vec<f64> {
+fn cpu_since(processes: &[Proc], before: &[f64]) -> Vec<f64> {
     cpu_now(processes)
         .iter()
         .zip(before)
@@ -162,11 +214,11 @@ fn cpu_since(processes: &[(String, u32)], before: &[f64]) -> Vec<f64> {
 }
 
 /// `name value` for each process, `value` formatted by `f`.
-fn breakdown(processes: &[(String, u32)], values: &[f64], f: impl Fn(f64) -> String) -> String {
+fn breakdown(processes: &[Proc], values: &[f64], f: impl Fn(f64) -> String) -> String {
     processes
         .iter()
         .zip(values)
-        .map(|((n, _), v)| format!("{n} {}", f(*v)))
+        .map(|(p, v)| format!("{} {}", p.name, f(*v)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -200,11 +252,19 @@ async fn counted(analytics: &Channel, orders: i64, emails: i64) -> Duration {
     }
 }
 
+/// Where analytics keeps its data: its SQLite file under `data`, or its database
+/// on the PostgreSQL server of `postgres` (the mesh's `DATABASE_URL`).
+fn analytics_database(data: &Path, postgres: Option<&str>) -> String {
+    match postgres {
+        None => weft_events::db::sqlite_url(data, "analytics").unwrap(),
+        Some(base) => weft::up::service_database(base, "analytics").unwrap().0,
+    }
+}
+
 /// The analytics latency histogram as it is now (bucket → count), read from its
-/// database.
-async fn latency_buckets(data: &Path) -> BTreeMap<i64, i64> {
-    let url = weft_events::db::sqlite_url(data, "analytics").unwrap();
-    let db = weft_events::Database::connect(&url).await.unwrap();
+/// database at `url`.
+async fn latency_buckets(url: &str) -> BTreeMap<i64, i64> {
+    let db = weft_events::Database::connect(url).await.unwrap();
     sqlx::query_as::<_, (i64, i64)>("SELECT bucket, count FROM latency_buckets")
         .fetch_all(db.pool())
         .await
@@ -305,7 +365,31 @@ async fn main() {
         seconds: env_or("WEFT_BENCH_SECONDS", 10),
         burst: env_or("WEFT_BENCH_ORDERS", 3000),
         only: env_or("WEFT_BENCH_ONLY", String::new()),
+        postgres: None,
     };
+    let mut sizes = sizes;
+    let counts: String = env_or("WEFT_BENCH_REPLICAS", "1".to_owned());
+    let mut replicas: Vec<u16> = Vec::new();
+    for c in counts.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+        let n: u16 = c
+            .parse()
+            .ok()
+            .filter(|n| (1..=9).contains(n))
+            .unwrap_or_else(|| panic!("WEFT_BENCH_REPLICAS: {c:?} is not a count from 1 to 9"));
+        if !replicas.contains(&n) {
+            replicas.push(n);
+        }
+    }
+    assert!(!replicas.is_empty(), "WEFT_BENCH_REPLICAS names no count");
+    let database: String = env_or("WEFT_BENCH_DATABASE", "sqlite".to_owned());
+    if replicas.iter().any(|n| *n > 1) || database == "postgres" {
+        sizes.postgres = Some(postgres_server());
+    } else {
+        assert_eq!(
+            database, "sqlite",
+            "WEFT_BENCH_DATABASE: sqlite or postgres"
+        );
+    }
     let brokers: String = env_or("WEFT_BENCH_BROKERS", "embedded,kafka".to_owned());
     let mut kinds = Vec::new();
     for b in brokers.split(',').map(str::trim).filter(|b| !b.is_empty()) {
@@ -321,13 +405,78 @@ async fn main() {
     assert!(!kinds.is_empty(), "WEFT_BENCH_BROKERS names no broker");
     let mut results = Vec::new();
     for kind in kinds {
-        results.push((kind, run_on(kind, &sizes).await));
+        for n in &replicas {
+            results.push((Run { kind, replicas: *n }, run_on(kind, *n, &sizes).await));
+        }
     }
     table(&results, &sizes);
 }
 
-/// The mesh on the broker of `kind`, every phase; its figures.
-async fn run_on(kind: BrokerKind, sizes: &Sizes) -> Figures {
+/// PostgreSQL's admin URL: `WEFT_BENCH_DATABASE_URL`, or the server `scripts/pg
+/// start` runs (starting it when it does not).
+fn postgres_server() -> String {
+    if let Ok(url) = std::env::var("WEFT_BENCH_DATABASE_URL") {
+        return url;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg");
+    let out = std::process::Command::new(&script)
+        .arg("start")
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("DATABASE_URL="))
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            panic!(
+                "scripts/pg start exited with {} and named no server:\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+/// A fresh database on the server of `admin` for one run (`weft up` makes each
+/// service's own beside it), and the pid of the server's postmaster.
+async fn run_database(admin: &str) -> (String, u32) {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin}: {e}"));
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let name = format!("weft_bench_{}_{stamp}", std::process::id());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let postmaster = parent(backend as u32);
+    let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
+    (format!("{base}/{name}"), postmaster)
+}
+
+/// One configuration of the mesh: its broker and how many replicas of each service.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Run {
+    kind: BrokerKind,
+    replicas: u16,
+}
+
+impl Run {
+    fn label(self) -> String {
+        format!("{} ×{}", self.kind.name(), self.replicas)
+    }
+}
+
+/// The mesh on the broker of `kind` with `replicas` of each service, every phase;
+/// its figures.
+async fn run_on(kind: BrokerKind, replicas: u16, sizes: &Sizes) -> Figures {
     let mut figures = Figures::default();
     // Dropped last: the mesh stops before its cluster.
     let cluster = match kind {
@@ -340,7 +489,14 @@ async fn run_on(kind: BrokerKind, sizes: &Sizes) -> Figures {
     };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_owned();
-    let ports = Ports::free();
+    let ports = Ports::for_replicas(replicas);
+    let (database, postmaster) = match &sizes.postgres {
+        Some(admin) => {
+            let (url, pid) = run_database(admin).await;
+            (Some(url), Some(pid))
+        }
+        None => (None, None),
+    };
     // One client drives the gateway and one customer gets every confirmation: lift
     // the per-client rate limit and the per-recipient message limit.
     let mut env: Vec<(&str, String)> = vec![
@@ -348,6 +504,8 @@ async fn run_on(kind: BrokerKind, sizes: &Sizes) -> Figures {
         ("WEFT_RATE_BURST", "1000000".into()),
         ("WEFT_RECIPIENT_LIMIT", "1000000/h".into()),
         ("WEFT_LOG", "warn".into()),
+        ("WEFT_REPLICAS", replicas.to_string()),
+        ("WEFT_REPLICA_PORT_STEP", "1".into()),
     ];
     let (bootstrap, replication) = match &cluster {
         None => (format!("127.0.0.1:{}", ports.broker), 1),
@@ -367,14 +525,14 @@ async fn run_on(kind: BrokerKind, sizes: &Sizes) -> Figures {
     // waiting for `weft up` to exit), since `Up::stop` on weft-broker waits for the
     // embedded broker's goodbye.
     let up = {
-        let (data, ports) = (data.clone(), ports.clone());
+        let (data, ports, database) = (data.clone(), ports.clone(), database.clone());
         tokio::task::spawn_blocking(move || {
             let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
             Up::start_with_broker(
                 MeshBroker::new(BrokerKind::Embedded, &ports),
                 &data,
                 &ports,
-                None,
+                database.as_deref(),
                 &env,
             )
         })
@@ -390,11 +548,16 @@ async fn run_on(kind: BrokerKind, sizes: &Sizes) -> Figures {
     let seed = support::rest::seed_order(&http, &base, &token).await;
     let seed_id = seed["orderId"].as_str().unwrap().to_owned();
     let bearer = format!("Bearer {token}");
-    let order_channel = Channel::from_shared(format!("http://127.0.0.1:{}", ports.order))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    // The callers balance over the order replicas when there are several, as the
+    // gateway does.
+    let endpoints: Vec<_> = (0..replicas)
+        .map(|k| Channel::from_shared(format!("http://127.0.0.1:{}", ports.order + k)).unwrap())
+        .collect();
+    let order_channel = if replicas == 1 {
+        endpoints[0].connect().await.unwrap()
+    } else {
+        Channel::balance_list(endpoints.into_iter())
+    };
     let analytics = Channel::from_shared(format!("http://127.0.0.1:{}", ports.analytics))
         .unwrap()
         .connect()
@@ -402,16 +565,22 @@ async fn run_on(kind: BrokerKind, sizes: &Sizes) -> Figures {
         .unwrap();
     // The welcome order, the seed order and their emails (with the verification).
     counted(&analytics, 2, 3).await;
-    let processes = mesh_processes(&data, cluster.as_ref());
+    let processes = mesh_processes(&data, replicas, cluster.as_ref(), postmaster);
+    let store = if database.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
     match &cluster {
         None => println!(
-            "\n== weft-broker: the event chain inside `weft up` (optimised build, embedded broker, SQLite), one run on this machine"
+            "\n== weft-broker ×{replicas}: the event chain inside `weft up --replicas {replicas}` (optimised build, embedded broker, {store}), one run on this machine"
         ),
         Some(k) => println!(
-            "\n== Apache Kafka: the event chain inside `weft up --broker external` (optimised build, SQLite) on 3 local Kafka nodes from port {} (topics: replication factor 3, min.insync.replicas 2), one run on this machine",
+            "\n== Apache Kafka ×{replicas}: the event chain inside `weft up --broker external --replicas {replicas}` (optimised build, {store}) on 3 local Kafka nodes from port {} (topics: replication factor 3, min.insync.replicas 2), one run on this machine",
             k.port()
         ),
     }
+    let analytics_db = analytics_database(&data, database.as_deref());
 
     if sizes.run("idle") {
         figures.idle_percent = idle(&processes, sizes.idle_seconds).await;
@@ -425,7 +594,7 @@ async fn run_on(kind: BrokerKind, sizes: &Sizes) -> Figures {
     }
     if sizes.run("steady") {
         (figures.p50_ms, figures.p99_ms) = steady(
-            &data,
+            &analytics_db,
             &analytics,
             &order_channel,
             &user_id,
@@ -477,10 +646,9 @@ async fn run_on(kind: BrokerKind, sizes: &Sizes) -> Figures {
 /// A row of the final table: its label, its figure, its decimals.
 type Row = (String, fn(&Figures) -> f64, usize);
 
-/// The figures side by side: a column per broker, and Kafka ÷ weft-broker when both ran.
-fn table(results: &[(BrokerKind, Figures)], sizes: &Sizes) {
-    let of = |kind| results.iter().find(|(k, _)| *k == kind).map(|(_, f)| *f);
-    let (embedded, kafka) = (of(BrokerKind::Embedded), of(BrokerKind::Kafka));
+/// The figures side by side: a column per run, then the ratios (Kafka ÷ weft-broker at
+/// each replica count, and ×N ÷ ×1 on each broker) where both runs exist.
+fn table(results: &[(Run, Figures)], sizes: &Sizes) {
     let rows: [Row; 9] = [
         (
             "idle CPU, whole mesh with broker(s), % of a core".to_owned(),
@@ -523,6 +691,30 @@ fn table(results: &[(BrokerKind, Figures)], sizes: &Sizes) {
             0,
         ),
     ];
+    let of = |run: Run| results.iter().find(|(r, _)| *r == run).map(|(_, f)| *f);
+    let mut ratios: Vec<(String, Figures, Figures)> = Vec::new();
+    for (run, f) in results {
+        if run.kind == BrokerKind::Kafka
+            && let Some(e) = of(Run {
+                kind: BrokerKind::Embedded,
+                replicas: run.replicas,
+            })
+        {
+            ratios.push((format!("×{} Kafka ÷ weft-broker", run.replicas), *f, e));
+        }
+        if run.replicas > 1
+            && let Some(one) = of(Run {
+                kind: run.kind,
+                replicas: 1,
+            })
+        {
+            ratios.push((
+                format!("{}: ×{} ÷ ×1", run.kind.name(), run.replicas),
+                *f,
+                one,
+            ));
+        }
+    }
     let cell = |v: f64, decimals: usize| {
         if v.is_nan() {
             "—".to_owned()
@@ -531,34 +723,50 @@ fn table(results: &[(BrokerKind, Figures)], sizes: &Sizes) {
         }
     };
     let width = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
-    let mut header = format!("{:width$}", "");
-    for (present, name) in [
-        (embedded.is_some(), "weft-broker"),
-        (kafka.is_some(), "Apache Kafka"),
-        (embedded.is_some() && kafka.is_some(), "Kafka ÷ weft-broker"),
-    ] {
-        if present {
-            header.push_str(&format!(" | {name:>19}"));
+    // A table of columns, each a name and a cell per row.
+    let print = |title: &str, columns: Vec<(String, Vec<String>)>| {
+        let mut header = format!("{:width$}", "");
+        for (name, _) in &columns {
+            header.push_str(&format!(" | {name:>24}"));
         }
-    }
-    println!("\n== side by side (one run, this machine; shared and noisy)\n{header}");
-    for (label, get, decimals) in &rows {
-        let mut line = format!("{label:width$}");
-        if let Some(e) = &embedded {
-            line.push_str(&format!(" | {:>19}", cell(get(e), *decimals)));
+        println!("\n== {title}\n{header}");
+        for (i, (label, _, _)) in rows.iter().enumerate() {
+            let mut line = format!("{label:width$}");
+            for (_, cells) in &columns {
+                line.push_str(&format!(" | {:>24}", cells[i]));
+            }
+            println!("{line}");
         }
-        if let Some(k) = &kafka {
-            line.push_str(&format!(" | {:>19}", cell(get(k), *decimals)));
-        }
-        if let (Some(e), Some(k)) = (&embedded, &kafka) {
-            line.push_str(&format!(" | {:>19}", cell(get(k) / get(e), 2)));
-        }
-        println!("{line}");
+    };
+    print(
+        "side by side (one run, this machine; shared and noisy)",
+        results
+            .iter()
+            .map(|(run, f)| {
+                let cells = rows.iter().map(|(_, get, d)| cell(get(f), *d)).collect();
+                (run.label(), cells)
+            })
+            .collect(),
+    );
+    if !ratios.is_empty() {
+        print(
+            "ratios within this run",
+            ratios
+                .iter()
+                .map(|(name, a, b)| {
+                    let cells = rows
+                        .iter()
+                        .map(|(_, get, _)| cell(get(a) / get(b), 2))
+                        .collect();
+                    (name.clone(), cells)
+                })
+                .collect(),
+        );
     }
 }
 
 /// Idle CPU of `processes` over `idle_seconds`, % of one core.
-async fn idle(processes: &[(String, u32)], idle_seconds: u64) -> f64 {
+async fn idle(processes: &[Proc], idle_seconds: u64) -> f64 {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = cpu_now(processes);
     let t = Instant::now();
@@ -578,7 +786,7 @@ async fn idle(processes: &[(String, u32)], idle_seconds: u64) -> f64 {
 
 /// The steady phase; p50 and p99 of the event latency, ms.
 async fn steady(
-    data: &Path,
+    analytics_db: &str,
     analytics: &Channel,
     order_channel: &Channel,
     user_id: &str,
@@ -587,7 +795,7 @@ async fn steady(
     seconds: u64,
 ) -> (f64, f64) {
     let start = metrics(analytics).await;
-    let buckets_before = latency_buckets(data).await;
+    let buckets_before = latency_buckets(analytics_db).await;
     let n = (rate * seconds) as usize;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     let mut calls = Vec::with_capacity(n);
@@ -611,7 +819,7 @@ async fn steady(
     }
     let ok = (n - failed.load(Ordering::Relaxed)) as i64;
     counted(analytics, start.orders_created + ok, start.emails_sent + ok).await;
-    let after = latency_buckets(data).await;
+    let after = latency_buckets(analytics_db).await;
     let diff: Vec<(i64, i64)> = after
         .iter()
         .map(|(b, c)| (*b, c - buckets_before.get(b).copied().unwrap_or(0)))
@@ -635,7 +843,7 @@ async fn steady(
 /// counted every order and email) and the CPU-seconds per order that `processes`
 /// used meanwhile.
 async fn burst_phase(
-    processes: &[(String, u32)],
+    processes: &[Proc],
     analytics: &Channel,
     order_channel: &Channel,
     user_id: &str,

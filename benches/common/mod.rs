@@ -17,20 +17,61 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 pub use weft::demo::quantile;
 
+/// The fields of `/proc/<pid>/stat` after the command name (which is in parentheses
+/// and may hold spaces): field n of the whole line is at n - 3. Empty when the
+/// process is gone.
+fn stat_fields(pid: u32) -> Vec<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .map_or("", |(_, r)| r)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The sum of the clock-tick fields at `indices` (after the command name), seconds.
+fn stat_seconds(fields: &[String], indices: &[usize]) -> f64 {
+    let ticks: f64 = indices
+        .iter()
+        .map(|i| {
+            fields
+                .get(*i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        })
+        .sum();
+    ticks / clock_ticks()
+}
+
 /// CPU time (user + system, seconds) a process has used so far, from `/proc`.
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after ')'.
-    (ticks(11) + ticks(12)) / clock_ticks()
+    // utime and stime are fields 14 and 15 of the whole line.
+    stat_seconds(&stat_fields(pid), &[11, 12])
+}
+
+/// The parent of process `pid`, from `/proc` (0 when it is gone).
+pub fn parent(pid: u32) -> u32 {
+    stat_fields(pid)
+        .get(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU-seconds of `pid`, of its children that have exited (and were waited for) and
+/// of those that run now: a PostgreSQL server's, whose backends come and go with
+/// connections.
+pub fn cpu_tree_seconds(pid: u32) -> f64 {
+    // cutime and cstime, fields 16 and 17, hold the reaped children's time.
+    let mut total = stat_seconds(&stat_fields(pid), &[11, 12, 13, 14]);
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Some(child) = entry.file_name().to_str().and_then(|n| n.parse().ok())
+            && child != pid
+            && parent(child) == pid
+        {
+            total += cpu_seconds(child);
+        }
+    }
+    total
 }
 
 /// Clock ticks per second of `/proc` times.
