@@ -129,3 +129,16 @@ async fn partitions_added_to_a_topic_are_read_without_a_restart_on_kafka() {
     )
     .await;
 }
+
+/// The same on Kafka's next consumer group protocol (KIP-848, `group.protocol=consumer`):
+/// the brokers assign, and the members claim and hand over as on the classic one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_share_the_partitions_and_hand_them_over_on_kafka_with_kip_848() {
+    let dir = tempfile::tempdir().unwrap();
+    group::members_share_the_partitions_and_hand_them_over_with(
+        Kafka,
+        sqlite_url(dir.path(), "kip848").unwrap(),
+        &[("group.protocol", "consumer")],
+    )
+    .await;
+}

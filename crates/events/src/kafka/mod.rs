@@ -176,24 +176,30 @@ impl KafkaArgs {
             // New partitions of a topic are noticed (and assigned) within this.
             .set("topic.metadata.refresh.interval.ms", "10000")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "2000")
             .set("max.poll.interval.ms", "300000")
             .set("enable.partition.eof", "false")
             // Kafka and the embedded broker answer a held fetch the moment data
             // arrives, so the wait bounds only how often an idle consumer asks.
             .set("fetch.wait.max.ms", "500");
-        // Members keep what they hold across a rebalance; only what moves is revoked.
         // Kafka's next protocol (`group.protocol=consumer`, KIP-848) assigns on the
-        // broker and takes no assignor.
-        if !self
-            .client
-            .settings()
-            .any(|s| s.key == "group.protocol" && s.value == "consumer")
-        {
-            c.set("partition.assignment.strategy", "cooperative-sticky");
+        // broker and keeps the session and heartbeat settings there
+        // (`group.consumer.session.timeout.ms`): librdkafka refuses them from a client.
+        if !self.next_group_protocol() {
+            c.set("session.timeout.ms", "10000")
+                .set("heartbeat.interval.ms", "2000")
+                // Members keep what they hold across a rebalance; only what moves is
+                // revoked.
+                .set("partition.assignment.strategy", "cooperative-sticky");
         }
         self.operators(c)
+    }
+
+    /// Whether the operator chose Kafka's next consumer group protocol
+    /// (`group.protocol=consumer`, KIP-848).
+    pub fn next_group_protocol(&self) -> bool {
+        self.client
+            .settings()
+            .any(|s| s.key == "group.protocol" && s.value == "consumer")
     }
 }
 

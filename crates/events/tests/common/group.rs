@@ -157,7 +157,26 @@ async fn assert_offsets_at_the_end(kafka: &KafkaArgs, db: &Database) {
 }
 
 pub async fn members_share_the_partitions_and_hand_them_over(kind: BrokerKind, url: String) {
-    let (_broker, kafka) = provisioned(kind).await;
+    members_share_the_partitions_and_hand_them_over_with(kind, url, &[]).await;
+}
+
+/// [`members_share_the_partitions_and_hand_them_over`] with the members' client
+/// `settings` (e.g. Kafka's next group protocol).
+pub async fn members_share_the_partitions_and_hand_them_over_with(
+    kind: BrokerKind,
+    url: String,
+    settings: &[(&str, &str)],
+) {
+    let (_broker, mut kafka) = provisioned(kind).await;
+    for (key, value) in settings {
+        kafka
+            .client
+            .config
+            .push(weft_events::kafka::settings::Setting {
+                key: (*key).to_owned(),
+                value: (*value).to_owned(),
+            });
+    }
     let partitions = watermarks(&kafka, &[USER_EVENTS.to_owned()])
         .await
         .unwrap()

@@ -28,9 +28,26 @@ pub fn kafka_args(broker: &TestBroker) -> KafkaArgs {
 pub async fn provisioned(kind: BrokerKind) -> (TestBroker, KafkaArgs) {
     let broker = TestBroker::start(kind);
     let kafka = kafka_args(&broker);
-    weft_events::topics::provision(&kafka, &weft_events::topics::all_topics())
+    let topics = weft_events::topics::all_topics();
+    weft_events::topics::provision(&kafka, &topics)
         .await
         .unwrap();
+    // On Kafka a new topic's partitions have leaders a moment after it exists; the
+    // scenarios read watermarks from the start.
+    weft_testkit::eventually(
+        "every partition with a leader",
+        std::time::Duration::from_secs(30),
+        || {
+            let (kafka, topics) = (kafka.clone(), topics.clone());
+            async move {
+                weft_events::consumer::offsets::watermarks(&kafka, &topics)
+                    .await
+                    .ok()
+                    .map(drop)
+            }
+        },
+    )
+    .await;
     (broker, kafka)
 }
 
