@@ -2,6 +2,7 @@
 //! database, the broker) answers a probe, and NOT_SERVING from the moment shutdown
 //! starts. The state feeds `grpc.health.v1` and the admin `/readyz`.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,8 +17,11 @@ use tonic_health::server::HealthReporter;
 pub type Probe =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
-/// How often probes run.
+/// How often probes run while the server is ready.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// How often they run while it is not: a service starting up (its consumer joining
+/// its group) reports ready within this of being so.
+const NOT_READY_INTERVAL: Duration = Duration::from_millis(200);
 /// How long one probe may take before it counts as failed.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -59,32 +63,49 @@ impl Readiness {
     /// Runs the probes until `shutdown`, then reports NOT_SERVING for good.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut last: Option<bool> = None;
+        let mut failing = HashMap::new();
         loop {
-            let ok = self.check().await;
+            let ok = self.check(&mut failing).await;
             if last != Some(ok) {
                 self.set(ok).await;
                 last = Some(ok);
             }
+            let pause = if ok {
+                PROBE_INTERVAL
+            } else {
+                NOT_READY_INTERVAL
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(PROBE_INTERVAL) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         }
         self.set(false).await;
     }
 
-    async fn check(&self) -> bool {
+    /// Runs every probe once; whether all passed. `failing` holds each failing probe's
+    /// last error, so that a failure is logged when it starts or changes, and a
+    /// recovery once, not at every round.
+    async fn check(&self, failing: &mut HashMap<String, String>) -> bool {
         let mut ok = true;
         for (name, probe) in &self.probes {
-            match tokio::time::timeout(PROBE_TIMEOUT, probe()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(probe = %name, error = %e, "dependency not ready");
-                    ok = false;
+            let error = match tokio::time::timeout(PROBE_TIMEOUT, probe()).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some(format!("no answer within {PROBE_TIMEOUT:?}")),
+            };
+            match error {
+                None => {
+                    if failing.remove(name).is_some() {
+                        tracing::info!(probe = %name, "dependency ready again");
+                    }
                 }
-                Err(_) => {
-                    tracing::warn!(probe = %name, "dependency probe timed out");
+                Some(e) => {
                     ok = false;
+                    if failing.get(name) != Some(&e) {
+                        tracing::warn!(probe = %name, error = %e, "dependency not ready");
+                        failing.insert(name.clone(), e);
+                    }
                 }
             }
         }
