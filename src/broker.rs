@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use weft_kit::config::TelemetryArgs;
 
 /// `weft serve broker`: the embedded Kafka-compatible broker.
@@ -101,7 +101,7 @@ impl EmbeddedBroker {
             .append(true)
             .open(&self.log)
             .with_context(|| format!("opening {}", self.log.display()))?;
-        let child = Command::new(std::env::current_exe().context("locating the weft binary")?)
+        let child = crate::children::weft_command()?
             .args(["serve", "broker", "--listen", &self.listen.to_string()])
             .arg("--data-dir")
             .arg(&self.data_dir)

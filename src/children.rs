@@ -47,7 +47,6 @@ pub fn spawn(
     brokers: &str,
     kafka: &weft_events::kafka::ClientArgs,
 ) -> anyhow::Result<Child> {
-    let exe = std::env::current_exe().context("locating the weft binary")?;
     std::fs::create_dir_all(data_dir.join("logs"))?;
     let log_path = data_dir.join(format!("logs/{}.log", spec.name));
     // Appended to, so a restarted service's log follows its previous life's.
@@ -56,7 +55,7 @@ pub fn spawn(
         .append(true)
         .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
-    let mut command = Command::new(exe);
+    let mut command = weft_command()?;
     command.args(["serve", spec.service]);
     match spec.kind {
         Kind::Service => {
@@ -89,6 +88,17 @@ pub fn spawn(
         .with_context(|| format!("starting the {} service", spec.name))?;
     record_pid(data_dir, &spec.name, &child)?;
     Ok(child)
+}
+
+/// A command running this very `weft` executable, even after the file it was
+/// started from was replaced or deleted (`./weft` rebuilds it after a `git pull`):
+/// `/proc/self/exe` names the running image's inode, not the path. The children see
+/// the path as their `argv[0]`.
+pub fn weft_command() -> anyhow::Result<Command> {
+    let path = std::env::current_exe().context("locating the weft binary")?;
+    let mut command = Command::new("/proc/self/exe");
+    command.arg0(path);
+    Ok(command)
 }
 
 /// Writes `<data dir>/run/<name>.pid`: which process is the service (or broker),

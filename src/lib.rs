@@ -14,6 +14,8 @@ pub mod fault;
 pub mod lag;
 pub mod local_kafka;
 pub mod ports;
+pub mod restarts;
+pub mod run_lock;
 pub mod tail;
 pub mod up;
 

@@ -21,16 +21,15 @@ use crate::children::{self, Kind, ServiceSpec};
 use crate::cli::{BrokerMode, UpArgs};
 use crate::local_kafka::LocalKafka;
 use crate::ports;
+use crate::restarts::{Next, Policy, Restarts};
 
 /// How long a child may take to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(15);
-/// How often one service may crash before `weft up` gives up on the mesh.
-const MAX_RESTARTS: u32 = 5;
-
-/// A child process the launcher supervises.
+/// A child process the launcher supervises; no process while it waits to be started
+/// again.
 struct Managed {
     name: String,
-    child: Child,
+    child: Option<Child>,
 }
 
 /// Runs `weft up`.
@@ -40,6 +39,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data dir {}", args.data_dir.display()))?;
     let data_dir = std::path::absolute(&args.data_dir)?;
+    // Before anything else: a second launcher must leave the running mesh's files be.
+    let _run_lock = crate::run_lock::take(&data_dir)?;
     println!(
         "weft {} — data in {}",
         env!("CARGO_PKG_VERSION"),
@@ -113,7 +114,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             println!("ok ({} ms)", t.elapsed().as_millis());
             children_list.push(Managed {
                 name: "broker".to_owned(),
-                child,
+                child: Some(child),
             });
             b.bootstrap()
         }
@@ -263,7 +264,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let healthy = children::wait_healthy(spec, &mut child, &log, Duration::from_secs(60)).await;
         children_list.push(Managed {
             name: spec.name.clone(),
-            child,
+            child: Some(child),
         });
         if let Err(e) = healthy {
             println!("failed");
@@ -332,64 +333,92 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    // A service or the embedded broker that dies is started again (a few times, with
-    // a pause that grows); one crashing over and over stops everything.
-    let mut restarts: HashMap<String, u32> = HashMap::new();
+    // A service or the embedded broker that dies is started again (see
+    // [`crate::restarts`]): one that crashes over and over is marked failed and tried
+    // again slowly while the rest of the mesh goes on.
+    let mut restarts = Restarts::new(Policy {
+        max_restarts: args.max_restarts,
+        window: args.restart_window,
+        failed_retry: args.failed_retry,
+    });
+    // Children waiting to be started again, and when.
+    let mut due: Vec<(Instant, String)> = Vec::new();
     let exited = loop {
+        let next = due.iter().map(|(at, _)| *at).min();
         let name = tokio::select! {
             _ = shutdown.cancelled() => break None,
             name = first_exit(&mut children_list) => name,
+            _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now).into()), if next.is_some() => {
+                let now = Instant::now();
+                let (ready, later): (Vec<_>, Vec<_>) = due.drain(..).partition(|(at, _)| *at <= now);
+                due = later;
+                for (_, name) in ready {
+                    let spec = specs.iter().find(|s| s.name == name);
+                    let respawned = match (spec, &embedded) {
+                        (Some(spec), _) => children::spawn(spec, &data_dir, &bootstrap, &kafka.client),
+                        (None, Some(b)) => b.start().await,
+                        (None, None) => continue,
+                    };
+                    match respawned {
+                        Ok(child) => {
+                            if let Some(m) = children_list.iter_mut().find(|m| m.name == name) {
+                                m.child = Some(child);
+                            }
+                        }
+                        Err(e) => {
+                            // Tried again as if it had crashed once more.
+                            eprintln!("weft: starting the {name} service again failed: {e:#}");
+                            let pause = match restarts.crashed(&name, now) {
+                                Next::Restart { pause, .. } => pause,
+                                Next::Failed { retry, .. } => retry,
+                            };
+                            due.push((now + pause, name));
+                        }
+                    }
+                }
+                continue;
+            }
         };
         let spec = specs.iter().find(|s| s.name == name);
         if spec.is_none() && (name != "broker" || embedded.is_none()) {
             break Some(name);
         }
+        let managed = children_list.iter_mut().find(|m| m.name == name);
+        let status = managed.and_then(|m| {
+            let status = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            m.child = None;
+            status
+        });
         // A service that says starting again cannot help (stale offsets: the operator
         // must choose --reset-offsets) is not restarted.
-        let unrecoverable = children_list
-            .iter_mut()
-            .find(|m| m.name == name)
-            .and_then(|m| m.child.try_wait().ok().flatten())
-            .and_then(|status| status.code())
-            == Some(i32::from(weft_kit::cli::EXIT_UNRECOVERABLE));
-        if unrecoverable {
+        if status.and_then(|s| s.code()) == Some(i32::from(weft_kit::cli::EXIT_UNRECOVERABLE)) {
             eprintln!(
                 "weft: the {name} service stopped and asks not to be started again until its error is dealt with"
             );
             break Some(name);
         }
-        let count = restarts.entry(name.clone()).or_default();
-        *count += 1;
-        if *count > MAX_RESTARTS {
-            eprintln!("weft: the {name} service crashed {MAX_RESTARTS} times; giving up");
-            break Some(name);
-        }
-        let pause = Duration::from_millis(250 << (*count - 1).min(4));
-        eprintln!(
-            "weft: the {name} service exited unexpectedly; restarting it in {} ms (restart {count} of {MAX_RESTARTS}); see {}",
-            pause.as_millis(),
-            data_dir.join(format!("logs/{name}.log")).display()
-        );
-        tokio::select! {
-            _ = shutdown.cancelled() => break None,
-            _ = tokio::time::sleep(pause) => {}
-        }
-        let respawned = match (spec, &embedded) {
-            (Some(spec), _) => children::spawn(spec, &data_dir, &bootstrap, &kafka.client),
-            (None, Some(b)) => b.start().await,
-            (None, None) => break Some(name),
+        let log = data_dir.join(format!("logs/{name}.log"));
+        let window = humantime::format_duration(restarts.policy().window);
+        let pause = match restarts.crashed(&name, Instant::now()) {
+            Next::Restart { pause, count } => {
+                eprintln!(
+                    "weft: the {name} service exited unexpectedly; restarting it in {} ms (restart {count} of {} within {window}); see {}",
+                    pause.as_millis(),
+                    restarts.policy().max_restarts,
+                    log.display()
+                );
+                pause
+            }
+            Next::Failed { retry, count } => {
+                eprintln!(
+                    "weft: the {name} service crashed {count} times within {window}: marked failed; the rest of the mesh goes on, and it is tried again every {}; see {}",
+                    humantime::format_duration(retry),
+                    log.display()
+                );
+                retry
+            }
         };
-        match respawned {
-            Ok(child) => {
-                if let Some(m) = children_list.iter_mut().find(|m| m.name == name) {
-                    m.child = child;
-                }
-            }
-            Err(e) => {
-                eprintln!("weft: restarting the {name} service failed: {e:#}");
-                break Some(name);
-            }
-        }
+        due.push((Instant::now() + pause, name));
     };
     if let Some(name) = &exited {
         eprintln!("weft: {name} exited unexpectedly; stopping everything");
@@ -510,33 +539,41 @@ async fn provision_with_retry(kafka: &KafkaArgs) -> anyhow::Result<Vec<String>> 
 
 /// Resolves with the name of the first child that exits.
 async fn first_exit(children: &mut [Managed]) -> String {
-    if children.is_empty() {
+    let waits: Vec<_> = children
+        .iter_mut()
+        .filter_map(|m| {
+            let name = m.name.clone();
+            let child = m.child.as_mut()?;
+            Some(Box::pin(async move {
+                let _ = child.wait().await;
+                name
+            }))
+        })
+        .collect();
+    if waits.is_empty() {
         return std::future::pending().await;
     }
-    let waits = children.iter_mut().map(|m| {
-        let name = m.name.clone();
-        Box::pin(async move {
-            let _ = m.child.wait().await;
-            name
-        })
-    });
     futures::future::select_all(waits).await.0
 }
 
 /// SIGTERM to each child, newest first; SIGKILL to any still running after the grace.
 async fn stop_all(children: &mut Vec<Managed>) {
-    while let Some(mut m) = children.pop() {
-        if let Some(pid) = m.child.id() {
+    while let Some(m) = children.pop() {
+        let Some(mut child) = m.child else {
+            println!("stopped {} (it was waiting to start again)", m.name);
+            continue;
+        };
+        if let Some(pid) = child.id() {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
         }
-        match tokio::time::timeout(STOP_GRACE, m.child.wait()).await {
+        match tokio::time::timeout(STOP_GRACE, child.wait()).await {
             Ok(_) => println!("stopped {}", m.name),
             Err(_) => {
                 eprintln!(
                     "weft: {} did not stop within {STOP_GRACE:?}; killing it",
                     m.name
                 );
-                let _ = m.child.kill().await;
+                let _ = child.kill().await;
             }
         }
     }

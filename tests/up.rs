@@ -208,6 +208,53 @@ fn taken_ports_stop_the_start_at_once_naming_them() {
     drop((broker, gateway));
 }
 
+/// A second `weft up` on the data dir a mesh runs on is refused at once, naming the
+/// running launcher, and touches nothing of it: the pid files still name the running
+/// mesh's processes, and nothing of the second one was started.
+#[test]
+fn a_second_launcher_on_a_running_data_dir_is_refused_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let up = Up::start(dir.path(), &ports);
+    let pid_files = || -> std::collections::BTreeMap<String, String> {
+        std::fs::read_dir(dir.path().join("run"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "pid"))
+            .map(|p| {
+                let text = std::fs::read_to_string(&p).unwrap();
+                (p.file_name().unwrap().to_string_lossy().into_owned(), text)
+            })
+            .collect()
+    };
+    let before = pid_files();
+    assert!(before.contains_key("broker.pid"), "{before:?}");
+
+    // Other ports, so nothing but the data dir is shared.
+    let other = Ports::free();
+    let started = std::time::Instant::now();
+    let out = support::up_command(dir.path(), &other).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "at once, not after a timeout"
+    );
+    assert!(
+        stderr.contains("a mesh already runs on the data dir")
+            && stderr.contains(&format!("pid {}", up.pid())),
+        "{stderr}"
+    );
+    assert_eq!(pid_files(), before, "the running mesh's pid files changed");
+    for port in [other.broker, other.user, other.gateway] {
+        assert!(
+            !listening_on(port),
+            "the refused launcher started something on {port}"
+        );
+    }
+    up.stop();
+}
+
 /// A start that fails after the broker is up (here: no PostgreSQL where DATABASE_URL
 /// points) stops the broker it started: nothing is left running.
 #[test]
@@ -435,4 +482,146 @@ fn lag_without_databases_says_where_it_looked() {
         stderr.contains("DATABASE_URL must name a database"),
         "{stderr}"
     );
+}
+
+/// The pid in `<data>/run/<name>.pid`, if the file is there.
+fn pid_of(data: &std::path::Path, name: &str) -> Option<i32> {
+    std::fs::read_to_string(data.join(format!("run/{name}.pid")))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Waits until `check` gives a value, polling every 100 ms, or panics after `secs`.
+fn wait_for<T>(what: &str, secs: u64, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {secs} s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// SIGKILLs the process `name` of the mesh under `data` and waits until the launcher
+/// has started a new one that serves on `port`.
+fn kill_and_wait_back(data: &std::path::Path, name: &str, port: u16) -> i32 {
+    let before = pid_of(data, name).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(before),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for(&format!("{name} started again"), 60, || {
+        pid_of(data, name)
+            .filter(|p| *p != before)
+            .filter(|_| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
+    })
+}
+
+/// A service that crashes more often than the restart window allows is marked failed
+/// and tried again later, while the launcher and the rest of the mesh go on serving.
+#[test]
+fn a_service_crashing_too_often_is_marked_failed_while_the_rest_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let ports = Ports::free();
+    let (out_path, err_path) = (dir.path().join("out.txt"), dir.path().join("err.txt"));
+    let mut launcher = support::up_command(&data, &ports)
+        .env("WEFT_MAX_RESTARTS", "1")
+        .env("WEFT_RESTART_WINDOW", "10m")
+        .env("WEFT_FAILED_RETRY", "3s")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    wait_for("weft up", 120, || {
+        read(&out_path).contains("weft is up").then_some(())
+    });
+
+    // The first crash is restarted at once; the second within the window marks it failed.
+    kill_and_wait_back(&data, "analytics", ports.analytics);
+    let second = pid_of(&data, "analytics").unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(second),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for("the analytics service marked failed", 30, || {
+        read(&err_path)
+            .contains("the analytics service crashed 2 times within 10m: marked failed")
+            .then_some(())
+    });
+    assert!(
+        launcher.try_wait().unwrap().is_none(),
+        "the launcher stopped: {}",
+        read(&err_path)
+    );
+    for port in [ports.user, ports.order, ports.gateway] {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            "port {port} no longer served while analytics is failed"
+        );
+    }
+    // Tried again after --failed-retry, it serves again.
+    wait_for("the failed analytics service tried again", 60, || {
+        pid_of(&data, "analytics")
+            .filter(|p| *p != second)
+            .filter(|_| std::net::TcpStream::connect(("127.0.0.1", ports.analytics)).is_ok())
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(launcher.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = launcher.wait().unwrap();
+    assert!(
+        status.success(),
+        "weft up exited with {status}: {}",
+        read(&err_path)
+    );
+}
+
+/// The launcher starts its children from the executable it runs, not from the file it
+/// was started from: after that file is replaced under the running mesh (as a rebuild
+/// does), a crashed service still comes back.
+#[test]
+fn a_crashed_service_comes_back_after_the_weft_binary_was_replaced() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin/weft");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::fs::copy(WEFT, &bin).unwrap();
+    let data = dir.path().join("data");
+    let ports = Ports::free();
+    let up = Up::spawn(
+        support::up_command_of(&bin, &data, &ports),
+        MeshBroker::new(BrokerKind::Embedded, &ports),
+    );
+    // A build removes the old file and writes another in its place.
+    std::fs::remove_file(&bin).unwrap();
+    std::fs::write(
+        &bin,
+        "#!/bin/sh\necho 'not the weft that runs' >&2\nexit 3\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    for (name, port) in [("order", ports.order), ("broker", ports.broker)] {
+        let pid = kill_and_wait_back(&data, name, port);
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        assert!(
+            exe.to_string_lossy().ends_with("(deleted)"),
+            "{name} runs {}, not the launcher's own image",
+            exe.display()
+        );
+    }
+    up.stop();
 }

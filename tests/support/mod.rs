@@ -162,7 +162,12 @@ pub struct Up {
 /// `weft up` on `ports` with its data in `data_dir`, and none of the environment
 /// that would point it elsewhere (no DATABASE_URL unless the caller sets one).
 pub fn up_command(data_dir: &Path, ports: &Ports) -> Command {
-    let mut command = Command::new(WEFT);
+    up_command_of(Path::new(WEFT), data_dir, ports)
+}
+
+/// [`up_command`] running the `weft` executable at `program`.
+pub fn up_command_of(program: &Path, data_dir: &Path, ports: &Ports) -> Command {
+    let mut command = Command::new(program);
     command
         .arg("up")
         .args(["--broker-port", &ports.broker.to_string()])
@@ -250,6 +255,12 @@ impl Up {
             Some(url) => command.env("DATABASE_URL", url),
             None => command.env_remove("DATABASE_URL"),
         };
+        Self::spawn(command, broker)
+    }
+
+    /// Runs `command` (a `weft up` on weft-broker or `broker`) and waits until the mesh
+    /// is up.
+    pub fn spawn(mut command: Command, broker: MeshBroker) -> Self {
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -344,6 +355,11 @@ impl Up {
 }
 
 impl Up {
+    /// The pid of the `weft up` process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL the launcher: no chance to stop its children itself.
     pub fn kill9(mut self) {
         self.child.kill().unwrap();
