@@ -22,8 +22,9 @@ use weft_proto::analytics::{
 
 use crate::projection::{self, RECENT};
 
-/// How long a stream waits after a change for more changes to fold into the same
-/// update.
+/// The least time between two updates of one stream: a change after a quiet spell
+/// goes out at once, and changes that come faster are folded into one update per this
+/// much time.
 pub const COALESCE: Duration = Duration::from_millis(50);
 
 /// The AnalyticsService implementation (also behind the dashboard's HTTP routes).
@@ -58,6 +59,8 @@ struct StreamState {
     last_seq: Option<i64>,
     failed: bool,
     with_events: bool,
+    /// When the last update went out.
+    sent_at: Option<tokio::time::Instant>,
 }
 
 /// Who holds a stream: the signed-in user, else the client's address (from the
@@ -121,6 +124,7 @@ impl AnalyticsApi {
             last_seq: None,
             failed: false,
             with_events,
+            sent_at: None,
         };
         Box::pin(futures::stream::unfold(state, |mut st| async move {
             if st.failed {
@@ -131,12 +135,17 @@ impl AnalyticsApi {
                     _ = st.shutdown.cancelled() => return None,
                     changed = st.changes.changed() => changed.ok()?,
                 }
-                tokio::select! {
-                    _ = st.shutdown.cancelled() => return None,
-                    _ = tokio::time::sleep(COALESCE) => {}
+                // Sooner than COALESCE after the last update, wait for the rest of
+                // it: what changes meanwhile joins this update.
+                if let Some(at) = st.sent_at {
+                    tokio::select! {
+                        _ = st.shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep_until(at + COALESCE) => {}
+                    }
                 }
             }
             st.changes.borrow_and_update();
+            st.sent_at = Some(tokio::time::Instant::now());
             let item = next_update(&st.db, &mut st.last_seq, st.with_events).await;
             st.failed = item.is_err();
             Some((item, st))
