@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::error_handling::HandleErrorLayer;
 use axum::response::{Html, IntoResponse};
+use axum::serve::ListenerExt as _;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, header};
 use prost_reflect::DescriptorPool;
@@ -135,7 +136,7 @@ impl App {
         let drain = shutdown.clone();
         let streams_end = gw.shutdown.clone();
         let server = axum::serve(
-            self.listener,
+            self.listener.tap_io(weft_kit::no_delay),
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {

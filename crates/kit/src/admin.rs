@@ -10,6 +10,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use axum::serve::ListenerExt as _;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -86,7 +87,7 @@ impl AdminServer {
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz))
             .with_state(AdminState { ready });
-        axum::serve(self.listener, app)
+        axum::serve(self.listener.tap_io(crate::no_delay), app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await
             .map_err(KitError::Admin)

@@ -10,10 +10,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
@@ -107,12 +107,17 @@ impl GrpcServer {
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
-                drain.cancelled().await;
-                // Let the NOT_SERVING status reach load balancers before the
-                // listener closes.
-                let _ = readiness_task.await;
-            });
+            // Nagle's algorithm off: a streamed message goes out at once, not after
+            // the peer's delayed ACK (about 40 ms).
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(self.listener).with_nodelay(Some(true)),
+                async move {
+                    drain.cancelled().await;
+                    // Let the NOT_SERVING status reach load balancers before the
+                    // listener closes.
+                    let _ = readiness_task.await;
+                },
+            );
         tracing::info!(addr = %self.local_addr, "gRPC server listening");
 
         tokio::pin!(server);
