@@ -153,6 +153,44 @@ fn bad_flags_exit_64_and_external_broker_needs_an_address() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--kafka-brokers"));
     let out = Command::new(WEFT).arg("--help").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
+    // Values that would break a service are refused before it starts, saying why.
+    for (service, flag, value, why) in [
+        ("user", "--retention", "0s", "at least 1m"),
+        ("order", "--retention", "30s", "at least 1m"),
+        ("notification", "--prune-interval", "0s", "above zero"),
+        ("user", "--hash-queue", "0", "--hash-queue"),
+        (
+            "analytics",
+            "--max-streams-per-client",
+            "0",
+            "--max-streams-per-client",
+        ),
+    ] {
+        let out = Command::new(WEFT)
+            .args(["serve", service, flag, value])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(64),
+            "{service} {flag} {value}: {stderr}"
+        );
+        assert!(stderr.contains(why), "{service} {flag} {value}: {stderr}");
+    }
+    for (flag, value) in [
+        ("--max-restarts", "0"),
+        ("--restart-window", "0s"),
+        ("--failed-retry", "0s"),
+    ] {
+        let out = Command::new(WEFT)
+            .args(["up", flag, value])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+    }
 }
 
 /// A launcher killed with SIGKILL leaves no broker or service behind: they notice the
@@ -395,6 +433,21 @@ async fn stale_offsets_stop_weft_up_until_it_is_told_to_reset_them() {
     tokio::task::spawn_blocking(move || up.stop())
         .await
         .unwrap();
+
+    // Reset again, this time to the ends of the logs: the mesh starts, and what comes
+    // next is counted once, on top.
+    std::fs::remove_dir_all(dir.path().join("broker")).unwrap();
+    let up = Up::start_env_async(dir.path(), &ports, &[("WEFT_RESET_OFFSETS", "latest")]).await;
+    sign_up("latest@example.com").await;
+    weft_testkit::eventually(
+        "the third signup counted",
+        std::time::Duration::from_secs(60),
+        || async { (signups().await == 3).then_some(()) },
+    )
+    .await;
+    tokio::task::spawn_blocking(move || up.stop())
+        .await
+        .unwrap();
 }
 
 /// `--replicas` above one on SQLite is refused before anything starts, saying why and
@@ -624,4 +677,50 @@ fn a_crashed_service_comes_back_after_the_weft_binary_was_replaced() {
         );
     }
     up.stop();
+}
+
+/// `weft admin` says what is wrong and changes nothing: no user database where it
+/// looks, a role that does not exist, an address no user has.
+#[test]
+fn weft_admin_failures_say_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let admin = |args: &[&str]| {
+        let out = Command::new(WEFT)
+            .arg("admin")
+            .args(args)
+            .arg("--data-dir")
+            .arg(data)
+            .env_remove("WEFT_USER_DATABASE_URL")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = admin(&["roles", "ada@example.com"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("no user database at"), "{stderr}");
+    assert!(!data.join("user.db").exists(), "nothing created");
+
+    // An empty database (a mesh that never had a user).
+    std::fs::write(data.join("user.db"), b"").unwrap();
+    let (code, stderr) = admin(&["grant", "ada@example.com", "wizard"]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("\"wizard\" is not a role"), "{stderr}");
+    for args in [
+        &["grant", "nobody@example.com", "staff"][..],
+        &["revoke", "nobody@example.com", "staff"][..],
+        &["roles", "nobody@example.com"][..],
+    ] {
+        let (code, stderr) = admin(args);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("no user has that email address"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let (code, stderr) = admin(&["audit"]);
+    assert_eq!(code, Some(0), "an empty audit is no error: {stderr}");
 }

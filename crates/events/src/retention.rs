@@ -25,11 +25,34 @@ use crate::lease::{Lease, replica_id};
 pub struct RetentionArgs {
     /// How long inbox rows and sent outbox rows are kept (match the broker's
     /// retention: a record read again within it is still recognised).
-    #[arg(long, env = "WEFT_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WEFT_RETENTION", default_value = "7d", value_parser = retention)]
     pub retention: Duration,
     /// How often old rows are pruned.
-    #[arg(long, env = "WEFT_PRUNE_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WEFT_PRUNE_INTERVAL", default_value = "10m", value_parser = prune_interval)]
     pub prune_interval: Duration,
+}
+
+/// The shortest `--retention`: an inbox pruned sooner would not recognise a record
+/// delivered again after a restart or a rebalance, and apply it twice.
+const MIN_RETENTION: Duration = Duration::from_secs(60);
+
+fn retention(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d < MIN_RETENTION {
+        return Err(format!(
+            "must be at least {}: inbox rows pruned sooner could not recognise a record delivered again, which would be applied twice",
+            humantime::format_duration(MIN_RETENTION)
+        ));
+    }
+    Ok(d)
+}
+
+fn prune_interval(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("must be above zero".to_owned());
+    }
+    Ok(d)
 }
 
 impl Default for RetentionArgs {

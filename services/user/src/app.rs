@@ -65,7 +65,7 @@ impl App {
         )?;
         let mut dummy = [0u8; 16];
         rand::fill(&mut dummy);
-        let hasher = Hasher::new(config.hash_workers as usize, config.hash_queue)?;
+        let hasher = Hasher::new(config.hash_workers as usize, config.hash_queue as usize)?;
         let dummy_hash = hasher
             .hash(format!("{dummy:x?}"))
             .await

@@ -47,8 +47,9 @@ pub struct Config {
     pub hash_workers: u32,
     /// Password checks that may wait for a hashing thread; more are refused at once
     /// with `RESOURCE_EXHAUSTED`.
-    #[arg(long, env = "WEFT_HASH_QUEUE", default_value_t = 16)]
-    pub hash_queue: usize,
+    #[arg(long, env = "WEFT_HASH_QUEUE", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub hash_queue: u32,
     /// How long login attempts count and lock an account.
     #[arg(long, env = "WEFT_LOGIN_LOCKOUT", default_value = "15m", value_parser = humantime::parse_duration)]
     pub login_lockout: Duration,
