@@ -75,6 +75,17 @@ impl Outbox {
         Ok(())
     }
 
+    /// Unsent rows, and when the oldest of them was written (microseconds since the
+    /// epoch).
+    pub async fn waiting(db: &Database) -> Result<(i64, Option<i64>), EventsError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM weft_outbox WHERE sent_at IS NULL",
+        )
+        .fetch_one(db.pool())
+        .await?;
+        Ok((row.try_get("n")?, row.try_get("oldest")?))
+    }
+
     /// Unsent rows: the relay's backlog.
     pub async fn backlog(db: &Database) -> Result<i64, EventsError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM weft_outbox WHERE sent_at IS NULL")
@@ -136,6 +147,46 @@ async fn wake_on_notifications(url: String, waker: RelayWaker, shutdown: Cancell
                     }
                 }
             }
+        }
+    }
+}
+
+/// How often a relay reports the outbox's backlog.
+const BACKLOG_EVERY: Duration = Duration::from_secs(1);
+/// How long rows may wait unsent before a relay warns that events do not flow.
+const STALL_AFTER: Duration = Duration::from_secs(5);
+
+/// Reports the backlog every [`BACKLOG_EVERY`] until `shutdown`, whatever the relay's
+/// round is doing (a round waits on the broker while it is away): `outbox_backlog`
+/// (unsent rows) and `outbox_oldest_unsent_seconds`, and a warning while rows have
+/// waited longer than [`STALL_AFTER`] (again every 30 s while it lasts), an all-clear
+/// once they flow.
+async fn report_backlog(db: Database, shutdown: CancellationToken) {
+    let mut warned: Option<std::time::Instant> = None;
+    loop {
+        match Outbox::waiting(&db).await {
+            Ok((rows, oldest)) => {
+                let age = oldest.map_or(0.0, |at| (now_micros() - at).max(0) as f64 / 1e6);
+                metrics::gauge!("outbox_backlog").set(rows as f64);
+                metrics::gauge!("outbox_oldest_unsent_seconds").set(age);
+                if age >= STALL_AFTER.as_secs_f64() {
+                    if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(30)) {
+                        tracing::warn!(
+                            rows,
+                            oldest_seconds = age.round(),
+                            "outbox rows are waiting to be published: is the broker reachable?"
+                        );
+                        warned = Some(std::time::Instant::now());
+                    }
+                } else if warned.take().is_some() {
+                    tracing::info!(rows, "outbox rows are being published again");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "reading the outbox backlog failed"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(BACKLOG_EVERY) => {}
         }
     }
 }
@@ -220,10 +271,9 @@ impl Relay {
                 shutdown.clone(),
             ))
         });
+        let reporter = tokio::spawn(report_backlog(self.db.clone(), shutdown.clone()));
         let mut failures: u32 = 0;
-        let mut rounds: u64 = 0;
         loop {
-            rounds += 1;
             let published = match self.publish_pending().await {
                 Ok(n) => {
                     failures = 0;
@@ -235,9 +285,6 @@ impl Relay {
                     0
                 }
             };
-            if rounds.is_multiple_of(600) {
-                self.report_backlog().await;
-            }
             if published as i64 >= self.config.batch {
                 continue; // more rows are waiting
             }
@@ -260,13 +307,8 @@ impl Relay {
         if let Some(listener) = listener {
             let _ = listener.await;
         }
+        let _ = reporter.await;
         tracing::info!("outbox relay stopped");
-    }
-
-    async fn report_backlog(&self) {
-        if let Ok(n) = Outbox::backlog(&self.db).await {
-            metrics::gauge!("outbox_backlog").set(n as f64);
-        }
     }
 
     /// One round: publishes up to a batch of unsent rows, in order, and marks those the
@@ -285,7 +327,6 @@ impl Relay {
         .fetch_all(self.db.pool())
         .await?;
         if rows.is_empty() {
-            metrics::gauge!("outbox_backlog").set(0.0);
             return Ok(0);
         }
         let mut pending = Vec::with_capacity(rows.len());

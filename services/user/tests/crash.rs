@@ -1,5 +1,6 @@
 //! kill -9 of the user service right after `SignUp` returned loses nothing: the event
-//! committed with the user is published once the service is back.
+//! committed with the user is published once the service is back. While the broker is
+//! away, the service's metrics show the row waiting.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -12,13 +13,13 @@ use support::signup_request;
 use weft_proto::user::user_service_client::UserServiceClient;
 use weft_testkit::{Broker, free_port, header, read_topic_until, wait_for_port};
 
-fn start(dir: &std::path::Path, grpc: SocketAddr, brokers: &str) -> Child {
+fn start(dir: &std::path::Path, grpc: SocketAddr, admin: SocketAddr, brokers: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_weft-user"))
         .args([
             "--grpc-addr",
             &grpc.to_string(),
             "--admin-addr",
-            "127.0.0.1:0",
+            &admin.to_string(),
         ])
         .arg("--data-dir")
         .arg(dir)
@@ -37,9 +38,10 @@ async fn kill_9_after_sign_up_still_publishes_the_event() {
     let broker_port = weft_testkit::ReservedPort::new();
     let brokers = format!("127.0.0.1:{}", broker_port.port());
     let grpc: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
 
     // The broker is down: the sign-up commits with its outbox row and nothing more.
-    let mut service = start(dir.path(), grpc, &brokers);
+    let mut service = start(dir.path(), grpc, admin, &brokers);
     wait_for_port(grpc, Duration::from_secs(30));
     let mut client = UserServiceClient::connect(format!("http://{grpc}"))
         .await
@@ -51,6 +53,19 @@ async fn kill_9_after_sign_up_still_publishes_the_event() {
         .into_inner()
         .user
         .unwrap();
+    // Its metrics say so while it waits: the sign-up's rows, older and older.
+    let (rows, oldest) = weft_testkit::eventually(
+        "the backlog reported while the broker is down",
+        Duration::from_secs(30),
+        || async {
+            let text = metrics(admin).await;
+            let rows = gauge(&text, "outbox_backlog")?;
+            let oldest = gauge(&text, "outbox_oldest_unsent_seconds")?;
+            (rows >= 1.0 && oldest >= 1.0).then_some((rows, oldest))
+        },
+    )
+    .await;
+    assert!(rows >= 1.0 && oldest >= 1.0, "{rows} {oldest}");
     service.kill().unwrap(); // SIGKILL
     service.wait().unwrap();
 
@@ -59,7 +74,7 @@ async fn kill_9_after_sign_up_still_publishes_the_event() {
     weft_events::topics::provision(&kafka, &weft_events::topics::all_topics())
         .await
         .unwrap();
-    let mut service = start(dir.path(), grpc, &brokers);
+    let mut service = start(dir.path(), grpc, admin, &brokers);
     let records = read_topic_until(
         &broker.bootstrap(),
         "user-events",
@@ -76,4 +91,25 @@ async fn kill_9_after_sign_up_still_publishes_the_event() {
     );
     service.kill().unwrap();
     service.wait().unwrap();
+}
+
+/// The admin `/metrics` text of the service at `admin`.
+async fn metrics(admin: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(admin).await else {
+        return String::new();
+    };
+    let _ = stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: test\r\n\r\n")
+        .await;
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text).await;
+    text
+}
+
+/// The value of the unlabelled gauge `name` in a Prometheus text.
+fn gauge(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }

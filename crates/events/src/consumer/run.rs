@@ -33,6 +33,9 @@ use crate::lease::Lease;
 
 /// How often a member looks at its claims in the database.
 const CLAIMS_LOOK: Duration = Duration::from_secs(1);
+/// The pause after an error the consumer reports (see the run loop).
+const ERROR_PAUSE: Duration = Duration::from_millis(20);
+
 /// How long a rebuild lease outlives the last renewal of a replica that died during
 /// the replay (renewed at every look while the replay runs).
 const REBUILD_LEASE_TTL: Duration = Duration::from_secs(30);
@@ -187,14 +190,29 @@ impl Consumer {
             let prefix = self.kafka.client.prefix.as_str();
             let first = match first {
                 Ok(m) => {
-                    failures = 0;
+                    if failures > 0 {
+                        tracing::info!(group = %self.group, errors = failures, "consumer reading again");
+                        failures = 0;
+                    }
                     Record::of(&m, prefix)
                 }
                 Err(e) => {
+                    // librdkafka reports the brokers' troubles here and mends them by
+                    // itself (it reconnects, with its own back-off). They queue up
+                    // while the brokers are away, so sleeping longer at each one, as
+                    // this loop once did, kept a consumer idle for up to a minute after
+                    // a broker was back: only a short pause, against a busy loop.
                     failures = failures.saturating_add(1);
-                    tracing::warn!(error = %e, "consumer fetch failed");
-                    if !retry::pause(failures, &shutdown).await {
-                        break Ok(());
+                    metrics::counter!("consumer_errors_total", "group" => self.group.clone())
+                        .increment(1);
+                    if failures == 1 {
+                        tracing::warn!(group = %self.group, error = %e, "consumer error; librdkafka retries by itself");
+                    } else {
+                        tracing::debug!(group = %self.group, error = %e, errors = failures, "consumer error");
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break Ok(()),
+                        _ = tokio::time::sleep(ERROR_PAUSE) => {}
                     }
                     continue;
                 }

@@ -139,6 +139,9 @@ impl KafkaArgs {
         c.set("bootstrap.servers", &self.brokers)
             .set("client.id", client_id)
             .set("socket.keepalive.enable", "true")
+            // A broker back from a crash is reconnected to within a second, not after
+            // librdkafka's default back-off of up to 10 s.
+            .set("reconnect.backoff.max.ms", "1000")
             .set("log.connection.close", "false");
         c
     }
