@@ -39,6 +39,16 @@ pub enum OrderError {
     /// The payment provider failed for now.
     #[error("payment provider unavailable")]
     PaymentUnavailable,
+    /// An idempotency key the caller already used for an order of other items.
+    #[error(
+        "idempotency_key {key:?} was already used for order {order_id}, which has other items; a retry must send the same items, and a new order needs a new key"
+    )]
+    KeyReused {
+        /// The key.
+        key: String,
+        /// The order created with it.
+        order_id: String,
+    },
     /// A dependency failed; the cause is logged, not sent.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -99,6 +109,23 @@ pub struct Line {
     pub quantity: i32,
     /// Unit price in minor units.
     pub unit_minor: i64,
+}
+
+/// Whether an existing order's lines are what `wanted` asks for: the same products
+/// in the same quantities, in any order (prices are the catalogue's, which may have
+/// moved since).
+pub fn same_items(lines: &[Line], wanted: &[Wanted]) -> bool {
+    let mut have: Vec<(&str, i32)> = lines
+        .iter()
+        .map(|l| (l.product_id.as_str(), l.quantity))
+        .collect();
+    let mut want: Vec<(&str, i32)> = wanted
+        .iter()
+        .map(|w| (w.product_id.as_str(), w.quantity))
+        .collect();
+    have.sort_unstable();
+    want.sort_unstable();
+    have == want
 }
 
 /// What a line asks for, before the catalogue prices it.

@@ -40,6 +40,7 @@ pub fn status(e: OrderError) -> Status {
         OrderError::NotFound => Status::not_found("order not found"),
         OrderError::ProductNotFound => Status::not_found("product not found"),
         OrderError::ProductExists => Status::already_exists("a product with this id exists"),
+        e @ OrderError::KeyReused { .. } => Status::already_exists(e.to_string()),
         OrderError::Denied(why) => Status::permission_denied(why),
         e @ OrderError::IllegalTransition { .. } => {
             let mut d = tonic_types::ErrorDetails::new();
@@ -179,20 +180,34 @@ impl OrderApi {
             updated_at: now,
             lines,
         };
+        // A retry with the key gets the order the key made, if it asks for the same
+        // items; other items under a used key are refused, not answered with an
+        // order the caller did not ask for.
+        let retried = |existing: OrderRecord| {
+            if domain::same_items(&existing.lines, &wanted) {
+                Ok(existing)
+            } else {
+                Err(OrderError::KeyReused {
+                    key: key.clone(),
+                    order_id: existing.order_id,
+                })
+            }
+        };
         let mut tx = self.db.begin().await?;
         if !key.is_empty()
             && let Some(existing) = store::by_idempotency_key(&mut tx, &order.user_id, &key).await?
         {
-            return Ok(existing);
+            return retried(existing);
         }
         if !store::insert(&mut tx, &order).await? {
             drop(tx);
             let mut conn = self.db.pool().acquire().await?;
-            return store::by_idempotency_key(&mut conn, &order.user_id, &key)
+            let existing = store::by_idempotency_key(&mut conn, &order.user_id, &key)
                 .await?
                 .ok_or_else(|| {
                     OrderError::Internal(anyhow::anyhow!("order insert conflicted without a match"))
-                });
+                })?;
+            return retried(existing);
         }
         Outbox::enqueue(&mut tx, &created_event(&order, &ctx)).await?;
         tx.commit().await?;

@@ -584,6 +584,21 @@ async fn idempotent_creates_and_pages() {
         a.order_id, b.order_id,
         "a retried create returns the first order"
     );
+    // The same key with other items is refused, naming the key and its order; nothing
+    // is created.
+    let mut other = seed_order();
+    other.idempotency_key = "checkout-42".into();
+    other.items[0].quantity += 1;
+    let err = orders
+        .create_order(with_token(other, &token))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::AlreadyExists, "{err:?}");
+    assert!(
+        err.message().contains("checkout-42") && err.message().contains(&a.order_id),
+        "{}",
+        err.message()
+    );
     for _ in 0..4 {
         orders
             .create_order(with_token(seed_order(), &token))

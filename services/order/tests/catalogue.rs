@@ -304,4 +304,27 @@ async fn the_catalogue_prices_orders_and_only_staff_change_it() {
         .await
         .unwrap_err();
     assert_eq!(violations(&err), ["page_token"]);
+    // A negative page size is refused; an oversize one is served capped at 200.
+    let err = orders
+        .list_products(ListProductsRequest {
+            page_size: -1,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), ["page_size"]);
+    let huge = orders
+        .list_products(ListProductsRequest {
+            page_size: i32::MAX,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !huge.products.is_empty() && huge.products.len() <= 200,
+        "{} products",
+        huge.products.len()
+    );
+    assert!(huge.next_page_token.is_empty(), "the whole catalogue fits");
 }
