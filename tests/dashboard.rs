@@ -206,6 +206,40 @@ async fn the_emailed_link_verifies_the_address_only_when_its_button_is_pressed()
         "{rest:?}"
     );
     assert!(verified().await);
+
+    // The page is never cached and sends no referrer; without its token it refuses,
+    // with nothing to press.
+    let head = {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", ports.gateway))
+            .await
+            .unwrap();
+        stream
+            .write_all(b"GET /verify HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.unwrap();
+        out.split_once("\r\n\r\n").unwrap().0.to_ascii_lowercase()
+    };
+    for want in [
+        "http/1.1 200",
+        "cache-control: no-store",
+        "referrer-policy: no-referrer",
+        "content-type: text/html",
+    ] {
+        assert!(head.contains(want), "{want}: {head}");
+    }
+    let bare = format!("http://127.0.0.1:{}/verify", ports.gateway);
+    let mut driver = browser("verify.cjs", &[&bare]).spawn().expect("node");
+    let lines = BufReader::new(driver.stdout.take().unwrap()).lines();
+    let shown = finish(lines, driver).await;
+    assert!(
+        shown
+            .first()
+            .is_some_and(|l| l.starts_with("NO TOKEN") && l.contains("no verification token")),
+        "{shown:?}"
+    );
     up.stop();
 }
 

@@ -1,6 +1,7 @@
 // Opens a verification link from an email in headless Chromium (playwright-core,
 // Chromium from Debian), checks that opening it verified nothing yet, presses
-// Verify, and prints VERIFIED once the page says so.
+// Verify, and prints VERIFIED once the page says so. A link without a token must be
+// refused on the page with the button disabled: it prints NO TOKEN and the text.
 // Usage: node verify.cjs <link>
 "use strict";
 const { chromium } = require("playwright-core");
@@ -19,6 +20,18 @@ async function main() {
   const page = await browser.newPage();
   try {
     await page.goto(link);
+    if (!new URL(link).searchParams.get("token")) {
+      // A link without its token: refused on the page, with nothing to press.
+      const shown = await page.evaluate(() => ({
+        state: document.querySelector("#result")?.dataset.state,
+        disabled: document.querySelector("#verify")?.disabled,
+        text: document.querySelector("#result")?.textContent,
+      }));
+      if (shown.state !== "refused" || !shown.disabled) throw new Error(`without a token: ${JSON.stringify(shown)}`);
+      process.stdout.write(`NO TOKEN ${shown.text}\n`);
+      await browser.close();
+      return;
+    }
     const before = await page.evaluate(() => ({
       state: document.querySelector("#result")?.dataset.state,
       address: location.search,

@@ -452,3 +452,121 @@ async fn the_login_limit_holds_against_parallel_guesses_and_restarts() {
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     app.stop().await;
 }
+
+/// The edges of verification: an expired email token and phone code are refused like
+/// unknown ones; the sixth try at a code is refused even when it is right;
+/// `ResendVerification` refuses an unknown kind and, a minute after the last code,
+/// sends a new one that works while the old one no longer does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_secrets_expire_run_out_of_tries_and_are_sent_again() {
+    let app = spawn_app(Db::Sqlite).await;
+    let mut client = app.client().await;
+    let (ada, token) = user_with_token(&mut client, "ada@example.com").await;
+    let db = app.db().await;
+    // The clock moved on: the stored expiry and sending time, an hour back.
+    let age = |kind: ContactKind| {
+        let db = db.clone();
+        let ada = ada.clone();
+        async move {
+            sqlx::query(
+                "UPDATE contact_verifications SET expires_at = expires_at - 86400000000, \
+                 created_at = created_at - 3600000000 WHERE user_id = $1 AND kind = $2",
+            )
+            .bind(ada)
+            .bind(kind as i32)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        }
+    };
+
+    // An expired email token.
+    let email_token = app.secrets_for(&ada, "ada@example.com", 1).pop().unwrap();
+    age(ContactKind::Email).await;
+    let err = client
+        .verify_email(VerifyEmailRequest { token: email_token })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+
+    // An expired phone code, though right.
+    let verify = |code: &str| {
+        with_token(
+            VerifyPhoneRequest {
+                user_id: ada.clone(),
+                code: code.into(),
+            },
+            &token,
+        )
+    };
+    let first = app.secrets_for(&ada, "+14155550123", 1).pop().unwrap();
+    age(ContactKind::Phone).await;
+    let err = client.verify_phone(verify(&first)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains("ask for a new one"),
+        "{}",
+        err.message()
+    );
+
+    // Asking again: an unknown kind is refused; a minute on, a new code comes.
+    for kind in [99, -1] {
+        let err = client
+            .resend_verification(with_token(
+                ResendVerificationRequest {
+                    user_id: ada.clone(),
+                    kind,
+                },
+                &token,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "kind {kind}: {err:?}");
+    }
+    client
+        .resend_verification(with_token(
+            ResendVerificationRequest {
+                user_id: ada.clone(),
+                kind: ContactKind::Phone as i32,
+            },
+            &token,
+        ))
+        .await
+        .unwrap();
+    let codes = app.secrets_for(&ada, "+14155550123", 2);
+    let second = codes.last().unwrap().clone();
+
+    // Five wrong tries; the sixth is refused even with the right code.
+    let wrong = if second == "000000" {
+        "000001"
+    } else {
+        "000000"
+    };
+    for left in (0..5).rev() {
+        let err = client.verify_phone(verify(wrong)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        let said: Vec<String> = {
+            use tonic_types::StatusExt as _;
+            err.get_error_details()
+                .bad_request()
+                .map(|b| {
+                    b.field_violations
+                        .iter()
+                        .map(|v| format!("{}: {}", v.field, v.description))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(said, [format!("code: is wrong; {left} tries left")]);
+    }
+    let err = client.verify_phone(verify(&second)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    let me = client
+        .get_user(with_token(get(&ada), &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert!(!me.phone_verified && !me.email_verified);
+}
