@@ -208,25 +208,16 @@ pub struct UpArgs {
     pub max_restarts: u32,
     /// How far back crashes count against --max-restarts; older ones are forgotten.
     #[arg(long, env = "WEFT_RESTART_WINDOW", default_value = "10m",
-          value_parser = positive_duration)]
+          value_parser = weft_kit::config::positive_duration)]
     pub restart_window: std::time::Duration,
     /// How often a service marked failed is tried again (the rest of the mesh goes on).
     #[arg(long, env = "WEFT_FAILED_RETRY", default_value = "60s",
-          value_parser = positive_duration)]
+          value_parser = weft_kit::config::positive_duration)]
     pub failed_retry: std::time::Duration,
     /// Exit once everything is up and healthy instead of running until Ctrl-C
     /// (for smoke tests and start-up timing).
     #[arg(long)]
     pub check: bool,
-}
-
-/// A duration above zero (`500ms`, `10m`).
-fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
-    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
-    if d.is_zero() {
-        return Err("must be above zero".to_owned());
-    }
-    Ok(d)
 }
 
 /// `weft admin …`.

@@ -40,6 +40,16 @@ pub enum Next {
     },
 }
 
+impl Next {
+    /// How long to wait before starting the child again.
+    pub fn wait(self) -> Duration {
+        match self {
+            Self::Restart { pause, .. } => pause,
+            Self::Failed { retry, .. } => retry,
+        }
+    }
+}
+
 /// Each child's recent crashes.
 #[derive(Debug)]
 pub struct Restarts {

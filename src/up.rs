@@ -368,11 +368,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                         Err(e) => {
                             // Tried again as if it had crashed once more.
                             eprintln!("weft: starting the {name} service again failed: {e:#}");
-                            let pause = match restarts.crashed(&name, now) {
-                                Next::Restart { pause, .. } => pause,
-                                Next::Failed { retry, .. } => retry,
-                            };
-                            due.push((now + pause, name));
+                            due.push((now + restarts.crashed(&name, now).wait(), name));
                         }
                     }
                 }
@@ -399,26 +395,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         let log = data_dir.join(format!("logs/{name}.log"));
         let window = humantime::format_duration(restarts.policy().window);
-        let pause = match restarts.crashed(&name, Instant::now()) {
-            Next::Restart { pause, count } => {
-                eprintln!(
-                    "weft: the {name} service exited unexpectedly; restarting it in {} ms (restart {count} of {} within {window}); see {}",
-                    pause.as_millis(),
-                    restarts.policy().max_restarts,
-                    log.display()
-                );
-                pause
-            }
-            Next::Failed { retry, count } => {
-                eprintln!(
-                    "weft: the {name} service crashed {count} times within {window}: marked failed; the rest of the mesh goes on, and it is tried again every {}; see {}",
-                    humantime::format_duration(retry),
-                    log.display()
-                );
-                retry
-            }
-        };
-        due.push((Instant::now() + pause, name));
+        let next = restarts.crashed(&name, Instant::now());
+        match next {
+            Next::Restart { pause, count } => eprintln!(
+                "weft: the {name} service exited unexpectedly; restarting it in {} ms (restart {count} of {} within {window}); see {}",
+                pause.as_millis(),
+                restarts.policy().max_restarts,
+                log.display()
+            ),
+            Next::Failed { retry, count } => eprintln!(
+                "weft: the {name} service crashed {count} times within {window}: marked failed; the rest of the mesh goes on, and it is tried again every {}; see {}",
+                humantime::format_duration(retry),
+                log.display()
+            ),
+        }
+        due.push((Instant::now() + next.wait(), name));
     };
     if let Some(name) = &exited {
         eprintln!("weft: {name} exited unexpectedly; stopping everything");

@@ -802,6 +802,23 @@ async fn topics_grow_and_bad_growth_is_refused(kind: BrokerKind) {
         grow(4, false).await,
         vec![Err((topic.clone(), RDKafkaErrorCode::InvalidPartitions))]
     );
+    // Not Kafka: one node has nowhere to place replicas by hand.
+    if kind == BrokerKind::Embedded {
+        let placed = admin
+            .create_partitions(
+                [&NewPartitions::new(&topic, 5).assign(&[&[0]])],
+                &admin_options(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            placed,
+            vec![Err((
+                topic.clone(),
+                RDKafkaErrorCode::InvalidReplicaAssignment
+            ))]
+        );
+    }
     let missing = broker.topic("missing");
     let refused = admin
         .create_partitions([&NewPartitions::new(&missing, 2)], &admin_options())

@@ -13,6 +13,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Executor as _, Transaction};
 
+use weft_kit::config::Secret;
+
 use crate::EventsError;
 
 /// Which database engine is behind a [`Database`].
@@ -29,23 +31,14 @@ pub enum Backend {
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
-    /// Where it was opened, for connections of their own (the relay's listener).
-    url: Url,
+    /// Where it was opened (it may hold a password), for connections of their own
+    /// (the relay's listener).
+    url: Secret<String>,
     /// SQLite has one writer at a time; this process's writers queue here, in order,
     /// instead of in SQLite's busy handler, which sleeps a millisecond or more per
     /// retry however soon the lock frees (measured: a third of the order service's
     /// time under a burst of orders went to waiting that way).
     writer: Arc<tokio::sync::Mutex<()>>,
-}
-
-/// A database URL, which may hold a password: never printed.
-#[derive(Clone)]
-struct Url(Arc<str>);
-
-impl std::fmt::Debug for Url {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Url(…)")
-    }
 }
 
 /// A write transaction. On SQLite it also holds this process's turn to write, given
@@ -155,7 +148,7 @@ impl Database {
         let db = Self {
             pool,
             backend,
-            url: Url(url.into()),
+            url: Secret::new(url.to_owned()),
             writer: Arc::new(tokio::sync::Mutex::new(())),
         };
         db.migrate(
@@ -180,7 +173,7 @@ impl Database {
 
     /// The URL it was opened with (it may hold a password: never log it).
     pub(crate) fn url(&self) -> &str {
-        &self.url.0
+        self.url.expose()
     }
 
     /// The connection pool.

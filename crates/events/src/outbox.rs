@@ -88,10 +88,7 @@ impl Outbox {
 
     /// Unsent rows: the relay's backlog.
     pub async fn backlog(db: &Database) -> Result<i64, EventsError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM weft_outbox WHERE sent_at IS NULL")
-            .fetch_one(db.pool())
-            .await?;
-        Ok(row.try_get::<i64, _>("n")?)
+        Ok(Self::waiting(db).await?.0)
     }
 }
 

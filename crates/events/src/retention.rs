@@ -28,7 +28,7 @@ pub struct RetentionArgs {
     #[arg(long, env = "WEFT_RETENTION", default_value = "7d", value_parser = retention)]
     pub retention: Duration,
     /// How often old rows are pruned.
-    #[arg(long, env = "WEFT_PRUNE_INTERVAL", default_value = "10m", value_parser = prune_interval)]
+    #[arg(long, env = "WEFT_PRUNE_INTERVAL", default_value = "10m", value_parser = weft_kit::config::positive_duration)]
     pub prune_interval: Duration,
 }
 
@@ -43,14 +43,6 @@ fn retention(text: &str) -> Result<Duration, String> {
             "must be at least {}: inbox rows pruned sooner could not recognise a record delivered again, which would be applied twice",
             humantime::format_duration(MIN_RETENTION)
         ));
-    }
-    Ok(d)
-}
-
-fn prune_interval(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
-    if d.is_zero() {
-        return Err("must be above zero".to_owned());
     }
     Ok(d)
 }

@@ -107,8 +107,9 @@ impl GrpcServer {
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            // Nagle's algorithm off: a streamed message goes out at once, not after
-            // the peer's delayed ACK (about 40 ms).
+            // Nagle's algorithm off, as on every RPC server: a small write that
+            // follows another unacknowledged one is not held for the peer's
+            // delayed ACK.
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(self.listener).with_nodelay(Some(true)),
                 async move {

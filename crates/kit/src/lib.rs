@@ -29,8 +29,8 @@ pub mod telemetry;
 pub mod text;
 
 /// Turns Nagle's algorithm off on an accepted connection (for `axum`'s
-/// `ListenerExt::tap_io`): small writes such as a streamed event go out at once
-/// instead of waiting for the peer's delayed ACK (about 40 ms).
+/// `ListenerExt::tap_io`): a small write that follows another unacknowledged one is
+/// not held for the peer's delayed ACK.
 pub fn no_delay(stream: &mut tokio::net::TcpStream) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "setting TCP_NODELAY on a connection failed");

@@ -140,6 +140,19 @@ async fn held(db: &Database) -> HashMap<String, usize> {
     out
 }
 
+/// Waits until members a and b each hold partitions, by the claims.
+async fn both_hold_partitions(db: &Database) {
+    eventually("a and b to hold partitions each", WAIT, || {
+        let db = db.clone();
+        async move {
+            let held = held(&db).await;
+            (held.get("a").is_some_and(|n| *n > 0) && held.get("b").is_some_and(|n| *n > 0))
+                .then_some(())
+        }
+    })
+    .await;
+}
+
 /// Every partition's stored offset equals its end.
 async fn assert_offsets_at_the_end(kafka: &KafkaArgs, db: &Database) {
     let marks = watermarks(kafka, &[USER_EVENTS.to_owned()]).await.unwrap();
@@ -194,15 +207,7 @@ pub async fn members_share_the_partitions_and_hand_them_over_with(
     })
     .await;
     let b = Running::start(member(&kafka, &db, "b", Duration::from_millis(5)));
-    eventually("a and b to hold partitions each", WAIT, || {
-        let db = db.clone();
-        async move {
-            let held = held(&db).await;
-            (held.get("a").is_some_and(|n| *n > 0) && held.get("b").is_some_and(|n| *n > 0))
-                .then_some(())
-        }
-    })
-    .await;
+    both_hold_partitions(&db).await;
     produce(&kafka, 300, 600).await;
     let by_member = wait_applied(&db, 600).await;
     assert_eq!(
@@ -411,15 +416,7 @@ pub async fn a_rewind_replays_the_whole_group_one_at_a_time(kind: BrokerKind, ur
     let (a, b) = (Running::start(a), Running::start(b));
     produce(&kafka, 0, 200).await;
     wait_applied(&db, 200).await;
-    eventually("a and b to hold partitions each", WAIT, || {
-        let db = db.clone();
-        async move {
-            let held = held(&db).await;
-            (held.get("a").is_some_and(|n| *n > 0) && held.get("b").is_some_and(|n| *n > 0))
-                .then_some(())
-        }
-    })
-    .await;
+    both_hold_partitions(&db).await;
 
     // A rebuild under way elsewhere: a rewind asked of b is refused, naming it.
     let mut elsewhere = Lease::new(

@@ -30,16 +30,7 @@ pub async fn old_rows_are_pruned_and_recent_ones_kept(url: String) {
         } else {
             now - DAY
         };
-        sqlx::query(
-            "INSERT INTO weft_inbox (consumer_group, event_id, event_type, topic, kafka_partition, kafka_offset, processed_at) \
-             VALUES ('g', $1, 't', 'user-events', 0, $2, $3)",
-        )
-        .bind(format!("e{i}"))
-        .bind(i)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+        inbox_row(&mut tx, &format!("e{i}"), i, at).await;
     }
     // Outbox: old and sent, old but never sent, recent and sent.
     for (i, (created, sent)) in [
@@ -92,19 +83,25 @@ pub async fn old_rows_are_pruned_and_recent_ones_kept(url: String) {
     );
 }
 
+/// An inbox row of group `g` for event `id` at `offset`, processed at `at` (µs).
+async fn inbox_row(conn: &mut sqlx::AnyConnection, id: &str, offset: i64, at: i64) {
+    sqlx::query(
+        "INSERT INTO weft_inbox (consumer_group, event_id, event_type, topic, kafka_partition, kafka_offset, processed_at) \
+         VALUES ('g', $1, 't', 'user-events', 0, $2, $3)",
+    )
+    .bind(id.to_owned())
+    .bind(offset)
+    .bind(at)
+    .execute(conn)
+    .await
+    .unwrap();
+}
+
 async fn old_inbox_rows(db: &Database, from: i64, n: i64) {
     let at = now_micros() - 8 * DAY;
+    let mut conn = db.pool().acquire().await.unwrap();
     for i in from..from + n {
-        sqlx::query(
-            "INSERT INTO weft_inbox (consumer_group, event_id, event_type, topic, kafka_partition, kafka_offset, processed_at) \
-             VALUES ('g', $1, 't', 'user-events', 0, $2, $3)",
-        )
-        .bind(format!("old{i}"))
-        .bind(i)
-        .bind(at)
-        .execute(db.pool())
-        .await
-        .unwrap();
+        inbox_row(&mut conn, &format!("old{i}"), i, at).await;
     }
 }
 
