@@ -149,13 +149,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     let wanted = topics::all_topics();
     print_step(&format!("provisioning {} topics", wanted.len()));
-    let created = match provision_with_retry(&kafka).await {
-        Ok(created) => created,
-        Err(e) => {
-            stop_all(&mut children_list).await;
-            return Err(e);
-        }
-    };
+    let created = or_stop(provision_with_retry(&kafka).await, &mut children_list).await?;
     println!("ok ({} new, {} ms)", created.len(), t.elapsed().as_millis());
 
     let urls = |service: &str| -> String {
@@ -179,7 +173,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ("notification", &args.notification_database_url),
         ("analytics", &args.analytics_database_url),
     ] {
-        if let Some(url) = database_for(&args.database_url, own_url, service).await? {
+        let url = database_for(&args.database_url, own_url, service).await;
+        if let Some(url) = or_stop(url, &mut children_list).await? {
             databases.insert(service, url);
         }
     }
@@ -259,7 +254,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             },
             spec.grpc
         ));
-        let mut child = children::spawn(spec, &data_dir, &bootstrap, &kafka.client)?;
+        let spawned = children::spawn(spec, &data_dir, &bootstrap, &kafka.client);
+        let mut child = or_stop(spawned, &mut children_list).await?;
         let log = data_dir.join(format!("logs/{}.log", spec.name));
         let healthy = children::wait_healthy(spec, &mut child, &log, Duration::from_secs(60)).await;
         children_list.push(Managed {
@@ -545,6 +541,15 @@ async fn first_exit(children: &mut [Managed]) -> String {
         return std::future::pending().await;
     }
     futures::future::select_all(waits).await.0
+}
+
+/// `result` as it is, after stopping every child started so far when it is an error:
+/// a start that fails part-way leaves nothing running.
+async fn or_stop<T>(result: anyhow::Result<T>, children: &mut Vec<Managed>) -> anyhow::Result<T> {
+    if result.is_err() {
+        stop_all(children).await;
+    }
+    result
 }
 
 /// SIGTERM to each child, newest first; SIGKILL to any still running after the grace.
