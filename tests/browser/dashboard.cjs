@@ -41,9 +41,11 @@ async function main() {
     }
     await page.fill("#signin-email", email);
     await page.fill("#signin-password", password);
+    // Counted from before the click: the staff stream's first update may come before
+    // this script sees the signed-in state, and nothing else need follow it.
+    await page.evaluate(() => { document.body.dataset.updates = "0"; });
     await page.click("#signin button[type=submit]");
     await page.waitForFunction(() => document.querySelector("#feed-note")?.dataset.state === "staff", null, { timeout: 30000 });
-    await page.evaluate(() => { document.body.dataset.updates = "0"; });
     await page.waitForFunction(live, null, { timeout: 90000 });
     process.stdout.write("READY\n");
     await page.waitForFunction(
