@@ -36,10 +36,11 @@ fn run(dir: &Path, port: u16, args: &[&str]) -> String {
 }
 
 /// A base port whose three nodes' listeners (+0..2, +100..102, +200..202) are free,
-/// from 11000 to 20999: below the kernel's ephemeral range (32768 and up here), so
+/// from 19410 to 20902: below the kernel's ephemeral range (32768 and up here), so
 /// that a client connection's local port cannot take a killed node's port before it
-/// starts again, and clear of the benchmarks' clusters (21000 up) and the shared test
-/// cluster (29192 up).
+/// starts again; above the ports handed to tests (`weft_testkit::free_port`, below
+/// 19000) and a local `scripts/kafka` cluster's defaults (19192 to 19402); clear of the
+/// benchmarks' clusters (21000 up) and the shared test cluster (29192 up).
 pub fn free_base() -> u16 {
     let seed = std::process::id().wrapping_mul(2_654_435_761).wrapping_add(
         std::time::SystemTime::now()
@@ -48,7 +49,7 @@ pub fn free_base() -> u16 {
     );
     for i in 0..1000u32 {
         // Steps of 10 so that two picks never share a port.
-        let base = 11_000 + (seed.wrapping_add(i.wrapping_mul(7)) % 1000) as u16 * 10;
+        let base = 19_410 + (seed.wrapping_add(i.wrapping_mul(7)) % 130) as u16 * 10;
         let free = [0, 1, 2, 100, 101, 102, 200, 201, 202]
             .iter()
             .all(|o| TcpListener::bind(("127.0.0.1", base + o)).is_ok());
@@ -56,7 +57,7 @@ pub fn free_base() -> u16 {
             return base;
         }
     }
-    panic!("no free range of ports for a Kafka cluster from 11000 to 20999");
+    panic!("no free range of ports for a Kafka cluster from 19410 to 20902");
 }
 
 impl Cluster {
