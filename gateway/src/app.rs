@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::error_handling::HandleErrorLayer;
 use axum::response::{Html, IntoResponse};
-use axum::serve::ListenerExt as _;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, header};
 use prost_reflect::DescriptorPool;
@@ -23,6 +22,7 @@ use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Pr
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use weft_auth::{TokenConfig, Verifier};
 use weft_kit::admin::AdminServer;
+use weft_kit::conn::{Listener, serve_http};
 
 use crate::breaker::BreakerConfig;
 use crate::config::Config;
@@ -133,28 +133,26 @@ impl App {
         let admin = tokio::spawn(self.admin.serve(ready, shutdown.clone()));
 
         let app = http_app(gw.clone(), self.openapi, &self.config);
-        let drain = shutdown.clone();
+        // Open streams would hold the drain forever: they end when it begins.
         let streams_end = gw.shutdown.clone();
-        let server = axum::serve(
-            self.listener.tap_io(weft_kit::no_delay),
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let drain = shutdown.clone();
+        let streams = tokio::spawn(async move {
             drain.cancelled().await;
-            // Open streams would hold the drain forever: end them now.
             streams_end.cancel();
-        })
-        .into_future();
+        });
+        let listener = Listener::http1(self.listener, "http", &self.config.conn);
+        let server = serve_http(listener, app, shutdown.clone());
         tracing::info!(addr = %self.http_addr, "gateway listening");
         let grace = self.config.shutdown_grace;
         tokio::pin!(server);
         tokio::select! {
-            result = &mut server => result.context("serving HTTP")?,
+            () = &mut server => {}
             _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
                 tracing::warn!(?grace, "drain grace period over; dropping open requests");
             }
         }
         let background = async {
+            let _ = streams.await;
             let _ = admin.await;
             let _ = jwks.await;
             let _ = housekeeping.await;

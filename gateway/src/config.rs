@@ -113,6 +113,9 @@ pub struct Config {
         default_value = "http://localhost:8080,http://127.0.0.1:8080"
     )]
     pub cors_origins: Vec<String>,
+    /// Connections per client and slow clients.
+    #[command(flatten)]
+    pub conn: weft_kit::conn::ConnArgs,
     /// How long in-flight requests may take to drain after SIGTERM.
     #[arg(long, env = "WEFT_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

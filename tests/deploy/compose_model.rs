@@ -102,6 +102,8 @@ pub(crate) struct Settings {
     /// Gateway only: upstream URL by full gRPC service name.
     pub(crate) upstreams: BTreeMap<String, String>,
     pub(crate) client_ip_header: Option<String>,
+    /// Connections per client and the header timeout.
+    pub(crate) conn: weft_kit::conn::ConnArgs,
 }
 
 /// Parses `weft <argv>` (which must be `serve <component> …`) with the component's own
@@ -146,6 +148,7 @@ pub(crate) fn settings(
                 user_service_url,
                 upstreams: BTreeMap::new(),
                 client_ip_header: None,
+                conn: c.server.conn.clone(),
             }
         }};
     }
@@ -165,6 +168,7 @@ pub(crate) fn settings(
                 upstreams: c.upstream_urls().into_iter().collect(),
                 otlp_endpoint: c.telemetry.otlp_endpoint,
                 client_ip_header: c.client_ip_header,
+                conn: c.conn,
             }
         }
         other => panic!("{what}: no weft component {other}"),
@@ -273,6 +277,31 @@ pub(crate) fn check_settings(
             s.client_ip_header.as_deref(),
             Some(CLIENT_IP_HEADER),
             "{what}: behind Envoy the gateway must take the client from {CLIENT_IP_HEADER}, or every client shares one rate limit"
+        );
+        // Every connection to the gateway comes from Envoy: its pool must fit under
+        // the gateway's cap per client, and it must let an idle connection go before
+        // the gateway closes it (a request sent on a closing connection fails).
+        let envoy = envoy();
+        let cluster = clusters(&envoy)["gateway"];
+        let pool = list(at(cluster, "circuit_breakers.thresholds", what), what)
+            .iter()
+            .map(|t| super::yaml::port(at(t, "max_connections", what)))
+            .max()
+            .unwrap_or_default();
+        assert!(
+            u32::from(pool) <= s.conn.max_connections_per_client,
+            "{what}: Envoy may open {pool} connections to the gateway, over its --max-connections-per-client {}",
+            s.conn.max_connections_per_client
+        );
+        let idle = cluster
+            .get("typed_extension_protocol_options")
+            .and_then(|o| o.get("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"))
+            .map(|o| seconds(at(o, "common_http_protocol_options.idle_timeout", what)))
+            .unwrap_or_else(|| panic!("{what}: Envoy's gateway cluster sets no idle_timeout"));
+        assert!(
+            idle < s.conn.header_timeout.as_secs_f64(),
+            "{what}: Envoy keeps idle connections to the gateway {idle} s, not under the gateway's --header-timeout {:?}",
+            s.conn.header_timeout
         );
     }
 }

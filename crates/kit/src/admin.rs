@@ -10,12 +10,12 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::serve::ListenerExt as _;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::KitError;
+use crate::conn::{ConnArgs, Listener, serve_http};
 
 static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -77,20 +77,14 @@ impl AdminServer {
     }
 
     /// Serves until `shutdown`; `/readyz` follows `ready`.
-    pub async fn serve(
-        self,
-        ready: Arc<AtomicBool>,
-        shutdown: CancellationToken,
-    ) -> Result<(), KitError> {
+    pub async fn serve(self, ready: Arc<AtomicBool>, shutdown: CancellationToken) {
         let app = Router::new()
             .route("/metrics", get(metrics))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz))
             .with_state(AdminState { ready });
-        axum::serve(self.listener.tap_io(crate::no_delay), app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-            .map_err(KitError::Admin)
+        let listener = Listener::http1(self.listener, "admin", &ConnArgs::default());
+        serve_http(listener, app, shutdown).await;
     }
 }
 

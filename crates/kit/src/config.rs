@@ -19,6 +19,9 @@ pub struct ServerArgs {
     /// How long in-flight work may take to drain after SIGTERM.
     #[arg(long, env = "WEFT_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// Connections per client and slow clients.
+    #[command(flatten)]
+    pub conn: crate::conn::ConnArgs,
 }
 
 impl Default for ServerArgs {
@@ -28,6 +31,7 @@ impl Default for ServerArgs {
             max_concurrent_rpcs: 256,
             rpc_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
+            conn: crate::conn::ConnArgs::default(),
         }
     }
 }

@@ -13,7 +13,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
@@ -24,6 +23,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::KitError;
 use crate::config::ServerArgs;
+use crate::conn::Listener;
 use crate::layers::{DeadlineLayer, RpcMetricsLayer, ShedLayer, rpc_span};
 use crate::readiness::Readiness;
 
@@ -107,11 +107,9 @@ impl GrpcServer {
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            // Nagle's algorithm off, as on every RPC server: a small write that
-            // follows another unacknowledged one is not held for the peer's
-            // delayed ACK.
+            // A cap per client, a deadline for the connection preface, Nagle off.
             .serve_with_incoming_shutdown(
-                TcpIncoming::from(self.listener).with_nodelay(Some(true)),
+                Listener::http2(self.listener, "grpc", &self.args.conn).incoming(),
                 async move {
                     drain.cancelled().await;
                     // Let the NOT_SERVING status reach load balancers before the

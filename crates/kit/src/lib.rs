@@ -6,6 +6,8 @@
 //! - [`grpc`]: the gRPC server bootstrap: health with real readiness, reflection v1 and
 //!   v1alpha, deadlines, load shedding, message limits, metrics and graceful drain.
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`).
+//! - [`conn`]: what every listener does with its connections (a cap per client,
+//!   deadlines for slow clients, Nagle off, lingering close) and the HTTP/1 server loop.
 //! - [`status`]: the one place domain errors become `tonic::Status`.
 //! - [`text`]: the one rule for free text at every RPC boundary.
 //! - [`rate`]: rates (`50/s`) and the quotas of weft's limiters.
@@ -16,6 +18,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod conn;
 pub mod faults;
 pub mod grpc;
 pub mod layers;
@@ -27,15 +30,6 @@ pub mod slots;
 pub mod status;
 pub mod telemetry;
 pub mod text;
-
-/// Turns Nagle's algorithm off on an accepted connection (for `axum`'s
-/// `ListenerExt::tap_io`): a small write that follows another unacknowledged one is
-/// not held for the peer's delayed ACK.
-pub fn no_delay(stream: &mut tokio::net::TcpStream) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(error = %e, "setting TCP_NODELAY on a connection failed");
-    }
-}
 
 /// Errors of the kit.
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +45,6 @@ pub enum KitError {
     /// The gRPC server failed while serving.
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
-    /// The admin server failed while serving.
-    #[error("admin server failed: {0}")]
-    Admin(std::io::Error),
     /// The reflection service could not be built from the descriptor set.
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),

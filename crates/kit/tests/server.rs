@@ -4,7 +4,7 @@
 //! what is under test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -17,8 +17,10 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use weft_kit::admin::AdminServer;
 use weft_kit::config::ServerArgs;
+use weft_kit::conn::ConnArgs;
 use weft_proto::user::user_service_client::UserServiceClient;
 use weft_proto::user::*;
+use weft_testkit::{closed_within, connect_from};
 
 mod support;
 use support::{channel, spawn};
@@ -395,4 +397,69 @@ async fn reflection_v1_lists_every_service() {
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
+}
+
+/// Health from a client on the loopback address `from`.
+async fn health_from(from: Ipv4Addr, addr: SocketAddr) -> i32 {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .local_address(Some(from.into()))
+        .connect()
+        .await
+        .unwrap();
+    HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+}
+
+#[tokio::test]
+async fn slow_and_greedy_clients_are_cut_off_while_others_are_served() {
+    let server = spawn(ServerArgs {
+        conn: ConnArgs {
+            max_connections_per_client: 3,
+            header_timeout: Duration::from_secs(2),
+        },
+        ..Default::default()
+    })
+    .await;
+    wait_health(server.addr, "", ServingStatus::Serving).await;
+    let slow_client = Ipv4Addr::LOCALHOST;
+    // Three connections that send half of the HTTP/2 preface, and then nothing.
+    let mut slow = Vec::new();
+    for _ in 0..3 {
+        let mut conn = connect_from(slow_client, server.addr).await;
+        conn.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+        slow.push(conn);
+    }
+    // A fourth from the same address is over the cap: closed at once.
+    let mut greedy = connect_from(slow_client, server.addr).await;
+    closed_within(
+        &mut greedy,
+        Duration::from_secs(1),
+        "the connection over the cap",
+    )
+    .await;
+    // Meanwhile another client is served.
+    assert_eq!(
+        health_from(Ipv4Addr::new(127, 0, 0, 2), server.addr).await,
+        ServingStatus::Serving as i32
+    );
+    // The slow ones are cut off once the header timeout has passed.
+    for (i, conn) in slow.iter_mut().enumerate() {
+        closed_within(
+            conn,
+            Duration::from_secs(15),
+            &format!("slow connection {i}"),
+        )
+        .await;
+    }
+    // Their slots are back: the first address is served again.
+    assert_eq!(
+        health_from(slow_client, server.addr).await,
+        ServingStatus::Serving as i32
+    );
+    server.shutdown.cancel();
 }

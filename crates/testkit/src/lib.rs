@@ -161,6 +161,38 @@ fn wait_listening(addr: SocketAddr, timeout: Duration, mut gone: impl FnMut() ->
     true
 }
 
+/// A TCP connection to `to` from the loopback address `from` (any of 127/8 reaches a
+/// listener on 127.0.0.1): a second client address on one machine, for per-client
+/// limits.
+pub async fn connect_from(from: std::net::Ipv4Addr, to: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+    socket
+        .bind(SocketAddr::new(from.into(), 0))
+        .unwrap_or_else(|e| panic!("binding {from}: {e}"));
+    socket
+        .connect(to)
+        .await
+        .unwrap_or_else(|e| panic!("connecting from {from} to {to}: {e}"))
+}
+
+/// Reads until the server closes `conn` (end of stream or a reset); panics when it is
+/// still open after `within`.
+pub async fn closed_within(conn: &mut tokio::net::TcpStream, within: Duration, what: &str) {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 4096];
+    let read_to_close = async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, read_to_close)
+        .await
+        .unwrap_or_else(|_| panic!("{what} was still open after {within:?}"));
+}
+
 /// The tools cache weft's scripts install into.
 pub fn tools_dir() -> PathBuf {
     std::env::var_os("WEFT_TOOLS_DIR").map_or_else(
