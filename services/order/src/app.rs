@@ -103,7 +103,7 @@ impl App {
             .grpc
             .readiness(&[SERVICE])
             .with_probe("database", self.api.db.probe())
-            .with_probe("broker", broker)
+            .with_probe_after("broker", self.config.kafka.broker_grace, broker)
             .with_probe("token keys", weft_auth::keys_probe(self.verifier.clone()));
 
         let waker = self.api.relay.clone();

@@ -116,7 +116,7 @@ impl App {
             .grpc
             .readiness(&[SERVICE])
             .with_probe("database", self.api.db.probe())
-            .with_probe("broker", broker);
+            .with_probe_after("broker", self.config.kafka.broker_grace, broker);
         let limit = self.grpc.max_message_bytes();
         let server = UserServiceServer::new(self.api)
             .max_decoding_message_size(limit)

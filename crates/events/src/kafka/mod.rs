@@ -31,6 +31,10 @@ pub struct KafkaArgs {
     /// when unset). With `acks=all`, a write then needs this many replicas.
     #[arg(long, env = "WEFT_TOPIC_MIN_INSYNC_REPLICAS")]
     pub topic_min_insync_replicas: Option<i32>,
+    /// How long the brokers may be unreachable before the service reports not ready
+    /// (the outbox holds events meanwhile; `0s` reports at once).
+    #[arg(long, env = "WEFT_BROKER_GRACE", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub broker_grace: Duration,
     /// How weft's clients reach and name things on the cluster.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -107,6 +111,7 @@ impl KafkaArgs {
             topic_partitions: 3,
             topic_replication: 1,
             topic_min_insync_replicas: None,
+            broker_grace: Duration::from_secs(15),
             client: ClientArgs::default(),
         }
     }
