@@ -214,6 +214,11 @@ pub struct UpArgs {
     #[arg(long, env = "WEFT_FAILED_RETRY", default_value = "60s",
           value_parser = weft_kit::config::positive_duration)]
     pub failed_retry: std::time::Duration,
+    /// Stop the whole mesh when the embedded broker crashes more than --max-restarts
+    /// times within one --restart-window, instead of marking it failed and trying it
+    /// again every --failed-retry while the services hold their events.
+    #[arg(long, env = "WEFT_BROKER_FAIL_FAST")]
+    pub broker_fail_fast: bool,
     /// Exit once everything is up and healthy instead of running until Ctrl-C
     /// (for smoke tests and start-up timing).
     #[arg(long)]

@@ -4,9 +4,11 @@
 //! crashes more than `--max-restarts` (5) times in one window is marked failed, and is
 //! tried again only every `--failed-retry` (60 s) while the rest of the mesh goes on
 //! serving. Crashes older than the window are forgotten, so occasional crashes over a
-//! long life never use the budget up.
+//! long life never use the budget up. A child whose absence stalls everyone (the
+//! embedded broker) is started again after the first pause every time
+//! ([`Restarts::without_backoff`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// The limits of the policy.
@@ -55,6 +57,7 @@ impl Next {
 pub struct Restarts {
     policy: Policy,
     crashes: HashMap<String, VecDeque<Instant>>,
+    flat: HashSet<String>,
 }
 
 impl Restarts {
@@ -63,7 +66,15 @@ impl Restarts {
         Self {
             policy,
             crashes: HashMap::new(),
+            flat: HashSet::new(),
         }
+    }
+
+    /// `name` is started again after the first pause (250 ms) however often it
+    /// crashed; its crashes still count against the window.
+    pub fn without_backoff(mut self, name: &str) -> Self {
+        self.flat.insert(name.to_owned());
+        self
     }
 
     /// The policy.
@@ -88,8 +99,13 @@ impl Restarts {
                 count,
             }
         } else {
+            let doublings = if self.flat.contains(name) {
+                0
+            } else {
+                (count - 1).min(4)
+            };
             Next::Restart {
-                pause: Duration::from_millis(250 << (count - 1).min(4)),
+                pause: Duration::from_millis(250 << doublings),
                 count,
             }
         }
@@ -172,5 +188,33 @@ mod tests {
                 "crash {hour}"
             );
         }
+    }
+
+    #[test]
+    fn a_child_without_backoff_comes_back_at_once_and_still_counts() {
+        let mut r = Restarts::new(POLICY).without_backoff("broker");
+        let t0 = Instant::now();
+        let next: Vec<Next> = (0..6)
+            .map(|i| r.crashed("broker", t0 + Duration::from_secs(i)))
+            .collect();
+        for (i, n) in next[..5].iter().enumerate() {
+            assert_eq!(
+                *n,
+                Next::Restart {
+                    pause: Duration::from_millis(250),
+                    count: i as u32 + 1
+                }
+            );
+        }
+        assert_eq!(
+            next[5],
+            Next::Failed {
+                retry: POLICY.failed_retry,
+                count: 6
+            }
+        );
+        // Others still back off.
+        r.crashed("order", t0);
+        assert_eq!(r.crashed("order", t0).wait(), Duration::from_millis(500));
     }
 }

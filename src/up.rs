@@ -336,7 +336,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         max_restarts: args.max_restarts,
         window: args.restart_window,
         failed_retry: args.failed_retry,
-    });
+    })
+    .without_backoff("broker");
     // Children waiting to be started again, and when.
     let mut due: Vec<(Instant, String)> = Vec::new();
     let exited = loop {
@@ -392,6 +393,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let log = data_dir.join(format!("logs/{name}.log"));
         let window = humantime::format_duration(restarts.policy().window);
         let next = restarts.crashed(&name, Instant::now());
+        if let Next::Failed { count, .. } = next
+            && name == "broker"
+            && args.broker_fail_fast
+        {
+            eprintln!(
+                "weft: the embedded broker crashed {count} times within {window} (--broker-fail-fast)"
+            );
+            break Some(name);
+        }
         match next {
             Next::Restart { pause, count } => eprintln!(
                 "weft: the {name} service exited unexpectedly; restarting it in {} ms (restart {count} of {} within {window}); see {}",

@@ -642,6 +642,51 @@ fn a_service_crashing_too_often_is_marked_failed_while_the_rest_goes_on() {
     );
 }
 
+/// With `--broker-fail-fast`, an embedded broker that crashes more often than the
+/// restart window allows stops the whole mesh, with the reason, and nothing is left
+/// listening. (Without it the broker is marked failed and tried again like any child.)
+#[test]
+fn a_crash_looping_broker_stops_the_mesh_when_asked_to_fail_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let ports = Ports::free();
+    let (out_path, err_path) = (dir.path().join("out.txt"), dir.path().join("err.txt"));
+    let mut launcher = support::up_command(&data, &ports)
+        .env("WEFT_MAX_RESTARTS", "1")
+        .env("WEFT_RESTART_WINDOW", "10m")
+        .env("WEFT_BROKER_FAIL_FAST", "true")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    wait_for("weft up", 120, || {
+        read(&out_path).contains("weft is up").then_some(())
+    });
+    // The first crash is restarted; the second within the window stops everything.
+    kill_and_wait_back(&data, "broker", ports.broker);
+    let second = pid_of(&data, "broker").unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(second),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let status = wait_for("the launcher to stop", 60, || launcher.try_wait().unwrap());
+    let stderr = read(&err_path);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the embedded broker crashed 2 times within 10m (--broker-fail-fast)"),
+        "{stderr}"
+    );
+    for port in [ports.broker, ports.user, ports.order, ports.gateway] {
+        assert!(
+            !listening_on(port),
+            "port {port} still served after the mesh stopped"
+        );
+    }
+}
+
 /// The launcher starts its children from the executable it runs, not from the file it
 /// was started from: after that file is replaced under the running mesh (as a rebuild
 /// does), a crashed service still comes back.
