@@ -4,10 +4,10 @@
 //! - one replica of each service is SIGKILLed (the launcher starts it again);
 //! - the user service is restarted replica by replica (SIGTERM), the outbox relay's
 //!   holder first, so the relay hands over (printed: who held it before and after);
-//! - on Kafka, the node leading a partition of `user-events` is SIGKILLed and
-//!   restarted;
-//! - one notification replica is SIGSTOPped past its session timeout and then
-//!   SIGCONTed: a zombie whose partitions went to the other replica meanwhile.
+//! - on Kafka, the node leading a partition of `user-events` is SIGKILLed, kept down
+//!   until another node leads it, and restarted;
+//! - one notification replica is SIGSTOPped past its session timeout, until the other
+//!   replica has its partitions, and then SIGCONTed: a zombie.
 //!
 //! At the end: exactly 1,000 welcome orders; exactly three emails per sign-up as
 //! files (the welcome, the contact verification and the order confirmation), one of
@@ -41,8 +41,6 @@ const CLIENTS: usize = 8;
 /// The welcome email, the contact verification and the welcome order's confirmation.
 const EMAILS_PER_SIGNUP: usize = 3;
 const WAIT: Duration = Duration::from_secs(240);
-/// Longer than the consumers' session timeout (10 s).
-const ZOMBIE_PAUSE: Duration = Duration::from_secs(16);
 const TOPICS: [&str; 3] = ["user-events", "order-events", "notification-events"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -196,16 +194,46 @@ async fn until(done: &AtomicUsize, at_least: usize) {
     }
 }
 
-/// The leader of `topic`'s partition 0.
-fn leader(brokers: &str, topic: &str) -> i32 {
+/// The leader of `topic`'s partition 0, if it has one (and the metadata can be read).
+fn leader(brokers: &str, topic: &str) -> Option<i32> {
     let client: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
         .unwrap();
     let md = client
         .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    md.topics()[0].partitions()[0].leader()
+        .ok()?;
+    let leader = md.topics().first()?.partitions().first()?.leader();
+    (leader >= 0).then_some(leader)
+}
+
+/// The instances (`notification`, `notification-2`, …) in consumer group `group`,
+/// once no rebalance of it is under way, by the client ids weft's consumers give
+/// themselves (`weft:<deployment>:<host>/<instance>`).
+async fn stable_members(brokers: &str, group: &str) -> Option<Vec<String>> {
+    let (brokers, group) = (brokers.to_owned(), group.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let client: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", brokers.as_str())
+            .create()
+            .unwrap();
+        let list = client
+            .fetch_group_list(Some(&group), Duration::from_secs(10))
+            .ok()?;
+        let described = list.groups().iter().find(|g| g.name() == group)?;
+        if described.state() != "Stable" {
+            return None;
+        }
+        Some(
+            described
+                .members()
+                .iter()
+                .filter_map(|m| m.client_id().rsplit('/').next().map(str::to_owned))
+                .collect(),
+        )
+    })
+    .await
+    .unwrap()
 }
 
 /// End offset of every partition of `topics`.
@@ -331,12 +359,24 @@ async fn chaos(kind: BrokerKind) {
         let b = brokers.clone();
         let node = tokio::task::spawn_blocking(move || leader(&b, "user-events"))
             .await
-            .unwrap();
+            .unwrap()
+            .expect("user-events/0 has a leader");
         cluster.kill(node);
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Down until the cluster has fenced it and elected another leader, which the
+        // mesh's clients then have to find.
+        let successor = eventually("another leader of user-events/0", WAIT, || {
+            let b = brokers.clone();
+            async move {
+                tokio::task::spawn_blocking(move || leader(&b, "user-events"))
+                    .await
+                    .unwrap()
+                    .filter(|now| *now != node)
+            }
+        })
+        .await;
         cluster.restart(node);
         println!(
-            "{:>5.1} s  Kafka node {node}, leader of user-events/0, SIGKILLed and restarted",
+            "{:>5.1} s  Kafka node {node}, leader of user-events/0, SIGKILLed; node {successor} took over; node {node} restarted",
             started.elapsed().as_secs_f64()
         );
     }
@@ -344,12 +384,29 @@ async fn chaos(kind: BrokerKind) {
     // A zombie: stopped past its session timeout while the other replica takes its
     // partitions, then woken.
     until(&done, 700).await;
+    let group = format!("{}weft-notification", up.broker.prefix());
+    eventually("notification-2 a member of its group", WAIT, || async {
+        stable_members(&brokers, &group)
+            .await?
+            .iter()
+            .any(|i| i == "notification-2")
+            .then_some(())
+    })
+    .await;
+    let paused = Instant::now();
     mesh.signal("notification-2", Signal::SIGSTOP);
-    tokio::time::sleep(ZOMBIE_PAUSE).await;
+    // Stopped until the coordinator has expired its session (10 s) and the group has
+    // settled with the other replica alone, holding every partition.
+    eventually("notification-2's partitions taken over", WAIT, || async {
+        let members = stable_members(&brokers, &group).await?;
+        (!members.is_empty() && members.iter().all(|i| i == "notification")).then_some(())
+    })
+    .await;
     mesh.signal("notification-2", Signal::SIGCONT);
     println!(
-        "{:>5.1} s  notification-2 SIGSTOPped for {ZOMBIE_PAUSE:?}, then SIGCONTed",
-        started.elapsed().as_secs_f64()
+        "{:>5.1} s  notification-2 SIGSTOPped for {:.1} s, until its partitions were taken over, then SIGCONTed",
+        started.elapsed().as_secs_f64(),
+        paused.elapsed().as_secs_f64()
     );
 
     for c in clients {

@@ -6,7 +6,7 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::grpc::{authed, channel, metrics};
 use support::{Ports, Up, WEFT};
@@ -69,6 +69,22 @@ fn mails(data: &Path) -> usize {
     std::fs::read_dir(data.join("mail")).map_or(0, |d| d.count())
 }
 
+/// How many of `email`'s notifications a delivery attempt left pending because
+/// notification-down was on.
+async fn held_back(data: &Path, email: &str) -> i64 {
+    let url = weft_events::db::sqlite_url(data, "notification").unwrap();
+    let db = weft_events::Database::connect(&url).await.unwrap();
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM notifications n JOIN contacts c ON c.user_id = n.user_id \
+         WHERE c.email = $1 AND n.last_error = 'the fault flag notification-down is on'",
+    )
+    .bind(email.to_owned())
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    n
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_flags_change_the_mesh_while_on_and_nothing_is_lost_after() {
     let dir = tempfile::tempdir().unwrap();
@@ -110,7 +126,8 @@ async fn fault_flags_change_the_mesh_while_on_and_nothing_is_lost_after() {
             cvc: "123".into(),
         }),
     };
-    // The services look at the flags at most every half second.
+    // The services read the flags again at most every half second and show nothing
+    // when they do: past that interval, every look sees the change.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     for _ in 0..3 {
         let code = orders
@@ -156,7 +173,11 @@ async fn fault_flags_change_the_mesh_while_on_and_nothing_is_lost_after() {
         (signups(ports.analytics).await == 3).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Its three emails were each tried and held back.
+    eventually("the quiet signup's emails held back", WAIT, || async {
+        (held_back(&data, "quiet@example.com").await >= 3).then_some(())
+    })
+    .await;
     assert_eq!(
         mails(&data),
         mails_before,
@@ -171,13 +192,17 @@ async fn fault_flags_change_the_mesh_while_on_and_nothing_is_lost_after() {
     // A slow consumer: 3 s before each record, so a signup is counted late, but counted.
     ok(&fault(&data, &["set", "slow-consumer=3000"]));
     tokio::time::sleep(Duration::from_millis(1200)).await;
+    let signed_up = Instant::now();
     sign_up(&ports, "slow@example.com").await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(signups(ports.analytics).await, 3, "not yet");
     eventually("the slow signup counted", WAIT, || async {
         (signups(ports.analytics).await == 4).then_some(())
     })
     .await;
+    assert!(
+        signed_up.elapsed() >= Duration::from_secs(3),
+        "counted {:?} after the signup, not held 3 s",
+        signed_up.elapsed()
+    );
     ok(&fault(&data, &["clear"]));
 
     for (args, says) in [

@@ -535,12 +535,14 @@ async fn a_held_fetch_is_answered_by_the_next_append() {
     let broker = support::start(dir.path()).await;
     let mut raw = Raw::connect(&broker.bootstrap).await;
     create_topic(&mut raw, "t").await;
-    let bootstrap = broker.bootstrap.clone();
+    // The consumer's connection is served before its fetch goes out, so the window
+    // below starts with the fetch on its way, not with a connection still opening.
+    let mut consumer = Raw::connect(&broker.bootstrap).await;
+    let r = consumer.call(&ApiVersionsRequest::default(), 0).await;
+    assert_eq!(r.error_code, 0);
     // Waits up to 30 s; it is the append, not the timer, that answers it.
-    let held = tokio::spawn(async move {
-        let mut consumer = Raw::connect(&bootstrap).await;
-        consumer.call(&fetch("t", 0, 30_000), 11).await
-    });
+    let held = tokio::spawn(async move { consumer.call(&fetch("t", 0, 30_000), 11).await });
+    // A fixed window: a held fetch gives no sign of being held but its silence.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(!held.is_finished(), "an empty fetch is held");
     let r = raw
