@@ -331,3 +331,40 @@ async fn linger(mut conn: Conn, stop: &CancellationToken) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn admitted_connections_have_nagle_off_and_count_against_their_client() {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let listener = Listener::http1(
+            tcp,
+            "test",
+            &ConnArgs {
+                max_connections_per_client: 1,
+                ..ConnArgs::default()
+            },
+        );
+        let _first = TcpStream::connect(addr).await.unwrap();
+        let (conn, peer) = listener.accept().await;
+        assert!(conn.stream.nodelay().unwrap(), "TCP_NODELAY is set");
+        assert_eq!(peer.ip(), std::net::Ipv4Addr::LOCALHOST);
+        // Over the cap: closed by accept, which admits the client again once its
+        // first connection has gone.
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        let accepting = tokio::spawn(async move { listener.accept().await.1 });
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            second.read(&mut buf).await.unwrap_or(0),
+            0,
+            "closed at once"
+        );
+        drop(conn);
+        let third = TcpStream::connect(addr).await.unwrap();
+        let admitted = accepting.await.unwrap();
+        assert_eq!(admitted, third.local_addr().unwrap());
+    }
+}
