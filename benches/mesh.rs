@@ -230,8 +230,12 @@ async fn main() {
     });
     // The same feed straight from the analytics service's gRPC stream (no gateway).
     let grpc_seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    // From the analytics service's processing of each event (its `processed_at`, the
+    // same clock) to the message that carries it on this client: the stream's own part.
+    let delivered: Arc<Mutex<Vec<Duration>>> = Arc::default();
     {
         let grpc_seen = grpc_seen.clone();
+        let delivered = delivered.clone();
         let mut request = tonic::Request::new(StreamMetricsRequest {});
         request
             .metadata_mut()
@@ -251,7 +255,16 @@ async fn main() {
         tokio::spawn(async move {
             while let Ok(Some(update)) = updates.message().await {
                 let now = Instant::now();
+                let wall = std::time::SystemTime::now();
                 for e in update.new_events {
+                    if let Some(at) = e.processed_at.as_ref().and_then(|t| {
+                        let nanos = u32::try_from(t.nanos).ok()?;
+                        let secs = u64::try_from(t.seconds).ok()?;
+                        Some(std::time::UNIX_EPOCH + Duration::new(secs, nanos))
+                    }) && let Ok(d) = wall.duration_since(at)
+                    {
+                        delivered.lock().unwrap().push(d);
+                    }
                     let user = e.summary.split_whitespace().nth(3).map(str::to_owned);
                     if let (true, Some(user)) = (e.event_type == UserSignedUp::TYPE, user) {
                         grpc_seen.lock().unwrap().entry(user).or_insert(now);
@@ -321,6 +334,15 @@ async fn main() {
             latencies.last().copied().unwrap_or_default()
         );
     }
+    let mut delivered = delivered.lock().unwrap().clone();
+    delivered.sort();
+    println!(
+        "latency processed by analytics → its gRPC stream's client (StreamMetrics) at {rate} signups/s: {} events, p50 {:.1?}, p99 {:.1?}, max {:.1?}",
+        delivered.len(),
+        quantile(&delivered, 0.5),
+        quantile(&delivered, 0.99),
+        delivered.last().copied().unwrap_or_default()
+    );
     tokio::task::spawn_blocking(move || up.stop())
         .await
         .unwrap();

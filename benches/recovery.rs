@@ -1,26 +1,36 @@
 //! How long the event flow takes to recover from a broker crash, measured as an
-//! operator meets it: the whole mesh inside `weft up` (optimised build, embedded
-//! broker, SQLite), sign-ups from 8 clients, and the embedded broker SIGKILLed about
-//! a second into each round (`weft up` starts it again). Printed per round: when the
-//! broker listened again after the kill, and how long after that (and after the last
-//! sign-up was answered) analytics had counted every sign-up of the round; then the
-//! median and the worst over the rounds. Figures are printed, never asserted.
+//! operator meets it: the whole mesh inside `weft up` (optimised build, SQLite),
+//! sign-ups from 8 clients, and a broker SIGKILLed about a second into each round:
+//!
+//! - on weft-broker, the embedded broker (`weft up` starts it again);
+//! - on Apache Kafka, a 3-node cluster of the benchmark's own, the node leading
+//!   `user-events` partition 0, started again a second after the kill (the others
+//!   take over its partitions meanwhile).
+//!
+//! Printed per round: when the broker served again after the kill, and how long after
+//! that (and after the last sign-up was answered) analytics had counted every sign-up
+//! of the round; then the median and the worst over the rounds, per broker, in one
+//! run. Figures are printed, never asserted.
 //!
 //!     cargo bench --bench recovery
 //!
-//! `WEFT_BENCH_ROUNDS` (5) and `WEFT_BENCH_SIGNUPS` (300 per round) size it.
+//! `WEFT_BENCH_ROUNDS` (5), `WEFT_BENCH_SIGNUPS` (300 per round) and
+//! `WEFT_BENCH_BROKERS` (`weft-broker,kafka`) size it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::env_or;
-use support::{Ports, Up};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use support::cluster::Cluster;
+use support::{MeshBroker, Ports, Up};
 use tonic::transport::Endpoint;
 use weft_proto::user::user_service_client::UserServiceClient;
 use weft_proto::user::{SignUpRequest, SignupSource};
@@ -56,7 +66,7 @@ async fn sign_ups(port: u16, round: usize, c: usize, n: usize, done: Arc<AtomicU
     }
 }
 
-fn broker_pid(data: &std::path::Path) -> i32 {
+fn broker_pid(data: &Path) -> i32 {
     std::fs::read_to_string(data.join("run/broker.pid"))
         .unwrap()
         .trim()
@@ -64,18 +74,122 @@ fn broker_pid(data: &std::path::Path) -> i32 {
         .unwrap()
 }
 
+/// The node leading partition 0 of `topic`.
+fn leader(brokers: &str, topic: &str) -> i32 {
+    let client: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let md = client
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    md.topics()[0].partitions()[0].leader()
+}
+
+/// The broker under the mesh, and how one round crashes it.
+enum Target {
+    Embedded { data: PathBuf, port: u16 },
+    Kafka(Arc<Cluster>),
+}
+
+impl Target {
+    /// SIGKILLs the broker (the partition leader on Kafka) and returns once it serves
+    /// again: how long that took after the kill.
+    async fn crash(&self) -> Duration {
+        match self {
+            Self::Embedded { data, port } => {
+                let pid = broker_pid(data);
+                let killed = Instant::now();
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .unwrap();
+                // Back: a new broker process that accepts connections.
+                loop {
+                    let again = std::fs::read_to_string(data.join("run/broker.pid"))
+                        .ok()
+                        .and_then(|p| p.trim().parse::<i32>().ok())
+                        .is_some_and(|p| p != pid);
+                    if again && std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok() {
+                        return killed.elapsed();
+                    }
+                    assert!(
+                        killed.elapsed() < Duration::from_secs(60),
+                        "the broker never came back"
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            Self::Kafka(cluster) => {
+                let c = cluster.clone();
+                let node = tokio::task::spawn_blocking(move || {
+                    let node = leader(&c.bootstrap, "user-events");
+                    c.kill(node);
+                    node
+                })
+                .await
+                .unwrap();
+                let killed = Instant::now();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let c = cluster.clone();
+                tokio::task::spawn_blocking(move || c.restart(node))
+                    .await
+                    .unwrap();
+                killed.elapsed()
+            }
+        }
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let rounds: usize = env_or("WEFT_BENCH_ROUNDS", 5);
     let per_round: usize = env_or("WEFT_BENCH_SIGNUPS", 300);
+    let brokers: String = env_or("WEFT_BENCH_BROKERS", "weft-broker,kafka".to_owned());
+    let mut summary = Vec::new();
+    for broker in brokers.split(',').map(str::trim) {
+        let after_back = match broker {
+            "weft-broker" => measure(false, rounds, per_round).await,
+            "kafka" => measure(true, rounds, per_round).await,
+            other => panic!("WEFT_BENCH_BROKERS: no broker {other:?} (weft-broker, kafka)"),
+        };
+        summary.push((broker.to_owned(), after_back));
+    }
+    println!("\n== counted after the broker served again, over {rounds} rounds");
+    for (broker, mut after_back) in summary {
+        after_back.sort();
+        println!(
+            "{broker:<12} median {:.2} s, worst {:.2} s",
+            common::quantile(&after_back, 0.5).as_secs_f64(),
+            after_back.last().unwrap().as_secs_f64()
+        );
+    }
+}
+
+/// Runs the rounds on the embedded broker or (`kafka`) a cluster of the benchmark's
+/// own; per round, how long after the broker served again every sign-up was counted.
+async fn measure(kafka: bool, rounds: usize, per_round: usize) -> Vec<Duration> {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_owned();
     let ports = Ports::free();
+    let cluster = if kafka {
+        Some(Arc::new(
+            tokio::task::spawn_blocking(Cluster::start).await.unwrap(),
+        ))
+    } else {
+        None
+    };
+    let mesh_broker = match &cluster {
+        Some(c) => MeshBroker::cluster(&c.bootstrap),
+        None => MeshBroker::new(weft_testkit::BrokerKind::Embedded, &ports),
+    };
     let up = {
         let (data, ports) = (data.clone(), ports.clone());
         tokio::task::spawn_blocking(move || {
-            Up::start_env(
+            Up::start_with_broker(
+                mesh_broker,
                 &data,
                 &ports,
                 None,
@@ -85,8 +199,25 @@ async fn main() {
         .await
         .unwrap()
     };
+    let target = match cluster {
+        Some(c) => Target::Kafka(c),
+        None => Target::Embedded {
+            data: data.clone(),
+            port: ports.broker,
+        },
+    };
     println!(
-        "== a broker crash under load: weft up (optimised build, embedded broker, SQLite), {rounds} rounds of {per_round} sign-ups from {CLIENTS} clients, the broker SIGKILLed ~1 s into each"
+        "\n== a broker crash under load on {}: weft up (optimised build, SQLite), {rounds} rounds of {per_round} sign-ups from {CLIENTS} clients, {} SIGKILLed ~1 s into each",
+        if kafka {
+            "Apache Kafka (3 nodes)"
+        } else {
+            "weft-broker"
+        },
+        if kafka {
+            "the leader of user-events/0 (started again 1 s later)"
+        } else {
+            "the embedded broker"
+        }
     );
     let mut after_back = Vec::new();
     for round in 0..rounds {
@@ -96,28 +227,8 @@ async fn main() {
             .map(|c| tokio::spawn(sign_ups(ports.user, round, c, per_round, done.clone())))
             .collect();
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let pid = broker_pid(&data);
         let killed = Instant::now();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
-        // Back: a new broker process that accepts connections.
-        let back = loop {
-            let again = std::fs::read_to_string(data.join("run/broker.pid"))
-                .ok()
-                .and_then(|p| p.trim().parse::<i32>().ok())
-                .is_some_and(|p| p != pid);
-            if again && std::net::TcpStream::connect(("127.0.0.1", ports.broker)).is_ok() {
-                break killed.elapsed();
-            }
-            assert!(
-                killed.elapsed() < Duration::from_secs(60),
-                "the broker never came back"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
+        let back = target.crash().await;
         for c in clients {
             c.await.unwrap();
         }
@@ -146,13 +257,9 @@ async fn main() {
         );
         after_back.push(since_back);
     }
-    after_back.sort();
-    println!(
-        "counted after the broker was back: median {:.2} s, worst {:.2} s over {rounds} rounds",
-        common::quantile(&after_back, 0.5).as_secs_f64(),
-        after_back.last().unwrap().as_secs_f64()
-    );
     tokio::task::spawn_blocking(move || up.stop())
         .await
         .unwrap();
+    drop(target);
+    after_back
 }
