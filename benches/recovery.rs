@@ -4,8 +4,8 @@
 //!
 //! - on weft-broker, the embedded broker (`weft up` starts it again);
 //! - on Apache Kafka, a 3-node cluster of the benchmark's own, the node leading
-//!   `user-events` partition 0, started again a second after the kill (the others
-//!   take over its partitions meanwhile).
+//!   `user-events` partition 0 (started again at once); the partition serves again
+//!   when another node leads it.
 //!
 //! Printed per round: when the broker served again after the kill, and how long after
 //! that (and after the last sign-up was answered) analytics had counted every sign-up
@@ -15,7 +15,9 @@
 //!     cargo bench --bench recovery
 //!
 //! `WEFT_BENCH_ROUNDS` (5), `WEFT_BENCH_SIGNUPS` (300 per round) and
-//! `WEFT_BENCH_BROKERS` (`weft-broker,kafka`) size it.
+//! `WEFT_BENCH_BROKERS` (`weft-broker,kafka`) size it; `WEFT_BENCH_LOG` (`warn`) is the
+//! services' log level, and `WEFT_BENCH_KEEP=1` keeps each mesh's data dir and logs
+//! (printed) to see where the time went.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -74,16 +76,17 @@ fn broker_pid(data: &Path) -> i32 {
         .unwrap()
 }
 
-/// The node leading partition 0 of `topic`.
-fn leader(brokers: &str, topic: &str) -> i32 {
+/// The node leading partition 0 of `topic`, if one does (and the metadata answers).
+fn leader(brokers: &str, topic: &str) -> Option<i32> {
     let client: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
         .unwrap();
     let md = client
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    md.topics()[0].partitions()[0].leader()
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .ok()?;
+    let leader = md.topics().first()?.partitions().first()?.leader();
+    (leader >= 0).then_some(leader)
 }
 
 /// The broker under the mesh, and how one round crashes it.
@@ -124,19 +127,35 @@ impl Target {
             Self::Kafka(cluster) => {
                 let c = cluster.clone();
                 let node = tokio::task::spawn_blocking(move || {
-                    let node = leader(&c.bootstrap, "user-events");
+                    let node = leader(&c.bootstrap, "user-events").expect("a leader");
                     c.kill(node);
                     node
                 })
                 .await
                 .unwrap();
                 let killed = Instant::now();
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                // Served again once the cluster has fenced the dead node and another
+                // replica leads its partition; the node is started again meanwhile,
+                // as an operator would, to restore the replication factor.
                 let c = cluster.clone();
-                tokio::task::spawn_blocking(move || c.restart(node))
-                    .await
-                    .unwrap();
-                killed.elapsed()
+                let restart = tokio::task::spawn_blocking(move || c.restart(node));
+                let back = loop {
+                    let c = cluster.clone();
+                    let now =
+                        tokio::task::spawn_blocking(move || leader(&c.bootstrap, "user-events"))
+                            .await
+                            .unwrap();
+                    if now.is_some_and(|n| n != node) {
+                        break killed.elapsed();
+                    }
+                    assert!(
+                        killed.elapsed() < Duration::from_secs(120),
+                        "no other leader of user-events/0"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                };
+                restart.await.unwrap();
+                back
             }
         }
     }
@@ -173,6 +192,7 @@ async fn main() {
 async fn measure(kafka: bool, rounds: usize, per_round: usize) -> Vec<Duration> {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_owned();
+    let log: String = env_or("WEFT_BENCH_LOG", "warn".to_owned());
     let ports = Ports::free();
     let cluster = if kafka {
         Some(Arc::new(
@@ -193,7 +213,10 @@ async fn measure(kafka: bool, rounds: usize, per_round: usize) -> Vec<Duration> 
                 &data,
                 &ports,
                 None,
-                &[("WEFT_LOG", "warn"), ("WEFT_BROKER_LOG", "warn")],
+                &[
+                    ("WEFT_LOG", log.as_str()),
+                    ("WEFT_BROKER_LOG", log.as_str()),
+                ],
             )
         })
         .await
@@ -214,7 +237,7 @@ async fn measure(kafka: bool, rounds: usize, per_round: usize) -> Vec<Duration> 
             "weft-broker"
         },
         if kafka {
-            "the leader of user-events/0 (started again 1 s later)"
+            "the leader of user-events/0 (back when another node leads it)"
         } else {
             "the embedded broker"
         }
@@ -228,6 +251,7 @@ async fn measure(kafka: bool, rounds: usize, per_round: usize) -> Vec<Duration> 
             .collect();
         tokio::time::sleep(Duration::from_secs(1)).await;
         let killed = Instant::now();
+        let killed_at = humantime::format_rfc3339_millis(std::time::SystemTime::now());
         let back = target.crash().await;
         for c in clients {
             c.await.unwrap();
@@ -247,7 +271,7 @@ async fn measure(kafka: bool, rounds: usize, per_round: usize) -> Vec<Duration> 
         let since_back = counted.saturating_sub(back);
         let since_answered = counted.saturating_sub(answered);
         println!(
-            "round {}: broker back {:.2} s after the kill; last sign-up answered at {:.2} s; all {per_round} counted by analytics at {:.2} s: {:.2} s after the broker was back, {:.2} s after the last answer",
+            "round {} (killed at {killed_at}): broker back {:.2} s after the kill; last sign-up answered at {:.2} s; all {per_round} counted by analytics at {:.2} s: {:.2} s after the broker was back, {:.2} s after the last answer",
             round + 1,
             back.as_secs_f64(),
             answered.as_secs_f64(),
@@ -261,5 +285,8 @@ async fn measure(kafka: bool, rounds: usize, per_round: usize) -> Vec<Duration> 
         .await
         .unwrap();
     drop(target);
+    if std::env::var_os("WEFT_BENCH_KEEP").is_some() {
+        println!("data dir and logs kept in {}", dir.keep().display());
+    }
     after_back
 }
