@@ -30,8 +30,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::env_or;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use support::cluster::Cluster;
+use support::cluster::{Cluster, leader};
 use support::{MeshBroker, Ports, Up};
 use tonic::transport::Endpoint;
 use weft_proto::user::user_service_client::UserServiceClient;
@@ -74,19 +73,6 @@ fn broker_pid(data: &Path) -> i32 {
         .trim()
         .parse()
         .unwrap()
-}
-
-/// The node leading partition 0 of `topic`, if one does (and the metadata answers).
-fn leader(brokers: &str, topic: &str) -> Option<i32> {
-    let client: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let md = client
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .ok()?;
-    let leader = md.topics().first()?.partitions().first()?.leader();
-    (leader >= 0).then_some(leader)
 }
 
 /// The broker under the mesh, and how one round crashes it.

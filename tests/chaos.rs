@@ -29,7 +29,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use sqlx::Row as _;
-use support::cluster::Cluster;
+use support::cluster::{Cluster, leader};
 use support::{BrokerKind, MeshBroker, Ports, Up};
 use tonic::transport::{Channel, Endpoint};
 use weft_proto::user::user_service_client::UserServiceClient;
@@ -192,19 +192,6 @@ async fn until(done: &AtomicUsize, at_least: usize) {
     while done.load(Ordering::SeqCst) < at_least {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// The leader of `topic`'s partition 0, if it has one (and the metadata can be read).
-fn leader(brokers: &str, topic: &str) -> Option<i32> {
-    let client: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let md = client
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .ok()?;
-    let leader = md.topics().first()?.partitions().first()?.leader();
-    (leader >= 0).then_some(leader)
 }
 
 /// The instances (`notification`, `notification-2`, …) in consumer group `group`,

@@ -577,6 +577,45 @@ fn kill_and_wait_back(data: &std::path::Path, name: &str, port: u16) -> i32 {
     })
 }
 
+/// `weft up` on `data` with one restart allowed per 10 minutes and `env`, its output
+/// in files under `dir`; returns once the mesh is up, with a reader of those files.
+fn launch_with_one_restart(
+    dir: &std::path::Path,
+    data: &std::path::Path,
+    ports: &Ports,
+    env: &[(&str, &str)],
+) -> (std::process::Child, std::path::PathBuf) {
+    let (out_path, err_path) = (dir.join("out.txt"), dir.join("err.txt"));
+    let launcher = support::up_command(data, ports)
+        .env("WEFT_MAX_RESTARTS", "1")
+        .env("WEFT_RESTART_WINDOW", "10m")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for("weft up", 120, || {
+        read(&out_path).contains("weft is up").then_some(())
+    });
+    (launcher, err_path)
+}
+
+fn read(p: &std::path::Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// SIGKILLs `name`'s current process.
+fn kill_now(data: &std::path::Path, name: &str) -> i32 {
+    let pid = pid_of(data, name).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    pid
+}
+
 /// A service that crashes more often than the restart window allows is marked failed
 /// and tried again later, while the launcher and the rest of the mesh go on serving.
 #[test]
@@ -584,29 +623,12 @@ fn a_service_crashing_too_often_is_marked_failed_while_the_rest_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let ports = Ports::free();
-    let (out_path, err_path) = (dir.path().join("out.txt"), dir.path().join("err.txt"));
-    let mut launcher = support::up_command(&data, &ports)
-        .env("WEFT_MAX_RESTARTS", "1")
-        .env("WEFT_RESTART_WINDOW", "10m")
-        .env("WEFT_FAILED_RETRY", "3s")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap();
-    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
-    wait_for("weft up", 120, || {
-        read(&out_path).contains("weft is up").then_some(())
-    });
+    let (mut launcher, err_path) =
+        launch_with_one_restart(dir.path(), &data, &ports, &[("WEFT_FAILED_RETRY", "3s")]);
 
     // The first crash is restarted at once; the second within the window marks it failed.
     kill_and_wait_back(&data, "analytics", ports.analytics);
-    let second = pid_of(&data, "analytics").unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(second),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    let second = kill_now(&data, "analytics");
     wait_for("the analytics service marked failed", 30, || {
         read(&err_path)
             .contains("the analytics service crashed 2 times within 10m: marked failed")
@@ -650,28 +672,15 @@ fn a_crash_looping_broker_stops_the_mesh_when_asked_to_fail_fast() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let ports = Ports::free();
-    let (out_path, err_path) = (dir.path().join("out.txt"), dir.path().join("err.txt"));
-    let mut launcher = support::up_command(&data, &ports)
-        .env("WEFT_MAX_RESTARTS", "1")
-        .env("WEFT_RESTART_WINDOW", "10m")
-        .env("WEFT_BROKER_FAIL_FAST", "true")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap();
-    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
-    wait_for("weft up", 120, || {
-        read(&out_path).contains("weft is up").then_some(())
-    });
+    let (mut launcher, err_path) = launch_with_one_restart(
+        dir.path(),
+        &data,
+        &ports,
+        &[("WEFT_BROKER_FAIL_FAST", "true")],
+    );
     // The first crash is restarted; the second within the window stops everything.
     kill_and_wait_back(&data, "broker", ports.broker);
-    let second = pid_of(&data, "broker").unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(second),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    kill_now(&data, "broker");
     let status = wait_for("the launcher to stop", 60, || launcher.try_wait().unwrap());
     let stderr = read(&err_path);
     assert_eq!(status.code(), Some(1), "{stderr}");

@@ -172,15 +172,7 @@ async fn slow_and_greedy_clients_are_cut_off_while_others_are_served() {
         200,
         "the slow client's address, afterwards"
     );
-    let metrics = h
-        .http
-        .get(format!("{}/metrics", h.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics().await;
     assert!(
         metric(&metrics, "connections_refused_total") >= 1.0,
         "{metrics}"

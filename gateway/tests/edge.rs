@@ -517,15 +517,7 @@ async fn requests_are_counted_by_route_template_and_status() {
     let odd = reqwest::Method::from_bytes(b"X-SPRAY-4711").unwrap();
     let refused = h.http.request(odd, h.url("/openapi.json")).send();
     assert_eq!(refused.await.unwrap().status(), 405);
-    let metrics = h
-        .http
-        .get(format!("{}/metrics", h.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics().await;
     let count = |labels: &str| {
         metrics
             .lines()

@@ -99,3 +99,18 @@ impl Drop for Cluster {
             .output();
     }
 }
+
+/// The node leading partition 0 of `topic` on the cluster at `brokers`, if one does
+/// (and the metadata answers).
+pub fn leader(brokers: &str, topic: &str) -> Option<i32> {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    let client: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let md = client
+        .fetch_metadata(Some(topic), std::time::Duration::from_secs(5))
+        .ok()?;
+    let leader = md.topics().first()?.partitions().first()?.leader();
+    (leader >= 0).then_some(leader)
+}

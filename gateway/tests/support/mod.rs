@@ -389,6 +389,12 @@ impl Harness {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+
+    /// The gateway's Prometheus text from its admin port.
+    pub async fn metrics(&self) -> String {
+        let answer = self.http.get(format!("{}/metrics", self.admin)).send();
+        answer.await.unwrap().text().await.unwrap()
+    }
 }
 
 impl Drop for Harness {
