@@ -186,6 +186,9 @@ impl KafkaArgs {
             .set("auto.offset.reset", "earliest")
             .set("max.poll.interval.ms", "300000")
             .set("enable.partition.eof", "false")
+            // librdkafka's statistics carry each partition's high watermark, from
+            // which `consumer_lag` is published (against the stored offsets).
+            .set("statistics.interval.ms", "5000")
             // Kafka and the embedded broker answer a held fetch the moment data
             // arrives, so the wait bounds only how often an idle consumer asks.
             .set("fetch.wait.max.ms", "500");
