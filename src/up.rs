@@ -307,6 +307,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             data_dir.join("mail").display()
         );
     }
+    let scrape = data_dir.join("prometheus.yml");
+    match std::fs::write(&scrape, prometheus_config(&specs)) {
+        Ok(()) => println!(
+            "  {:<34} prometheus --config.file={}",
+            "Prometheus scrape config",
+            scrape.display()
+        ),
+        Err(e) => eprintln!("weft: writing {}: {e}", scrape.display()),
+    }
     println!(
         "  {:<34} weft admin grant <email> staff --data-dir {}",
         "roles (operator only)",
@@ -551,6 +560,26 @@ async fn first_exit(children: &mut [Managed]) -> String {
         return std::future::pending().await;
     }
     futures::future::select_all(waits).await.0
+}
+
+/// A Prometheus configuration that scrapes every admin port of this mesh (`/metrics`)
+/// every 5 s, each target labelled with its service and instance name.
+fn prometheus_config(specs: &[ServiceSpec]) -> String {
+    let mut out = String::from(
+        "# Written by `weft up` for this mesh's admin ports; run\n\
+         #   prometheus --config.file=<this file>\n\
+         global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n\n\
+         scrape_configs:\n  - job_name: weft\n    metrics_path: /metrics\n    static_configs:\n",
+    );
+    for spec in specs {
+        out.push_str(&format!(
+            "      - targets: [\"{}\"]\n        labels: {{ service: {}, instance_name: {} }}\n",
+            local(spec.admin),
+            spec.service,
+            spec.name
+        ));
+    }
+    out
 }
 
 /// `result` as it is, after stopping every child started so far when it is an error:
