@@ -233,9 +233,13 @@ async fn main() {
     // From the analytics service's processing of each event (its `processed_at`, the
     // same clock) to the message that carries it on this client: the stream's own part.
     let delivered: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    // From the server handing each update to the connection (its `sent_at`) to this
+    // client: the transport alone.
+    let transit: Arc<Mutex<Vec<Duration>>> = Arc::default();
     {
         let grpc_seen = grpc_seen.clone();
         let delivered = delivered.clone();
+        let transit = transit.clone();
         let mut request = tonic::Request::new(StreamMetricsRequest {});
         request
             .metadata_mut()
@@ -256,13 +260,20 @@ async fn main() {
             while let Ok(Some(update)) = updates.message().await {
                 let now = Instant::now();
                 let wall = std::time::SystemTime::now();
+                let since = |t: Option<&prost_types::Timestamp>| {
+                    let t = t?;
+                    let at = std::time::UNIX_EPOCH
+                        + Duration::new(
+                            u64::try_from(t.seconds).ok()?,
+                            u32::try_from(t.nanos).ok()?,
+                        );
+                    wall.duration_since(at).ok()
+                };
+                if let Some(d) = since(update.sent_at.as_ref()) {
+                    transit.lock().unwrap().push(d);
+                }
                 for e in update.new_events {
-                    if let Some(at) = e.processed_at.as_ref().and_then(|t| {
-                        let nanos = u32::try_from(t.nanos).ok()?;
-                        let secs = u64::try_from(t.seconds).ok()?;
-                        Some(std::time::UNIX_EPOCH + Duration::new(secs, nanos))
-                    }) && let Ok(d) = wall.duration_since(at)
-                    {
+                    if let Some(d) = since(e.processed_at.as_ref()) {
                         delivered.lock().unwrap().push(d);
                     }
                     let user = e.summary.split_whitespace().nth(3).map(str::to_owned);
@@ -334,6 +345,15 @@ async fn main() {
             latencies.last().copied().unwrap_or_default()
         );
     }
+    let mut transit = transit.lock().unwrap().clone();
+    transit.sort();
+    println!(
+        "latency sent by analytics (sent_at) → its gRPC stream's client (StreamMetrics) at {rate} signups/s: {} updates, p50 {:.2?}, p99 {:.2?}, max {:.2?}",
+        transit.len(),
+        quantile(&transit, 0.5),
+        quantile(&transit, 0.99),
+        transit.last().copied().unwrap_or_default()
+    );
     let mut delivered = delivered.lock().unwrap().clone();
     delivered.sort();
     println!(

@@ -146,7 +146,12 @@ impl AnalyticsApi {
             }
             st.changes.borrow_and_update();
             st.sent_at = Some(tokio::time::Instant::now());
-            let item = next_update(&st.db, &mut st.last_seq, st.with_events).await;
+            let item = next_update(&st.db, &mut st.last_seq, st.with_events)
+                .await
+                .map(|mut update| {
+                    update.sent_at = Some(std::time::SystemTime::now().into());
+                    update
+                });
             st.failed = item.is_err();
             Some((item, st))
         }))
@@ -164,6 +169,7 @@ async fn next_update(
         return Ok(StreamMetricsResponse {
             metrics: Some(metrics),
             new_events: Vec::new(),
+            sent_at: None,
         });
     }
     // A rebuild starts the sequence again: start the feed again with it.
@@ -178,6 +184,7 @@ async fn next_update(
     Ok(StreamMetricsResponse {
         metrics: Some(metrics),
         new_events,
+        sent_at: None,
     })
 }
 
