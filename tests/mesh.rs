@@ -750,6 +750,19 @@ async fn the_metric_stream_follows_changes_and_bad_requests_get_clear_errors() {
         .unwrap()
         .into_inner();
     let snapshot = stream.message().await.unwrap().unwrap();
+    // Each message says when the server sent it, on the server's clock (this one).
+    let sent = snapshot.sent_at.expect("sent_at is set");
+    let received = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let sent = Duration::new(
+        u64::try_from(sent.seconds).unwrap(),
+        u32::try_from(sent.nanos).unwrap(),
+    );
+    assert!(
+        sent <= received && received - sent < WAIT,
+        "sent_at {sent:?} against {received:?} received"
+    );
     let before = snapshot.metrics.unwrap().signups;
     assert_eq!(before, 1);
 
