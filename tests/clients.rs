@@ -3,7 +3,10 @@
 //! (`clients/node`, contracts loaded from `proto/` by @grpc/proto-loader and
 //! protobufjs) each call every RPC of every service of a `weft up` mesh and decode
 //! every event type from the three topics, checking each event's metadata against its
-//! CloudEvents headers.
+//! CloudEvents headers. The Java client (`clients/java`: Maven, grpc-java,
+//! kafka-clients) and the Go client (`clients/go`: buf with protoc-gen-go, grpc-go,
+//! franz-go), built by `scripts/client-java` and `scripts/client-go`, do the same and
+//! read the topics as a consumer group of their own.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -96,4 +99,39 @@ fn the_node_client_calls_every_rpc_and_decodes_every_event() {
 #[test]
 fn the_node_client_calls_every_rpc_and_decodes_every_event_on_kafka() {
     node(BrokerKind::Kafka);
+}
+
+/// The Java or Go client's check through its build script (`scripts/client-LANG`),
+/// which takes a path under `clients/` (`java`, `go/check`) as its first argument.
+fn compiled(kind: BrokerKind, lang: &str, path: &str) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(format!("client-{lang}"));
+    let out = check(kind, script, path, &[]);
+    assert!(
+        out.contains(&format!(
+            "{lang} client: 25 RPCs called; 13 event types decoded"
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_java_client_calls_every_rpc_and_decodes_every_event_in_a_group() {
+    compiled(BrokerKind::Embedded, "java", "java");
+}
+
+#[test]
+fn the_java_client_calls_every_rpc_and_decodes_every_event_in_a_group_on_kafka() {
+    compiled(BrokerKind::Kafka, "java", "java");
+}
+
+#[test]
+fn the_go_client_calls_every_rpc_and_decodes_every_event_in_a_group() {
+    compiled(BrokerKind::Embedded, "go", "go/check");
+}
+
+#[test]
+fn the_go_client_calls_every_rpc_and_decodes_every_event_in_a_group_on_kafka() {
+    compiled(BrokerKind::Kafka, "go", "go/check");
 }
