@@ -332,38 +332,40 @@ async fn main() {
         ),
     ] {
         let seen = seen.lock().unwrap().clone();
-        let mut latencies: Vec<Duration> = sent
+        let latencies: Vec<Duration> = sent
             .iter()
             .filter_map(|(user, at)| seen.get(user).map(|s| s.duration_since(*at)))
             .collect();
-        latencies.sort();
         println!(
-            "latency SignUp answered → {what} at {rate} signups/s: {} of {signups} seen, p50 {:.1?}, p99 {:.1?}, max {:.1?}",
+            "latency SignUp answered → {what} at {rate} signups/s: {} of {signups} seen, {}",
             latencies.len(),
-            quantile(&latencies, 0.5),
-            quantile(&latencies, 0.99),
-            latencies.last().copied().unwrap_or_default()
+            spread(latencies)
         );
     }
-    let mut transit = transit.lock().unwrap().clone();
-    transit.sort();
+    let transit = transit.lock().unwrap().clone();
     println!(
-        "latency sent by analytics (sent_at) → its gRPC stream's client (StreamMetrics) at {rate} signups/s: {} updates, p50 {:.2?}, p99 {:.2?}, max {:.2?}",
+        "latency sent by analytics (sent_at) → its gRPC stream's client (StreamMetrics) at {rate} signups/s: {} updates, {}",
         transit.len(),
-        quantile(&transit, 0.5),
-        quantile(&transit, 0.99),
-        transit.last().copied().unwrap_or_default()
+        spread(transit)
     );
-    let mut delivered = delivered.lock().unwrap().clone();
-    delivered.sort();
+    let delivered = delivered.lock().unwrap().clone();
     println!(
-        "latency processed by analytics → its gRPC stream's client (StreamMetrics) at {rate} signups/s: {} events, p50 {:.1?}, p99 {:.1?}, max {:.1?}",
+        "latency processed by analytics → its gRPC stream's client (StreamMetrics) at {rate} signups/s: {} events, {}",
         delivered.len(),
-        quantile(&delivered, 0.5),
-        quantile(&delivered, 0.99),
-        delivered.last().copied().unwrap_or_default()
+        spread(delivered)
     );
     tokio::task::spawn_blocking(move || up.stop())
         .await
         .unwrap();
+}
+
+/// "p50 …, p99 …, max …" of some latencies.
+fn spread(mut latencies: Vec<Duration>) -> String {
+    latencies.sort();
+    format!(
+        "p50 {:.2?}, p99 {:.2?}, max {:.2?}",
+        quantile(&latencies, 0.5),
+        quantile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or_default()
+    )
 }
