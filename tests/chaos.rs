@@ -404,16 +404,53 @@ async fn chaos(kind: BrokerKind) {
         started.elapsed().as_secs_f64()
     );
 
-    // Exact analytics counts (either replica reads the one database).
+    // `weft lag`: each group's stored offsets, the partitions' ends and which replica
+    // holds each partition.
+    let lag = || {
+        let mut command = std::process::Command::new(support::WEFT);
+        command
+            .args(["lag", "--data-dir"])
+            .arg(dir.path())
+            .env("DATABASE_URL", &mesh.database)
+            .envs(up.broker.env());
+        async move {
+            let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+                .await
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+
+    // Exact analytics counts (either replica reads the one database). A stall leaves
+    // what was counted, `weft lag` and the services' logs behind.
     let port = ports.analytics;
-    let metrics = eventually("exact analytics counts", WAIT, || async move {
+    let deadline = Instant::now() + WAIT;
+    let metrics = loop {
         let m = support::grpc::metrics(port).await;
-        (m.signups >= SIGNUPS as i64
+        if m.signups >= SIGNUPS as i64
             && m.orders_created >= SIGNUPS as i64
-            && m.emails_sent >= (SIGNUPS * EMAILS_PER_SIGNUP) as i64)
-            .then_some(m)
-    })
-    .await;
+            && m.emails_sent >= (SIGNUPS * EMAILS_PER_SIGNUP) as i64
+        {
+            break m;
+        }
+        if Instant::now() >= deadline {
+            let table = lag().await;
+            let logs = dir.keep().join("logs");
+            panic!(
+                "timed out after {WAIT:?} waiting for exact analytics counts: {} sign-ups, {} orders, {} emails counted\nweft lag:\n{table}\nlogs kept in {}",
+                m.signups,
+                m.orders_created,
+                m.emails_sent,
+                logs.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     println!(
         "{:>5.1} s  analytics: {} sign-ups, {} orders, {} emails",
         started.elapsed().as_secs_f64(),
@@ -613,25 +650,6 @@ async fn chaos(kind: BrokerKind) {
     // `weft lag` reads the same offsets: nothing behind, and (once a replica back
     // from its pause has been given its share again) partitions held by both
     // replicas of each service.
-    let lag = || {
-        let mut command = std::process::Command::new(support::WEFT);
-        command
-            .args(["lag", "--data-dir"])
-            .arg(dir.path())
-            .env("DATABASE_URL", &mesh.database)
-            .envs(up.broker.env());
-        async move {
-            let out = tokio::task::spawn_blocking(move || command.output().unwrap())
-                .await
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        }
-    };
     let shared = |table: &str| {
         groups.iter().all(|(service, group)| {
             table.contains(&format!("{group}: 0 behind over "))
