@@ -90,7 +90,8 @@ impl Consumer {
         };
         self.begin_if_new(&marks).await?;
         let deployment = claims::deployment_id(&self.db).await?;
-        self.refuse_other_deployments(&deployment).await?;
+        self.refuse_other_deployments(&deployment, &shutdown)
+            .await?;
 
         let (changes_tx, mut changes) = mpsc::unbounded_channel();
         let mut held = Held::default();
@@ -103,7 +104,11 @@ impl Consumer {
         let client_id = format!("weft:{deployment}:{}", self.replica);
         let consumer: StreamConsumer<GroupContext> = self
             .kafka
-            .consumer(&client_id, &self.group)
+            .consumer(
+                &client_id,
+                &self.group,
+                &format!("{deployment}-{}", self.replica),
+            )
             .create_with_context(context)?;
         // However the loop ends (even by its future being dropped), the consumer's
         // close must release its partitions itself: nothing will take changes then.
@@ -569,7 +574,39 @@ impl Consumer {
     /// Refuses to join a group whose members belong to another deployment (their
     /// client ids carry its identity): two meshes with their own databases would split
     /// the partitions and each apply what the other never sees.
-    async fn refuse_other_deployments(&self, ours: &str) -> Result<(), EventsError> {
+    async fn refuse_other_deployments(
+        &self,
+        ours: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<(), EventsError> {
+        // A mesh stopped a moment ago leaves its static members in the group until
+        // their sessions time out (static members do not leave), and one killed with
+        // -9 leaves any member so: a member of another deployment refuses this one
+        // only if it outlasts a session.
+        let patience = crate::kafka::SESSION_TIMEOUT + Duration::from_secs(3);
+        let started = std::time::Instant::now();
+        let mut said = false;
+        loop {
+            let Err(refusal) = self.foreign_members(ours).await else {
+                return Ok(());
+            };
+            if started.elapsed() >= patience || shutdown.is_cancelled() {
+                return Err(refusal);
+            }
+            if !said {
+                said = true;
+                tracing::info!(group = %self.group, %refusal, wait = ?patience, "waiting for the other deployment's members to leave (a mesh that stopped just now keeps them until their sessions time out)");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = shutdown.cancelled() => {}
+            }
+        }
+    }
+
+    /// An error naming a member of the group from another deployment than `ours`, if
+    /// it has one.
+    async fn foreign_members(&self, ours: &str) -> Result<(), EventsError> {
         let config = self
             .kafka
             .client(&format!("weft-group-check-{}", std::process::id()));

@@ -11,6 +11,10 @@ use rdkafka::producer::{BaseProducer, Producer as _};
 
 use crate::EventsError;
 
+/// How long a consumer group member of the classic protocol may go without a
+/// heartbeat before the coordinator removes it (`session.timeout.ms`).
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Where the brokers are and how topics are laid out.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KafkaArgs {
@@ -42,7 +46,7 @@ pub struct KafkaArgs {
 
 /// What every Kafka client of weft shares beyond the brokers' addresses: extra
 /// librdkafka settings and the prefix of weft's names on the cluster.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
     /// A prefix of every topic and consumer group weft uses, so that several meshes
     /// share one cluster (`team-a.` makes `team-a.user-events`). Letters, digits, `.`,
@@ -58,6 +62,31 @@ pub struct ClientArgs {
     /// every Kafka client: where secrets such as `sasl.password` belong.
     #[arg(long = "kafka-config-file", env = "WEFT_KAFKA_CONFIG_FILE", value_name = "FILE", value_parser = settings::parse_file)]
     pub config_file: Option<settings::SettingsFile>,
+    /// Whether each consumer replica is a static member of its group (KIP-345,
+    /// `group.instance.id` = deployment and replica id, on the classic protocol). A
+    /// replica that restarts, or a group whose coordinator moves, then keeps its
+    /// partitions without a rebalance; but a replica that stops for good holds its
+    /// partitions until its session times out (10 s), since static members do not
+    /// leave. `false` makes every replica a dynamic member.
+    #[arg(
+        long = "kafka-static-membership",
+        env = "WEFT_KAFKA_STATIC_MEMBERSHIP",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub static_membership: bool,
+}
+
+impl Default for ClientArgs {
+    fn default() -> Self {
+        Self {
+            prefix: String::new(),
+            config: Vec::new(),
+            config_file: None,
+            static_membership: true,
+        }
+    }
 }
 
 impl ClientArgs {
@@ -81,6 +110,9 @@ impl ClientArgs {
         }
         for s in &self.config {
             flags.push(format!("--kafka-config={}={}", s.key, s.value));
+        }
+        if !self.static_membership {
+            flags.push("--kafka-static-membership=false".to_owned());
         }
         flags
     }
@@ -174,8 +206,10 @@ impl KafkaArgs {
     }
 
     /// A member of consumer group `group`; its offsets are kept in the service
-    /// database by the runtime, never committed to Kafka.
-    pub fn consumer(&self, client_id: &str, group: &str) -> ClientConfig {
+    /// database by the runtime, never committed to Kafka. `instance` names the
+    /// member across its restarts (its deployment and replica), which makes it a
+    /// static member (see [`ClientArgs::static_membership`]).
+    pub fn consumer(&self, client_id: &str, group: &str, instance: &str) -> ClientConfig {
         let mut c = self.base(client_id);
         c.set("group.id", self.group(group))
             // Offsets live in the service database, committed with the effects.
@@ -196,11 +230,17 @@ impl KafkaArgs {
         // broker and keeps the session and heartbeat settings there
         // (`group.consumer.session.timeout.ms`): librdkafka refuses them from a client.
         if !self.next_group_protocol() {
-            c.set("session.timeout.ms", "10000")
-                .set("heartbeat.interval.ms", "2000")
-                // Members keep what they hold across a rebalance; only what moves is
-                // revoked.
-                .set("partition.assignment.strategy", "cooperative-sticky");
+            c.set(
+                "session.timeout.ms",
+                SESSION_TIMEOUT.as_millis().to_string(),
+            )
+            .set("heartbeat.interval.ms", "2000")
+            // Members keep what they hold across a rebalance; only what moves is
+            // revoked.
+            .set("partition.assignment.strategy", "cooperative-sticky");
+            if self.client.static_membership {
+                c.set("group.instance.id", instance_id(instance));
+            }
         }
         self.operators(c)
     }
@@ -212,6 +252,26 @@ impl KafkaArgs {
             .settings()
             .any(|s| s.key == "group.protocol" && s.value == "consumer")
     }
+}
+
+/// `name` as a Kafka `group.instance.id`: Kafka's alphabet (letters, digits, `.`,
+/// `_`, `-`) and at most 249 characters. A name that had to change keeps a hash of
+/// the original, so two names never meet in one id.
+pub fn instance_id(name: &str) -> String {
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if !name.is_empty() && name.len() <= 249 && name.chars().all(legal) {
+        return name.to_owned();
+    }
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let kept: String = name
+        .chars()
+        .map(|c| if legal(c) { c } else { '_' })
+        .take(200)
+        .collect();
+    format!("{kept}-{hash:016x}")
 }
 
 /// A client context that remembers the last error retrying cannot mend — the brokers
@@ -300,4 +360,27 @@ pub fn broker_probe(
             .map_err(|e| e.to_string())?
         }) as ProbeFuture
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::instance_id;
+
+    #[test]
+    fn instance_ids_keep_legal_names_and_never_merge_illegal_ones() {
+        assert_eq!(
+            instance_id("3f9a0c1d2e4b-replica-1"),
+            "3f9a0c1d2e4b-replica-1"
+        );
+        let spaced = instance_id("dep-my host");
+        let slashed = instance_id("dep-my/host");
+        assert!(spaced.starts_with("dep-my_host-"), "{spaced}");
+        assert_ne!(spaced, slashed);
+        let long = instance_id(&"x".repeat(400));
+        assert!(long.len() <= 249, "{}", long.len());
+        let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        for id in [spaced, slashed, long, instance_id(""), instance_id("é")] {
+            assert!(!id.is_empty() && id.chars().all(legal), "{id:?}");
+        }
+    }
 }

@@ -20,6 +20,10 @@ const OWN: &[(&str, &str)] = &[
         "weft names its consumer groups (--consumer-group, --kafka-prefix)",
     ),
     (
+        "group.instance.id",
+        "weft names each replica's static membership after its deployment and replica id (turn it off with --kafka-static-membership=false)",
+    ),
+    (
         "enable.idempotence",
         "weft's publishers rely on the idempotent producer: a retry never duplicates or reorders",
     ),
@@ -194,6 +198,7 @@ mod tests {
         );
         assert!(parse_setting("enable.idempotence=false").is_err());
         assert!(parse_setting("group.id=mine").is_err());
+        assert!(parse_setting("group.instance.id=mine").is_err());
         assert!(
             parse_setting("client.rack=a\u{7}")
                 .unwrap_err()
