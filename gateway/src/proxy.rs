@@ -64,6 +64,7 @@ pub async fn handle(
     let request_id = policy::request_id(request.headers());
     let span = tracing::info_span!(
         "http",
+        otel.kind = "server",
         method = %request.method(),
         route = tracing::field::Empty,
         status = tracing::field::Empty,
@@ -80,6 +81,8 @@ pub async fn handle(
     .instrument(span.clone())
     .await;
     span.record("route", route.as_str());
+    // Named in traces after the route once it is known (`POST /v1/users`).
+    weft_kit::telemetry::rename(&span, route.clone());
     span.record("status", response.status().as_u16());
     finish(&mut response, &request_id, route, started);
     response

@@ -352,9 +352,13 @@ impl Relay {
         }
 
         let mut deliveries = Vec::with_capacity(pending.len());
+        // One producer span per record, open until the broker's answer, in the trace
+        // of the command that wrote the row; the record carries it on as its parent.
+        let mut spans = Vec::with_capacity(pending.len());
         for p in &pending {
+            let span = publish_span(p);
             let mut headers = OwnedHeaders::new_with_capacity(p.headers.len());
-            for (k, v) in &p.headers {
+            for (k, v) in &traced_headers(&p.headers, &span) {
                 headers = headers.insert(Header {
                     key: k,
                     value: Some(v.as_bytes()),
@@ -364,7 +368,10 @@ impl Relay {
                 .producer
                 .send(&p.topic, Some(p.key.as_bytes()), Some(&p.payload), headers)
             {
-                Ok(delivery) => deliveries.push(delivery),
+                Ok(delivery) => {
+                    deliveries.push(delivery);
+                    spans.push(span);
+                }
                 Err(e) => {
                     // Local queue full or the producer is failing: publish what is
                     // queued and leave the rest for the next round.
@@ -378,14 +385,20 @@ impl Relay {
         // says the broker has it.
         let reports = futures::future::join_all(deliveries).await;
         let (acked, first_error) =
-            acknowledged_in_key_order(pending.iter().zip(reports).map(|(p, report)| {
-                let outcome = match report {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err("producer dropped the delivery".to_owned()),
-                };
-                (p.seq, (p.topic.as_str(), p.key.as_str()), outcome)
-            }));
+            acknowledged_in_key_order(pending.iter().zip(reports).zip(spans).map(
+                |((p, report), span)| {
+                    let outcome = match report {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err("producer dropped the delivery".to_owned()),
+                    };
+                    if let Err(e) = &outcome {
+                        span.record("otel.status_code", "ERROR");
+                        span.record("otel.status_description", e.as_str());
+                    }
+                    (p.seq, (p.topic.as_str(), p.key.as_str()), outcome)
+                },
+            ));
         if !acked.is_empty() {
             // Placeholders are written out because sqlx's Any query builder emits `?`,
             // which PostgreSQL does not accept.
@@ -431,6 +444,49 @@ impl Relay {
         }
         Ok(acked.len())
     }
+}
+
+/// The producer span of publishing `row`: a child of the trace context its command
+/// stored with it.
+fn publish_span(row: &Pending) -> tracing::Span {
+    let span = tracing::info_span!(
+        "publish",
+        otel.name = %format_args!("publish {}", row.topic),
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+        messaging.system = "kafka",
+        messaging.destination.name = %row.topic,
+        outbox.seq = row.seq,
+    );
+    let stored: std::collections::HashMap<String, String> = row
+        .headers
+        .iter()
+        .filter(|(k, _)| crate::envelope::header::TRACE.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    weft_kit::telemetry::set_parent_from(&span, &weft_kit::telemetry::MapCarrier(stored));
+    span
+}
+
+/// `headers` with the trace context replaced by `span`'s, so that a consumer's span is
+/// a child of the publish. A row stored without a trace context gets none.
+fn traced_headers(headers: &[(String, String)], span: &tracing::Span) -> Vec<(String, String)> {
+    let trace = crate::envelope::header::TRACE;
+    if !headers.iter().any(|(k, _)| trace.contains(&k.as_str())) {
+        return headers.to_vec();
+    }
+    let mut carrier = weft_kit::telemetry::MapCarrier::default();
+    weft_kit::telemetry::inject_from(span, &mut carrier);
+    let mut out: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(k, _)| !trace.contains(&k.as_str()) || !carrier.0.contains_key(k))
+        .cloned()
+        .collect();
+    let mut injected: Vec<(String, String)> = carrier.0.into_iter().collect();
+    injected.sort();
+    out.extend(injected);
+    out
 }
 
 /// The rows of a round that may be marked sent, and the first error: each row the

@@ -287,6 +287,8 @@ pub fn method_label(path: &str) -> String {
 pub fn rpc_span<B>(req: &Request<B>) -> tracing::Span {
     let span = tracing::info_span!(
         "rpc",
+        // The operation's name in a trace viewer: `weft.user.v1.UserService/SignUp`.
+        otel.name = %req.uri().path().trim_start_matches('/'),
         otel.kind = "server",
         rpc.system = "grpc",
         rpc.method = %req.uri().path(),

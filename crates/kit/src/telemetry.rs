@@ -82,6 +82,20 @@ pub fn inject_current(carrier: &mut dyn Injector) {
     opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, carrier));
 }
 
+/// Writes `span`'s trace context into a carrier (as [`inject_current`] does for the
+/// current span).
+pub fn inject_from(span: &tracing::Span, carrier: &mut dyn Injector) {
+    let context = span.context();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, carrier));
+}
+
+/// Names `span` in traces by what is known only after it began (a route). Recording
+/// `otel.name` would not do: the name is fixed once the span's context was handed on.
+pub fn rename(span: &tracing::Span, name: String) {
+    use opentelemetry::trace::TraceContextExt as _;
+    span.context().span().update_name(name);
+}
+
 /// Makes the trace context found in `carrier` the parent of `span`.
 pub fn set_parent_from(span: &tracing::Span, carrier: &dyn Extractor) {
     let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(carrier));

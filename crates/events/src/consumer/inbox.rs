@@ -204,6 +204,7 @@ async fn record_in_inbox(
 pub fn record_span(group: &str, received: &Received) -> tracing::Span {
     let span = tracing::info_span!(
         "consume",
+        otel.name = %format_args!("process {}", received.topic),
         otel.kind = "consumer",
         messaging.system = "kafka",
         messaging.destination.name = %received.topic,
