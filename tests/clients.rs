@@ -7,13 +7,134 @@
 //! kafka-clients) and the Go client (`clients/go`: buf with protoc-gen-go, grpc-go,
 //! franz-go), built by `scripts/client-java` and `scripts/client-go`, do the same and
 //! read the topics as a consumer group of their own.
+//!
+//! Before each check the topics get what a newer contract would publish (see
+//! [`publish_contract_additions`]): an event type the clients were built without, on
+//! every partition, and a known type carrying a field added after them. Every client
+//! skips the first by its `ce_type`, says how many it skipped, and decodes the second.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 use std::process::Command;
+use std::time::Duration;
 
-use support::{BrokerKind, Ports, Up, WEFT};
+use prost::Message as _;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use support::{BrokerKind, MeshBroker, Ports, Up, WEFT};
+use weft_events::{Envelope, EventContext};
+use weft_proto::user::{SignupSource, UserSignedUp};
+
+/// An event type no client knows: one a later version of the contract might add.
+const ADDED_TYPE: &str = "weft.user.v1.UserNicknameChosen";
+
+/// Publishes what a newer, compatible contract would: a record of [`ADDED_TYPE`] on
+/// every partition of the three topics (first on each, so every reader meets some
+/// before it has seen every type it waits for), and a `UserSignedUp` carrying a
+/// field the clients' code does not have (number 1000). Returns how many records of
+/// the added type there are.
+fn publish_contract_additions(broker: &MeshBroker) -> usize {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let producer: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", broker.bootstrap())
+            .create()
+            .unwrap();
+        let event = UserSignedUp {
+            metadata: Some(EventContext::root().metadata("user", "test")),
+            user_id: "contract-addition".into(),
+            email: "contract-addition@example.com".into(),
+            name: "Ada Added".into(),
+            source: SignupSource::Api as i32,
+            ..Default::default()
+        };
+        let mut extended = event.encode_to_vec();
+        // Field 1000, length-delimited: the tag's varint, the length, the bytes.
+        extended.extend_from_slice(&[0xc2, 0x3e, 5]);
+        extended.extend_from_slice(b"added");
+        let known = Envelope::of(&event).unwrap().headers();
+        let added: Vec<(String, String)> = known
+            .iter()
+            .map(|(k, v)| {
+                let v = if k == "ce_type" {
+                    ADDED_TYPE.to_owned()
+                } else {
+                    v.clone()
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        let send = |topic: String,
+                    partition: Option<i32>,
+                    payload: Vec<u8>,
+                    headers: Vec<(String, String)>| {
+            let producer = producer.clone();
+            async move {
+                let mut h = OwnedHeaders::new();
+                for (k, v) in &headers {
+                    h = h.insert(Header {
+                        key: k,
+                        value: Some(v.as_bytes()),
+                    });
+                }
+                let mut record = FutureRecord::to(&topic)
+                    .key("contract-addition")
+                    .payload(&payload)
+                    .headers(h);
+                if let Some(p) = partition {
+                    record = record.partition(p);
+                }
+                producer
+                    .send(record, Duration::from_secs(30))
+                    .await
+                    .map_err(|(e, _)| e)
+                    .unwrap();
+            }
+        };
+        let mut count = 0;
+        for topic in ["user-events", "order-events", "notification-events"] {
+            let topic = broker.topic(topic);
+            let metadata = {
+                use rdkafka::producer::Producer as _;
+                producer
+                    .client()
+                    .fetch_metadata(Some(&topic), Duration::from_secs(30))
+                    .unwrap()
+            };
+            let partitions = metadata.topics()[0].partitions().len();
+            assert!(partitions > 0, "{topic} has no partitions");
+            for p in 0..partitions {
+                send(
+                    topic.clone(),
+                    Some(i32::try_from(p).unwrap()),
+                    event.encode_to_vec(),
+                    added.clone(),
+                )
+                .await;
+                count += 1;
+            }
+        }
+        send(broker.topic("user-events"), None, extended, known).await;
+        count
+    })
+}
+
+/// How many records of unknown types a check's summary line says it skipped.
+fn skipped(out: &str) -> usize {
+    let line = out
+        .lines()
+        .find(|l| l.ends_with("records of unknown types skipped"))
+        .unwrap_or_else(|| panic!("no count of skipped records in:\n{out}"));
+    line.rsplit("; ")
+        .next()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
 
 /// Runs a client's check against a fresh mesh on `kind`; its output.
 fn check(
@@ -25,6 +146,7 @@ fn check(
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports::free();
     let up = Up::start_on(kind, dir.path(), &ports, None, &[]);
+    let added = publish_contract_additions(&up.broker);
     let addr = |port: u16| format!("127.0.0.1:{port}");
     let out = Command::new(program)
         .arg(format!("{}/clients/{script}", env!("CARGO_MANIFEST_DIR")))
@@ -47,6 +169,11 @@ fn check(
         String::from_utf8_lossy(&out.stderr)
     );
     up.stop();
+    let seen = skipped(&stdout);
+    assert!(
+        (1..=added).contains(&seen),
+        "the check skipped {seen} records of the {added} of a type it does not know:\n{stdout}"
+    );
     stdout
 }
 

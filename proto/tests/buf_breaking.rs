@@ -166,3 +166,23 @@ fn a_lint_violation_is_caught() {
     );
     assert!(out.contains("ORDER_STATUS_NONE"), "{out}");
 }
+
+#[test]
+fn an_added_field_and_an_added_event_type_are_not_breaking() {
+    // What tests/clients.rs publishes to the clients built from the real tree: a new
+    // field (number 1000) on UserSignedUp and a new event type.
+    let dir = module_copy_with(EVENTS, |t| {
+        let t = t.replacen(
+            "  map<string, string> attributes = 7;\n",
+            "  map<string, string> attributes = 7;\n  // Added later.\n  string added = 1000;\n",
+            1,
+        );
+        format!(
+            "{t}\n// Added later: a user chose a nickname.\nmessage UserNicknameChosen {{\n  // Event envelope.\n  weft.common.v1.EventMetadata metadata = 1;\n  // Id of the user.\n  string user_id = 2;\n  // The nickname.\n  string nickname = 3;\n}}\n"
+        )
+    });
+    let (ok, out) = breaking(dir.path());
+    assert!(ok, "buf breaking rejected an additive change:\n{out}");
+    let (ok, out) = buf(dir.path(), &["lint"]);
+    assert!(ok, "the additive change is not lint-clean:\n{out}");
+}
