@@ -3,8 +3,10 @@
 //! configuration and the one `weft up` writes for its own admin ports; a Prometheus
 //! started on that file scrapes every process of a running mesh, and after a few
 //! sign-ups and an order its HTTP API answers with the RPC counters and durations,
-//! the consumers' lag, the outbox backlog and the gateway's requests. Missing tools
-//! fail these tests; they never skip.
+//! the consumers' lag, the outbox backlog and the gateway's requests, and every
+//! expression of the Grafana dashboards (`deploy/grafana/dashboards`) is accepted and
+//! names only metrics and labels of that scrape. Missing tools fail these tests; they
+//! never skip.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -207,6 +209,218 @@ async fn prometheus_scrapes_the_mesh_and_answers_with_its_rpc_consumer_and_outbo
         .await;
     assert_eq!(waiting, 0.0, "every outbox row published");
 
+    dashboards_match_the_scrape(&prometheus, &http).await;
+
     drop(prometheus);
     up.stop();
+}
+
+/// Every PromQL expression of the Grafana dashboards (`"expr"` of every target),
+/// with the file it is in.
+fn dashboard_expressions() -> Vec<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/dashboards");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let board: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for panel in board["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let file = path.file_name().unwrap().to_string_lossy().into_owned();
+                found.push((file, target["expr"].as_str().unwrap().to_owned()));
+            }
+        }
+    }
+    found
+}
+
+/// The metric names and the grouping labels (`by (…)`, `without (…)`, `on (…)`, …)
+/// of a PromQL expression: a name not followed by `(` that is no keyword or
+/// aggregation, outside label matchers, ranges and strings.
+fn promql_names(expr: &str) -> (Vec<String>, Vec<String>) {
+    // Operators, and the aggregations (which may come before their `by (…)`).
+    const KEYWORDS: &[&str] = &[
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "bool",
+        "offset",
+        "and",
+        "or",
+        "unless",
+        "atan2",
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
+        "limitk",
+    ];
+    const GROUPING: [&str; 6] = [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
+    let chars: Vec<char> = expr.chars().collect();
+    let (mut metrics, mut labels) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    let skip_to = |from: usize, close: char| {
+        let mut j = from;
+        while j < chars.len() && chars[j] != close {
+            if chars[j] == '"' {
+                j += 1;
+                while j < chars.len() && chars[j] != '"' {
+                    j += if chars[j] == '\\' { 2 } else { 1 };
+                }
+            }
+            j += 1;
+        }
+        j + 1
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '{' {
+            i = skip_to(i + 1, '}');
+        } else if c == '[' {
+            i = skip_to(i + 1, ']');
+        } else if c == '"' {
+            i = skip_to(i + 1, '"');
+        } else if c.is_ascii_digit() || c == '.' {
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                i += 1;
+            }
+        } else if c.is_ascii_alphabetic() || c == '_' || c == ':' {
+            let start = i;
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], '_' | ':'))
+            {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let mut next = i;
+            while next < chars.len() && chars[next].is_whitespace() {
+                next += 1;
+            }
+            if GROUPING.contains(&word.as_str()) && chars.get(next) == Some(&'(') {
+                let end = skip_to(next + 1, ')');
+                let list: String = chars[next + 1..end - 1].iter().collect();
+                labels.extend(
+                    list.split(',')
+                        .map(|l| l.trim().to_owned())
+                        .filter(|l| !l.is_empty()),
+                );
+                i = end;
+            } else if !KEYWORDS.contains(&word.as_str()) && chars.get(next) != Some(&'(') {
+                metrics.push(word);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    (metrics, labels)
+}
+
+#[test]
+fn promql_names_finds_metrics_and_grouping_labels() {
+    let (metrics, labels) = promql_names(
+        r#"histogram_quantile(0.99, sum by (service, le) (rate(rpc_server_duration_seconds_bucket{code!="Ok", x=~"a|b"}[1m]))) / on (service) group_left max without (job) (up) > bool 0.5"#,
+    );
+    assert_eq!(metrics, ["rpc_server_duration_seconds_bucket", "up"]);
+    assert_eq!(labels, ["service", "le", "service", "job"]);
+}
+
+/// Every dashboard expression is accepted by Prometheus, names only metrics the
+/// scrape has, and groups only by labels those metrics carry.
+async fn dashboards_match_the_scrape(prometheus: &Prometheus, http: &reqwest::Client) {
+    let expressions = dashboard_expressions();
+    assert!(!expressions.is_empty(), "no dashboard expressions found");
+    let names: Value = http
+        .get(format!("{}/api/v1/label/__name__/values", prometheus.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = names["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut problems = Vec::new();
+    for (file, expr) in &expressions {
+        let answer: Value = http
+            .get(format!("{}/api/v1/query", prometheus.url))
+            .query(&[("query", expr.as_str())])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if answer["status"] != "success" {
+            problems.push(format!(
+                "{file}: {expr}: Prometheus refused it: {}",
+                answer["error"]
+            ));
+        }
+        let (metrics, grouping) = promql_names(expr);
+        assert!(!metrics.is_empty(), "{file}: {expr}: no metric found in it");
+        for metric in &metrics {
+            if !names.contains(&metric.as_str()) {
+                problems.push(format!(
+                    "{file}: {expr}: no series named {metric} in the scrape"
+                ));
+            }
+        }
+        let matcher = format!("{{__name__=~\"{}\"}}", metrics.join("|"));
+        let carried: Value = http
+            .get(format!("{}/api/v1/labels", prometheus.url))
+            .query(&[("match[]", matcher.as_str())])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let carried: Vec<&str> = carried["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        for label in &grouping {
+            if !carried.contains(&label.as_str()) {
+                problems.push(format!(
+                    "{file}: {expr}: its metrics carry no label {label} (they carry {carried:?})"
+                ));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "dashboards out of step with the scrape:\n{}",
+        problems.join("\n")
+    );
+    println!(
+        "{} dashboard expressions checked against the scrape",
+        expressions.len()
+    );
 }
