@@ -157,12 +157,7 @@ impl App {
             let _ = jwks.await;
             let _ = housekeeping.await;
         };
-        if tokio::time::timeout(grace, background).await.is_err() {
-            tracing::warn!(
-                ?grace,
-                "background tasks did not stop within the grace period"
-            );
-        }
+        weft_kit::shutdown::drain(grace, background).await;
         tracing::info!("gateway stopped");
         Ok(())
     }

@@ -191,12 +191,7 @@ impl App {
             let _ = admin.await;
             let _ = jwks.await;
         };
-        if tokio::time::timeout(grace, background).await.is_err() {
-            tracing::warn!(
-                ?grace,
-                "background tasks did not stop within the grace period"
-            );
-        }
+        weft_kit::shutdown::drain(grace, background).await;
         if let Some(e) = failure {
             let unrecoverable = e.needs_the_operator();
             return Err(weft_kit::cli::failure(e, unrecoverable));

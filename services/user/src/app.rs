@@ -138,12 +138,7 @@ impl App {
             let _ = relay.await;
             let _ = admin.await;
         };
-        if tokio::time::timeout(grace, background).await.is_err() {
-            tracing::warn!(
-                ?grace,
-                "background tasks did not stop within the grace period"
-            );
-        }
+        weft_kit::shutdown::drain(grace, background).await;
         served.map_err(Into::into)
     }
 }
