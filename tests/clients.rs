@@ -20,7 +20,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use prost::Message as _;
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use support::{BrokerKind, MeshBroker, Ports, Up, WEFT};
 use weft_events::{Envelope, EventContext};
@@ -71,13 +70,7 @@ fn publish_contract_additions(broker: &MeshBroker) -> usize {
                     headers: Vec<(String, String)>| {
             let producer = producer.clone();
             async move {
-                let mut h = OwnedHeaders::new();
-                for (k, v) in &headers {
-                    h = h.insert(Header {
-                        key: k,
-                        value: Some(v.as_bytes()),
-                    });
-                }
+                let h = support::kafka_headers(&headers);
                 let mut record = FutureRecord::to(&topic)
                     .key("contract-addition")
                     .payload(&payload)

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use support::{BrokerKind, MeshBroker, Ports, Up, WEFT};
@@ -46,13 +45,7 @@ async fn send(
     payload: &[u8],
     headers: &[(String, String)],
 ) {
-    let mut h = OwnedHeaders::new();
-    for (k, v) in headers {
-        h = h.insert(Header {
-            key: k,
-            value: Some(v.as_bytes()),
-        });
-    }
+    let h = support::kafka_headers(headers);
     producer
         .send(
             FutureRecord::to(topic).key(key).payload(payload).headers(h),

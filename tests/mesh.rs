@@ -636,13 +636,7 @@ async fn poison_records_go_to_the_dead_letter_topic_and_processing_goes_on() {
     let send = |headers: Vec<(String, String)>, value: Vec<u8>| {
         let producer = producer.clone();
         async move {
-            let mut h = OwnedHeaders::new();
-            for (k, v) in &headers {
-                h = h.insert(Header {
-                    key: k,
-                    value: Some(v.as_bytes()),
-                });
-            }
+            let h = support::kafka_headers(&headers);
             let record: FutureRecord<'_, str, [u8]> = FutureRecord::to("user-events")
                 .key("poison")
                 .payload(value.as_slice())

@@ -59,6 +59,18 @@ impl Prometheus {
         }
     }
 
+    /// The JSON answer of `GET /api/v1/{path}` with `params`.
+    async fn api(&self, http: &reqwest::Client, path: &str, params: &[(&str, &str)]) -> Value {
+        http.get(format!("{}/api/v1/{path}", self.url))
+            .query(params)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// The result vector of an instant query.
     async fn query(&self, http: &reqwest::Client, promql: &str) -> Vec<Value> {
         let Ok(answer) = http
@@ -241,14 +253,9 @@ fn dashboard_expressions() -> Vec<(String, String)> {
 /// of a PromQL expression: a name not followed by `(` that is no keyword or
 /// aggregation, outside label matchers, ranges and strings.
 fn promql_names(expr: &str) -> (Vec<String>, Vec<String>) {
-    // Operators, and the aggregations (which may come before their `by (…)`).
+    // Besides GROUPING: operators, and the aggregations (which may come before
+    // their `by (…)`).
     const KEYWORDS: &[&str] = &[
-        "by",
-        "without",
-        "on",
-        "ignoring",
-        "group_left",
-        "group_right",
         "bool",
         "offset",
         "and",
@@ -326,7 +333,10 @@ fn promql_names(expr: &str) -> (Vec<String>, Vec<String>) {
                         .filter(|l| !l.is_empty()),
                 );
                 i = end;
-            } else if !KEYWORDS.contains(&word.as_str()) && chars.get(next) != Some(&'(') {
+            } else if !KEYWORDS.contains(&word.as_str())
+                && !GROUPING.contains(&word.as_str())
+                && chars.get(next) != Some(&'(')
+            {
                 metrics.push(word);
             }
         } else {
@@ -345,36 +355,25 @@ fn promql_names_finds_metrics_and_grouping_labels() {
     assert_eq!(labels, ["service", "le", "service", "job"]);
 }
 
+/// The strings of a JSON array (none when it is not one).
+fn strings(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 /// Every dashboard expression is accepted by Prometheus, names only metrics the
 /// scrape has, and groups only by labels those metrics carry.
 async fn dashboards_match_the_scrape(prometheus: &Prometheus, http: &reqwest::Client) {
     let expressions = dashboard_expressions();
     assert!(!expressions.is_empty(), "no dashboard expressions found");
-    let names: Value = http
-        .get(format!("{}/api/v1/label/__name__/values", prometheus.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let names: Vec<&str> = names["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let names = prometheus.api(http, "label/__name__/values", &[]).await;
+    let names = strings(&names["data"]);
     let mut problems = Vec::new();
     for (file, expr) in &expressions {
-        let answer: Value = http
-            .get(format!("{}/api/v1/query", prometheus.url))
-            .query(&[("query", expr.as_str())])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let answer = prometheus.api(http, "query", &[("query", expr)]).await;
         if answer["status"] != "success" {
             problems.push(format!(
                 "{file}: {expr}: Prometheus refused it: {}",
@@ -391,21 +390,10 @@ async fn dashboards_match_the_scrape(prometheus: &Prometheus, http: &reqwest::Cl
             }
         }
         let matcher = format!("{{__name__=~\"{}\"}}", metrics.join("|"));
-        let carried: Value = http
-            .get(format!("{}/api/v1/labels", prometheus.url))
-            .query(&[("match[]", matcher.as_str())])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let carried: Vec<&str> = carried["data"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+        let carried = prometheus
+            .api(http, "labels", &[("match[]", &matcher)])
+            .await;
+        let carried = strings(&carried["data"]);
         for label in &grouping {
             if !carried.contains(&label.as_str()) {
                 problems.push(format!(

@@ -492,3 +492,16 @@ pub mod rest {
         post(http, format!("{base}/v1/orders"), Some(token), items).await["order"].take()
     }
 }
+
+/// Kafka record headers from `(name, value)` pairs, as an event's envelope gives them.
+pub fn kafka_headers(pairs: &[(String, String)]) -> rdkafka::message::OwnedHeaders {
+    pairs.iter().fold(
+        rdkafka::message::OwnedHeaders::new_with_capacity(pairs.len()),
+        |h, (k, v)| {
+            h.insert(rdkafka::message::Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            })
+        },
+    )
+}
