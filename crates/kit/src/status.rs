@@ -24,6 +24,38 @@ impl FieldViolation {
     }
 }
 
+/// Collects field violations while parsing a request, for a service whose error `E`
+/// has a variant for them (`From<Vec<FieldViolation>>`).
+#[derive(Debug)]
+pub struct Violations<E>(Vec<FieldViolation>, std::marker::PhantomData<fn() -> E>);
+
+impl<E> Default for Violations<E> {
+    fn default() -> Self {
+        Self(Vec::new(), std::marker::PhantomData)
+    }
+}
+
+impl<E: From<Vec<FieldViolation>>> Violations<E> {
+    /// Records that `field` is invalid.
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation::new(field, description));
+    }
+
+    /// What was recorded so far.
+    pub fn list(&self) -> &[FieldViolation] {
+        &self.0
+    }
+
+    /// `Ok(value)` when nothing was recorded, else the service's error for them.
+    pub fn finish<T>(self, value: T) -> Result<T, E> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(E::from(self.0))
+        }
+    }
+}
+
 /// `INVALID_ARGUMENT` with a `google.rpc.BadRequest` naming each offending field.
 pub fn invalid_argument(violations: &[FieldViolation]) -> Status {
     let message = match violations {

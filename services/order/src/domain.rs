@@ -74,22 +74,11 @@ impl From<weft_events::EventsError> for OrderError {
 }
 
 /// Collects field violations while parsing a request.
-#[derive(Debug, Default)]
-pub struct Violations(pub Vec<FieldViolation>);
+pub type Violations = weft_kit::status::Violations<OrderError>;
 
-impl Violations {
-    /// Records that `field` is invalid.
-    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push(FieldViolation::new(field, description));
-    }
-
-    /// `Ok(value)` when nothing was recorded.
-    pub fn finish<T>(self, value: T) -> Result<T, OrderError> {
-        if self.0.is_empty() {
-            Ok(value)
-        } else {
-            Err(OrderError::Invalid(self.0))
-        }
+impl From<Vec<FieldViolation>> for OrderError {
+    fn from(list: Vec<FieldViolation>) -> Self {
+        Self::Invalid(list)
     }
 }
 
@@ -331,7 +320,7 @@ mod tests {
             &mut v,
         );
         let (lines, c, total) = price_lines(&wanted, &catalogue(), &mut v).unwrap();
-        assert!(v.0.is_empty(), "{:?}", v.0);
+        assert!(v.list().is_empty(), "{:?}", v.list());
         assert_eq!((c.code, total), ("USD", 10_997));
         assert_eq!((lines[0].unit_minor, lines[0].name.as_str()), (2999, "MUG"));
     }
@@ -351,7 +340,7 @@ mod tests {
         ];
         let wanted = parse_items(&bad, &mut v);
         price_lines(&wanted, &catalogue(), &mut v);
-        let fields: Vec<_> = v.0.iter().map(|f| f.field.as_str()).collect();
+        let fields: Vec<_> = v.list().iter().map(|f| f.field.as_str()).collect();
         assert_eq!(
             fields,
             [
@@ -371,7 +360,7 @@ mod tests {
         let many: Vec<_> = (0..10_000).map(|_| item("mug", 1, None)).collect();
         let mut v = Violations::default();
         assert!(parse_items(&many, &mut v).is_empty());
-        assert_eq!(v.0[0].field, "items");
+        assert_eq!(v.list()[0].field, "items");
     }
 
     #[test]

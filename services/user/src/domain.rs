@@ -63,22 +63,11 @@ impl From<sqlx::Error> for UserError {
 }
 
 /// Collects field violations while parsing a request.
-#[derive(Debug, Default)]
-pub struct Violations(Vec<FieldViolation>);
+pub type Violations = weft_kit::status::Violations<UserError>;
 
-impl Violations {
-    /// Records that `field` is invalid.
-    pub fn add(&mut self, field: &str, description: impl Into<String>) {
-        self.0.push(FieldViolation::new(field, description));
-    }
-
-    /// `Ok(value)` when nothing was recorded.
-    pub fn finish<T>(self, value: T) -> Result<T, UserError> {
-        if self.0.is_empty() {
-            Ok(value)
-        } else {
-            Err(UserError::Invalid(self.0))
-        }
+impl From<Vec<FieldViolation>> for UserError {
+    fn from(list: Vec<FieldViolation>) -> Self {
+        Self::Invalid(list)
     }
 }
 

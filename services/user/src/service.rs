@@ -468,7 +468,7 @@ impl UserApi {
                     }
                 }
                 other => v.add(
-                    &format!("update_mask.paths[{i}]"),
+                    format!("update_mask.paths[{i}]"),
                     format!("{other:?} cannot be changed; use name, phone, email or metadata"),
                 ),
             }
