@@ -15,22 +15,8 @@
 
 use weft_auth::Caller;
 
+pub use crate::domain::Action;
 use crate::domain::OrderError;
-
-/// What a caller wants to do with an order of `owner`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// GetOrder, ListOrders.
-    Read,
-    /// PayOrder.
-    Pay,
-    /// CancelOrder.
-    Cancel,
-    /// ShipOrder.
-    Ship,
-    /// DeliverOrder.
-    Deliver,
-}
 
 /// `Ok` when `caller` may do `action` to an order of `owner`.
 pub fn check(caller: &Caller, action: Action, owner: &str) -> Result<(), OrderError> {

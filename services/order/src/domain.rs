@@ -246,17 +246,45 @@ pub fn price_lines(
     Some((lines, currency?, total))
 }
 
+/// What a caller wants to do with an order of `owner`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// GetOrder, ListOrders.
+    Read,
+    /// PayOrder.
+    Pay,
+    /// CancelOrder.
+    Cancel,
+    /// ShipOrder.
+    Ship,
+    /// DeliverOrder.
+    Deliver,
+}
+
+impl Action {
+    /// The action's word in errors: `pay`, `ship`, ….
+    pub fn verb(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Pay => "pay",
+            Self::Cancel => "cancel",
+            Self::Ship => "ship",
+            Self::Deliver => "deliver",
+        }
+    }
+}
+
 /// The status an action leads to, or why it may not happen.
-pub fn transition(from: OrderStatus, action: &'static str) -> Result<OrderStatus, OrderError> {
+pub fn transition(from: OrderStatus, action: Action) -> Result<OrderStatus, OrderError> {
     use OrderStatus::*;
     let to = match (action, from) {
-        ("pay", Pending) => Confirmed,
-        ("ship", Confirmed | Processing) => Shipped,
-        ("deliver", Shipped) => Delivered,
-        ("cancel", Pending | Confirmed | Processing) => Cancelled,
+        (Action::Pay, Pending) => Confirmed,
+        (Action::Ship, Confirmed | Processing) => Shipped,
+        (Action::Deliver, Shipped) => Delivered,
+        (Action::Cancel, Pending | Confirmed | Processing) => Cancelled,
         _ => {
             return Err(OrderError::IllegalTransition {
-                action,
+                action: action.verb(),
                 from: from.as_str_name(),
             });
         }
@@ -366,18 +394,19 @@ mod tests {
     #[test]
     fn the_state_machine() {
         use OrderStatus::*;
-        assert_eq!(transition(Pending, "pay").unwrap(), Confirmed);
-        assert_eq!(transition(Confirmed, "ship").unwrap(), Shipped);
-        assert_eq!(transition(Shipped, "deliver").unwrap(), Delivered);
-        assert_eq!(transition(Pending, "cancel").unwrap(), Cancelled);
+        assert_eq!(transition(Pending, Action::Pay).unwrap(), Confirmed);
+        assert_eq!(transition(Confirmed, Action::Ship).unwrap(), Shipped);
+        assert_eq!(transition(Shipped, Action::Deliver).unwrap(), Delivered);
+        assert_eq!(transition(Pending, Action::Cancel).unwrap(), Cancelled);
         for (from, action) in [
-            (Pending, "ship"),
-            (Shipped, "cancel"),
-            (Cancelled, "pay"),
-            (Delivered, "ship"),
-            (Confirmed, "pay"),
+            (Pending, Action::Ship),
+            (Shipped, Action::Cancel),
+            (Cancelled, Action::Pay),
+            (Delivered, Action::Ship),
+            (Confirmed, Action::Pay),
+            (Pending, Action::Read),
         ] {
-            assert!(transition(from, action).is_err(), "{from:?} {action}");
+            assert!(transition(from, action).is_err(), "{from:?} {action:?}");
         }
     }
 }

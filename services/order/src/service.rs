@@ -254,7 +254,7 @@ impl OrderApi {
         if !(1..=12).contains(&card.exp_month) {
             v.add("card.exp_month", "must be 1–12");
         }
-        let now = chrono_like_year_month();
+        let now = year_month_now();
         if card.exp_year < now.0 || (card.exp_year == now.0 && card.exp_month < now.1) {
             v.add("card.exp_year", "the card has expired");
         }
@@ -264,7 +264,7 @@ impl OrderApi {
         v.finish(())?;
         let mut order = self.visible(caller, &req.order_id, Action::Pay).await?;
         let from = order.status;
-        let to = domain::transition(from, "pay")?;
+        let to = domain::transition(from, Action::Pay)?;
         let card = Card { number };
         let amount = Some(money::from_minor(order.currency, order.total_minor));
         let outcome = self
@@ -338,16 +338,11 @@ impl OrderApi {
         caller: &Caller,
         ctx: EventContext,
         order_id: &str,
-        action: &'static str,
+        action: Action,
         reason: String,
         apply: impl FnOnce(&mut OrderRecord),
     ) -> Result<OrderRecord, OrderError> {
-        let check = match action {
-            "ship" => Action::Ship,
-            "deliver" => Action::Deliver,
-            _ => Action::Cancel,
-        };
-        let mut order = self.visible(caller, order_id, check).await?;
+        let mut order = self.visible(caller, order_id, action).await?;
         let from = order.status;
         order.status = domain::transition(from, action)?;
         apply(&mut order);
@@ -357,12 +352,12 @@ impl OrderApi {
         let mut tx = self.db.begin().await?;
         if !store::update(&mut tx, &order, from).await? {
             return Err(OrderError::IllegalTransition {
-                action,
+                action: action.verb(),
                 from: "changed meanwhile",
             });
         }
         match action {
-            "ship" => {
+            Action::Ship => {
                 let e = OrderShipped {
                     metadata: meta,
                     order_id,
@@ -372,7 +367,7 @@ impl OrderApi {
                 };
                 Outbox::enqueue(&mut tx, &e).await?;
             }
-            "deliver" => {
+            Action::Deliver => {
                 Outbox::enqueue(
                     &mut tx,
                     &OrderDelivered {
@@ -403,20 +398,10 @@ impl OrderApi {
 }
 
 /// (year, month) now, UTC.
-fn chrono_like_year_month() -> (i32, i32) {
-    let days = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 86_400) as i64;
-    // Civil-from-days (Howard Hinnant's algorithm), enough for an expiry check.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year as i32, month as i32)
+fn year_month_now() -> (i32, i32) {
+    use chrono::Datelike as _;
+    let today = chrono::Utc::now().date_naive();
+    (today.year(), i32::try_from(today.month()).unwrap_or(12))
 }
 
 #[tonic::async_trait]
@@ -532,10 +517,17 @@ impl OrderService for OrderApi {
         }
         v.finish(()).map_err(status)?;
         let order = self
-            .advance(&caller, ctx, &req.order_id, "ship", String::new(), |o| {
-                o.carrier = carrier;
-                o.tracking_number = tracking;
-            })
+            .advance(
+                &caller,
+                ctx,
+                &req.order_id,
+                Action::Ship,
+                String::new(),
+                |o| {
+                    o.carrier = carrier;
+                    o.tracking_number = tracking;
+                },
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(ShipOrderResponse {
@@ -554,7 +546,7 @@ impl OrderService for OrderApi {
                 &caller,
                 ctx,
                 &request.get_ref().order_id,
-                "deliver",
+                Action::Deliver,
                 String::new(),
                 |_| {},
             )
@@ -580,7 +572,7 @@ impl OrderService for OrderApi {
                 &caller,
                 ctx,
                 &req.order_id,
-                "cancel",
+                Action::Cancel,
                 req.reason.trim().to_owned(),
                 |_| {},
             )
