@@ -7,6 +7,9 @@
 //! service consumes `UserSignedUp` and creates one welcome order per user. Callers are
 //! known from their access token: a user sees only their own orders.
 
+/// Version stamped on emitted events.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 pub mod access;
 pub mod app;
 pub mod catalog;
@@ -16,6 +19,7 @@ pub mod money;
 pub mod payment;
 pub mod service;
 pub mod store;
+pub mod views;
 pub mod welcome;
 
 pub use app::App;

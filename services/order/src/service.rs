@@ -6,22 +6,20 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use tonic_types::StatusExt as _;
 use weft_auth::Caller;
-use weft_events::db::timestamp;
 use weft_events::outbox::RelayWaker;
 use weft_events::{Database, EventContext, Outbox};
 use weft_kit::paging::{page_token, parse_page_token};
 use weft_proto::order::order_service_server::OrderService;
 use weft_proto::order::*;
 
+use crate::VERSION;
 use crate::access::{self, Action};
 use crate::catalog;
 use crate::domain::{self, OrderError, Violations};
 use crate::money;
 use crate::payment::{Card, Charge, PaymentProvider, luhn};
 use crate::store::{self, OrderRecord};
-
-/// Version stamped on emitted events.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+use crate::views::{created_event, to_proto};
 
 /// The order service's handlers.
 pub struct OrderApi {
@@ -64,48 +62,6 @@ pub fn status(e: OrderError) -> Status {
             Status::unavailable("the payment provider is unavailable; retry later")
         }
         OrderError::Internal(err) => weft_kit::status::internal(err.as_ref()),
-    }
-}
-
-/// The API view of a stored order.
-pub fn to_proto(o: &OrderRecord) -> Order {
-    Order {
-        order_id: o.order_id.clone(),
-        user_id: o.user_id.clone(),
-        items: items(o),
-        total: Some(money::from_minor(o.currency, o.total_minor)),
-        status: o.status as i32,
-        kind: o.kind as i32,
-        carrier: o.carrier.clone(),
-        tracking_number: o.tracking_number.clone(),
-        create_time: Some(timestamp(o.created_at)),
-        update_time: Some(timestamp(o.updated_at)),
-    }
-}
-
-/// The lines of an order as API items.
-pub fn items(o: &OrderRecord) -> Vec<OrderItem> {
-    o.lines
-        .iter()
-        .map(|l| OrderItem {
-            product_id: l.product_id.clone(),
-            name: l.name.clone(),
-            quantity: l.quantity,
-            unit_price: Some(money::from_minor(o.currency, l.unit_minor)),
-        })
-        .collect()
-}
-
-/// The `OrderCreated` event of an order.
-pub fn created_event(o: &OrderRecord, ctx: &EventContext) -> OrderCreated {
-    OrderCreated {
-        metadata: Some(ctx.metadata("order", VERSION)),
-        order_id: o.order_id.clone(),
-        user_id: o.user_id.clone(),
-        items: items(o),
-        total: Some(money::from_minor(o.currency, o.total_minor)),
-        status: o.status as i32,
-        kind: o.kind as i32,
     }
 }
 

@@ -9,10 +9,10 @@ use weft_events::consumer::{Handler, HandlerError, Received};
 use weft_proto::order::{OrderKind, OrderStatus};
 use weft_proto::user::UserSignedUp;
 
-use crate::domain::Line;
+use crate::domain::{self, Action, Line};
 use crate::money::Currency;
-use crate::service::created_event;
 use crate::store::{self, OrderRecord};
+use crate::views::created_event;
 
 /// Product id of the welcome package.
 pub const WELCOME_PRODUCT: &str = "welcome-package";
@@ -38,11 +38,14 @@ impl Handler for WelcomeOrders {
         }
         let currency = Currency::from_code("USD")
             .ok_or_else(|| HandlerError::Permanent("USD unknown".into()))?;
+        // Free, and paid for by the house: the state machine's pay step, no charge.
+        let status = domain::transition(OrderStatus::Pending, Action::Pay)
+            .map_err(|e| HandlerError::Permanent(e.to_string()))?;
         let now = weft_events::db::now_micros();
         let order = OrderRecord {
             order_id: uuid::Uuid::now_v7().to_string(),
             user_id: user_id.to_owned(),
-            status: OrderStatus::Confirmed,
+            status,
             kind: OrderKind::Welcome,
             currency,
             total_minor: 0,
