@@ -102,6 +102,14 @@ impl RelayWaker {
     pub fn wake(&self) {
         self.0.notify_one();
     }
+
+    /// Commits `tx`, which wrote outbox rows, and wakes the relay for them: what a
+    /// command does last.
+    pub async fn commit(&self, tx: crate::db::WriteTx) -> Result<(), sqlx::Error> {
+        tx.commit().await?;
+        self.wake();
+        Ok(())
+    }
 }
 
 /// The channel on which PostgreSQL announces committed outbox rows (see the

@@ -404,8 +404,7 @@ impl Deliverer {
             enqueued.map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
             recorded.push(*row);
         }
-        tx.commit().await?;
-        self.relay.wake();
+        self.relay.commit(tx).await?;
         for row in recorded {
             metrics::counter!("notifications_sent_total", "template" => row.template.clone(), "channel" => row.channel.as_str_name())
                 .increment(1);

@@ -166,8 +166,7 @@ impl OrderApi {
             return retried(existing);
         }
         Outbox::enqueue(&mut tx, &created_event(&order, &ctx)).await?;
-        tx.commit().await?;
-        self.relay.wake();
+        self.relay.commit(tx).await?;
         tracing::info!(order_id = %order.order_id, total = %money::display(order.currency, order.total_minor), "order created");
         Ok(order)
     }
@@ -283,8 +282,7 @@ impl OrderApi {
                 })
             }
         };
-        tx.commit().await?;
-        self.relay.wake();
+        self.relay.commit(tx).await?;
         result
     }
 
@@ -347,8 +345,7 @@ impl OrderApi {
                 .await?
             }
         }
-        tx.commit().await?;
-        self.relay.wake();
+        self.relay.commit(tx).await?;
         Ok(order)
     }
 }

@@ -203,8 +203,7 @@ impl UserApi {
             )
             .await?;
         }
-        tx.commit().await?;
-        self.relay.wake();
+        self.relay.commit(tx).await?;
         tracing::info!(user_id = %user.user_id, "user signed up");
         Ok(user)
     }
@@ -306,8 +305,7 @@ impl UserApi {
             store::update(&mut tx, &user).await?;
             contact::verified(&mut tx, &ctx, &user.user_id, ContactKind::Email, &address).await?;
         }
-        tx.commit().await?;
-        self.relay.wake();
+        self.relay.commit(tx).await?;
         Ok(user)
     }
 
@@ -337,8 +335,7 @@ impl UserApi {
                 store::update(&mut tx, &user).await?;
                 contact::verified(&mut tx, &ctx, &user.user_id, ContactKind::Phone, &address)
                     .await?;
-                tx.commit().await?;
-                self.relay.wake();
+                self.relay.commit(tx).await?;
                 Ok(user)
             }
             CodeCheck::Verified(_) | CodeCheck::Gone => {
@@ -402,8 +399,7 @@ impl UserApi {
             });
         }
         contact::request(&mut tx, &ctx, &user.user_id, kind, &address, now).await?;
-        tx.commit().await?;
-        self.relay.wake();
+        self.relay.commit(tx).await?;
         Ok(())
     }
 
@@ -513,8 +509,7 @@ impl UserApi {
             )
             .await?;
         }
-        tx.commit().await?;
-        self.relay.wake();
+        self.relay.commit(tx).await?;
         Ok(user)
     }
 }
