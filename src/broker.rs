@@ -12,6 +12,8 @@ use clap::Parser;
 use tokio::process::Child;
 use weft_kit::config::TelemetryArgs;
 
+use crate::children::tail_of;
+
 /// `weft serve broker`: the embedded Kafka-compatible broker.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -118,11 +120,4 @@ impl EmbeddedBroker {
         crate::children::record_pid(&self.mesh_dir, "broker", &child)?;
         Ok(child)
     }
-}
-
-/// The last lines of a log file, for error messages.
-pub fn tail_of(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(15)..].join("\n")
 }

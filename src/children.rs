@@ -134,7 +134,7 @@ pub async fn wait_healthy(
             bail!(
                 "the {name} service exited with {status} during start-up; see {}:\n{}",
                 log.display(),
-                crate::broker::tail_of(log)
+                tail_of(log)
             );
         }
         let ready = match spec.kind {
@@ -148,7 +148,7 @@ pub async fn wait_healthy(
             bail!(
                 "the {name} service was not healthy within {timeout:?}; see {}:\n{}",
                 log.display(),
-                crate::broker::tail_of(log)
+                tail_of(log)
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -192,4 +192,11 @@ async fn serving(addr: SocketAddr) -> bool {
         })
         .await
         .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32)
+}
+
+/// The last lines of a log file, for error messages.
+pub fn tail_of(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
 }

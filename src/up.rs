@@ -16,7 +16,7 @@ use weft_events::topics;
 
 use std::net::SocketAddr;
 
-use crate::broker::{self, EmbeddedBroker};
+use crate::broker::EmbeddedBroker;
 use crate::children::{self, Kind, ServiceSpec};
 use crate::cli::{BrokerMode, UpArgs};
 use crate::local_kafka::LocalKafka;
@@ -430,7 +430,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         eprintln!("weft: {name} exited unexpectedly; stopping everything");
         eprintln!(
             "{}",
-            broker::tail_of(&data_dir.join(format!("logs/{name}.log")))
+            children::tail_of(&data_dir.join(format!("logs/{name}.log")))
         );
     }
     stop_all(&mut children_list).await;

@@ -30,6 +30,7 @@ pub mod offsets;
 pub mod producers;
 pub mod request;
 pub mod server;
+pub mod shared;
 pub mod store;
 pub mod wire;
 

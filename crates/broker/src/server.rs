@@ -25,39 +25,9 @@ use crate::api::{self, Body, code};
 use crate::groups::Coordinator;
 use crate::offsets::Offsets;
 use crate::request;
+use crate::shared::{Node, Shared};
 use crate::store::{Store, lock};
 use crate::{BrokerArgs, BrokerError};
-
-/// Where clients are told the broker is.
-#[derive(Debug, Clone)]
-pub struct Node {
-    /// Advertised host.
-    pub host: String,
-    /// Advertised port.
-    pub port: i32,
-}
-
-/// What every connection shares.
-pub struct Shared {
-    /// Topics and logs.
-    pub store: Store,
-    /// Consumer groups.
-    pub groups: Coordinator,
-    /// Committed offsets.
-    pub offsets: Mutex<Offsets>,
-    /// The advertised address.
-    pub node: Node,
-    /// Partitions of a topic created with `-1`.
-    pub default_partitions: i32,
-    /// Largest batch accepted.
-    pub max_batch_bytes: usize,
-    /// How far ahead of now a record timestamp may be.
-    pub message_timestamp_after_max: Duration,
-    /// Largest request frame accepted.
-    pub max_request_bytes: usize,
-    /// Cancelled when the broker stops; held fetches answer at once.
-    pub shutdown: CancellationToken,
-}
 
 /// A broker bound to its port, ready to run.
 pub struct Broker {

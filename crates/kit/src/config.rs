@@ -4,6 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
+pub use crate::flags::positive_duration;
+
 /// Limits and timings of a gRPC server.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
@@ -68,16 +70,6 @@ impl Default for TelemetryArgs {
             otlp_endpoint: None,
         }
     }
-}
-
-/// A flag's duration that must be above zero (`500ms`, `10m`): a value parser for
-/// clap.
-pub fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
-    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
-    if d.is_zero() {
-        return Err("must be above zero".to_owned());
-    }
-    Ok(d)
 }
 
 /// A value that never shows in logs or `Debug` output (passwords, keys, URLs with

@@ -28,7 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::positive_duration;
+use crate::flags::positive_duration;
 use crate::slots::{PerClient, Slot};
 
 /// Bytes a gRPC client sends first: the HTTP/2 preface (24 bytes) and the header of

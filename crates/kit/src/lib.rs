@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod faults;
+pub mod flags;
 pub mod grpc;
 pub mod layers;
 pub mod paging;

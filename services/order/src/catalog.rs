@@ -16,7 +16,7 @@ use sqlx::{AnyConnection, Row as _};
 use weft_events::Database;
 use weft_proto::order::Product as ProductMessage;
 
-use crate::domain::{OrderError, Violations};
+use crate::error::{OrderError, Violations};
 use crate::money::{self, Currency};
 
 /// The seed built into the service.

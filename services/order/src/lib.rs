@@ -15,6 +15,7 @@ pub mod app;
 pub mod catalog;
 pub mod config;
 pub mod domain;
+pub mod error;
 pub mod money;
 pub mod payment;
 pub mod service;

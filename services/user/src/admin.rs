@@ -13,8 +13,8 @@ use weft_auth::Role;
 use weft_events::{Database, EventContext, Outbox};
 use weft_proto::user::UserRolesChanged;
 
+use crate::VERSION;
 use crate::domain::UserError;
-use crate::service::VERSION;
 use crate::store;
 
 /// A grant or a revoke.

@@ -14,8 +14,8 @@ use subtle::ConstantTimeEq as _;
 use weft_events::{EventContext, Outbox};
 use weft_proto::user::{ContactKind, ContactVerificationRequested, ContactVerified};
 
+use crate::VERSION;
 use crate::domain::UserError;
-use crate::service::VERSION;
 
 /// How long an email token works.
 pub const EMAIL_TTL_MICROS: i64 = 24 * 3_600_000_000;

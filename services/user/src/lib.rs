@@ -9,6 +9,9 @@
 //! `VerifyPhone` and `ResendVerification` prove contacts. Roles change only through
 //! the operator's [`admin`] path.
 
+/// Version stamped on emitted events.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 pub mod access;
 pub mod admin;
 pub mod app;

@@ -12,14 +12,12 @@ use weft_events::{Database, EventContext, Outbox};
 use weft_proto::user::user_service_server::UserService;
 use weft_proto::user::*;
 
+use crate::VERSION;
 use crate::access::{self, Action};
 use crate::contact::{self, CodeCheck};
 use crate::domain::{self, UserError, Violations};
 use crate::password::{HashError, Hasher};
 use crate::store::{self, UserRecord};
-
-/// Version stamped on emitted events.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The user service's handlers.
 pub struct UserApi {

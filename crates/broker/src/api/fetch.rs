@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
 
 use super::{Body, code, encode, topic_name};
 use crate::request::{Fetch, FetchPartition};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::store::lock;
 
 /// Longest a fetch is held, whatever it asks for.

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
 use super::{Body, code, encode, s, topic_name};
 use crate::groups;
 use crate::request::{JoinGroup, MemberRef, OffsetCommit, SyncGroup};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::store::lock;
 
 /// JoinGroup (held until the round completes).

@@ -26,7 +26,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use crate::request::{APIS, NewTopic, Request};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::store::{CreateError, GrowError, lock};
 
 /// Kafka error codes the handlers answer with.

@@ -14,7 +14,7 @@ use super::{Body, code, encode, s, topic_name};
 use crate::batch::{self, BatchError};
 use crate::log::AppendError;
 use crate::request::Produce;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::store::lock;
 
 /// Serves a Produce; `None` when `acks=0` (no response is sent).

@@ -17,7 +17,7 @@ use std::time::Instant;
 use sqlx::Row as _;
 use tokio::sync::{mpsc, oneshot};
 
-use super::claims::Partition;
+use super::claims::{self, Partition};
 use super::{Reset, offsets};
 use crate::db::Database;
 use crate::kafka::KafkaArgs;
@@ -132,6 +132,7 @@ impl Replay {
             let mut tx = db.begin().await?;
             reset.reset(&mut tx).await?;
             offsets::forget(&mut tx, group).await?;
+            claims::release_all(&mut tx, group).await?;
             tx.commit().await
         }
         .await;
