@@ -15,7 +15,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Executor as _, Transact
 
 use weft_kit::config::Secret;
 
-use crate::EventsError;
+use crate::error::EventsError;
 
 /// Which database engine is behind a [`Database`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,8 +5,8 @@
 
 use rdkafka::message::{Header, OwnedHeaders};
 
-use crate::EventsError;
 use crate::catalog::dead_letter_topic;
+use crate::error::EventsError;
 use crate::kafka::KafkaArgs;
 use crate::producer::Producer;
 

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::{AnyConnection, Row as _};
 
-use crate::EventsError;
 use crate::db::{Backend, Database, now_micros};
+use crate::error::EventsError;
 
 /// This replica's name in leases: `$WEFT_REPLICA_ID`, else the host name (a pod's name
 /// on Kubernetes). It stays the same across restarts of the replica, so a replica that

@@ -28,10 +28,10 @@ use sqlx::{AnyConnection, Row as _};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::EventsError;
 use crate::catalog::DomainEvent;
 use crate::db::{Backend, Database, now_micros};
 use crate::envelope::Envelope;
+use crate::error::EventsError;
 use crate::kafka::KafkaArgs;
 use crate::lease::{Lease, replica_id};
 use crate::producer::Producer;

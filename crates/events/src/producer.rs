@@ -18,7 +18,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _,
 use rdkafka::{ClientConfig, ClientContext, Message as _};
 use tokio::sync::oneshot;
 
-use crate::EventsError;
+use crate::error::EventsError;
 use crate::kafka::KafkaArgs;
 
 /// How long one poll of the delivery reports may wait.

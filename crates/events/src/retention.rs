@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::EventsError;
 use crate::db::{Database, now_micros};
+use crate::error::EventsError;
 use crate::lease::{Lease, replica_id};
 
 /// Retention flags every service shares.

@@ -7,8 +7,8 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::EventsError;
 use crate::catalog::{TOPICS, dead_letter_topic};
+use crate::error::EventsError;
 use crate::kafka::KafkaArgs;
 
 /// Every topic weft uses: the domain topics and their dead-letter topics.

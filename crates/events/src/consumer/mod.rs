@@ -60,9 +60,9 @@ pub use offsets::{ConsumerArgs, StaleOffsets, StartFrom};
 pub use replay::{RewindError, Rewinder, rebuild_lease};
 pub use retry::backoff;
 
-use crate::EventsError;
 use crate::catalog::DomainEvent;
 use crate::db::Database;
+use crate::error::EventsError;
 use crate::kafka::KafkaArgs;
 use dispatch::Dispatch;
 use replay::RewindReply;

@@ -17,8 +17,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::{AnyConnection, Row as _};
 
-use crate::EventsError;
 use crate::db::Database;
+use crate::error::EventsError;
 use crate::kafka::KafkaArgs;
 
 /// One partition's low and high watermark.

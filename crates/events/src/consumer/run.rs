@@ -27,8 +27,8 @@ use super::offsets::{self, Marks, StartFrom};
 use super::replay::{Progress, Replay, RewindError, rebuild_lease};
 use super::settle::Running;
 use super::{Consumer, Outcome, retry};
-use crate::EventsError;
 use crate::dlq::DeadLetters;
+use crate::error::EventsError;
 use crate::lease::Lease;
 
 /// How often a member looks at its claims in the database.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, Producer as _};
 
-use crate::EventsError;
+use crate::error::EventsError;
 
 /// How long a consumer group member of the classic protocol may go without a
 /// heartbeat before the coordinator removes it (`session.timeout.ms`).
