@@ -539,4 +539,39 @@ mod tests {
         assert_eq!(acked, vec![1, 3, 5]);
         assert_eq!(error.as_deref(), Some("timed out"));
     }
+
+    #[test]
+    fn a_published_record_carries_its_publish_span_in_the_stored_trace() {
+        let _telemetry = weft_kit::telemetry::init("outbox-test", &Default::default()).unwrap();
+        let stored = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let row = Pending {
+            seq: 7,
+            topic: "user-events".into(),
+            key: "u1".into(),
+            headers: vec![
+                ("ce_type".into(), "weft.user.v1.UserSignedUp".into()),
+                ("traceparent".into(), stored.into()),
+            ],
+            payload: Vec::new(),
+        };
+        let span = publish_span(&row);
+        let sent = traced_headers(&row.headers, &span);
+        assert!(sent.contains(&("ce_type".to_owned(), "weft.user.v1.UserSignedUp".to_owned())));
+        let parents: Vec<&str> = sent
+            .iter()
+            .filter(|(k, _)| k == "traceparent")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(parents.len(), 1, "{sent:?}");
+        // The same trace, under the publish span instead of the stored one.
+        assert!(
+            parents[0].starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "{sent:?}"
+        );
+        assert_ne!(parents[0], stored);
+
+        // A row stored without a trace context goes out as it was stored.
+        let bare = vec![("ce_type".to_owned(), "weft.user.v1.UserSignedUp".to_owned())];
+        assert_eq!(traced_headers(&bare, &span), bare);
+    }
 }

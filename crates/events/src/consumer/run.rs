@@ -90,8 +90,12 @@ impl Consumer {
         };
         self.begin_if_new(&marks).await?;
         let deployment = claims::deployment_id(&self.db).await?;
-        self.refuse_other_deployments(&deployment, &shutdown)
-            .await?;
+        if !self
+            .refuse_other_deployments(&deployment, &shutdown)
+            .await?
+        {
+            return Ok(());
+        }
 
         let (changes_tx, mut changes) = mpsc::unbounded_channel();
         let mut held = Held::default();
@@ -574,11 +578,12 @@ impl Consumer {
     /// Refuses to join a group whose members belong to another deployment (their
     /// client ids carry its identity): two meshes with their own databases would split
     /// the partitions and each apply what the other never sees.
+    /// `Ok(false)` when `shutdown` came while it waited.
     async fn refuse_other_deployments(
         &self,
         ours: &str,
         shutdown: &CancellationToken,
-    ) -> Result<(), EventsError> {
+    ) -> Result<bool, EventsError> {
         // A mesh stopped a moment ago leaves its static members in the group until
         // their sessions time out (static members do not leave), and one killed with
         // -9 leaves any member so: a member of another deployment refuses this one
@@ -588,9 +593,12 @@ impl Consumer {
         let mut said = false;
         loop {
             let Err(refusal) = self.foreign_members(ours).await else {
-                return Ok(());
+                return Ok(true);
             };
-            if started.elapsed() >= patience || shutdown.is_cancelled() {
+            if shutdown.is_cancelled() {
+                return Ok(false);
+            }
+            if started.elapsed() >= patience {
                 return Err(refusal);
             }
             if !said {

@@ -364,7 +364,35 @@ pub fn broker_probe(
 
 #[cfg(test)]
 mod tests {
-    use super::instance_id;
+    use clap::Parser as _;
+
+    use super::{ClientArgs, instance_id};
+
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        client: ClientArgs,
+    }
+
+    #[test]
+    fn static_membership_is_on_unless_turned_off_and_reaches_the_children() {
+        let on = Flags::try_parse_from(["weft"]).unwrap().client;
+        assert!(on.static_membership);
+        assert!(on.to_flags().is_empty());
+        let off = Flags::try_parse_from(["weft", "--kafka-static-membership=false"])
+            .unwrap()
+            .client;
+        assert!(!off.static_membership);
+        let again = Flags::try_parse_from(std::iter::once("weft".to_owned()).chain(off.to_flags()))
+            .unwrap()
+            .client;
+        assert!(!again.static_membership);
+        let err = Flags::try_parse_from(["weft", "--kafka-static-membership=maybe"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("maybe"), "{err}");
+    }
 
     #[test]
     fn instance_ids_keep_legal_names_and_never_merge_illegal_ones() {
