@@ -36,9 +36,11 @@ pub mod google {
     }
 }
 
-/// Generated weft packages, nested as their proto packages are.
+/// Generated weft packages, nested as their proto packages are below `weft.`
+/// (`packages::order::v1` is `weft.order.v1`). Named apart from the `weft` crate, so
+/// no path into the contracts reads as a path into the launcher.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
-pub mod weft {
+pub mod packages {
     /// `weft.common`.
     pub mod common {
         /// `weft.common.v1`: event metadata and money.
@@ -76,11 +78,11 @@ pub mod weft {
     }
 }
 
-pub use weft::analytics::v1 as analytics;
-pub use weft::common::v1 as common;
-pub use weft::notification::v1 as notification;
-pub use weft::order::v1 as order;
-pub use weft::user::v1 as user;
+pub use packages::analytics::v1 as analytics;
+pub use packages::common::v1 as common;
+pub use packages::notification::v1 as notification;
+pub use packages::order::v1 as order;
+pub use packages::user::v1 as user;
 
 /// Full names of the gRPC services weft defines, in port order.
 pub const SERVICES: [&str; 4] = [
