@@ -23,9 +23,11 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use weft_auth::{TokenConfig, Verifier};
 use weft_kit::admin::AdminServer;
 use weft_kit::conn::{Listener, serve_http};
+use weft_kit::host::Tasks;
 
 use crate::breaker::BreakerConfig;
 use crate::config::Config;
+use crate::edge;
 use crate::error::GatewayError;
 use crate::policy::RateLimits;
 use crate::proxy::{self, Gateway};
@@ -123,27 +125,33 @@ impl App {
     /// Serves until `shutdown`, then drains open requests and streams.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let gw = self.gateway.clone();
+        let grace = self.config.shutdown_grace;
+        let mut tasks = Tasks::new(&shutdown, grace);
         let stop = shutdown.clone();
-        let jwks = self
-            .config
-            .jwks
-            .refresh(gw.verifier.clone(), async move { stop.cancelled().await });
+        tasks.spawn(
+            "token keys",
+            self.config
+                .jwks
+                .refresh(gw.verifier.clone(), async move { stop.cancelled().await }),
+        );
         let ready = Arc::new(AtomicBool::new(false));
-        let housekeeping = tokio::spawn(housekeeping(gw.clone(), ready.clone(), shutdown.clone()));
-        let admin = tokio::spawn(self.admin.serve(ready, shutdown.clone()));
+        tasks.spawn(
+            "housekeeping",
+            housekeeping(gw.clone(), ready.clone(), shutdown.clone()),
+        );
+        tasks.spawn("admin server", self.admin.serve(ready, shutdown.clone()));
 
         let app = http_app(gw.clone(), self.openapi, &self.config);
         // Open streams would hold the drain forever: they end when it begins.
         let streams_end = gw.shutdown.clone();
         let drain = shutdown.clone();
-        let streams = tokio::spawn(async move {
+        tasks.spawn("stream closer", async move {
             drain.cancelled().await;
             streams_end.cancel();
         });
         let listener = Listener::http1(self.listener, "http", &self.config.conn);
         let server = serve_http(listener, app, shutdown.clone());
         tracing::info!(addr = %self.http_addr, "gateway listening");
-        let grace = self.config.shutdown_grace;
         tokio::pin!(server);
         tokio::select! {
             () = &mut server => {}
@@ -151,15 +159,9 @@ impl App {
                 tracing::warn!(?grace, "drain grace period over; dropping open requests");
             }
         }
-        let background = async {
-            let _ = streams.await;
-            let _ = admin.await;
-            let _ = jwks.await;
-            let _ = housekeeping.await;
-        };
-        weft_kit::shutdown::drain(grace, background).await;
+        let drained = tasks.drain().await;
         tracing::info!("gateway stopped");
-        Ok(())
+        drained
     }
 }
 
@@ -183,7 +185,7 @@ async fn housekeeping(gw: Arc<Gateway>, ready: Arc<AtomicBool>, shutdown: Cancel
 
 /// The HTTP routes (the gateway's own pages, then every transcoded route) and the
 /// layers around them, outermost first: CORS, compression, load shedding over a
-/// concurrency limit.
+/// concurrency limit, then the [`edge`] stack.
 fn http_app(gw: Arc<Gateway>, openapi: Bytes, config: &Config) -> axum::Router {
     let only_get = || {
         axum::routing::MethodRouter::new().fallback(|method: Method| async move {
@@ -211,37 +213,24 @@ fn http_app(gw: Arc<Gateway>, openapi: Bytes, config: &Config) -> axum::Router {
     let compression = CompressionLayer::new().compress_when(
         DefaultPredicate::new().and(NotForContentType::const_new("application/x-ndjson")),
     );
-    // Pages count against the client's rate like any request; health checks do not.
     let pages = axum::Router::new()
         .route("/openapi.json", only_get().get(openapi_doc))
         .route("/", only_get().get(page))
         .route("/dashboard", only_get().get(page))
         .route("/verify", only_get().get(verify_page))
-        .route_layer(axum::middleware::from_fn_with_state(
-            (gw.clone(), true),
-            proxy::own_page,
-        ));
-    let health = axum::Router::new()
-        .route("/healthz", only_get().get(|| async { "ok\n" }))
-        .route_layer(axum::middleware::from_fn_with_state(
-            (gw.clone(), false),
-            proxy::own_page,
-        ));
-    axum::Router::new()
-        .merge(pages)
-        .merge(health)
-        .fallback(proxy::handle)
-        .with_state(gw)
-        .layer(
-            ServiceBuilder::new()
-                .layer(cors(&config.cors_origins))
-                .layer(compression)
-                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-                    GatewayError::Overloaded.into_response()
-                }))
-                .load_shed()
-                .concurrency_limit(config.max_concurrent_requests),
-        )
+        .route(edge::HEALTH, only_get().get(|| async { "ok\n" }));
+    let app = pages.fallback(proxy::handle).with_state(gw.clone());
+    // The edge covers every route, the pages and the fallback alike.
+    edge::around(app, &gw).layer(
+        ServiceBuilder::new()
+            .layer(cors(&config.cors_origins))
+            .layer(compression)
+            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                GatewayError::Overloaded.into_response()
+            }))
+            .load_shed()
+            .concurrency_limit(config.max_concurrent_requests),
+    )
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

@@ -2,17 +2,18 @@
 //!
 //! The [`routes`] come from the `google.api.http` rules of the descriptor set (path
 //! [`template`]s, bodies, `response_body`, `additional_bindings`), so an RPC with an
-//! HTTP rule needs no gateway code. A request is routed, checked against the edge
-//! [`policy`] (public routes, JWT, per-client rate limits, body limit, deadline),
-//! [`transcode`]d into the RPC's request message, sent [`upstream`] with the allowed
-//! metadata (behind a [`breaker`]), and answered as proto3 JSON, or as Server-Sent
-//! Events / NDJSON for a server [`stream`]. Every failure is an [`error`] rendered as
+//! HTTP rule needs no gateway code. A request passes the [`edge`] stack (routed once,
+//! traced and counted, then the [`policy`] checks: per-client rate limits, JWT, body
+//! limit), is [`transcode`]d into the RPC's request message, sent [`upstream`] with
+//! the allowed metadata (behind a [`breaker`]), and answered as proto3 JSON, or as
+//! Server-Sent Events / NDJSON for a server [`stream`]. Every failure is an [`error`] rendered as
 //! a JSON `google.rpc.Status`. The gateway also serves its [`openapi`] document and
 //! the live dashboard page.
 
 pub mod app;
 pub mod breaker;
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod openapi;
 pub mod policy;

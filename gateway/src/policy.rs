@@ -38,10 +38,6 @@ pub const AUTH_RPCS: &[&str] = &[
     "weft.user.v1.UserService.ResendVerification",
 ];
 
-/// Paths the gateway serves itself, all public: the OpenAPI document, the dashboard
-/// page and the liveness check.
-pub const PUBLIC_PATHS: &[&str] = &["/openapi.json", "/", "/dashboard", "/healthz"];
-
 pub use weft_kit::rate::Rate;
 
 /// Per-client rate limits: one for every route, a stricter one for sign-up and login.

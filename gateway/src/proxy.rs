@@ -1,27 +1,26 @@
-//! One REST request, end to end: rate limit, route, authenticate, read and transcode
-//! the body, call the service with the allowed metadata and a deadline, and answer
-//! with JSON (or a stream). Every failure is a [`GatewayError`] rendered in one place.
+//! One routed REST request, past the [`crate::edge`] stack: read and transcode the
+//! body, call the service with the allowed metadata and a deadline, and answer with
+//! JSON (or a stream). Every failure is a [`GatewayError`] rendered in one place.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use prost::Message as _;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tonic::codegen::http::uri::PathAndQuery;
-use tracing::Instrument as _;
 use weft_auth::Verifier;
 
+use crate::edge::{Edge, Target};
 use crate::error::GatewayError;
 use crate::policy::{self, RateLimits};
-use crate::routes::{Binding, BodyRule, Routed, Router};
+use crate::routes::{Binding, BodyRule, Router};
 use crate::stream::{self, Framing};
 use crate::transcode;
 use crate::upstream::Upstreams;
@@ -54,134 +53,46 @@ pub struct Gateway {
     pub shutdown: CancellationToken,
 }
 
-/// The handler of every transcoded route.
-pub async fn handle(
-    State(gw): State<Arc<Gateway>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request<Body>,
-) -> Response {
-    let started = Instant::now();
-    let request_id = policy::request_id(request.headers());
-    let span = tracing::info_span!(
-        "http",
-        otel.kind = "server",
-        method = %request.method(),
-        route = tracing::field::Empty,
-        status = tracing::field::Empty,
-        %request_id,
-    );
-    weft_kit::telemetry::set_parent_from(
-        &span,
-        &weft_kit::telemetry::HeaderCarrier(request.headers()),
-    );
-    let (route, mut response) = async {
-        let (route, result) = serve(&gw, peer, request, &request_id).await;
-        (route, result.unwrap_or_else(IntoResponse::into_response))
-    }
-    .instrument(span.clone())
-    .await;
-    span.record("route", route.as_str());
-    // Named in traces after the route once it is known (`POST /v1/users`).
-    weft_kit::telemetry::rename(&span, route.clone());
-    span.record("status", response.status().as_u16());
-    finish(&mut response, &request_id, route, started);
-    response
+/// The handler of every transcoded route, inside the [`crate::edge`] stack: the
+/// request arrives routed, rate-limited and authenticated.
+pub async fn handle(State(gw): State<Arc<Gateway>>, request: Request<Body>) -> Response {
+    serve(&gw, request)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
-/// Around the gateway's own pages (OpenAPI, dashboard, health): the same request id
-/// and metrics as transcoded routes, and, where `limited`, the client's rate.
-pub async fn own_page(
-    State((gw, limited)): State<(Arc<Gateway>, bool)>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request<Body>,
-    next: axum::middleware::Next,
-) -> Response {
-    let started = Instant::now();
-    let request_id = policy::request_id(request.headers());
-    // The pages are a fixed few paths and answer GET only (anything else is a 405),
-    // so the label stays bounded whatever method a client makes up.
-    let route = if request.method() == Method::GET {
-        format!("GET {}", request.uri().path())
-    } else {
-        "unmatched".to_owned()
-    };
-    let client = policy::client_ip(request.headers(), peer, gw.client_ip_header.as_deref());
-    let mut response = match limited.then(|| gw.limits.check(client, None)) {
-        Some(Err(over)) => over.into_response(),
-        _ => next.run(request).await,
-    };
-    finish(&mut response, &request_id, route, started);
-    response
-}
-
-/// Every response carries the request id and is counted by route and status.
-fn finish(response: &mut Response, request_id: &str, route: String, started: Instant) {
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        response.headers_mut().insert("x-request-id", v);
-    }
-    let labels = [
-        ("route", route),
-        ("status", response.status().as_u16().to_string()),
-    ];
-    metrics::counter!("gateway_requests_total", &labels).increment(1);
-    metrics::histogram!("gateway_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
-}
-
-/// Serves one request; also returns the route label for metrics (the template, never
-/// the raw path, so labels stay bounded).
-async fn serve(
-    gw: &Gateway,
-    peer: SocketAddr,
-    request: Request<Body>,
-    request_id: &str,
-) -> (String, Result<Response, GatewayError>) {
-    let (parts, body) = request.into_parts();
-    let routed = gw.router.route(&parts.method, parts.uri.path());
-    // Every request counts against its client's rate, unknown paths too (scanners).
-    let client = policy::client_ip(&parts.headers, peer, gw.client_ip_header.as_deref());
-    let rpc = match &routed {
-        Ok(Routed::Found(b, _)) => Some(b.rpc.full_name()),
-        _ => None,
-    };
-    if let Err(limited) = gw.limits.check(client, rpc) {
-        let label = match &routed {
-            Ok(Routed::Found(b, _)) => format!("{} {}", b.method, b.template),
-            _ => "unmatched".to_owned(),
-        };
-        return (label, Err(limited));
-    }
-    let (binding, vars) = match routed {
-        Ok(Routed::Found(b, vars)) => (b, vars),
-        Ok(Routed::MethodNotAllowed(allowed)) => {
-            return (
-                "unmatched".into(),
-                Err(GatewayError::MethodNotAllowed {
-                    method: parts.method,
-                    allowed,
-                }),
-            );
+async fn serve(gw: &Gateway, request: Request<Body>) -> Result<Response, GatewayError> {
+    let (mut parts, body) = request.into_parts();
+    let edge = parts
+        .extensions
+        .remove::<Edge>()
+        .ok_or_else(|| GatewayError::Internal("the request was not routed".into()))?;
+    let (binding, vars) = match edge.target {
+        Target::Rpc(binding, vars) => (binding, vars),
+        Target::MethodNotAllowed(allowed) => {
+            return Err(GatewayError::MethodNotAllowed {
+                method: parts.method,
+                allowed,
+            });
         }
-        Ok(Routed::NotFound) => {
-            let path = parts.uri.path().chars().take(256).collect();
-            return (
-                "unmatched".into(),
-                Err(GatewayError::NotFound {
-                    method: parts.method,
-                    path,
-                }),
-            );
-        }
-        Err(e) => {
-            return (
-                "unmatched".into(),
-                Err(GatewayError::field("path", e.to_string())),
-            );
+        Target::BadPath(why) => return Err(GatewayError::field("path", why)),
+        Target::NotFound | Target::Page | Target::Health => {
+            return Err(GatewayError::NotFound {
+                method: parts.method,
+                path: parts.uri.path().chars().take(256).collect(),
+            });
         }
     };
-    let route = format!("{} {}", binding.method, binding.template);
-    let result = call(gw, binding, vars, &parts, body, request_id, client).await;
-    (route, result)
+    call(
+        gw,
+        &binding,
+        vars,
+        &parts,
+        body,
+        &edge.request_id,
+        edge.client,
+    )
+    .await
 }
 
 async fn call(
@@ -193,10 +104,6 @@ async fn call(
     request_id: &str,
     client: std::net::IpAddr,
 ) -> Result<Response, GatewayError> {
-    let rpc = binding.rpc.full_name();
-    if !policy::PUBLIC_RPCS.contains(&rpc) {
-        policy::authenticate(&gw.verifier, &parts.headers)?;
-    }
     let body = read_body(&parts.headers, body, gw.max_body_bytes, binding).await?;
     let message = transcode::request_message(binding, &vars, parts.uri.query(), &body)?;
     let metadata = policy::metadata(&parts.headers, request_id)?;
@@ -253,27 +160,19 @@ async fn call(
         .into_response())
 }
 
-/// Reads the body within `limit`, after checking that it is JSON.
+/// Reads the body (held to `limit` by [`crate::edge::limit_body`]), after checking
+/// that it is JSON.
 async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
     binding: &Binding,
 ) -> Result<Bytes, GatewayError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(GatewayError::BodyTooLarge { limit });
-    }
-    let bytes = http_body_util::Limited::new(body, limit)
+    let bytes = body
         .collect()
         .await
         .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
+            if over_limit(&e) {
                 GatewayError::BodyTooLarge { limit }
             } else {
                 GatewayError::BadJson(format!("the body could not be read: {e}"))
@@ -298,4 +197,16 @@ async fn read_body(
         }
     }
     Ok(bytes)
+}
+
+/// Whether a body failed because it grew past the edge's limit.
+fn over_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }

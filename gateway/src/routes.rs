@@ -3,6 +3,8 @@
 //! messages at start-up, so a bad rule stops the gateway instead of failing a caller.
 //! Adding an RPC with an HTTP rule needs no gateway code.
 
+use std::sync::Arc;
+
 use http::Method;
 use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor};
 use weft_proto::google::api::HttpRule;
@@ -98,9 +100,9 @@ impl Binding {
 
 /// The outcome of routing a request.
 #[derive(Debug)]
-pub enum Routed<'a> {
+pub enum Routed {
     /// A binding and the values its path variables took.
-    Found(&'a Binding, Bindings),
+    Found(Arc<Binding>, Bindings),
     /// The path exists but not for this method; the methods that exist.
     MethodNotAllowed(Vec<Method>),
     /// No binding has this path.
@@ -110,7 +112,7 @@ pub enum Routed<'a> {
 /// Every binding, most specific template first.
 #[derive(Debug, Clone, Default)]
 pub struct Router {
-    bindings: Vec<Binding>,
+    bindings: Vec<Arc<Binding>>,
 }
 
 impl Router {
@@ -127,7 +129,7 @@ impl Router {
                 };
                 for r in std::iter::once(&rule).chain(rule.additional_bindings.iter()) {
                     if let Some(b) = binding(&method, r)? {
-                        bindings.push(b);
+                        bindings.push(Arc::new(b));
                     }
                 }
             }
@@ -137,19 +139,19 @@ impl Router {
     }
 
     /// Every binding.
-    pub fn bindings(&self) -> &[Binding] {
+    pub fn bindings(&self) -> &[Arc<Binding>] {
         &self.bindings
     }
 
     /// The binding for `method` and the raw `path`.
-    pub fn route(&self, method: &Method, path: &str) -> Result<Routed<'_>, PathError> {
+    pub fn route(&self, method: &Method, path: &str) -> Result<Routed, PathError> {
         let mut allowed = Vec::new();
         for b in &self.bindings {
             let Some(vars) = b.template.matches(path)? else {
                 continue;
             };
             if b.method == *method {
-                return Ok(Routed::Found(b, vars));
+                return Ok(Routed::Found(b.clone(), vars));
             }
             if !allowed.contains(&b.method) {
                 allowed.push(b.method.clone());

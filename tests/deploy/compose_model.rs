@@ -142,13 +142,13 @@ pub(crate) fn settings(
             Settings {
                 listen_port: c.grpc_addr.port(),
                 admin_port: c.admin_addr.port(),
-                kafka_brokers: Some(c.kafka.brokers.clone()),
-                database_url: c.database_url.as_ref().map(|u| u.expose().clone()),
-                otlp_endpoint: c.telemetry.otlp_endpoint.clone(),
+                kafka_brokers: Some(c.common.kafka.brokers.clone()),
+                database_url: c.common.database_url.as_ref().map(|u| u.expose().clone()),
+                otlp_endpoint: c.common.telemetry.otlp_endpoint.clone(),
                 user_service_url,
                 upstreams: BTreeMap::new(),
                 client_ip_header: None,
-                conn: c.server.conn.clone(),
+                conn: c.common.server.conn.clone(),
             }
         }};
     }

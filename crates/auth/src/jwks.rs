@@ -4,8 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
-
 use crate::verify::{Verifier, keep_fresh};
 
 /// Where the token keys come from.
@@ -27,17 +25,20 @@ pub struct JwksArgs {
 
 impl JwksArgs {
     /// Keeps `verifier` loaded from the user service until `stop` resolves.
-    pub fn refresh(
+    pub fn refresh<S>(
         &self,
         verifier: Arc<Verifier>,
-        stop: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> JoinHandle<()> {
-        tokio::spawn(keep_fresh(
+        stop: S,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static + use<S>
+    where
+        S: std::future::Future<Output = ()> + Send + 'static,
+    {
+        keep_fresh(
             verifier,
             self.user_service_url.clone(),
             self.jwks_refresh,
             stop,
-        ))
+        )
     }
 }
 

@@ -15,6 +15,8 @@
 //! - [`dlq`]: dead letters with their original bytes and the reason.
 //! - [`topics`]: explicit, idempotent topic provisioning.
 //! - [`kafka`]: client settings shared by producers and consumers.
+//! - [`service`]: the settings every stateful service shares (data, server, Kafka,
+//!   pruning, telemetry).
 //! - [`producer`]: the producer publishers send through, with delivery reports on
 //!   channels.
 
@@ -29,6 +31,7 @@ pub mod lease;
 pub mod outbox;
 pub mod producer;
 pub mod retention;
+pub mod service;
 pub mod topics;
 
 pub use catalog::DomainEvent;
@@ -37,3 +40,4 @@ pub use db::Database;
 pub use envelope::{Envelope, EventContext};
 pub use error::EventsError;
 pub use outbox::{Outbox, Relay};
+pub use service::ServiceArgs;

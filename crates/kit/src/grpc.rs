@@ -32,12 +32,19 @@ pub struct GrpcServer {
     listener: TcpListener,
     local_addr: SocketAddr,
     args: ServerArgs,
+    contracts: &'static [u8],
     reporter: HealthReporter,
 }
 
 impl GrpcServer {
     /// Binds `addr` now; port 0 picks a free port (see [`Self::local_addr`]).
-    pub async fn bind(addr: SocketAddr, args: ServerArgs) -> Result<Self, KitError> {
+    /// `contracts` is the encoded `FileDescriptorSet` of the services it will serve:
+    /// reflection serves it, and the RPC metrics know their methods from it.
+    pub async fn bind(
+        addr: SocketAddr,
+        args: ServerArgs,
+        contracts: &'static [u8],
+    ) -> Result<Self, KitError> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| KitError::Bind { addr, source })?;
@@ -54,6 +61,7 @@ impl GrpcServer {
             listener,
             local_addr,
             args,
+            contracts,
             reporter,
         })
     }
@@ -89,7 +97,7 @@ impl GrpcServer {
     ) -> Result<(), KitError> {
         let reflection = || {
             tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(weft_proto::DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(self.contracts)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         };
         let reflection_v1 = reflection().build_v1()?;
@@ -102,7 +110,7 @@ impl GrpcServer {
         let server = Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .layer(layer_stack(&self.args))
+            .layer(layer_stack(&self.args, self.contracts)?)
             .add_routes(routes)
             .add_service(health)
             .add_service(reflection_v1)
@@ -168,13 +176,14 @@ pub type LayerStack =
     Stack<DeadlineLayer, Stack<ShedLayer, Stack<RpcMetricsLayer, Stack<RpcTraceLayer, Identity>>>>;
 
 /// The layer stack around every weft gRPC service, outermost first: tracing span
-/// (parented on the caller's `traceparent`), RPC metrics, load shedding, deadline.
-pub fn layer_stack(args: &ServerArgs) -> LayerStack {
+/// (parented on the caller's `traceparent`), RPC metrics (by the methods of
+/// `contracts`), load shedding, deadline.
+pub fn layer_stack(args: &ServerArgs, contracts: &[u8]) -> Result<LayerStack, KitError> {
     let make_span: fn(&http::Request<tonic::body::Body>) -> tracing::Span = rpc_span;
-    ServiceBuilder::new()
+    Ok(ServiceBuilder::new()
         .layer(TraceLayer::new(SharedClassifier::new(server_faults())).make_span_with(make_span))
-        .layer(RpcMetricsLayer)
+        .layer(RpcMetricsLayer::new(contracts).map_err(KitError::Contracts)?)
         .layer(ShedLayer::new(args.max_concurrent_rpcs))
         .layer(DeadlineLayer::new(args.rpc_timeout))
-        .into_inner()
+        .into_inner())
 }

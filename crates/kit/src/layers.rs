@@ -8,6 +8,7 @@
 //! transport errors that tonic turns into `CANCELLED` or a per-connection message; a
 //! gRPC client deserves `DEADLINE_EXCEEDED` and `RESOURCE_EXHAUSTED`.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -198,13 +199,64 @@ where
 /// RPC as a trailers-only response, so headers carry `grpc-status`; a response that
 /// starts without it is counted as `OK`. For streaming RPCs the duration is the time
 /// to the first response headers.
-#[derive(Debug, Clone, Default)]
-pub struct RpcMetricsLayer;
+#[derive(Debug, Clone)]
+pub struct RpcMetricsLayer {
+    known: Arc<HashSet<String>>,
+}
+
+impl RpcMetricsLayer {
+    /// Labels RPCs by the methods of the encoded `FileDescriptorSet` `contracts`, and
+    /// of health and reflection; any other path is `unknown`, so that requests to
+    /// made-up paths cannot create metric series without end.
+    pub fn new(contracts: &[u8]) -> Result<Self, prost::DecodeError> {
+        use prost::Message as _;
+        let set = prost_types::FileDescriptorSet::decode(contracts)?;
+        let mut known: HashSet<String> = [
+            "/grpc.health.v1.Health/Check",
+            "/grpc.health.v1.Health/Watch",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        for file in &set.file {
+            let package = file.package();
+            for service in &file.service {
+                for method in &service.method {
+                    let service = service.name();
+                    let method = method.name();
+                    known.insert(if package.is_empty() {
+                        format!("/{service}/{method}")
+                    } else {
+                        format!("/{package}.{service}/{method}")
+                    });
+                }
+            }
+        }
+        Ok(Self {
+            known: Arc::new(known),
+        })
+    }
+
+    /// The `method` label of an RPC: its path when it names a known method, else
+    /// `unknown`.
+    pub fn label(&self, path: &str) -> String {
+        if self.known.contains(path) {
+            path.to_owned()
+        } else {
+            "unknown".to_owned()
+        }
+    }
+}
 
 impl<S> Layer<S> for RpcMetricsLayer {
     type Service = RpcMetrics<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        RpcMetrics { inner }
+        RpcMetrics {
+            inner,
+            labels: self.clone(),
+        }
     }
 }
 
@@ -212,6 +264,7 @@ impl<S> Layer<S> for RpcMetricsLayer {
 #[derive(Debug, Clone)]
 pub struct RpcMetrics<S> {
     inner: S,
+    labels: RpcMetricsLayer,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RpcMetrics<S>
@@ -228,7 +281,7 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let method = method_label(req.uri().path());
+        let method = self.labels.label(req.uri().path());
         let start = Instant::now();
         let fut = self.inner.call(req);
         Box::pin(async move {
@@ -250,36 +303,6 @@ where
             .record(start.elapsed().as_secs_f64());
             result
         })
-    }
-}
-
-/// The `method` label of an RPC: its path when it names a method of weft's
-/// contracts, health or reflection; `unknown` for anything else, so that requests
-/// to made-up paths cannot create metric series without end.
-pub fn method_label(path: &str) -> String {
-    static KNOWN: std::sync::OnceLock<std::collections::HashSet<String>> =
-        std::sync::OnceLock::new();
-    let known = KNOWN.get_or_init(|| {
-        let mut known: std::collections::HashSet<String> = [
-            "/grpc.health.v1.Health/Check",
-            "/grpc.health.v1.Health/Watch",
-            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-        ]
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-        for service in weft_proto::descriptor_pool().services() {
-            for method in service.methods() {
-                known.insert(format!("/{}/{}", service.full_name(), method.name()));
-            }
-        }
-        known
-    });
-    if known.contains(path) {
-        path.to_owned()
-    } else {
-        "unknown".to_owned()
     }
 }
 

@@ -5,6 +5,8 @@
 //!   trace-context propagation through gRPC metadata and Kafka headers.
 //! - [`grpc`]: the gRPC server bootstrap: health with real readiness, reflection v1 and
 //!   v1alpha, deadlines, load shedding, message limits, metrics and graceful drain.
+//! - [`host`]: the host every service runs in: one bind, probes, background tasks,
+//!   routes, and one drain.
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`).
 //! - [`conn`]: what every listener does with its connections (a cap per client,
 //!   deadlines for slow clients, Nagle off, lingering close) and the HTTP/1 server loop.
@@ -22,6 +24,7 @@ pub mod conn;
 pub mod faults;
 pub mod flags;
 pub mod grpc;
+pub mod host;
 pub mod layers;
 pub mod paging;
 pub mod rate;
@@ -49,6 +52,9 @@ pub enum KitError {
     /// The reflection service could not be built from the descriptor set.
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The descriptor set of the served contracts does not decode.
+    #[error("the contracts' descriptor set does not decode: {0}")]
+    Contracts(prost::DecodeError),
     /// Telemetry could not be set up.
     #[error("cannot set up telemetry: {0}")]
     Telemetry(String),

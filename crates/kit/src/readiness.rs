@@ -78,6 +78,16 @@ impl Readiness {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
+        self.add_probe(name, grace, probe);
+        self
+    }
+
+    /// [`Self::with_probe_after`] in place.
+    pub fn add_probe<F, Fut>(&mut self, name: &str, grace: Duration, probe: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
         self.probes.push(Probed {
             name: name.to_owned(),
             probe: Arc::new(move || Box::pin(probe())),
@@ -85,7 +95,6 @@ impl Readiness {
             passed: false,
             failing: None,
         });
-        self
     }
 
     /// A flag that is true while the server is ready; for `/readyz`.

@@ -44,15 +44,3 @@ async fn wait_for_signal() {
         std::future::pending::<()>().await;
     }
 }
-
-/// Waits for a process's background work (relays, consumers, the admin server) to
-/// finish after its servers stopped, for at most `grace`: work stuck on a vanished
-/// broker must not keep the process alive. Past the grace it warns and returns.
-pub async fn drain(grace: std::time::Duration, background: impl std::future::Future<Output = ()>) {
-    if tokio::time::timeout(grace, background).await.is_err() {
-        tracing::warn!(
-            ?grace,
-            "background tasks did not stop within the grace period"
-        );
-    }
-}

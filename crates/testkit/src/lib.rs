@@ -395,3 +395,57 @@ pub async fn postgres_database() -> String {
     let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
     format!("{base}/{name}")
 }
+
+/// The database a test runs a service on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// A SQLite file in the test's directory.
+    Sqlite,
+    /// A fresh database on the test PostgreSQL server ([`postgres_database`]).
+    Postgres,
+}
+
+impl Db {
+    /// Both, for tests that run on each.
+    pub const BOTH: [Db; 2] = [Db::Sqlite, Db::Postgres];
+
+    /// A new, empty database of this kind for service `name`: `<dir>/<name>.db`, or a
+    /// fresh PostgreSQL database.
+    pub async fn url(self, dir: &std::path::Path, name: &str) -> String {
+        match self {
+            Db::Sqlite => {
+                let dir = std::path::absolute(dir).expect("an absolute test directory");
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.join(format!("{name}.db")).display()
+                )
+            }
+            Db::Postgres => postgres_database().await,
+        }
+    }
+}
+
+/// Starts service `S` inside this test process on free ports (`--grpc-addr` and
+/// `--admin-addr` on port 0), with `args` after those defaults, and waits until its
+/// listeners are bound. Stop it with [`weft_kit::host::Running::stop`].
+pub async fn spawn<S>(args: &[&str]) -> weft_kit::host::Running
+where
+    S: weft_kit::host::Service,
+    S::Config: clap::Parser,
+{
+    let process = S::IDENTITY.process();
+    let argv = [
+        process.as_str(),
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+    ]
+    .into_iter()
+    .chain(args.iter().copied());
+    let config = <S::Config as clap::Parser>::try_parse_from(argv)
+        .unwrap_or_else(|e| panic!("bad test flags for {process}: {e}"));
+    weft_kit::host::start::<S>(config)
+        .await
+        .unwrap_or_else(|e| panic!("{process} did not start: {e:#}"))
+}

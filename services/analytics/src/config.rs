@@ -2,11 +2,8 @@
 //! that run it in the embedded mesh.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use clap::Parser;
-use weft_events::kafka::KafkaArgs;
-use weft_kit::config::{Secret, ServerArgs, TelemetryArgs};
 
 /// The analytics service.
 #[derive(Debug, Clone, Parser)]
@@ -22,12 +19,9 @@ pub struct Config {
     /// Admin (/metrics) listen address.
     #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "0.0.0.0:9104")]
     pub admin_addr: SocketAddr,
-    /// Data directory (SQLite database).
-    #[arg(long, env = "WEFT_DATA_DIR", default_value = ".weft")]
-    pub data_dir: PathBuf,
-    /// PostgreSQL URL; SQLite under the data dir when absent.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: Option<Secret<String>>,
+    /// Data, server limits, Kafka, pruning and telemetry.
+    #[command(flatten)]
+    pub common: weft_events::ServiceArgs,
     /// Token keys.
     #[command(flatten)]
     pub jwks: weft_auth::JwksArgs,
@@ -48,16 +42,4 @@ pub struct Config {
     /// it, the peer address is the client.
     #[arg(long, env = "WEFT_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
-    /// gRPC server limits.
-    #[command(flatten)]
-    pub server: ServerArgs,
-    /// Kafka.
-    #[command(flatten)]
-    pub kafka: KafkaArgs,
-    /// Pruning of old inbox and outbox rows.
-    #[command(flatten)]
-    pub retention: weft_events::retention::RetentionArgs,
-    /// Logs and traces.
-    #[command(flatten)]
-    pub telemetry: TelemetryArgs,
 }

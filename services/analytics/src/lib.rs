@@ -9,6 +9,13 @@
 //! metrics over gRPC (including a coalesced stream); the gateway serves them over
 //! HTTP with Server-Sent Events to the live dashboard page.
 
+/// Who the analytics service is: its names, health service and event version.
+pub const IDENTITY: weft_kit::host::Identity = weft_kit::host::Identity {
+    name: "analytics",
+    service: "weft.analytics.v1.AnalyticsService",
+    version: env!("CARGO_PKG_VERSION"),
+};
+
 pub mod app;
 pub mod config;
 pub mod latency;
@@ -21,9 +28,5 @@ pub use config::Config;
 
 /// Runs the service with `config` until SIGTERM/SIGINT: the whole life of a process.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let _telemetry = weft_kit::telemetry::init("weft-analytics", &config.telemetry)?;
-    weft_kit::faults::follow(&config.data_dir);
-    let app = App::build(config).await?;
-    tracing::info!(grpc = %app.grpc_addr(), admin = %app.admin_addr(), "analytics service ready to serve");
-    app.run_until_stopped(weft_kit::shutdown::on_signal()).await
+    weft_kit::host::run::<App>(config).await
 }

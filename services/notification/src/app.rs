@@ -2,21 +2,18 @@
 //! consumer, the delivery worker, the outbox relay, the token verifier and the gRPC
 //! and admin servers.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use weft_auth::{TokenConfig, Verifier};
 use weft_events::dlq::DeadLetters;
 use weft_events::outbox::RelayConfig;
 use weft_events::{Consumer, Database, Relay};
-use weft_kit::admin::AdminServer;
-use weft_kit::grpc::GrpcServer;
+use weft_kit::host::{Host, Identity, Service};
 use weft_proto::notification::notification_service_server::NotificationServiceServer;
 use weft_proto::order::{OrderCreated, OrderShipped};
 use weft_proto::user::{ContactVerificationRequested, ContactVerified, UserSignedUp, UserUpdated};
@@ -28,13 +25,9 @@ use crate::service::NotificationApi;
 use crate::templates::Templates;
 use crate::transport::{MailFiles, MailTransport, SmsFiles, SmsTransport, SmsWebhook, Smtp};
 
-/// Full proto name of the service, for health.
-pub const SERVICE: &str = "weft.notification.v1.NotificationService";
-
 /// A built, bound, not yet running notification service.
 pub struct App {
-    grpc: GrpcServer,
-    admin: AdminServer,
+    host: Host,
     db: Database,
     relay: Relay,
     deliverer: Deliverer,
@@ -42,9 +35,20 @@ pub struct App {
     config: Config,
 }
 
-impl App {
+impl Service for App {
+    type Config = Config;
+    const IDENTITY: Identity = crate::IDENTITY;
+
+    fn telemetry(config: &Config) -> &weft_kit::config::TelemetryArgs {
+        &config.common.telemetry
+    }
+
+    fn fault_dir(config: &Config) -> Option<&std::path::Path> {
+        Some(&config.common.data_dir)
+    }
+
     /// Connects, migrates, checks the templates and transports, binds the listeners.
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+    async fn build(config: Config) -> anyhow::Result<Self> {
         // reqwest and lettre share rustls; ring is the one provider compiled in.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let templates = match &config.template_dir {
@@ -66,19 +70,19 @@ impl App {
         };
         tracing::info!(mail = %mail.describe(), sms = %sms.describe(), "transports");
 
-        let db = weft_events::db::open_service_db(
-            config.database_url.as_ref().map(|u| u.expose().as_str()),
-            &config.data_dir,
-            "notification",
-            sqlx::migrate!("./migrations/sqlite"),
-            sqlx::migrate!("./migrations/postgres"),
-        )
-        .await
-        .context("opening the notification database")?;
+        let db = config
+            .common
+            .open_db(
+                "notification",
+                sqlx::migrate!("./migrations/sqlite"),
+                sqlx::migrate!("./migrations/postgres"),
+            )
+            .await
+            .context("opening the notification database")?;
         let relay = Relay::new(
             db.clone(),
-            &config.kafka,
-            "weft-notification-relay",
+            &config.common.kafka,
+            &Self::IDENTITY.relay_client(),
             RelayConfig::default(),
         )?;
         let deliverer = Deliverer {
@@ -88,7 +92,7 @@ impl App {
             sms,
             templates: Arc::new(templates),
             relay: relay.waker(),
-            dlq: DeadLetters::new(&config.kafka, &config.consumer_group)?,
+            dlq: DeadLetters::new(&config.common.kafka, &config.consumer_group)?,
             wake: Arc::new(Notify::new()),
             limits: RecipientLimits::new(config.recipient_limit),
             config: DeliveryConfig {
@@ -99,11 +103,16 @@ impl App {
                 send_timeout: config.send_timeout,
             },
         };
-        let grpc = GrpcServer::bind(config.grpc_addr, config.server.clone()).await?;
-        let admin = AdminServer::bind(config.admin_addr).await?;
+        let host = Host::bind(
+            Self::IDENTITY,
+            weft_proto::DESCRIPTOR_SET,
+            config.grpc_addr,
+            config.admin_addr,
+            &config.common.server,
+        )
+        .await?;
         Ok(Self {
-            grpc,
-            admin,
+            host,
             db,
             relay,
             deliverer,
@@ -112,90 +121,69 @@ impl App {
         })
     }
 
-    /// Where the gRPC server listens.
-    pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc.local_addr()
-    }
-
-    /// Where the admin server listens.
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr()
+    fn host(&self) -> &Host {
+        &self.host
     }
 
     /// Serves until `shutdown`, then drains.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let broker = weft_events::kafka::broker_probe(&self.config.kafka)?;
+    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Self {
+            mut host,
+            db,
+            relay,
+            deliverer,
+            verifier,
+            config,
+        } = self;
+        let broker = weft_events::kafka::broker_probe(&config.common.kafka)?;
         let pruner = weft_events::retention::Pruner::new(
-            self.db.clone(),
-            self.config.retention.clone(),
+            db.clone(),
+            config.common.retention.clone(),
             crate::store::prune_rules(),
         );
-        let readiness = self
-            .grpc
-            .readiness(&[SERVICE])
-            .with_probe("database", self.db.probe())
-            .with_probe_after("broker", self.config.kafka.broker_grace, broker)
-            .with_probe("token keys", weft_auth::keys_probe(self.verifier.clone()));
+        host.probe("database", db.probe())
+            .probe_after("broker", config.common.kafka.broker_grace, broker)
+            .probe("token keys", weft_auth::keys_probe(verifier.clone()));
 
-        let wake = self.deliverer.wake.clone();
+        let wake = deliverer.wake.clone();
         let consumer = Consumer::new(
-            &self.config.consumer_group,
-            self.config.kafka.clone(),
-            self.db.clone(),
+            &config.consumer_group,
+            config.common.kafka.clone(),
+            db.clone(),
         )
         .on::<UserSignedUp>(Welcome)
         .on::<UserUpdated>(ContactChanges)
         .on::<OrderCreated>(Confirmation)
         .on::<OrderShipped>(Shipping)
         .on::<ContactVerificationRequested>(Verification {
-            public_url: self.config.public_url.clone(),
+            public_url: config.public_url.clone(),
         })
         .on::<ContactVerified>(Verified)
         // Never replayed: that would message every user again.
-        .with_args(&self.config.consumer)
+        .with_args(&config.consumer)
         .after_commit(move |_, _| wake.notify_one());
-        let stop = shutdown.clone();
-        let jwks = self
-            .config
-            .jwks
-            .refresh(self.verifier.clone(), async move { stop.cancelled().await });
-        let limit = self.grpc.max_message_bytes();
-        let server = NotificationServiceServer::new(NotificationApi { db: self.db })
+        let limit = host.message_limit();
+        let server = NotificationServiceServer::new(NotificationApi { db })
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
-        let routes = Routes::new(InterceptedService::new(
-            server,
-            weft_auth::interceptor(self.verifier),
-        ));
-
-        let relay = tokio::spawn(self.relay.run(shutdown.clone()));
         // Ready once the consumer holds its share of the partitions, begun where it
         // should.
-        let readiness = readiness.with_probe("consumer group", consumer.membership().probe());
-        let consumer = weft_events::consumer::spawn_or_stop(consumer, shutdown.clone());
-        let delivery = tokio::spawn(self.deliverer.run(shutdown.clone()));
-        let admin = tokio::spawn(self.admin.serve(readiness.flag(), shutdown.clone()));
-        let pruner = tokio::spawn(pruner.run(shutdown.clone()));
-        let grace = self.config.server.shutdown_grace;
-        let served = self.grpc.serve(routes, readiness, shutdown).await;
-        let mut failure = None;
-        let background = async {
-            let _ = pruner.await;
-            let _ = delivery.await;
-            let _ = relay.await;
-            match consumer.await {
-                Ok(Err(e)) => failure = Some(e),
-                Ok(Ok(())) => {}
-                Err(e) => tracing::error!(error = %e, "the consumer task failed"),
-            }
-            let _ = admin.await;
-            let _ = jwks.await;
-        };
-        weft_kit::shutdown::drain(grace, background).await;
-        if let Some(e) = failure {
-            let unrecoverable = e.needs_the_operator();
-            return Err(weft_kit::cli::failure(e, unrecoverable));
-        }
-        served.map_err(Into::into)
+        host.probe("consumer group", consumer.membership().probe())
+            .serve(InterceptedService::new(
+                server,
+                weft_auth::interceptor(verifier.clone()),
+            ))
+            .background("token keys", move |stop| {
+                config
+                    .jwks
+                    .refresh(verifier, async move { stop.cancelled().await })
+            })
+            .background("outbox relay", |stop| relay.run(stop))
+            .background("consumer", |stop| {
+                weft_events::consumer::serve(consumer, stop)
+            })
+            .background("delivery", |stop| deliverer.run(stop))
+            .background("pruner", |stop| pruner.run(stop));
+        host.run(shutdown).await
     }
 }

@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use weft_events::kafka::KafkaArgs;
-use weft_kit::config::{Secret, ServerArgs, TelemetryArgs};
+use weft_kit::config::Secret;
 
 /// The notification service.
 #[derive(Debug, Clone, Parser)]
@@ -23,12 +22,9 @@ pub struct Config {
     /// Admin (/metrics) listen address.
     #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "0.0.0.0:9103")]
     pub admin_addr: SocketAddr,
-    /// Data directory (SQLite database, and the mail and SMS directories by default).
-    #[arg(long, env = "WEFT_DATA_DIR", default_value = ".weft")]
-    pub data_dir: PathBuf,
-    /// PostgreSQL URL; SQLite under the data dir when absent.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: Option<Secret<String>>,
+    /// Data, server limits, Kafka, pruning and telemetry.
+    #[command(flatten)]
+    pub common: weft_events::ServiceArgs,
     /// SMTP server, e.g. `smtp://127.0.0.1:2525` or `smtp://user:pass@host:587?tls=required`;
     /// without it emails are written as `.eml` files to the mail directory.
     #[arg(long, env = "WEFT_SMTP_URL")]
@@ -82,18 +78,6 @@ pub struct Config {
     /// Consumer behaviour shared by every consuming service.
     #[command(flatten)]
     pub consumer: weft_events::consumer::offsets::ConsumerArgs,
-    /// gRPC server limits.
-    #[command(flatten)]
-    pub server: ServerArgs,
-    /// Kafka.
-    #[command(flatten)]
-    pub kafka: KafkaArgs,
-    /// Pruning of old inbox and outbox rows.
-    #[command(flatten)]
-    pub retention: weft_events::retention::RetentionArgs,
-    /// Logs and traces.
-    #[command(flatten)]
-    pub telemetry: TelemetryArgs,
 }
 
 impl Config {
@@ -101,13 +85,13 @@ impl Config {
     pub fn mail_dir(&self) -> PathBuf {
         self.mail_dir
             .clone()
-            .unwrap_or_else(|| self.data_dir.join("mail"))
+            .unwrap_or_else(|| self.common.data_dir.join("mail"))
     }
 
     /// The SMS directory in effect.
     pub fn sms_dir(&self) -> PathBuf {
         self.sms_dir
             .clone()
-            .unwrap_or_else(|| self.data_dir.join("sms"))
+            .unwrap_or_else(|| self.common.data_dir.join("sms"))
     }
 }

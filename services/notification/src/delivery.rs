@@ -38,9 +38,6 @@ use crate::store::{self, Contact, NotificationRow};
 use crate::templates::Templates;
 use crate::transport::{MailTransport, SendError, SmsTransport};
 
-/// Service name in event metadata.
-const SOURCE: &str = "notification";
-
 /// Settings of the worker.
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
@@ -366,7 +363,8 @@ impl Deliverer {
                 .unwrap_or_else(|| row.trigger_event_id.clone()),
             causation_id: row.trigger_event_id.clone(),
         };
-        let metadata = Some(span.in_scope(|| context.metadata(SOURCE, env!("CARGO_PKG_VERSION"))));
+        let metadata =
+            Some(span.in_scope(|| context.metadata(crate::IDENTITY.name, crate::IDENTITY.version)));
         Ok(match row.channel {
             Channel::Sms => SentEvent::Sms(sms_sent(row, recipient, metadata)),
             _ => SentEvent::Email(email_sent(row, recipient, subject, metadata)),

@@ -9,6 +9,13 @@
 //! `SmsSent` in the outbox. Transient failures retry with backoff without holding up
 //! anything else; permanent ones send the triggering record to the dead-letter topic.
 
+/// Who the notification service is: its names, health service and event version.
+pub const IDENTITY: weft_kit::host::Identity = weft_kit::host::Identity {
+    name: "notification",
+    service: "weft.notification.v1.NotificationService",
+    version: env!("CARGO_PKG_VERSION"),
+};
+
 pub mod app;
 pub mod config;
 pub mod delivery;
@@ -23,9 +30,5 @@ pub use config::Config;
 
 /// Runs the service with `config` until SIGTERM/SIGINT: the whole life of a process.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let _telemetry = weft_kit::telemetry::init("weft-notification", &config.telemetry)?;
-    weft_kit::faults::follow(&config.data_dir);
-    let app = App::build(config).await?;
-    tracing::info!(grpc = %app.grpc_addr(), admin = %app.admin_addr(), "notification service ready to serve");
-    app.run_until_stopped(weft_kit::shutdown::on_signal()).await
+    weft_kit::host::run::<App>(config).await
 }

@@ -13,11 +13,9 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use clap::Parser as _;
 use rdkafka::Message as _;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tokio_util::sync::CancellationToken;
 use weft_events::{DomainEvent, Envelope, EventContext};
 use weft_proto::notification::{Channel, DeliveryStatus};
 use weft_proto::order::OrderShipped;
@@ -152,8 +150,7 @@ struct Rig {
     hits: Hits,
     producer: FutureProducer,
     database_url: String,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    running: weft_kit::host::Running,
 }
 
 impl Rig {
@@ -166,22 +163,20 @@ impl Rig {
         let received = dir.join("smtp-received");
         let smtp = SmtpServer::start(&received);
         let (hook, hits) = webhook(fail_first).await;
-        let mut args: Vec<String> = [
-            "weft-notification",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
+        let smtp_url = format!("smtp://127.0.0.1:{}", smtp.port);
+        let hook_url = format!("http://{hook}/sms");
+        let bootstrap = broker.bootstrap();
+        let mut args = vec![
             "--data-dir",
             dir.to_str().unwrap(),
             "--database-url",
             &database_url,
             "--kafka-brokers",
-            &broker.bootstrap(),
+            &bootstrap,
             "--smtp-url",
-            &format!("smtp://127.0.0.1:{}", smtp.port),
+            &smtp_url,
             "--sms-webhook-url",
-            &format!("http://{hook}/sms"),
+            &hook_url,
             "--max-attempts",
             "3",
             "--user-service-url",
@@ -190,15 +185,9 @@ impl Rig {
             // first looks at the topics.
             "--from",
             "earliest",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let config = weft_notification::Config::try_parse_from(args).unwrap();
-        let app = weft_notification::App::build(config).await.unwrap();
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        ];
+        args.extend(extra);
+        let running = weft_testkit::spawn::<weft_notification::App>(&args).await;
         let producer: FutureProducer = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", broker.bootstrap())
             .create()
@@ -210,14 +199,12 @@ impl Rig {
             hits,
             producer,
             database_url,
-            shutdown,
-            task,
+            running,
         }
     }
 
     async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.unwrap().unwrap();
+        self.running.stop().await.unwrap();
         drop(self.smtp);
     }
 

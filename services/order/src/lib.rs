@@ -7,8 +7,12 @@
 //! service consumes `UserSignedUp` and creates one welcome order per user. Callers are
 //! known from their access token: a user sees only their own orders.
 
-/// Version stamped on emitted events.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Who the order service is: its names, health service and event version.
+pub const IDENTITY: weft_kit::host::Identity = weft_kit::host::Identity {
+    name: "order",
+    service: "weft.order.v1.OrderService",
+    version: env!("CARGO_PKG_VERSION"),
+};
 
 pub mod access;
 pub mod app;
@@ -28,9 +32,5 @@ pub use config::Config;
 
 /// Runs the service with `config` until SIGTERM/SIGINT: the whole life of a process.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let _telemetry = weft_kit::telemetry::init("weft-order", &config.telemetry)?;
-    weft_kit::faults::follow(&config.data_dir);
-    let app = App::build(config).await?;
-    tracing::info!(grpc = %app.grpc_addr(), admin = %app.admin_addr(), "order service ready to serve");
-    app.run_until_stopped(weft_kit::shutdown::on_signal()).await
+    weft_kit::host::run::<App>(config).await
 }

@@ -12,7 +12,7 @@ use weft_kit::paging::{page_token, parse_page_token};
 use weft_proto::order::order_service_server::OrderService;
 use weft_proto::order::*;
 
-use crate::VERSION;
+use crate::IDENTITY;
 use crate::access::{self, Action};
 use crate::catalog;
 use crate::domain::{self, OrderError, Violations};
@@ -247,7 +247,7 @@ impl OrderApi {
                 Outbox::enqueue(
                     &mut tx,
                     &PaymentProcessed {
-                        metadata: Some(ctx.metadata("order", VERSION)),
+                        metadata: Some(ctx.metadata(IDENTITY.name, IDENTITY.version)),
                         order_id: order.order_id.clone(),
                         user_id: order.user_id.clone(),
                         amount,
@@ -266,7 +266,7 @@ impl OrderApi {
                 Outbox::enqueue(
                     &mut tx,
                     &PaymentFailed {
-                        metadata: Some(ctx.metadata("order", VERSION)),
+                        metadata: Some(ctx.metadata(IDENTITY.name, IDENTITY.version)),
                         order_id: order.order_id.clone(),
                         user_id: order.user_id.clone(),
                         amount,
@@ -301,7 +301,7 @@ impl OrderApi {
         order.status = domain::transition(from, action)?;
         apply(&mut order);
         order.updated_at = weft_events::db::now_micros();
-        let meta = Some(ctx.metadata("order", VERSION));
+        let meta = Some(ctx.metadata(IDENTITY.name, IDENTITY.version));
         let (order_id, user_id) = (order.order_id.clone(), order.user_id.clone());
         let mut tx = self.db.begin().await?;
         if !store::update(&mut tx, &order, from).await? {

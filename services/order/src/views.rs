@@ -5,7 +5,7 @@ use weft_events::EventContext;
 use weft_events::db::timestamp;
 use weft_proto::order::{Order, OrderCreated, OrderItem};
 
-use crate::VERSION;
+use crate::IDENTITY;
 use crate::money;
 use crate::store::OrderRecord;
 
@@ -41,7 +41,7 @@ pub fn items(o: &OrderRecord) -> Vec<OrderItem> {
 /// The `OrderCreated` event of an order.
 pub fn created_event(o: &OrderRecord, ctx: &EventContext) -> OrderCreated {
     OrderCreated {
-        metadata: Some(ctx.metadata("order", VERSION)),
+        metadata: Some(ctx.metadata(IDENTITY.name, IDENTITY.version)),
         order_id: o.order_id.clone(),
         user_id: o.user_id.clone(),
         items: items(o),

@@ -13,7 +13,7 @@ use weft_auth::Role;
 use weft_events::{Database, EventContext, Outbox};
 use weft_proto::user::UserRolesChanged;
 
-use crate::VERSION;
+use crate::IDENTITY;
 use crate::domain::UserError;
 use crate::store;
 
@@ -115,7 +115,7 @@ pub async fn change(
         Change::Revoke => (Vec::new(), vec![role.as_str().to_owned()]),
     };
     let event = UserRolesChanged {
-        metadata: Some(EventContext::root().metadata("user", VERSION)),
+        metadata: Some(EventContext::root().metadata(IDENTITY.name, IDENTITY.version)),
         user_id: user.user_id.clone(),
         roles: roles.clone(),
         granted,

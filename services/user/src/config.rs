@@ -6,8 +6,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use weft_events::kafka::KafkaArgs;
-use weft_kit::config::{Secret, ServerArgs, TelemetryArgs};
 
 /// The user service.
 #[derive(Debug, Clone, Parser)]
@@ -23,12 +21,9 @@ pub struct Config {
     /// Admin (/metrics) listen address.
     #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "0.0.0.0:9101")]
     pub admin_addr: SocketAddr,
-    /// Data directory (SQLite database, signing key).
-    #[arg(long, env = "WEFT_DATA_DIR", default_value = ".weft")]
-    pub data_dir: PathBuf,
-    /// PostgreSQL URL; SQLite under the data dir when absent.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: Option<Secret<String>>,
+    /// Data, server limits, Kafka, pruning and telemetry.
+    #[command(flatten)]
+    pub common: weft_events::ServiceArgs,
     /// PKCS#8 PEM Ed25519 key that signs tokens; created if missing.
     /// Default: `<data dir>/keys/user-token.pem`.
     #[arg(long, env = "WEFT_SIGNING_KEY_FILE")]
@@ -53,16 +48,4 @@ pub struct Config {
     /// How long login attempts count and lock an account.
     #[arg(long, env = "WEFT_LOGIN_LOCKOUT", default_value = "15m", value_parser = humantime::parse_duration)]
     pub login_lockout: Duration,
-    /// gRPC server limits.
-    #[command(flatten)]
-    pub server: ServerArgs,
-    /// Kafka.
-    #[command(flatten)]
-    pub kafka: KafkaArgs,
-    /// Pruning of old inbox and outbox rows.
-    #[command(flatten)]
-    pub retention: weft_events::retention::RetentionArgs,
-    /// Logs and traces.
-    #[command(flatten)]
-    pub telemetry: TelemetryArgs,
 }

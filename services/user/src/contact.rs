@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq as _;
 use weft_events::{EventContext, Outbox};
 use weft_proto::user::{ContactKind, ContactVerificationRequested, ContactVerified};
 
-use crate::VERSION;
+use crate::IDENTITY;
 use crate::domain::UserError;
 
 /// How long an email token works.
@@ -83,7 +83,7 @@ pub async fn request(
     .execute(&mut *conn)
     .await?;
     let event = ContactVerificationRequested {
-        metadata: Some(ctx.metadata("user", VERSION)),
+        metadata: Some(ctx.metadata(IDENTITY.name, IDENTITY.version)),
         user_id: user_id.to_owned(),
         kind: kind as i32,
         address: address.to_owned(),
@@ -202,7 +202,7 @@ pub async fn verified(
     address: &str,
 ) -> Result<(), UserError> {
     let event = ContactVerified {
-        metadata: Some(ctx.metadata("user", VERSION)),
+        metadata: Some(ctx.metadata(IDENTITY.name, IDENTITY.version)),
         user_id: user_id.to_owned(),
         kind: kind as i32,
         address: address.to_owned(),

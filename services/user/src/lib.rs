@@ -9,8 +9,12 @@
 //! `VerifyPhone` and `ResendVerification` prove contacts. Roles change only through
 //! the operator's [`admin`] path.
 
-/// Version stamped on emitted events.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Who the user service is: its names, health service and event version.
+pub const IDENTITY: weft_kit::host::Identity = weft_kit::host::Identity {
+    name: "user",
+    service: "weft.user.v1.UserService",
+    version: env!("CARGO_PKG_VERSION"),
+};
 
 pub mod access;
 pub mod admin;
@@ -27,9 +31,5 @@ pub use config::Config;
 
 /// Runs the service with `config` until SIGTERM/SIGINT: the whole life of a process.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let _telemetry = weft_kit::telemetry::init("weft-user", &config.telemetry)?;
-    weft_kit::faults::follow(&config.data_dir);
-    let app = App::build(config).await?;
-    tracing::info!(grpc = %app.grpc_addr(), admin = %app.admin_addr(), "user service ready to serve");
-    app.run_until_stopped(weft_kit::shutdown::on_signal()).await
+    weft_kit::host::run::<App>(config).await
 }

@@ -12,7 +12,7 @@ use weft_events::{Database, EventContext, Outbox};
 use weft_proto::user::user_service_server::UserService;
 use weft_proto::user::*;
 
-use crate::VERSION;
+use crate::IDENTITY;
 use crate::access::{self, Action};
 use crate::contact::{self, CodeCheck};
 use crate::domain::{self, UserError, Violations};
@@ -168,7 +168,7 @@ impl UserApi {
             updated_at: now,
         };
         let event = UserSignedUp {
-            metadata: Some(ctx.metadata("user", VERSION)),
+            metadata: Some(ctx.metadata(IDENTITY.name, IDENTITY.version)),
             user_id: user.user_id.clone(),
             email: user.email.clone(),
             name: user.name.clone(),
@@ -474,7 +474,7 @@ impl UserApi {
         user.updated_at = weft_events::db::now_micros();
         store::update(&mut tx, &user).await?;
         let event = UserUpdated {
-            metadata: Some(ctx.metadata("user", VERSION)),
+            metadata: Some(ctx.metadata(IDENTITY.name, IDENTITY.version)),
             user_id: user.user_id.clone(),
             changed_fields: changed.iter().map(|s| (*s).to_owned()).collect(),
             email: user.email.clone(),

@@ -347,19 +347,13 @@ impl Consumer {
     }
 }
 
-/// Runs `consumer` as a task; if it stops with an error (stale offsets, a broker it
-/// can never reach), `shutdown` is cancelled so that the whole service stops and says
-/// why rather than serving on with a dead consumer.
-pub fn spawn_or_stop(
-    consumer: Consumer,
-    shutdown: CancellationToken,
-) -> tokio::task::JoinHandle<Result<(), EventsError>> {
-    tokio::spawn(async move {
-        let result = consumer.run(shutdown.clone()).await;
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "the consumer stopped; stopping the service");
-            shutdown.cancel();
-        }
-        result
+/// Runs `consumer` as a host's background task (see `weft_kit::host`): if it stops
+/// with an error (stale offsets, a broker it can never reach), the host stops the whole
+/// service and says why rather than serving on with a dead consumer. The error carries
+/// whether the operator must act, for the exit code.
+pub async fn serve(consumer: Consumer, shutdown: CancellationToken) -> anyhow::Result<()> {
+    consumer.run(shutdown).await.map_err(|e| {
+        let unrecoverable = e.needs_the_operator();
+        weft_kit::cli::failure(e, unrecoverable)
     })
 }

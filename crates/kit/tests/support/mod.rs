@@ -105,9 +105,13 @@ pub async fn spawn_held(args: ServerArgs) -> Running {
 }
 
 async fn spawn_probed(args: ServerArgs, held: bool) -> Running {
-    let server = GrpcServer::bind("127.0.0.1:0".parse().unwrap(), args)
-        .await
-        .unwrap();
+    let server = GrpcServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        args,
+        weft_proto::DESCRIPTOR_SET,
+    )
+    .await
+    .unwrap();
     let addr = server.local_addr();
     let limit = server.max_message_bytes();
     let ready = Arc::new(AtomicBool::new(!held));

@@ -2,37 +2,17 @@
 //! with the embedded broker, on SQLite or fresh PostgreSQL databases.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser as _;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
+use weft_kit::host::Running;
 use weft_proto::common::Money;
 use weft_proto::order::order_service_client::OrderServiceClient;
 use weft_proto::order::*;
 use weft_proto::user::user_service_client::UserServiceClient;
 use weft_proto::user::*;
 use weft_testkit::Broker;
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Db {
-    Sqlite,
-    Postgres,
-}
-
-pub struct Running {
-    pub addr: SocketAddr,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Running {
-    pub async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.unwrap().unwrap();
-    }
-}
+pub use weft_testkit::Db;
 
 pub struct Mesh {
     pub broker: Broker,
@@ -50,22 +30,9 @@ pub async fn spawn_mesh(db: Db) -> Mesh {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (user_db, order_db) = match db {
-        Db::Sqlite => (
-            weft_events::db::sqlite_url(dir.path(), "user").unwrap(),
-            weft_events::db::sqlite_url(dir.path(), "order").unwrap(),
-        ),
-        Db::Postgres => (
-            weft_testkit::postgres_database().await,
-            weft_testkit::postgres_database().await,
-        ),
-    };
-    let config = weft_user::Config::try_parse_from([
-        "weft-user",
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
+    let user_db = db.url(dir.path(), "user").await;
+    let order_db = db.url(dir.path(), "order").await;
+    let user = weft_testkit::spawn::<weft_user::App>(&[
         "--data-dir",
         dir.path().to_str().unwrap(),
         "--database-url",
@@ -73,14 +40,7 @@ pub async fn spawn_mesh(db: Db) -> Mesh {
         "--kafka-brokers",
         &broker.bootstrap(),
     ])
-    .unwrap();
-    let app = weft_user::App::build(config).await.unwrap();
-    let shutdown = CancellationToken::new();
-    let user = Running {
-        addr: app.grpc_addr(),
-        shutdown: shutdown.clone(),
-        task: tokio::spawn(app.run_until_stopped(shutdown)),
-    };
+    .await;
     let mut mesh = Mesh {
         broker,
         dir,
@@ -95,49 +55,36 @@ pub async fn spawn_mesh(db: Db) -> Mesh {
 
 impl Mesh {
     pub async fn start_order(&mut self) {
-        let config = weft_order::Config::try_parse_from([
-            "weft-order",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-            self.dir.path().to_str().unwrap(),
-            "--database-url",
-            &self.order_db,
-            "--kafka-brokers",
-            &self.broker.bootstrap(),
-            "--user-service-url",
-            &format!("http://{}", self.user.addr),
-            // Tests publish sign-ups before the service first looks at its topics.
-            "--from",
-            "earliest",
-        ])
-        .unwrap();
-        let app = weft_order::App::build(config).await.unwrap();
-        let shutdown = CancellationToken::new();
-        self.order = Some(Running {
-            addr: app.grpc_addr(),
-            shutdown: shutdown.clone(),
-            task: tokio::spawn(app.run_until_stopped(shutdown)),
-        });
+        self.order = Some(
+            weft_testkit::spawn::<weft_order::App>(&[
+                "--data-dir",
+                self.dir.path().to_str().unwrap(),
+                "--database-url",
+                &self.order_db,
+                "--kafka-brokers",
+                &self.broker.bootstrap(),
+                "--user-service-url",
+                &self.user.url(),
+                // Tests publish sign-ups before the service first looks at its topics.
+                "--from",
+                "earliest",
+            ])
+            .await,
+        );
     }
 
     pub async fn stop_order(&mut self) {
         if let Some(o) = self.order.take() {
-            o.stop().await;
+            o.stop().await.unwrap();
         }
     }
 
     pub async fn users(&self) -> UserServiceClient<Channel> {
-        UserServiceClient::connect(format!("http://{}", self.user.addr))
-            .await
-            .unwrap()
+        UserServiceClient::connect(self.user.url()).await.unwrap()
     }
 
     pub async fn orders(&self) -> OrderServiceClient<Channel> {
-        let addr = self.order.as_ref().unwrap().addr;
-        OrderServiceClient::connect(format!("http://{addr}"))
+        OrderServiceClient::connect(self.order.as_ref().unwrap().url())
             .await
             .unwrap()
     }

@@ -4,28 +4,21 @@
 
 use std::net::SocketAddr;
 
-use clap::Parser as _;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
+use weft_kit::host::Running;
 use weft_proto::user::user_service_client::UserServiceClient;
 use weft_proto::user::*;
 use weft_testkit::Broker;
+pub use weft_testkit::Db;
 
 pub struct TestApp {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
-    pub shutdown: CancellationToken,
     pub broker: Broker,
     pub dir: tempfile::TempDir,
     pub database_url: String,
     extra: Vec<String>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Db {
-    Sqlite,
-    Postgres,
+    running: Running,
 }
 
 pub async fn spawn_app(db: Db) -> TestApp {
@@ -40,10 +33,7 @@ pub async fn spawn_app_with(db: Db, extra: &[&str]) -> TestApp {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let database_url = match db {
-        Db::Sqlite => weft_events::db::sqlite_url(dir.path(), "user").unwrap(),
-        Db::Postgres => weft_testkit::postgres_database().await,
-    };
+    let database_url = db.url(dir.path(), "user").await;
     let extra = extra.iter().map(|s| (*s).to_owned()).collect();
     start(broker, dir, database_url, extra).await
 }
@@ -54,40 +44,27 @@ async fn start(
     database_url: String,
     extra: Vec<String>,
 ) -> TestApp {
-    let mut args: Vec<String> = [
-        "weft-user",
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
+    let bootstrap = broker.bootstrap();
+    let mut args = vec![
         "--data-dir",
         dir.path().to_str().unwrap(),
         "--database-url",
         &database_url,
         "--kafka-brokers",
-        &broker.bootstrap(),
+        &bootstrap,
         "--login-max-failures",
         "3",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    args.extend(extra.iter().cloned());
-    let config = weft_user::Config::try_parse_from(args).unwrap();
-    let app = weft_user::App::build(config).await.unwrap();
-    let addr = app.grpc_addr();
-    let admin = app.admin_addr();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    ];
+    args.extend(extra.iter().map(String::as_str));
+    let running = weft_testkit::spawn::<weft_user::App>(&args).await;
     TestApp {
-        addr,
-        admin,
-        shutdown,
+        addr: running.grpc,
+        admin: running.admin,
         broker,
         dir,
         database_url,
         extra,
-        task,
+        running,
     }
 }
 
@@ -163,14 +140,12 @@ impl TestApp {
     }
 
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.unwrap().unwrap();
+        self.running.stop().await.unwrap();
     }
 
     /// Stops the service and starts it again on the same database and broker.
     pub async fn restart(self) -> TestApp {
-        self.shutdown.cancel();
-        self.task.await.unwrap().unwrap();
+        self.running.stop().await.unwrap();
         start(self.broker, self.dir, self.database_url, self.extra).await
     }
 
