@@ -19,6 +19,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
@@ -250,7 +251,11 @@ impl Tasks {
         let id = self
             .set
             .spawn(async move {
-                let result = task.await.into_result();
+                // A panic is a failure like any other: it stops the process, by name.
+                let result = match std::panic::AssertUnwindSafe(task).catch_unwind().await {
+                    Ok(outcome) => outcome.into_result(),
+                    Err(panic) => Err(anyhow::anyhow!("{name} panicked: {}", panic_message(&*panic))),
+                };
                 if let Err(e) = &result {
                     tracing::error!(task = name, error = %format!("{e:#}"), "a background task failed; stopping");
                     stop.cancel();
@@ -281,9 +286,8 @@ impl Tasks {
                         }
                     }
                     Err(e) => {
-                        let name = names.remove(&e.id()).unwrap_or("a task");
-                        tracing::error!(task = name, error = %e, "a background task panicked");
-                        failure.get_or_insert(anyhow::anyhow!("{name} panicked"));
+                        // Only an abort gets here; panics are caught in the task.
+                        names.remove(&e.id());
                     }
                 }
             }
@@ -301,6 +305,15 @@ impl Tasks {
         }
         failure.map_or(Ok(()), Err)
     }
+}
+
+/// The text of a panic's payload, when it has one.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// A service that runs in a [`Host`]: built from its config, then run until shutdown.
