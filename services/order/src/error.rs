@@ -1,10 +1,12 @@
 //! The errors the order service answers with, and the collector of a request's
 //! invalid fields.
 
+use tonic::Status;
+use tonic_types::StatusExt as _;
 use weft_kit::status::FieldViolation;
 
-/// What can go wrong in the order service; mapped to a gRPC status once, in
-/// [`crate::service::status`].
+/// What can go wrong in the order service; mapped to a gRPC status once, by its
+/// `From` impl below.
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
     /// The request is invalid; every offending field is named.
@@ -76,5 +78,41 @@ pub type Violations = weft_kit::status::Violations<OrderError>;
 impl From<Vec<FieldViolation>> for OrderError {
     fn from(list: Vec<FieldViolation>) -> Self {
         Self::Invalid(list)
+    }
+}
+
+/// The single mapping of [`OrderError`] to a gRPC status.
+impl From<OrderError> for Status {
+    fn from(e: OrderError) -> Self {
+        match e {
+            OrderError::Invalid(v) => weft_kit::status::invalid_argument(&v),
+            OrderError::NotFound => Status::not_found("order not found"),
+            OrderError::ProductNotFound => Status::not_found("product not found"),
+            OrderError::ProductExists => Status::already_exists("a product with this id exists"),
+            e @ OrderError::KeyReused { .. } => Status::already_exists(e.to_string()),
+            OrderError::Denied(why) => Status::permission_denied(why),
+            e @ OrderError::IllegalTransition { .. } => {
+                let mut d = tonic_types::ErrorDetails::new();
+                d.add_precondition_failure_violation("STATUS", "order", e.to_string());
+                Status::with_error_details(tonic::Code::FailedPrecondition, e.to_string(), d)
+            }
+            OrderError::Declined(reason) => {
+                let mut d = tonic_types::ErrorDetails::new();
+                d.set_error_info(
+                    "PAYMENT_DECLINED",
+                    "weft.order",
+                    [("reason".to_owned(), reason.clone())],
+                );
+                Status::with_error_details(
+                    tonic::Code::FailedPrecondition,
+                    format!("payment declined: {reason}"),
+                    d,
+                )
+            }
+            OrderError::PaymentUnavailable => {
+                Status::unavailable("the payment provider is unavailable; retry later")
+            }
+            OrderError::Internal(err) => weft_kit::status::internal(err.as_ref()),
+        }
     }
 }
