@@ -1,75 +1,11 @@
-//! The user domain: validated values parsed from requests at the gRPC edge, and the
-//! errors the service can answer with.
+//! The user domain: validated values parsed from requests at the gRPC edge.
 
 use std::collections::BTreeMap;
 
-use weft_kit::status::FieldViolation;
-
-/// What can go wrong in the user service; mapped to a gRPC status once, in
-/// [`crate::service`].
-#[derive(Debug, thiserror::Error)]
-pub enum UserError {
-    /// The request is invalid; every offending field is named.
-    #[error("invalid request")]
-    Invalid(Vec<FieldViolation>),
-    /// Another user has this email address.
-    #[error("email already registered")]
-    EmailTaken,
-    /// No such user (or not visible to the caller).
-    #[error("user not found")]
-    NotFound,
-    /// Email or password is wrong.
-    #[error("email or password is wrong")]
-    BadCredentials,
-    /// Too many failed logins for this account.
-    #[error("too many failed logins")]
-    Locked {
-        /// When trying again may succeed.
-        retry_after: std::time::Duration,
-    },
-    /// Every password hashing worker is busy and its queue is full.
-    #[error("too many password checks at once")]
-    Busy,
-    /// The caller may see the user but not do this.
-    #[error("not allowed")]
-    Denied,
-    /// The user's state does not allow it (e.g. verifying what is verified).
-    #[error("{0}")]
-    Precondition(&'static str),
-    /// Asked again too soon.
-    #[error("{what}")]
-    TooSoon {
-        /// What was asked.
-        what: &'static str,
-        /// When asking again may succeed.
-        retry_after: std::time::Duration,
-    },
-    /// A dependency failed; the cause is logged, not sent.
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
-}
-
-impl UserError {
-    /// One invalid field.
-    pub fn invalid(field: &str, description: &str) -> Self {
-        Self::Invalid(vec![FieldViolation::new(field, description)])
-    }
-}
-
-impl From<sqlx::Error> for UserError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Internal(e.into())
-    }
-}
+pub use crate::error::UserError;
 
 /// Collects field violations while parsing a request.
 pub type Violations = weft_kit::status::Violations<UserError>;
-
-impl From<Vec<FieldViolation>> for UserError {
-    fn from(list: Vec<FieldViolation>) -> Self {
-        Self::Invalid(list)
-    }
-}
 
 /// An email address, trimmed and lower-cased.
 pub fn parse_email(raw: &str, field: &str, v: &mut Violations) -> String {

@@ -22,9 +22,12 @@ pub mod app;
 pub mod config;
 pub mod contact;
 pub mod domain;
+pub mod error;
 pub mod password;
 pub mod service;
 pub mod store;
+pub mod verification;
+pub mod views;
 
 pub use app::App;
 pub use config::Config;

@@ -1,6 +1,7 @@
 //! The gRPC face of the user service: requests are parsed into domain values at the
 //! edge, work happens in one transaction with its outbox row, and every error becomes
-//! a status in [`status`], nowhere else.
+//! a status through one `From` impl ([`crate::error`]), nowhere else. Contact
+//! verification is in [`crate::verification`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,10 +15,11 @@ use weft_proto::user::*;
 
 use crate::IDENTITY;
 use crate::access::{self, Action};
-use crate::contact::{self, CodeCheck};
+use crate::contact;
 use crate::domain::{self, UserError, Violations};
-use crate::password::{HashError, Hasher};
+use crate::password::Hasher;
 use crate::store::{self, UserRecord};
+use crate::views::to_proto;
 
 /// The user service's handlers.
 pub struct UserApi {
@@ -44,79 +46,6 @@ pub struct LoginPolicy {
     pub max_attempts: i64,
     /// The window, and the lock.
     pub window: std::time::Duration,
-}
-
-impl From<HashError> for UserError {
-    fn from(e: HashError) -> Self {
-        match e {
-            HashError::Busy => Self::Busy,
-            HashError::Failed(e) => Self::Internal(anyhow::anyhow!(e)),
-        }
-    }
-}
-
-/// The single mapping of [`UserError`] to a gRPC status.
-pub fn status(e: UserError) -> Status {
-    match e {
-        UserError::Invalid(v) => weft_kit::status::invalid_argument(&v),
-        UserError::EmailTaken => {
-            Status::already_exists("a user with this email address already exists")
-        }
-        UserError::NotFound => Status::not_found("user not found"),
-        UserError::BadCredentials => Status::unauthenticated("email or password is wrong"),
-        UserError::Locked { retry_after } => retry_later(
-            tonic::Code::ResourceExhausted,
-            format!(
-                "too many failed logins for this account; try again in {} s",
-                retry_after.as_secs().max(1)
-            ),
-            retry_after,
-        ),
-        UserError::Busy => retry_later(
-            tonic::Code::ResourceExhausted,
-            "too many password checks at once; try again in a moment".into(),
-            std::time::Duration::from_secs(1),
-        ),
-        UserError::Denied => Status::permission_denied("you may not change this user"),
-        UserError::Precondition(why) => Status::failed_precondition(why),
-        UserError::TooSoon { what, retry_after } => retry_later(
-            tonic::Code::ResourceExhausted,
-            format!("{what}; try again in {} s", retry_after.as_secs().max(1)),
-            retry_after,
-        ),
-        UserError::Internal(err) => weft_kit::status::internal(err.as_ref()),
-    }
-}
-
-fn retry_later(code: tonic::Code, message: String, after: std::time::Duration) -> Status {
-    use tonic_types::StatusExt as _;
-    let mut details = tonic_types::ErrorDetails::new();
-    details.set_retry_info(Some(after));
-    Status::with_error_details(code, message, details)
-}
-
-fn timestamp(micros: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1000).unwrap_or(0),
-    }
-}
-
-/// The API view of a stored user (never the hash).
-pub fn to_proto(u: &UserRecord) -> User {
-    User {
-        user_id: u.user_id.clone(),
-        email: u.email.clone(),
-        name: u.name.clone(),
-        phone: u.phone.clone(),
-        source: u.source,
-        roles: u.roles.clone(),
-        metadata: u.metadata.clone().into_iter().collect(),
-        create_time: Some(timestamp(u.created_at)),
-        update_time: Some(timestamp(u.updated_at)),
-        email_verified: u.email_verified,
-        phone_verified: u.phone_verified,
-    }
 }
 
 fn context<T>(req: &Request<T>) -> EventContext {
@@ -273,134 +202,6 @@ impl UserApi {
         Ok(())
     }
 
-    async fn verify_email(&self, ctx: EventContext, token: &str) -> Result<UserRecord, UserError> {
-        let token = token.trim();
-        if token.is_empty() || token.len() > 128 {
-            return Err(UserError::invalid("token", "is not a verification token"));
-        }
-        let now = weft_events::db::now_micros();
-        let mut tx = self.db.begin().await?;
-        let Some((user_id, address)) = contact::take_email_token(&mut tx, token, now).await? else {
-            tx.commit().await?;
-            return Err(UserError::invalid(
-                "token",
-                "is unknown, used or expired; ask for a new verification email",
-            ));
-        };
-        let Some(mut user) = store::by_id_in(&mut tx, &user_id).await? else {
-            return Err(UserError::NotFound);
-        };
-        if user.email != address {
-            tx.commit().await?;
-            return Err(UserError::invalid(
-                "token",
-                "was sent to an address this user no longer has",
-            ));
-        }
-        if !user.email_verified {
-            user.email_verified = true;
-            user.updated_at = now;
-            store::update(&mut tx, &user).await?;
-            contact::verified(&mut tx, &ctx, &user.user_id, ContactKind::Email, &address).await?;
-        }
-        self.relay.commit(tx).await?;
-        Ok(user)
-    }
-
-    async fn verify_phone(
-        &self,
-        ctx: EventContext,
-        caller: &weft_auth::Caller,
-        req: VerifyPhoneRequest,
-    ) -> Result<UserRecord, UserError> {
-        access::check(caller, Action::Verify, &req.user_id)?;
-        let code = req.code.trim();
-        if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(UserError::invalid(
-                "code",
-                "is the six digits of the text message",
-            ));
-        }
-        let now = weft_events::db::now_micros();
-        let mut tx = self.db.begin().await?;
-        let Some(mut user) = store::by_id_in(&mut tx, &req.user_id).await? else {
-            return Err(UserError::NotFound);
-        };
-        match contact::check_phone_code(&mut tx, &user.user_id, code, now).await? {
-            CodeCheck::Verified(address) if address == user.phone => {
-                user.phone_verified = true;
-                user.updated_at = now;
-                store::update(&mut tx, &user).await?;
-                contact::verified(&mut tx, &ctx, &user.user_id, ContactKind::Phone, &address)
-                    .await?;
-                self.relay.commit(tx).await?;
-                Ok(user)
-            }
-            CodeCheck::Verified(_) | CodeCheck::Gone => {
-                tx.commit().await?;
-                Err(UserError::Precondition(
-                    "no valid code is pending for this phone; ask for a new one",
-                ))
-            }
-            CodeCheck::Wrong(left) => {
-                tx.commit().await?;
-                Err(UserError::Invalid(vec![
-                    weft_kit::status::FieldViolation::new(
-                        "code",
-                        format!("is wrong; {} tries left", left.max(0)),
-                    ),
-                ]))
-            }
-        }
-    }
-
-    async fn resend_verification(
-        &self,
-        ctx: EventContext,
-        caller: &weft_auth::Caller,
-        req: ResendVerificationRequest,
-    ) -> Result<(), UserError> {
-        access::check(caller, Action::Verify, &req.user_id)?;
-        let kind = ContactKind::try_from(req.kind).unwrap_or(ContactKind::Unspecified);
-        let now = weft_events::db::now_micros();
-        let mut tx = self.db.begin().await?;
-        let Some(user) = store::by_id_in(&mut tx, &req.user_id).await? else {
-            return Err(UserError::NotFound);
-        };
-        let address = match kind {
-            ContactKind::Email if user.email_verified => {
-                return Err(UserError::Precondition(
-                    "the email address is verified already",
-                ));
-            }
-            ContactKind::Phone if user.phone.is_empty() => {
-                return Err(UserError::Precondition("this user has no phone number"));
-            }
-            ContactKind::Phone if user.phone_verified => {
-                return Err(UserError::Precondition(
-                    "the phone number is verified already",
-                ));
-            }
-            ContactKind::Email => user.email.clone(),
-            ContactKind::Phone => user.phone.clone(),
-            ContactKind::Unspecified => {
-                return Err(UserError::invalid(
-                    "kind",
-                    "must be CONTACT_KIND_EMAIL or CONTACT_KIND_PHONE",
-                ));
-            }
-        };
-        if let Err(wait) = contact::may_resend(&mut tx, &user.user_id, kind, now).await? {
-            return Err(UserError::TooSoon {
-                what: "a verification was sent less than a minute ago",
-                retry_after: std::time::Duration::from_micros(wait.max(0) as u64),
-            });
-        }
-        contact::request(&mut tx, &ctx, &user.user_id, kind, &address, now).await?;
-        self.relay.commit(tx).await?;
-        Ok(())
-    }
-
     async fn update_user(
         &self,
         ctx: EventContext,
@@ -519,10 +320,7 @@ impl UserService for UserApi {
         request: Request<SignUpRequest>,
     ) -> Result<Response<SignUpResponse>, Status> {
         let ctx = context(&request);
-        let user = self
-            .sign_up(ctx, request.into_inner())
-            .await
-            .map_err(status)?;
+        let user = self.sign_up(ctx, request.into_inner()).await?;
         Ok(Response::new(SignUpResponse {
             user: Some(to_proto(&user)),
         }))
@@ -535,7 +333,7 @@ impl UserService for UserApi {
         self.login(request.into_inner())
             .await
             .map(Response::new)
-            .map_err(status)
+            .map_err(Status::from)
     }
 
     async fn get_user(
@@ -545,13 +343,12 @@ impl UserService for UserApi {
         let caller = weft_auth::caller(&request)?;
         let id = request.into_inner().user_id;
         if let Some(problem) = weft_kit::text::Text::ID.problem(&id) {
-            return Err(status(UserError::invalid("user_id", &problem)));
+            return Err(Status::from(UserError::invalid("user_id", &problem)));
         }
-        access::check(&caller, Action::Read, &id).map_err(status)?;
+        access::check(&caller, Action::Read, &id)?;
         let user = store::by_id(&self.db, &id)
-            .await
-            .map_err(status)?
-            .ok_or_else(|| status(UserError::NotFound))?;
+            .await?
+            .ok_or_else(|| Status::from(UserError::NotFound))?;
         Ok(Response::new(GetUserResponse {
             user: Some(to_proto(&user)),
         }))
@@ -563,10 +360,7 @@ impl UserService for UserApi {
     ) -> Result<Response<UpdateUserResponse>, Status> {
         let caller = weft_auth::caller(&request)?;
         let ctx = context(&request);
-        let user = self
-            .update_user(ctx, &caller, request.into_inner())
-            .await
-            .map_err(status)?;
+        let user = self.update_user(ctx, &caller, request.into_inner()).await?;
         Ok(Response::new(UpdateUserResponse {
             user: Some(to_proto(&user)),
         }))
@@ -577,10 +371,7 @@ impl UserService for UserApi {
         request: Request<VerifyEmailRequest>,
     ) -> Result<Response<VerifyEmailResponse>, Status> {
         let ctx = context(&request);
-        let user = self
-            .verify_email(ctx, &request.into_inner().token)
-            .await
-            .map_err(status)?;
+        let user = self.verify_email(ctx, &request.into_inner().token).await?;
         Ok(Response::new(VerifyEmailResponse {
             user: Some(to_proto(&user)),
         }))
@@ -594,8 +385,7 @@ impl UserService for UserApi {
         let ctx = context(&request);
         let user = self
             .verify_phone(ctx, &caller, request.into_inner())
-            .await
-            .map_err(status)?;
+            .await?;
         Ok(Response::new(VerifyPhoneResponse {
             user: Some(to_proto(&user)),
         }))
@@ -608,8 +398,7 @@ impl UserService for UserApi {
         let caller = weft_auth::caller(&request)?;
         let ctx = context(&request);
         self.resend_verification(ctx, &caller, request.into_inner())
-            .await
-            .map_err(status)?;
+            .await?;
         Ok(Response::new(ResendVerificationResponse {}))
     }
 
