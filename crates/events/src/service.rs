@@ -2,15 +2,17 @@
 //! clap group each service flattens into its own `Config`: where its data lives, its
 //! gRPC server's limits, Kafka, pruning, and telemetry.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use sqlx::migrate::Migrator;
 use weft_kit::config::{Secret, ServerArgs, TelemetryArgs};
+use weft_kit::host::{Host, Identity, Settings};
 
 use crate::db::Database;
 use crate::error::EventsError;
 use crate::kafka::KafkaArgs;
-use crate::retention::RetentionArgs;
+use crate::retention::{Pruner, RetentionArgs, Rule};
 
 /// Settings shared by the user, order, notification and analytics services.
 #[derive(Debug, Clone, clap::Args)]
@@ -37,22 +39,64 @@ pub struct ServiceArgs {
 }
 
 impl ServiceArgs {
-    /// The database of service `name` (`--database-url`, else SQLite in the data
-    /// directory), connected and migrated with the backbone's and the service's
-    /// migrations.
+    /// The database of the service `identity` (`--database-url`, else SQLite in the
+    /// data directory), connected and migrated with the backbone's and the
+    /// service's migrations.
     pub async fn open_db(
         &self,
-        name: &str,
+        identity: Identity,
         sqlite: Migrator,
         postgres: Migrator,
-    ) -> Result<Database, EventsError> {
+    ) -> anyhow::Result<Database> {
+        use anyhow::Context as _;
         crate::db::open_service_db(
             self.database_url.as_ref().map(|u| u.expose().as_str()),
             &self.data_dir,
-            name,
+            identity.name,
             sqlite,
             postgres,
         )
         .await
+        .with_context(|| format!("opening the {} database", identity.name))
+    }
+
+    /// Binds the host of the service `identity` on `grpc` and `admin`, serving
+    /// `contracts` within these settings' server limits.
+    pub async fn bind(
+        &self,
+        identity: Identity,
+        contracts: &'static [u8],
+        grpc: SocketAddr,
+        admin: SocketAddr,
+    ) -> Result<Host, weft_kit::KitError> {
+        Host::bind(identity, contracts, grpc, admin, &self.server).await
+    }
+
+    /// What every stateful service runs beside its own work: readiness follows the
+    /// database and the broker (a broker failure counts once it has lasted
+    /// `--broker-grace`), and the pruner keeps the inbox, the sent outbox and `more`
+    /// within their retention.
+    pub fn backbone(
+        &self,
+        host: &mut Host,
+        db: &Database,
+        more: Vec<Rule>,
+    ) -> Result<(), EventsError> {
+        let broker = crate::kafka::broker_probe(&self.kafka)?;
+        let pruner = Pruner::new(db.clone(), self.retention.clone(), more);
+        host.probe("database", db.probe())
+            .probe_after("broker", self.kafka.broker_grace, broker)
+            .background("pruner", |stop| pruner.run(stop));
+        Ok(())
+    }
+}
+
+impl Settings for ServiceArgs {
+    fn telemetry(&self) -> &TelemetryArgs {
+        &self.telemetry
+    }
+
+    fn fault_dir(&self) -> Option<&Path> {
+        Some(&self.data_dir)
     }
 }

@@ -316,6 +316,17 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("(no message)")
 }
 
+/// What the process around a service needs to know of its config.
+pub trait Settings {
+    /// Logs and traces.
+    fn telemetry(&self) -> &TelemetryArgs;
+
+    /// The data directory whose fault flags the process follows, if it has one.
+    fn fault_dir(&self) -> Option<&Path> {
+        None
+    }
+}
+
 /// A service that runs in a [`Host`]: built from its config, then run until shutdown.
 pub trait Service: Sized + Send + 'static {
     /// Its settings (clap and environment).
@@ -324,11 +335,8 @@ pub trait Service: Sized + Send + 'static {
     /// Who it is.
     const IDENTITY: Identity;
 
-    /// Its telemetry settings.
-    fn telemetry(config: &Self::Config) -> &TelemetryArgs;
-
-    /// The data directory whose fault flags the process follows, if it has one.
-    fn fault_dir(config: &Self::Config) -> Option<&Path>;
+    /// Its telemetry settings and fault flags.
+    fn settings(config: &Self::Config) -> &dyn Settings;
 
     /// Connects, migrates and binds its listeners.
     fn build(config: Self::Config) -> impl Future<Output = anyhow::Result<Self>> + Send;
@@ -347,8 +355,9 @@ pub trait Service: Sized + Send + 'static {
 /// SIGTERM/SIGINT.
 pub async fn run<S: Service>(config: S::Config) -> anyhow::Result<()> {
     let identity = S::IDENTITY;
-    let _telemetry = crate::telemetry::init(&identity.process(), S::telemetry(&config))?;
-    if let Some(dir) = S::fault_dir(&config) {
+    let settings = S::settings(&config);
+    let _telemetry = crate::telemetry::init(&identity.process(), settings.telemetry())?;
+    if let Some(dir) = settings.fault_dir() {
         crate::faults::follow(dir);
     }
     let service = S::build(config).await?;

@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use weft_auth::{TokenConfig, Verifier};
 use weft_events::consumer::Outcome;
 use weft_events::{Consumer, Database};
-use weft_kit::host::{Host, Identity, Service};
+use weft_kit::host::{Host, Identity, Service, Settings};
+use weft_proto::DESCRIPTOR_SET;
 use weft_proto::analytics::analytics_service_server::AnalyticsServiceServer;
 
 use crate::config::Config;
@@ -30,12 +30,8 @@ impl Service for App {
     type Config = Config;
     const IDENTITY: Identity = crate::IDENTITY;
 
-    fn telemetry(config: &Config) -> &weft_kit::config::TelemetryArgs {
-        &config.common.telemetry
-    }
-
-    fn fault_dir(config: &Config) -> Option<&std::path::Path> {
-        Some(&config.common.data_dir)
+    fn settings(config: &Config) -> &dyn Settings {
+        &config.common
     }
 
     /// Connects, migrates and binds the listeners.
@@ -43,20 +39,20 @@ impl Service for App {
         let db = config
             .common
             .open_db(
-                "analytics",
+                Self::IDENTITY,
                 sqlx::migrate!("./migrations/sqlite"),
                 sqlx::migrate!("./migrations/postgres"),
             )
-            .await
-            .context("opening the analytics database")?;
-        let host = Host::bind(
-            Self::IDENTITY,
-            weft_proto::DESCRIPTOR_SET,
-            config.grpc_addr,
-            config.admin_addr,
-            &config.common.server,
-        )
-        .await?;
+            .await?;
+        let host = config
+            .common
+            .bind(
+                Self::IDENTITY,
+                DESCRIPTOR_SET,
+                config.grpc_addr,
+                config.admin_addr,
+            )
+            .await?;
         Ok(Self {
             host,
             db,
@@ -77,13 +73,7 @@ impl Service for App {
             verifier,
             config,
         } = self;
-        let broker = weft_events::kafka::broker_probe(&config.common.kafka)?;
-        let pruner = weft_events::retention::Pruner::new(
-            db.clone(),
-            config.common.retention.clone(),
-            Vec::new(),
-        );
-        host.probe("database", db.probe()).probe("broker", broker);
+        config.common.backbone(&mut host, &db, Vec::new())?;
 
         let (changed, changes) = watch::channel(0u64);
         let mut consumer = Consumer::new(
@@ -129,8 +119,7 @@ impl Service for App {
             })
             .background("consumer", |stop| {
                 weft_events::consumer::serve(consumer, stop)
-            })
-            .background("pruner", |stop| pruner.run(stop));
+            });
         host.run(shutdown).await
     }
 }

@@ -13,7 +13,8 @@ use weft_auth::{TokenConfig, Verifier};
 use weft_events::dlq::DeadLetters;
 use weft_events::outbox::RelayConfig;
 use weft_events::{Consumer, Database, Relay};
-use weft_kit::host::{Host, Identity, Service};
+use weft_kit::host::{Host, Identity, Service, Settings};
+use weft_proto::DESCRIPTOR_SET;
 use weft_proto::notification::notification_service_server::NotificationServiceServer;
 use weft_proto::order::{OrderCreated, OrderShipped};
 use weft_proto::user::{ContactVerificationRequested, ContactVerified, UserSignedUp, UserUpdated};
@@ -39,12 +40,8 @@ impl Service for App {
     type Config = Config;
     const IDENTITY: Identity = crate::IDENTITY;
 
-    fn telemetry(config: &Config) -> &weft_kit::config::TelemetryArgs {
-        &config.common.telemetry
-    }
-
-    fn fault_dir(config: &Config) -> Option<&std::path::Path> {
-        Some(&config.common.data_dir)
+    fn settings(config: &Config) -> &dyn Settings {
+        &config.common
     }
 
     /// Connects, migrates, checks the templates and transports, binds the listeners.
@@ -73,12 +70,11 @@ impl Service for App {
         let db = config
             .common
             .open_db(
-                "notification",
+                Self::IDENTITY,
                 sqlx::migrate!("./migrations/sqlite"),
                 sqlx::migrate!("./migrations/postgres"),
             )
-            .await
-            .context("opening the notification database")?;
+            .await?;
         let relay = Relay::new(
             db.clone(),
             &config.common.kafka,
@@ -103,14 +99,15 @@ impl Service for App {
                 send_timeout: config.send_timeout,
             },
         };
-        let host = Host::bind(
-            Self::IDENTITY,
-            weft_proto::DESCRIPTOR_SET,
-            config.grpc_addr,
-            config.admin_addr,
-            &config.common.server,
-        )
-        .await?;
+        let host = config
+            .common
+            .bind(
+                Self::IDENTITY,
+                DESCRIPTOR_SET,
+                config.grpc_addr,
+                config.admin_addr,
+            )
+            .await?;
         Ok(Self {
             host,
             db,
@@ -135,15 +132,10 @@ impl Service for App {
             verifier,
             config,
         } = self;
-        let broker = weft_events::kafka::broker_probe(&config.common.kafka)?;
-        let pruner = weft_events::retention::Pruner::new(
-            db.clone(),
-            config.common.retention.clone(),
-            crate::store::prune_rules(),
-        );
-        host.probe("database", db.probe())
-            .probe_after("broker", config.common.kafka.broker_grace, broker)
-            .probe("token keys", weft_auth::keys_probe(verifier.clone()));
+        config
+            .common
+            .backbone(&mut host, &db, crate::store::prune_rules())?;
+        host.probe("token keys", weft_auth::keys_probe(verifier.clone()));
 
         let wake = deliverer.wake.clone();
         let consumer = Consumer::new(
@@ -182,8 +174,7 @@ impl Service for App {
             .background("consumer", |stop| {
                 weft_events::consumer::serve(consumer, stop)
             })
-            .background("delivery", |stop| deliverer.run(stop))
-            .background("pruner", |stop| pruner.run(stop));
+            .background("delivery", |stop| deliverer.run(stop));
         host.run(shutdown).await
     }
 }

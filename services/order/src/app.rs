@@ -9,7 +9,8 @@ use tonic::service::interceptor::InterceptedService;
 use weft_auth::{TokenConfig, Verifier};
 use weft_events::outbox::RelayConfig;
 use weft_events::{Consumer, Relay};
-use weft_kit::host::{Host, Identity, Service};
+use weft_kit::host::{Host, Identity, Service, Settings};
+use weft_proto::DESCRIPTOR_SET;
 use weft_proto::order::order_service_server::OrderServiceServer;
 use weft_proto::user::UserSignedUp;
 
@@ -31,12 +32,8 @@ impl Service for App {
     type Config = Config;
     const IDENTITY: Identity = crate::IDENTITY;
 
-    fn telemetry(config: &Config) -> &weft_kit::config::TelemetryArgs {
-        &config.common.telemetry
-    }
-
-    fn fault_dir(config: &Config) -> Option<&std::path::Path> {
-        Some(&config.common.data_dir)
+    fn settings(config: &Config) -> &dyn Settings {
+        &config.common
     }
 
     /// Connects, migrates and binds the listeners.
@@ -44,12 +41,11 @@ impl Service for App {
         let db = config
             .common
             .open_db(
-                "order",
+                Self::IDENTITY,
                 sqlx::migrate!("./migrations/sqlite"),
                 sqlx::migrate!("./migrations/postgres"),
             )
-            .await
-            .context("opening the order database")?;
+            .await?;
         let seed = match &config.catalog_seed {
             Some(path) => std::fs::read_to_string(path)
                 .with_context(|| format!("reading the catalogue seed {}", path.display()))?,
@@ -73,14 +69,15 @@ impl Service for App {
             relay: relay.waker(),
             payments: Arc::new(TestProvider),
         };
-        let host = Host::bind(
-            Self::IDENTITY,
-            weft_proto::DESCRIPTOR_SET,
-            config.grpc_addr,
-            config.admin_addr,
-            &config.common.server,
-        )
-        .await?;
+        let host = config
+            .common
+            .bind(
+                Self::IDENTITY,
+                DESCRIPTOR_SET,
+                config.grpc_addr,
+                config.admin_addr,
+            )
+            .await?;
         Ok(Self {
             host,
             api,
@@ -103,15 +100,8 @@ impl Service for App {
             verifier,
             config,
         } = self;
-        let broker = weft_events::kafka::broker_probe(&config.common.kafka)?;
-        let pruner = weft_events::retention::Pruner::new(
-            api.db.clone(),
-            config.common.retention.clone(),
-            Vec::new(),
-        );
-        host.probe("database", api.db.probe())
-            .probe_after("broker", config.common.kafka.broker_grace, broker)
-            .probe("token keys", weft_auth::keys_probe(verifier.clone()));
+        config.common.backbone(&mut host, &api.db, Vec::new())?;
+        host.probe("token keys", weft_auth::keys_probe(verifier.clone()));
 
         let waker = api.relay.clone();
         let consumer = Consumer::new(
@@ -143,8 +133,7 @@ impl Service for App {
             .background("outbox relay", |stop| relay.run(stop))
             .background("consumer", |stop| {
                 weft_events::consumer::serve(consumer, stop)
-            })
-            .background("pruner", |stop| pruner.run(stop));
+            });
         host.run(shutdown).await
     }
 }

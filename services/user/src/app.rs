@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use weft_auth::{Issuer, SigningKeys, TokenConfig, Verifier};
 use weft_events::Relay;
 use weft_events::outbox::RelayConfig;
-use weft_kit::host::{Host, Identity, Service};
+use weft_kit::host::{Host, Identity, Service, Settings};
+use weft_proto::DESCRIPTOR_SET;
 use weft_proto::user::user_service_server::UserServiceServer;
 
 use crate::config::Config;
@@ -31,12 +31,8 @@ impl Service for App {
     type Config = Config;
     const IDENTITY: Identity = crate::IDENTITY;
 
-    fn telemetry(config: &Config) -> &weft_kit::config::TelemetryArgs {
-        &config.common.telemetry
-    }
-
-    fn fault_dir(config: &Config) -> Option<&std::path::Path> {
-        Some(&config.common.data_dir)
+    fn settings(config: &Config) -> &dyn Settings {
+        &config.common
     }
 
     /// Connects, migrates, loads keys and binds the listeners.
@@ -44,12 +40,11 @@ impl Service for App {
         let db = config
             .common
             .open_db(
-                "user",
+                Self::IDENTITY,
                 sqlx::migrate!("./migrations/sqlite"),
                 sqlx::migrate!("./migrations/postgres"),
             )
-            .await
-            .context("opening the user database")?;
+            .await?;
         let key_file = config
             .signing_key_file
             .clone()
@@ -86,14 +81,15 @@ impl Service for App {
             },
             dummy_hash,
         };
-        let host = Host::bind(
-            Self::IDENTITY,
-            weft_proto::DESCRIPTOR_SET,
-            config.grpc_addr,
-            config.admin_addr,
-            &config.common.server,
-        )
-        .await?;
+        let host = config
+            .common
+            .bind(
+                Self::IDENTITY,
+                DESCRIPTOR_SET,
+                config.grpc_addr,
+                config.admin_addr,
+            )
+            .await?;
         Ok(Self {
             host,
             api,
@@ -116,17 +112,7 @@ impl Service for App {
             verifier,
             config,
         } = self;
-        let broker = weft_events::kafka::broker_probe(&config.common.kafka)?;
-        let pruner = weft_events::retention::Pruner::new(
-            api.db.clone(),
-            config.common.retention.clone(),
-            Vec::new(),
-        );
-        host.probe("database", api.db.probe()).probe_after(
-            "broker",
-            config.common.kafka.broker_grace,
-            broker,
-        );
+        config.common.backbone(&mut host, &api.db, Vec::new())?;
         let limit = host.message_limit();
         let server = UserServiceServer::new(api)
             .max_decoding_message_size(limit)
@@ -135,8 +121,7 @@ impl Service for App {
             server,
             weft_auth::interceptor(verifier),
         ))
-        .background("outbox relay", |stop| relay.run(stop))
-        .background("pruner", |stop| pruner.run(stop));
+        .background("outbox relay", |stop| relay.run(stop));
         host.run(shutdown).await
     }
 }
