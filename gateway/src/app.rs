@@ -30,8 +30,9 @@ use crate::config::Config;
 use crate::edge;
 use crate::error::GatewayError;
 use crate::policy::RateLimits;
-use crate::proxy::{self, Gateway};
+use crate::proxy;
 use crate::routes::Router;
+use crate::state::Gateway;
 use crate::upstream::{UpstreamConfig, Upstreams};
 
 const DASHBOARD: &str = include_str!("../dashboard/index.html");

@@ -28,8 +28,8 @@ use tracing::Instrument as _;
 
 use crate::error::GatewayError;
 use crate::policy;
-use crate::proxy::Gateway;
 use crate::routes::{Binding, Routed};
+use crate::state::Gateway;
 use crate::template::Bindings;
 
 /// The gateway's own pages, which answer GET only.

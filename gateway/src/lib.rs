@@ -6,9 +6,9 @@
 //! traced and counted, then the [`policy`] checks: per-client rate limits, JWT, body
 //! limit), is [`transcode`]d into the RPC's request message, sent [`upstream`] with
 //! the allowed metadata (behind a [`breaker`]), and answered as proto3 JSON, or as
-//! Server-Sent Events / NDJSON for a server [`stream`]. Every failure is an [`error`] rendered as
-//! a JSON `google.rpc.Status`. The gateway also serves its [`openapi`] document and
-//! the live dashboard page.
+//! Server-Sent Events / NDJSON for a server [`stream`]. Every failure is an [`error`]
+//! rendered as a JSON `google.rpc.Status`. What requests share is the [`state`]. The
+//! gateway also serves its [`openapi`] document and the live dashboard page.
 
 pub mod app;
 pub mod breaker;
@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod policy;
 pub mod proxy;
 pub mod routes;
+pub mod state;
 pub mod stream;
 pub mod template;
 pub mod transcode;

@@ -12,46 +12,19 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use prost::Message as _;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 use tonic::codegen::http::uri::PathAndQuery;
-use weft_auth::Verifier;
 
 use crate::edge::{Edge, Target};
 use crate::error::GatewayError;
-use crate::policy::{self, RateLimits};
-use crate::routes::{Binding, BodyRule, Router};
+use crate::policy;
+use crate::routes::{Binding, BodyRule};
+use crate::state::Gateway;
 use crate::stream::{self, Framing};
 use crate::transcode;
-use crate::upstream::Upstreams;
 
 /// The metadata key naming the client a stream is for, which services that sit behind
 /// the gateway trust (`--client-ip-header`).
 pub const CLIENT_IP: &str = "x-weft-client-ip";
-
-/// Everything a request needs, shared by all requests.
-pub struct Gateway {
-    /// The route table.
-    pub router: Router,
-    /// The services.
-    pub upstreams: Upstreams,
-    /// Access-token verification.
-    pub verifier: Arc<Verifier>,
-    /// Per-client rate limits.
-    pub limits: RateLimits,
-    /// Open streams.
-    pub streams: Arc<Semaphore>,
-    /// Open streams per client.
-    pub client_streams: weft_kit::slots::PerClient,
-    /// Largest request body.
-    pub max_body_bytes: usize,
-    /// Longest unary request.
-    pub request_timeout: Duration,
-    /// Header naming the client address, set by a trusted proxy.
-    pub client_ip_header: Option<String>,
-    /// Ends open streams at shutdown.
-    pub shutdown: CancellationToken,
-}
 
 /// The handler of every transcoded route, inside the [`crate::edge`] stack: the
 /// request arrives routed, rate-limited and authenticated.
