@@ -335,6 +335,26 @@ mod tests {
     }
 
     #[test]
+    fn rpc_metrics_label_the_contracts_methods_and_nothing_else() {
+        let labels = RpcMetricsLayer::new(weft_proto::DESCRIPTOR_SET).unwrap();
+        for known in [
+            "/weft.user.v1.UserService/SignUp",
+            "/weft.order.v1.OrderService/CreateOrder",
+            "/grpc.health.v1.Health/Check",
+        ] {
+            assert_eq!(labels.label(known), known);
+        }
+        for made_up in ["/weft.user.v1.UserService/Nope", "/x/y", "", "/"] {
+            assert_eq!(labels.label(made_up), "unknown", "{made_up:?}");
+        }
+    }
+
+    #[test]
+    fn contracts_that_do_not_decode_are_refused() {
+        assert!(RpcMetricsLayer::new(b"\xff\xff not a descriptor set").is_err());
+    }
+
+    #[test]
     fn grpc_timeout_rejects_garbage() {
         for bad in ["", "S", "10", "123456789S", "-1S", "1.5S", "10x", "1 S"] {
             assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
