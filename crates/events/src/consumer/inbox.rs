@@ -63,30 +63,15 @@ pub async fn apply(
     items: &[Item],
 ) -> Result<Pass, sqlx::Error> {
     let mut tx = db.begin().await?;
-    let mut held: BTreeMap<&Partition, i64> = BTreeMap::new();
-    for item in items {
-        if matches!(item.decision, Decision::Fenced) {
-            continue;
-        }
-        let key = (item.record.topic.clone(), item.record.partition);
-        if let Some((partition, epoch)) = epochs.get_key_value(&key) {
-            held.insert(partition, *epoch);
-        }
-    }
-    let fenced = claims::check(&mut tx, group, held).await?;
+    let fenced = claims::check(&mut tx, group, held_epochs(epochs, items)).await?;
     if !fenced.is_empty() {
         return Ok(Pass::Fenced(fenced));
     }
     let new = record_in_inbox(&mut tx, group, items).await?;
     let mut first_seen: HashSet<&str> = HashSet::with_capacity(new.len());
-    let mut scopes: Vec<(usize, Box<dyn Scope>)> = Vec::new();
+    let mut scopes: Scopes = Vec::new();
     let mut outcomes = Vec::with_capacity(items.len());
-    let mut last: BTreeMap<(String, i32), i64> = BTreeMap::new();
     for (i, item) in items.iter().enumerate() {
-        let r = &item.record;
-        if !matches!(item.decision, Decision::Fenced) {
-            last.insert((r.topic.clone(), r.partition), r.offset);
-        }
         let (how, received) = match &item.decision {
             Decision::Fenced => {
                 outcomes.push(Outcome::Fenced);
@@ -108,22 +93,7 @@ pub async fn apply(
             continue;
         }
         let span = record_span(group, received);
-        let handled = match how {
-            Apply::Each(handler) => handler.handle(&mut tx, received).instrument(span).await,
-            Apply::Scoped(projection) => {
-                let key = Arc::as_ptr(projection).cast::<()>() as usize;
-                let scope = match scopes.iter().position(|(k, _)| *k == key) {
-                    Some(at) => &mut scopes[at].1,
-                    None => {
-                        scopes.push((key, projection.scope()));
-                        let at = scopes.len() - 1;
-                        &mut scopes[at].1
-                    }
-                };
-                scope.handle(&mut tx, received).instrument(span).await
-            }
-        };
-        match handled {
+        match handle(&mut tx, how, received, span, &mut scopes).await {
             Ok(()) => outcomes.push(Outcome::Applied),
             Err(error) => {
                 // Dropping the transaction rolls it back.
@@ -135,9 +105,69 @@ pub async fn apply(
     for (_, scope) in scopes {
         scope.finish(&mut tx).await?;
     }
-    super::offsets::record(&mut tx, group, &last).await?;
+    super::offsets::record(&mut tx, group, &last_offsets(items)).await?;
     tx.commit().await?;
     Ok(Pass::Committed(outcomes))
+}
+
+/// The scopes of the projections a transaction has seen so far, each by the address
+/// of its projection.
+type Scopes = Vec<(usize, Box<dyn Scope>)>;
+
+/// The claimed epoch of each partition `items` are to settle records of.
+fn held_epochs<'a>(
+    epochs: &'a HashMap<Partition, i64>,
+    items: &[Item],
+) -> BTreeMap<&'a Partition, i64> {
+    let mut held: BTreeMap<&Partition, i64> = BTreeMap::new();
+    for item in items {
+        if matches!(item.decision, Decision::Fenced) {
+            continue;
+        }
+        let key = (item.record.topic.clone(), item.record.partition);
+        if let Some((partition, epoch)) = epochs.get_key_value(&key) {
+            held.insert(partition, *epoch);
+        }
+    }
+    held
+}
+
+/// The last offset of each partition among `items` this member holds.
+fn last_offsets(items: &[Item]) -> BTreeMap<(String, i32), i64> {
+    let mut last: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for item in items {
+        let r = &item.record;
+        if !matches!(item.decision, Decision::Fenced) {
+            last.insert((r.topic.clone(), r.partition), r.offset);
+        }
+    }
+    last
+}
+
+/// Hands `received` to its handler, or to the scope of its projection in this
+/// transaction (opened at the projection's first event), inside `span`.
+async fn handle(
+    tx: &mut AnyConnection,
+    how: &Apply,
+    received: &Received,
+    span: tracing::Span,
+    scopes: &mut Scopes,
+) -> Result<(), HandlerError> {
+    match how {
+        Apply::Each(handler) => handler.handle(tx, received).instrument(span).await,
+        Apply::Scoped(projection) => {
+            let key = Arc::as_ptr(projection).cast::<()>() as usize;
+            let scope = match scopes.iter().position(|(k, _)| *k == key) {
+                Some(at) => &mut scopes[at].1,
+                None => {
+                    scopes.push((key, projection.scope()));
+                    let at = scopes.len() - 1;
+                    &mut scopes[at].1
+                }
+            };
+            scope.handle(tx, received).instrument(span).await
+        }
+    }
 }
 
 /// Inserts the inbox rows of every record to apply (the first of each event id);

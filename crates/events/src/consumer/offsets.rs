@@ -185,9 +185,51 @@ pub fn assignment(
     stored: &HashMap<(String, i32), i64>,
     stale: StaleOffsets,
 ) -> Result<Starts, EventsError> {
+    check_lost_partitions(group, marks, stored, stale)?;
     let mut tpl = TopicPartitionList::new();
     let mut next_of = HashMap::with_capacity(marks.len());
     let mut resets = Vec::new();
+    for m in marks {
+        let key = (m.topic.clone(), m.partition);
+        let next = match stored.get(&key) {
+            None => m.low,
+            Some(&next) if next > m.high => {
+                let start = past_the_end(group, m, next, stale)?;
+                resets.push((key.clone(), start));
+                start
+            }
+            Some(&next) if next < m.low => {
+                tracing::warn!(
+                    group,
+                    topic = %m.topic,
+                    partition = m.partition,
+                    stored = next,
+                    start = m.low,
+                    lost = m.low - next,
+                    "records before the log's start were deleted unread; reading from the oldest left"
+                );
+                m.low
+            }
+            Some(&next) => next,
+        };
+        tpl.add_partition_offset(&m.cluster_topic, m.partition, Offset::Offset(next))?;
+        next_of.insert(key, next);
+    }
+    Ok(Starts {
+        tpl,
+        next: next_of,
+        resets,
+    })
+}
+
+/// Refuses offsets stored for a partition the topic no longer has (it was recreated
+/// with fewer), unless `stale` says to go on without it.
+fn check_lost_partitions(
+    group: &str,
+    marks: &[Marks],
+    stored: &HashMap<(String, i32), i64>,
+    stale: StaleOffsets,
+) -> Result<(), EventsError> {
     for ((topic, partition), next) in stored {
         let partitions = marks.iter().filter(|m| &m.topic == topic).count();
         if partitions == 0
@@ -214,60 +256,42 @@ pub fn assignment(
             "the topic has lost this partition (recreated with fewer); going on without it as --reset-offsets asked"
         );
     }
-    for m in marks {
-        let key = (m.topic.clone(), m.partition);
-        let next = match stored.get(&key) {
-            None => m.low,
-            Some(&next) if next > m.high => {
-                let (start, to) = match stale {
-                    StaleOffsets::Stop => {
-                        return Err(EventsError::StaleOffsets {
-                            group: group.to_owned(),
-                            topic: m.topic.clone(),
-                            partition: m.partition,
-                            stored: next,
-                            end: m.high,
-                        });
-                    }
-                    StaleOffsets::Earliest => (m.low, "earliest"),
-                    StaleOffsets::Latest => (m.high, "latest"),
-                };
-                tracing::warn!(
-                    group,
-                    topic = %m.topic,
-                    partition = m.partition,
-                    stored = next,
-                    end = m.high,
-                    to,
-                    "the stored offset lies past the end of the log (the broker's data was reset or replaced); reset as asked by --reset-offsets"
-                );
-                metrics::counter!("consumer_offsets_reset_total", "group" => group.to_owned(), "to" => to)
-                    .increment(1);
-                resets.push((key.clone(), start));
-                start
-            }
-            Some(&next) if next < m.low => {
-                tracing::warn!(
-                    group,
-                    topic = %m.topic,
-                    partition = m.partition,
-                    stored = next,
-                    start = m.low,
-                    lost = m.low - next,
-                    "records before the log's start were deleted unread; reading from the oldest left"
-                );
-                m.low
-            }
-            Some(&next) => next,
-        };
-        tpl.add_partition_offset(&m.cluster_topic, m.partition, Offset::Offset(next))?;
-        next_of.insert(key, next);
-    }
-    Ok(Starts {
-        tpl,
-        next: next_of,
-        resets,
-    })
+    Ok(())
+}
+
+/// Where the partition of `m` starts when its stored offset `next` lies past its end:
+/// what `stale` says, logged and counted; an error when it says stop.
+fn past_the_end(
+    group: &str,
+    m: &Marks,
+    next: i64,
+    stale: StaleOffsets,
+) -> Result<i64, EventsError> {
+    let (start, to) = match stale {
+        StaleOffsets::Stop => {
+            return Err(EventsError::StaleOffsets {
+                group: group.to_owned(),
+                topic: m.topic.clone(),
+                partition: m.partition,
+                stored: next,
+                end: m.high,
+            });
+        }
+        StaleOffsets::Earliest => (m.low, "earliest"),
+        StaleOffsets::Latest => (m.high, "latest"),
+    };
+    tracing::warn!(
+        group,
+        topic = %m.topic,
+        partition = m.partition,
+        stored = next,
+        end = m.high,
+        to,
+        "the stored offset lies past the end of the log (the broker's data was reset or replaced); reset as asked by --reset-offsets"
+    );
+    metrics::counter!("consumer_offsets_reset_total", "group" => group.to_owned(), "to" => to)
+        .increment(1);
+    Ok(start)
 }
 
 /// Stores `offsets` as they are, even backwards (an operator's reset), in the
