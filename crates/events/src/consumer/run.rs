@@ -1,12 +1,12 @@
 //! The run loop of a consumer group member.
 //!
-//! Before joining, a member checks what it is about to read ([`startup`]): the topics
+//! Before joining, a member checks what it is about to read (`startup`): the topics
 //! exist, the stored offsets can be right, a group that has never stored an offset
 //! knows where to begin, and no member of another deployment is in the group. Then it
 //! subscribes, and takes, in this order, whichever comes first: shutdown; a change of
-//! its assignment ([`Change`], see [`ownership`]); a rewind ([`rewinding`]); a
+//! its assignment ([`Change`], see `ownership`); a rewind (`rewinding`); a
 //! periodic look at its claims (a rewind elsewhere released them, or another member
-//! took one over); the next records, settled as one batch ([`batch`]). Changes are
+//! took one over); the next records, settled as one batch (`batch`). Changes are
 //! taken only between batches, so a revoked partition's records have settled before
 //! it is released.
 
@@ -141,10 +141,7 @@ impl Consumer {
             };
             let first = match received {
                 Ok(m) => {
-                    if failures > 0 {
-                        tracing::info!(group = %self.group, errors = failures, "consumer reading again");
-                        failures = 0;
-                    }
+                    self.reading_again(&mut failures);
                     Record::of(&m, self.kafka.client.prefix.as_str())
                 }
                 Err(e) => {
@@ -163,6 +160,15 @@ impl Consumer {
         };
         rewinding.stop().await;
         result
+    }
+
+    /// Reports that the consumer reads again after `failures` errors in a row, and
+    /// starts counting them anew.
+    fn reading_again(&self, failures: &mut u32) {
+        if *failures > 0 {
+            tracing::info!(group = %self.group, errors = *failures, "consumer reading again");
+            *failures = 0;
+        }
     }
 
     /// Counts and reports an error the consumer returned, then pauses briefly;
