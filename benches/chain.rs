@@ -48,8 +48,15 @@
 //! what a second replica costs here, not what it gains on a second machine. A
 //! second table then gives `×N ÷ ×1` per broker.
 //!
+//! **A baseline.** `WEFT_BENCH_BASELINE=/path/to/weft` (an optimised `weft` built
+//! from another commit) runs each configuration twice in the same sitting, that
+//! build first and this one second, and a last table gives `this ÷ baseline`: a
+//! change's cost or gain measured side by side, since figures from different days
+//! on this machine do not compare.
+//!
 //!     cargo bench --bench chain
 //!     WEFT_BENCH_REPLICAS=1,2 cargo bench --bench chain
+//!     WEFT_BENCH_BASELINE=/tmp/weft-before WEFT_BENCH_BROKERS=embedded cargo bench --bench chain
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -57,7 +64,7 @@ mod common;
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -403,10 +410,31 @@ async fn main() {
         }
     }
     assert!(!kinds.is_empty(), "WEFT_BENCH_BROKERS names no broker");
+    let baseline = std::env::var_os("WEFT_BENCH_BASELINE").map(PathBuf::from);
+    if let Some(b) = &baseline {
+        assert!(
+            b.is_file(),
+            "WEFT_BENCH_BASELINE: {} is not a weft executable",
+            b.display()
+        );
+    }
+    let this = PathBuf::from(support::WEFT);
     let mut results = Vec::new();
     for kind in kinds {
         for n in &replicas {
-            results.push((Run { kind, replicas: *n }, run_on(kind, *n, &sizes).await));
+            let run = Run {
+                kind,
+                replicas: *n,
+                baseline: false,
+            };
+            if let Some(b) = &baseline {
+                let before = Run {
+                    baseline: true,
+                    ..run
+                };
+                results.push((before, run_on(before, b, &sizes).await));
+            }
+            results.push((run, run_on(run, &this, &sizes).await));
         }
     }
     table(&results, &sizes);
@@ -466,17 +494,21 @@ async fn run_database(admin: &str) -> (String, u32) {
 struct Run {
     kind: BrokerKind,
     replicas: u16,
+    /// Run with `WEFT_BENCH_BASELINE`'s build rather than this one.
+    baseline: bool,
 }
 
 impl Run {
     fn label(self) -> String {
-        format!("{} ×{}", self.kind.name(), self.replicas)
+        let build = if self.baseline { " (baseline)" } else { "" };
+        format!("{} ×{}{build}", self.kind.name(), self.replicas)
     }
 }
 
-/// The mesh on the broker of `kind` with `replicas` of each service, every phase;
-/// its figures.
-async fn run_on(kind: BrokerKind, replicas: u16, sizes: &Sizes) -> Figures {
+/// The mesh of `run` (its broker, its replicas of each service) as the `weft`
+/// executable at `program` starts it, every phase; its figures.
+async fn run_on(run: Run, program: &Path, sizes: &Sizes) -> Figures {
+    let Run { kind, replicas, .. } = run;
     let mut figures = Figures::default();
     // Dropped last: the mesh stops before its cluster.
     let cluster = match kind {
@@ -526,9 +558,11 @@ async fn run_on(kind: BrokerKind, replicas: u16, sizes: &Sizes) -> Figures {
     // embedded broker's goodbye.
     let up = {
         let (data, ports, database) = (data.clone(), ports.clone(), database.clone());
+        let program = program.to_owned();
         tokio::task::spawn_blocking(move || {
             let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            Up::start_with_broker(
+            Up::start_program(
+                &program,
                 MeshBroker::new(BrokerKind::Embedded, &ports),
                 &data,
                 &ports,
@@ -571,6 +605,9 @@ async fn run_on(kind: BrokerKind, replicas: u16, sizes: &Sizes) -> Figures {
     } else {
         "SQLite"
     };
+    if run.baseline {
+        println!("\n== the baseline build, {}", program.display());
+    }
     match &cluster {
         None => println!(
             "\n== weft-broker ×{replicas}: the event chain inside `weft up --replicas {replicas}` (optimised build, embedded broker, {store}), one run on this machine"
@@ -649,7 +686,7 @@ type Row = (String, fn(&Figures) -> f64, usize);
 /// The figures side by side: a column per run, then the ratios (Kafka ÷ weft-broker at
 /// each replica count, and ×N ÷ ×1 on each broker) where both runs exist.
 fn table(results: &[(Run, Figures)], sizes: &Sizes) {
-    let rows: [Row; 9] = [
+    let rows: [Row; 10] = [
         (
             "idle CPU, whole mesh with broker(s), % of a core".to_owned(),
             |f| f.idle_percent,
@@ -690,22 +727,30 @@ fn table(results: &[(Run, Figures)], sizes: &Sizes) {
             |f| f.gateway,
             0,
         ),
+        (
+            "GetOrder gateway ÷ direct".to_owned(),
+            |f| f.gateway / f.direct,
+            2,
+        ),
     ];
     let of = |run: Run| results.iter().find(|(r, _)| *r == run).map(|(_, f)| *f);
     let mut ratios: Vec<(String, Figures, Figures)> = Vec::new();
     for (run, f) in results {
+        if run.baseline {
+            continue;
+        }
         if run.kind == BrokerKind::Kafka
             && let Some(e) = of(Run {
                 kind: BrokerKind::Embedded,
-                replicas: run.replicas,
+                ..*run
             })
         {
             ratios.push((format!("×{} Kafka ÷ weft-broker", run.replicas), *f, e));
         }
         if run.replicas > 1
             && let Some(one) = of(Run {
-                kind: run.kind,
                 replicas: 1,
+                ..*run
             })
         {
             ratios.push((
@@ -713,6 +758,12 @@ fn table(results: &[(Run, Figures)], sizes: &Sizes) {
                 *f,
                 one,
             ));
+        }
+        if let Some(before) = of(Run {
+            baseline: true,
+            ..*run
+        }) {
+            ratios.push((format!("{}: this ÷ baseline", run.label()), *f, before));
         }
     }
     let cell = |v: f64, decimals: usize| {
@@ -726,14 +777,20 @@ fn table(results: &[(Run, Figures)], sizes: &Sizes) {
     // A table of columns, each a name and a cell per row.
     let print = |title: &str, columns: Vec<(String, Vec<String>)>| {
         let mut header = format!("{:width$}", "");
+        let cw = columns
+            .iter()
+            .map(|(name, _)| name.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(24);
         for (name, _) in &columns {
-            header.push_str(&format!(" | {name:>24}"));
+            header.push_str(&format!(" | {name:>cw$}"));
         }
         println!("\n== {title}\n{header}");
         for (i, (label, _, _)) in rows.iter().enumerate() {
             let mut line = format!("{label:width$}");
             for (_, cells) in &columns {
-                line.push_str(&format!(" | {:>24}", cells[i]));
+                line.push_str(&format!(" | {:>cw$}", cells[i]));
             }
             println!("{line}");
         }

@@ -245,8 +245,21 @@ impl Up {
         database_url: Option<&str>,
         env: &[(&str, &str)],
     ) -> Self {
+        Self::start_program(Path::new(WEFT), broker, data_dir, ports, database_url, env)
+    }
+
+    /// Like [`Self::start_with_broker`], running the `weft` executable at `program`
+    /// (another build of weft, for a benchmark's side-by-side baseline).
+    pub fn start_program(
+        program: &Path,
+        broker: MeshBroker,
+        data_dir: &Path,
+        ports: &Ports,
+        database_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let kind = broker.kind();
-        let mut command = up_command(data_dir, ports);
+        let mut command = up_command_of(program, data_dir, ports);
         if kind == BrokerKind::Kafka {
             command.envs(broker.env());
         }
