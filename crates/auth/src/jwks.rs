@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use weft_kit::host::Host;
+
 use crate::verify::{Verifier, keep_fresh};
 
 /// Where the token keys come from.
@@ -39,6 +41,17 @@ impl JwksArgs {
             self.jwks_refresh,
             stop,
         )
+    }
+}
+
+impl JwksArgs {
+    /// Keeps `verifier` loaded from the user service beside `host`'s servers until
+    /// they stop (the background task "token keys").
+    pub fn keep_loaded<'h>(&self, host: &'h mut Host, verifier: &Arc<Verifier>) -> &'h mut Host {
+        let (args, verifier) = (self.clone(), verifier.clone());
+        host.background("token keys", move |stop| {
+            args.refresh(verifier, async move { stop.cancelled().await })
+        })
     }
 }
 

@@ -17,7 +17,7 @@ pub use jwks::{JwksArgs, keys_probe};
 pub use keys::SigningKeys;
 pub use roles::Role;
 pub use token::{Claims, Issuer, TokenConfig};
-pub use verify::{Caller, Verifier, caller, interceptor, keep_fresh};
+pub use verify::{Caller, Verifier, caller, guarded, interceptor, keep_fresh};
 
 /// Errors of token handling.
 #[derive(Debug, thiserror::Error)]

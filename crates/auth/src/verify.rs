@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Status};
 use weft_proto::user::Jwk;
 use weft_proto::user::user_service_client::UserServiceClient;
@@ -227,6 +228,16 @@ pub fn interceptor(
         req.extensions_mut().insert(caller);
         Ok(req)
     }
+}
+
+/// `server` behind [`interceptor`] of `verifier`: each request carries its
+/// [`Caller`] when its token is valid.
+pub fn guarded<S>(
+    server: S,
+    verifier: &Arc<Verifier>,
+) -> InterceptedService<S, impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + use<S>>
+{
+    InterceptedService::new(server, interceptor(verifier.clone()))
 }
 
 /// The caller of `req`, or `UNAUTHENTICATED` when it has none.

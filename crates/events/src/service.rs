@@ -9,9 +9,11 @@ use sqlx::migrate::Migrator;
 use weft_kit::config::{Secret, ServerArgs, TelemetryArgs};
 use weft_kit::host::{Host, Identity, Settings};
 
+use crate::consumer::Consumer;
 use crate::db::Database;
 use crate::error::EventsError;
 use crate::kafka::KafkaArgs;
+use crate::outbox::{Relay, RelayConfig};
 use crate::retention::{Pruner, RetentionArgs, Rule};
 
 /// Settings shared by the user, order, notification and analytics services.
@@ -60,16 +62,39 @@ impl ServiceArgs {
         .with_context(|| format!("opening the {} database", identity.name))
     }
 
-    /// Binds the host of the service `identity` on `grpc` and `admin`, serving
-    /// `contracts` within these settings' server limits.
+    /// Binds the host of the service `identity` on `grpc` and `admin`, serving weft's
+    /// contracts (reflection, RPC metrics) within these settings' server limits.
     pub async fn bind(
         &self,
         identity: Identity,
-        contracts: &'static [u8],
         grpc: SocketAddr,
         admin: SocketAddr,
     ) -> Result<Host, weft_kit::KitError> {
-        Host::bind(identity, contracts, grpc, admin, &self.server).await
+        Host::bind(
+            identity,
+            weft_proto::DESCRIPTOR_SET,
+            grpc,
+            admin,
+            &self.server,
+        )
+        .await
+    }
+
+    /// The outbox relay of the service `identity` over `db`, publishing to these
+    /// settings' Kafka as its own client.
+    pub fn relay(&self, identity: Identity, db: &Database) -> Result<Relay, EventsError> {
+        Relay::new(
+            db.clone(),
+            &self.kafka,
+            &identity.relay_client(),
+            RelayConfig::default(),
+        )
+    }
+
+    /// A member of the consumer group `group` on these settings' Kafka, its inbox
+    /// and offsets in `db`.
+    pub fn consumer(&self, group: &str, db: &Database) -> Consumer {
+        Consumer::new(group, self.kafka.clone(), db.clone())
     }
 
     /// What every stateful service runs beside its own work: readiness follows the

@@ -316,6 +316,20 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("(no message)")
 }
 
+/// A generated tonic server with `host`'s message limit both ways
+/// (`max_decoding_message_size` and `max_encoding_message_size` are inherent methods
+/// of each generated type, not of a trait, hence a macro):
+/// `host.serve(weft_kit::limited!(host, OrderServiceServer::new(api)))`.
+#[macro_export]
+macro_rules! limited {
+    ($host:expr, $server:expr) => {{
+        let limit = $host.message_limit();
+        $server
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit)
+    }};
+}
+
 /// What the process around a service needs to know of its config.
 pub trait Settings {
     /// Logs and traces.
@@ -338,15 +352,14 @@ pub trait Service: Sized + Send + 'static {
     /// Its telemetry settings and fault flags.
     fn settings(config: &Self::Config) -> &dyn Settings;
 
-    /// Connects, migrates and binds its listeners.
-    fn build(config: Self::Config) -> impl Future<Output = anyhow::Result<Self>> + Send;
+    /// Connects, migrates and binds its listeners: its host, bound, and itself.
+    fn build(config: Self::Config) -> impl Future<Output = anyhow::Result<(Host, Self)>> + Send;
 
-    /// Its host (addresses, identity).
-    fn host(&self) -> &Host;
-
-    /// Serves until `shutdown`, then drains.
+    /// Adds its probes, routes and tasks to `host` and serves until `shutdown`, then
+    /// drains.
     fn run_until_stopped(
         self,
+        host: Host,
         shutdown: CancellationToken,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
@@ -360,15 +373,15 @@ pub async fn run<S: Service>(config: S::Config) -> anyhow::Result<()> {
     if let Some(dir) = settings.fault_dir() {
         crate::faults::follow(dir);
     }
-    let service = S::build(config).await?;
+    let (host, service) = S::build(config).await?;
     tracing::info!(
-        grpc = %service.host().grpc_addr(),
-        admin = %service.host().admin_addr(),
+        grpc = %host.grpc_addr(),
+        admin = %host.admin_addr(),
         "{} service ready to serve",
         identity.name
     );
     service
-        .run_until_stopped(crate::shutdown::on_signal())
+        .run_until_stopped(host, crate::shutdown::on_signal())
         .await
 }
 
@@ -404,11 +417,11 @@ impl Running {
 
 /// Builds `S` from `config` and runs it on this runtime until [`Running::stop`].
 pub async fn start<S: Service>(config: S::Config) -> anyhow::Result<Running> {
-    let service = S::build(config).await?;
-    let grpc = service.host().grpc_addr();
-    let admin = service.host().admin_addr();
+    let (host, service) = S::build(config).await?;
+    let grpc = host.grpc_addr();
+    let admin = host.admin_addr();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(service.run_until_stopped(shutdown.clone()));
+    let task = tokio::spawn(service.run_until_stopped(host, shutdown.clone()));
     Ok(Running {
         grpc,
         admin,

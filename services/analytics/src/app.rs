@@ -5,12 +5,10 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
 use weft_auth::{TokenConfig, Verifier};
+use weft_events::Database;
 use weft_events::consumer::Outcome;
-use weft_events::{Consumer, Database};
 use weft_kit::host::{Host, Identity, Service, Settings};
-use weft_proto::DESCRIPTOR_SET;
 use weft_proto::analytics::analytics_service_server::AnalyticsServiceServer;
 
 use crate::config::Config;
@@ -20,7 +18,6 @@ use crate::tally::Projector;
 
 /// A built, bound, not yet running analytics service.
 pub struct App {
-    host: Host,
     db: Database,
     verifier: Arc<Verifier>,
     config: Config,
@@ -35,7 +32,7 @@ impl Service for App {
     }
 
     /// Connects, migrates and binds the listeners.
-    async fn build(config: Config) -> anyhow::Result<Self> {
+    async fn build(config: Config) -> anyhow::Result<(Host, Self)> {
         let db = config
             .common
             .open_db(
@@ -44,31 +41,27 @@ impl Service for App {
                 sqlx::migrate!("./migrations/postgres"),
             )
             .await?;
-        let host = config
-            .common
-            .bind(
-                Self::IDENTITY,
-                DESCRIPTOR_SET,
-                config.grpc_addr,
-                config.admin_addr,
-            )
+        let host = (config.common)
+            .bind(Self::IDENTITY, config.grpc_addr, config.admin_addr)
             .await?;
-        Ok(Self {
+        let verifier = Arc::new(Verifier::new(&TokenConfig::default()));
+        Ok((
             host,
-            db,
-            verifier: Arc::new(Verifier::new(&TokenConfig::default())),
-            config,
-        })
-    }
-
-    fn host(&self) -> &Host {
-        &self.host
+            Self {
+                db,
+                verifier,
+                config,
+            },
+        ))
     }
 
     /// Serves until `shutdown`, then drains.
-    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run_until_stopped(
+        self,
+        mut host: Host,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         let Self {
-            mut host,
             db,
             verifier,
             config,
@@ -76,11 +69,7 @@ impl Service for App {
         config.common.backbone(&mut host, &db, Vec::new())?;
 
         let (changed, changes) = watch::channel(0u64);
-        let mut consumer = Consumer::new(
-            &config.consumer_group,
-            config.common.kafka.clone(),
-            db.clone(),
-        );
+        let mut consumer = config.common.consumer(&config.consumer_group, &db);
         for topic in weft_events::catalog::TOPICS {
             consumer = consumer.subscribe(topic);
         }
@@ -101,22 +90,12 @@ impl Service for App {
             streams: weft_kit::slots::PerClient::new(config.max_streams_per_client as usize),
             client_ip_header: config.client_ip_header.clone(),
         };
-        let limit = host.message_limit();
-        let server = AnalyticsServiceServer::new(api)
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit);
+        let server = weft_kit::limited!(host, AnalyticsServiceServer::new(api));
+        config.jwks.keep_loaded(&mut host, &verifier);
         // Ready once the consumer holds its share of the partitions, begun where it
         // should.
         host.probe("consumer group", consumer.membership().probe())
-            .serve(InterceptedService::new(
-                server,
-                weft_auth::interceptor(verifier.clone()),
-            ))
-            .background("token keys", move |stop| {
-                config
-                    .jwks
-                    .refresh(verifier, async move { stop.cancelled().await })
-            })
+            .serve(weft_auth::guarded(server, &verifier))
             .background("consumer", |stop| {
                 weft_events::consumer::serve(consumer, stop)
             });

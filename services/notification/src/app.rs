@@ -8,13 +8,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
 use weft_auth::{TokenConfig, Verifier};
 use weft_events::dlq::DeadLetters;
-use weft_events::outbox::RelayConfig;
-use weft_events::{Consumer, Database, Relay};
+use weft_events::{Database, Relay};
 use weft_kit::host::{Host, Identity, Service, Settings};
-use weft_proto::DESCRIPTOR_SET;
 use weft_proto::notification::notification_service_server::NotificationServiceServer;
 use weft_proto::order::{OrderCreated, OrderShipped};
 use weft_proto::user::{ContactVerificationRequested, ContactVerified, UserSignedUp, UserUpdated};
@@ -28,7 +25,6 @@ use crate::transport::{MailFiles, MailTransport, SmsFiles, SmsTransport, SmsWebh
 
 /// A built, bound, not yet running notification service.
 pub struct App {
-    host: Host,
     db: Database,
     relay: Relay,
     deliverer: Deliverer,
@@ -45,7 +41,7 @@ impl Service for App {
     }
 
     /// Connects, migrates, checks the templates and transports, binds the listeners.
-    async fn build(config: Config) -> anyhow::Result<Self> {
+    async fn build(config: Config) -> anyhow::Result<(Host, Self)> {
         // reqwest and lettre share rustls; ring is the one provider compiled in.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let templates = match &config.template_dir {
@@ -75,12 +71,7 @@ impl Service for App {
                 sqlx::migrate!("./migrations/postgres"),
             )
             .await?;
-        let relay = Relay::new(
-            db.clone(),
-            &config.common.kafka,
-            &Self::IDENTITY.relay_client(),
-            RelayConfig::default(),
-        )?;
+        let relay = config.common.relay(Self::IDENTITY, &db)?;
         let deliverer = Deliverer {
             db: db.clone(),
             replica: weft_events::lease::replica_id(),
@@ -99,33 +90,29 @@ impl Service for App {
                 send_timeout: config.send_timeout,
             },
         };
-        let host = config
-            .common
-            .bind(
-                Self::IDENTITY,
-                DESCRIPTOR_SET,
-                config.grpc_addr,
-                config.admin_addr,
-            )
+        let host = (config.common)
+            .bind(Self::IDENTITY, config.grpc_addr, config.admin_addr)
             .await?;
-        Ok(Self {
+        let verifier = Arc::new(Verifier::new(&TokenConfig::default()));
+        Ok((
             host,
-            db,
-            relay,
-            deliverer,
-            verifier: Arc::new(Verifier::new(&TokenConfig::default())),
-            config,
-        })
-    }
-
-    fn host(&self) -> &Host {
-        &self.host
+            Self {
+                db,
+                relay,
+                deliverer,
+                verifier,
+                config,
+            },
+        ))
     }
 
     /// Serves until `shutdown`, then drains.
-    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run_until_stopped(
+        self,
+        mut host: Host,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         let Self {
-            mut host,
             db,
             relay,
             deliverer,
@@ -138,38 +125,26 @@ impl Service for App {
         host.probe("token keys", weft_auth::keys_probe(verifier.clone()));
 
         let wake = deliverer.wake.clone();
-        let consumer = Consumer::new(
-            &config.consumer_group,
-            config.common.kafka.clone(),
-            db.clone(),
-        )
-        .on::<UserSignedUp>(Welcome)
-        .on::<UserUpdated>(ContactChanges)
-        .on::<OrderCreated>(Confirmation)
-        .on::<OrderShipped>(Shipping)
-        .on::<ContactVerificationRequested>(Verification {
-            public_url: config.public_url.clone(),
-        })
-        .on::<ContactVerified>(Verified)
-        // Never replayed: that would message every user again.
-        .with_args(&config.consumer)
-        .after_commit(move |_, _| wake.notify_one());
-        let limit = host.message_limit();
-        let server = NotificationServiceServer::new(NotificationApi { db })
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit);
+        let consumer = (config.common)
+            .consumer(&config.consumer_group, &db)
+            .on::<UserSignedUp>(Welcome)
+            .on::<UserUpdated>(ContactChanges)
+            .on::<OrderCreated>(Confirmation)
+            .on::<OrderShipped>(Shipping)
+            .on::<ContactVerificationRequested>(Verification {
+                public_url: config.public_url.clone(),
+            })
+            .on::<ContactVerified>(Verified)
+            // Never replayed: that would message every user again.
+            .with_args(&config.consumer)
+            .after_commit(move |_, _| wake.notify_one());
+        let server =
+            weft_kit::limited!(host, NotificationServiceServer::new(NotificationApi { db }));
+        config.jwks.keep_loaded(&mut host, &verifier);
         // Ready once the consumer holds its share of the partitions, begun where it
         // should.
         host.probe("consumer group", consumer.membership().probe())
-            .serve(InterceptedService::new(
-                server,
-                weft_auth::interceptor(verifier.clone()),
-            ))
-            .background("token keys", move |stop| {
-                config
-                    .jwks
-                    .refresh(verifier, async move { stop.cancelled().await })
-            })
+            .serve(weft_auth::guarded(server, &verifier))
             .background("outbox relay", |stop| relay.run(stop))
             .background("consumer", |stop| {
                 weft_events::consumer::serve(consumer, stop)

@@ -5,12 +5,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
 use weft_auth::{TokenConfig, Verifier};
-use weft_events::outbox::RelayConfig;
-use weft_events::{Consumer, Relay};
+use weft_events::Relay;
 use weft_kit::host::{Host, Identity, Service, Settings};
-use weft_proto::DESCRIPTOR_SET;
 use weft_proto::order::order_service_server::OrderServiceServer;
 use weft_proto::user::UserSignedUp;
 
@@ -21,7 +18,6 @@ use crate::welcome::WelcomeOrders;
 
 /// A built, bound, not yet running order service.
 pub struct App {
-    host: Host,
     api: OrderApi,
     relay: Relay,
     verifier: Arc<Verifier>,
@@ -37,7 +33,7 @@ impl Service for App {
     }
 
     /// Connects, migrates and binds the listeners.
-    async fn build(config: Config) -> anyhow::Result<Self> {
+    async fn build(config: Config) -> anyhow::Result<(Host, Self)> {
         let db = config
             .common
             .open_db(
@@ -58,43 +54,34 @@ impl Service for App {
         if added > 0 {
             tracing::info!(added, "catalogue seeded");
         }
-        let relay = Relay::new(
-            db.clone(),
-            &config.common.kafka,
-            &Self::IDENTITY.relay_client(),
-            RelayConfig::default(),
-        )?;
+        let relay = config.common.relay(Self::IDENTITY, &db)?;
         let api = OrderApi {
             db,
             relay: relay.waker(),
             payments: Arc::new(TestProvider),
         };
-        let host = config
-            .common
-            .bind(
-                Self::IDENTITY,
-                DESCRIPTOR_SET,
-                config.grpc_addr,
-                config.admin_addr,
-            )
+        let host = (config.common)
+            .bind(Self::IDENTITY, config.grpc_addr, config.admin_addr)
             .await?;
-        Ok(Self {
+        let verifier = Arc::new(Verifier::new(&TokenConfig::default()));
+        Ok((
             host,
-            api,
-            relay,
-            verifier: Arc::new(Verifier::new(&TokenConfig::default())),
-            config,
-        })
-    }
-
-    fn host(&self) -> &Host {
-        &self.host
+            Self {
+                api,
+                relay,
+                verifier,
+                config,
+            },
+        ))
     }
 
     /// Serves until `shutdown`, then drains.
-    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run_until_stopped(
+        self,
+        mut host: Host,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         let Self {
-            mut host,
             api,
             relay,
             verifier,
@@ -104,32 +91,19 @@ impl Service for App {
         host.probe("token keys", weft_auth::keys_probe(verifier.clone()));
 
         let waker = api.relay.clone();
-        let consumer = Consumer::new(
-            &config.consumer_group,
-            config.common.kafka.clone(),
-            api.db.clone(),
-        )
-        .on::<UserSignedUp>(WelcomeOrders)
-        // Creating orders is never replayed: without stored offsets over a history,
-        // it waits to be told where to begin (--from).
-        .with_args(&config.consumer)
-        .after_commit(move |_, _| waker.wake());
-        let limit = host.message_limit();
-        let server = OrderServiceServer::new(api)
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit);
+        let consumer = (config.common)
+            .consumer(&config.consumer_group, &api.db)
+            .on::<UserSignedUp>(WelcomeOrders)
+            // Creating orders is never replayed: without stored offsets over a history,
+            // it waits to be told where to begin (--from).
+            .with_args(&config.consumer)
+            .after_commit(move |_, _| waker.wake());
+        let server = weft_kit::limited!(host, OrderServiceServer::new(api));
+        config.jwks.keep_loaded(&mut host, &verifier);
         // Ready once the consumer holds its share of the partitions, begun where it
         // should.
         host.probe("consumer group", consumer.membership().probe())
-            .serve(InterceptedService::new(
-                server,
-                weft_auth::interceptor(verifier.clone()),
-            ))
-            .background("token keys", move |stop| {
-                config
-                    .jwks
-                    .refresh(verifier, async move { stop.cancelled().await })
-            })
+            .serve(weft_auth::guarded(server, &verifier))
             .background("outbox relay", |stop| relay.run(stop))
             .background("consumer", |stop| {
                 weft_events::consumer::serve(consumer, stop)

@@ -5,12 +5,9 @@
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
 use weft_auth::{Issuer, SigningKeys, TokenConfig, Verifier};
 use weft_events::Relay;
-use weft_events::outbox::RelayConfig;
 use weft_kit::host::{Host, Identity, Service, Settings};
-use weft_proto::DESCRIPTOR_SET;
 use weft_proto::user::user_service_server::UserServiceServer;
 
 use crate::config::Config;
@@ -20,7 +17,6 @@ use crate::service::UserApi;
 
 /// A built, bound, not yet running user service.
 pub struct App {
-    host: Host,
     api: UserApi,
     relay: Relay,
     verifier: Arc<Verifier>,
@@ -36,7 +32,7 @@ impl Service for App {
     }
 
     /// Connects, migrates, loads keys and binds the listeners.
-    async fn build(config: Config) -> anyhow::Result<Self> {
+    async fn build(config: Config) -> anyhow::Result<(Host, Self)> {
         let db = config
             .common
             .open_db(
@@ -56,12 +52,7 @@ impl Service for App {
         };
         let verifier = Arc::new(Verifier::new(&tokens));
         verifier.set_keys(&[keys.jwk()]);
-        let relay = Relay::new(
-            db.clone(),
-            &config.common.kafka,
-            &Self::IDENTITY.relay_client(),
-            RelayConfig::default(),
-        )?;
+        let relay = config.common.relay(Self::IDENTITY, &db)?;
         let mut dummy = [0u8; 16];
         rand::fill(&mut dummy);
         let hasher = Hasher::new(config.hash_workers as usize, config.hash_queue as usize)?;
@@ -81,47 +72,36 @@ impl Service for App {
             },
             dummy_hash,
         };
-        let host = config
-            .common
-            .bind(
-                Self::IDENTITY,
-                DESCRIPTOR_SET,
-                config.grpc_addr,
-                config.admin_addr,
-            )
+        let host = (config.common)
+            .bind(Self::IDENTITY, config.grpc_addr, config.admin_addr)
             .await?;
-        Ok(Self {
+        Ok((
             host,
-            api,
-            relay,
-            verifier,
-            config,
-        })
-    }
-
-    fn host(&self) -> &Host {
-        &self.host
+            Self {
+                api,
+                relay,
+                verifier,
+                config,
+            },
+        ))
     }
 
     /// Serves until `shutdown`, then drains.
-    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run_until_stopped(
+        self,
+        mut host: Host,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         let Self {
-            mut host,
             api,
             relay,
             verifier,
             config,
         } = self;
         config.common.backbone(&mut host, &api.db, Vec::new())?;
-        let limit = host.message_limit();
-        let server = UserServiceServer::new(api)
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit);
-        host.serve(InterceptedService::new(
-            server,
-            weft_auth::interceptor(verifier),
-        ))
-        .background("outbox relay", |stop| relay.run(stop));
+        let server = weft_kit::limited!(host, UserServiceServer::new(api));
+        host.serve(weft_auth::guarded(server, &verifier))
+            .background("outbox relay", |stop| relay.run(stop));
         host.run(shutdown).await
     }
 }
