@@ -132,6 +132,54 @@ fn open_segment_file(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Reads the header of the batch at `pos` of a segment of `size` bytes and moves
+/// `reader` past the batch. `None` when the valid part of the segment ends there: the
+/// batch is torn, does not continue the log at `expected`, or (with `verify`) fails its
+/// checks; `body` is scratch space for that check.
+fn read_batch(
+    reader: &mut BufReader<&File>,
+    pos: u64,
+    size: u64,
+    expected: i64,
+    verify: bool,
+    body: &mut Vec<u8>,
+) -> io::Result<Option<BatchHeader>> {
+    let mut header = [0u8; HEADER_LEN];
+    if size - pos < HEADER_LEN as u64 || reader.read_exact(&mut header).is_err() {
+        return Ok(None);
+    }
+    let Ok(h) = BatchHeader::parse(&header) else {
+        return Ok(None);
+    };
+    let len = h.total_len() as u64;
+    if pos + len > size || h.base_offset != expected {
+        return Ok(None);
+    }
+    if verify {
+        body.clear();
+        body.extend_from_slice(&header);
+        body.resize(len as usize, 0);
+        if reader.read_exact(&mut body[HEADER_LEN..]).is_err() || batch::validate(body).is_err() {
+            return Ok(None);
+        }
+    } else {
+        reader.seek_relative(len as i64 - HEADER_LEN as i64)?;
+    }
+    Ok(Some(h))
+}
+
+/// Truncates a segment file to its valid first `valid_end` bytes (of `size`), durably.
+fn cut_off(file: &File, path: &Path, valid_end: u64, size: u64) -> io::Result<()> {
+    tracing::warn!(
+        segment = %path.display(),
+        kept = valid_end,
+        dropped = size - valid_end,
+        "cutting off a torn or damaged end of the log (a crash during an append)"
+    );
+    file.set_len(valid_end)?;
+    file.sync_all()
+}
+
 impl PartitionLog {
     /// Opens (or creates) the log in `dir`, recovering what a crash left.
     pub fn open(dir: &Path, config: &LogConfig) -> io::Result<Self> {
@@ -195,35 +243,13 @@ impl PartitionLog {
         let mut reader = BufReader::with_capacity(256 * 1024, &file);
         let mut entries = Vec::new();
         let mut pos: u64 = 0;
-        let mut header = [0u8; HEADER_LEN];
         let mut body = Vec::new();
-        let valid_end = loop {
-            if pos == size {
-                break pos;
-            }
-            if size - pos < HEADER_LEN as u64 || reader.read_exact(&mut header).is_err() {
-                break pos;
-            }
-            let Ok(h) = BatchHeader::parse(&header) else {
-                break pos;
+        while pos < size {
+            let next = read_batch(&mut reader, pos, size, self.next_offset, verify, &mut body)?;
+            let Some(h) = next else {
+                break;
             };
             let len = h.total_len() as u64;
-            if pos + len > size || h.base_offset != self.next_offset {
-                break pos;
-            }
-            if verify {
-                body.clear();
-                body.extend_from_slice(&header);
-                body.resize(len as usize, 0);
-                if reader.read_exact(&mut body[HEADER_LEN..]).is_err() {
-                    break pos;
-                }
-                if batch::validate(&body).is_err() {
-                    break pos;
-                }
-            } else {
-                reader.seek_relative(len as i64 - HEADER_LEN as i64)?;
-            }
             entries.push(Entry {
                 base: h.base_offset,
                 last: h.last_offset(),
@@ -234,23 +260,16 @@ impl PartitionLog {
             self.producers.record(&h, h.base_offset);
             self.next_offset = h.last_offset() + 1;
             pos += len;
-        };
+        }
         drop(reader);
-        if valid_end < size {
-            tracing::warn!(
-                segment = %path.display(),
-                kept = valid_end,
-                dropped = size - valid_end,
-                "cutting off a torn or damaged end of the log (a crash during an append)"
-            );
-            file.set_len(valid_end)?;
-            file.sync_all()?;
+        if pos < size {
+            cut_off(&file, &path, pos, size)?;
         }
         Ok(Segment {
             base,
             path,
             file: Arc::new(file),
-            size: valid_end,
+            size: pos,
             entries,
         })
     }
