@@ -50,6 +50,22 @@ impl Reset for DropProjections {
 pub async fn metrics(db: &Database) -> Result<Metrics, sqlx::Error> {
     let mut tx = db.pool().begin().await?;
     let mut m = Metrics::default();
+    let latency_max = read_counters(&mut tx, &mut m).await?;
+    for row in sqlx::query("SELECT source, count FROM signups_by_source")
+        .fetch_all(&mut *tx)
+        .await?
+    {
+        m.signups_by_source.insert(row.try_get(0)?, row.try_get(1)?);
+    }
+    m.revenue = revenue(&mut tx).await?;
+    m.orders_per_hour = orders_per_hour(&mut tx).await?;
+    m.event_latency = Some(latency_summary(&mut tx, latency_max).await?);
+    tx.commit().await?;
+    Ok(m)
+}
+
+/// Sets the counters of `m`; the highest latency seen (µs), which is a counter too.
+async fn read_counters(tx: &mut AnyConnection, m: &mut Metrics) -> Result<i64, sqlx::Error> {
     let mut latency_max = 0i64;
     for row in sqlx::query("SELECT name, value FROM counters")
         .fetch_all(&mut *tx)
@@ -68,22 +84,27 @@ pub async fn metrics(db: &Database) -> Result<Metrics, sqlx::Error> {
             _ => {}
         }
     }
-    for row in sqlx::query("SELECT source, count FROM signups_by_source")
-        .fetch_all(&mut *tx)
-        .await?
-    {
-        m.signups_by_source.insert(row.try_get(0)?, row.try_get(1)?);
-    }
+    Ok(latency_max)
+}
+
+/// The revenue in each currency, by currency code.
+async fn revenue(tx: &mut AnyConnection) -> Result<Vec<Money>, sqlx::Error> {
+    let mut revenue = Vec::new();
     for row in sqlx::query("SELECT currency, units, nanos FROM revenue ORDER BY currency")
         .fetch_all(&mut *tx)
         .await?
     {
-        m.revenue.push(Money {
+        revenue.push(Money {
             currency_code: row.try_get(0)?,
             units: row.try_get(1)?,
             nanos: i32::try_from(row.try_get::<i64, _>(2)?).unwrap_or_default(),
         });
     }
+    Ok(revenue)
+}
+
+/// The orders of the last [`HOURS`] hours that had any, oldest first.
+async fn orders_per_hour(tx: &mut AnyConnection) -> Result<Vec<HourlyCount>, sqlx::Error> {
     let mut hours = sqlx::query(
         "SELECT hour_start, count FROM orders_per_hour ORDER BY hour_start DESC LIMIT $1",
     )
@@ -99,7 +120,14 @@ pub async fn metrics(db: &Database) -> Result<Metrics, sqlx::Error> {
     })
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
     hours.reverse();
-    m.orders_per_hour = hours;
+    Ok(hours)
+}
+
+/// Processing latency from the buckets, with the highest seen (µs).
+async fn latency_summary(
+    tx: &mut AnyConnection,
+    latency_max: i64,
+) -> Result<LatencySummary, sqlx::Error> {
     let buckets = sqlx::query("SELECT bucket, count FROM latency_buckets ORDER BY bucket")
         .fetch_all(&mut *tx)
         .await?
@@ -107,14 +135,12 @@ pub async fn metrics(db: &Database) -> Result<Metrics, sqlx::Error> {
         .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<i64, _>(1)?)))
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     let max_ms = latency_max as f64 / 1000.0;
-    m.event_latency = Some(LatencySummary {
+    Ok(LatencySummary {
         count: buckets.iter().map(|(_, c)| c).sum(),
         p50_ms: round(latency::quantile(&buckets, 0.50, max_ms)),
         p99_ms: round(latency::quantile(&buckets, 0.99, max_ms)),
         max_ms: round(max_ms),
-    });
-    tx.commit().await?;
-    Ok(m)
+    })
 }
 
 fn round(ms: f64) -> f64 {

@@ -1,0 +1,172 @@
+//! The statements a tally is written with: upserts that add to a counter, a row of a
+//! breakdown or a currency's revenue, and the insert of the recent events. Every
+//! statement takes the open transaction; nothing here decides what to write.
+
+use std::collections::VecDeque;
+
+use sqlx::{AnyConnection, Row as _};
+
+/// Nanos in one unit of a currency.
+pub(super) const NANOS: i128 = 1_000_000_000;
+
+/// One row of `recent_events`.
+pub(super) struct Recent {
+    pub(super) seq: i64,
+    pub(super) event_id: String,
+    pub(super) event_type: String,
+    pub(super) topic: String,
+    pub(super) subject: String,
+    pub(super) correlation_id: String,
+    pub(super) occurred_at: i64,
+    pub(super) processed_at: i64,
+    pub(super) summary: String,
+}
+
+/// The counter `name`, locked until the transaction ends: replicas applying batches
+/// side by side take turns here, so each numbers its recent events after the other's.
+pub(super) async fn counter(tx: &mut AnyConnection, name: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO counters (name, value) VALUES ($1, 0) \
+         ON CONFLICT (name) DO UPDATE SET value = counters.value RETURNING value",
+    )
+    .bind(name.to_owned())
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get(0)
+}
+
+/// The key of a row to add to.
+pub(super) enum Key {
+    Text(String),
+    Int(i64),
+}
+
+/// Adds `by` to the `value_column` of the row of `key` in `table`.
+pub(super) async fn add_to(
+    tx: &mut AnyConnection,
+    table: &str,
+    key_column: &str,
+    key: Key,
+    value_column: &str,
+    by: i64,
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO {table} ({key_column}, {value_column}) VALUES ($1, $2) \
+         ON CONFLICT ({key_column}) DO UPDATE SET {value_column} = {table}.{value_column} + excluded.{value_column}"
+    );
+    let query = match key {
+        Key::Text(k) => sqlx::query(&sql).bind(k),
+        Key::Int(k) => sqlx::query(&sql).bind(k),
+    };
+    query.bind(by).execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// Raises the counter `name` to `value`, unless it is higher already.
+pub(super) async fn raise_counter(
+    tx: &mut AnyConnection,
+    name: &'static str,
+    value: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO counters (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET \
+         value = CASE WHEN excluded.value > counters.value THEN excluded.value ELSE counters.value END",
+    )
+    .bind(name)
+    .bind(value)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Sets the counter `name` to `value`.
+pub(super) async fn set_counter(
+    tx: &mut AnyConnection,
+    name: &'static str,
+    value: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO counters (name, value) VALUES ($1, $2) \
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    )
+    .bind(name)
+    .bind(value)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Adds `nanos` to the revenue of `currency`, exactly (whole units and nanos of the
+/// same sign).
+pub(super) async fn add_revenue(
+    tx: &mut AnyConnection,
+    currency: &str,
+    nanos: i128,
+) -> Result<(), sqlx::Error> {
+    let row = sqlx::query("SELECT units, nanos FROM revenue WHERE currency = $1")
+        .bind(currency.to_owned())
+        .fetch_optional(&mut *tx)
+        .await?;
+    let (units, part): (i64, i64) = match row {
+        Some(r) => (r.try_get(0)?, r.try_get(1)?),
+        None => (0, 0),
+    };
+    let total = i128::from(units) * NANOS + i128::from(part) + nanos;
+    let units = i64::try_from(total / NANOS).unwrap_or(i64::MAX);
+    let part = (total % NANOS) as i64;
+    sqlx::query(
+        "INSERT INTO revenue (currency, units, nanos) VALUES ($1, $2, $3) \
+         ON CONFLICT (currency) DO UPDATE SET units = excluded.units, nanos = excluded.nanos",
+    )
+    .bind(currency.to_owned())
+    .bind(units)
+    .bind(part)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Inserts the recent events with one statement.
+pub(super) async fn insert_recent(
+    tx: &mut AnyConnection,
+    rows: &VecDeque<Recent>,
+) -> Result<(), sqlx::Error> {
+    // Placeholders are written out because sqlx's Any query builder emits `?`, which
+    // PostgreSQL does not accept.
+    let values: Vec<String> = (0..rows.len())
+        .map(|i| {
+            let b = i * 9;
+            let p: Vec<String> = (1..=9).map(|k| format!("${}", b + k)).collect();
+            format!("({})", p.join(", "))
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO recent_events (seq, event_id, event_type, topic, subject, correlation_id, \
+         occurred_at, processed_at, summary) VALUES {}",
+        values.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for r in rows {
+        query = query
+            .bind(r.seq)
+            .bind(r.event_id.clone())
+            .bind(r.event_type.clone())
+            .bind(r.topic.clone())
+            .bind(r.subject.clone())
+            .bind(r.correlation_id.clone())
+            .bind(r.occurred_at)
+            .bind(r.processed_at)
+            .bind(r.summary.clone());
+    }
+    query.execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// Deletes the recent events with `seq <= up_to`.
+pub(super) async fn forget_recent(tx: &mut AnyConnection, up_to: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM recent_events WHERE seq <= $1")
+        .bind(up_to)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
