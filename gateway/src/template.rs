@@ -16,8 +16,15 @@
 //! reserved characters (`%2F` and friends) encoded, as the HttpRule spec asks, so a
 //! value can always be split back into its segments.
 
+mod decode;
+mod syntax;
+
 use std::cmp::Ordering;
 use std::fmt;
+
+pub use self::decode::PathError;
+use self::decode::{decode_all, decode_keep_reserved};
+pub use self::syntax::{Segment, Variable};
 
 /// Why a template does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,46 +32,6 @@ use std::fmt;
 pub struct TemplateError {
     template: String,
     reason: &'static str,
-}
-
-/// Why a request path cannot be matched at all (bad bytes, not "no route").
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PathError {
-    /// A `%` not followed by two hex digits.
-    #[error("malformed percent-encoding in the path")]
-    BadEscape,
-    /// A decoded variable is not UTF-8.
-    #[error("the path variable {0} is not valid UTF-8 once percent-decoded")]
-    NotUtf8(String),
-}
-
-/// One segment pattern.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Segment {
-    /// Matches exactly this text.
-    Literal(String),
-    /// `*`: exactly one segment.
-    Single,
-    /// `**`: zero or more segments; only last.
-    Multi,
-}
-
-/// A `{field.path=...}` capture over a range of segments.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Variable {
-    /// The request field the value binds to, e.g. `["user", "user_id"]`.
-    pub field_path: Vec<String>,
-    /// First segment index it covers.
-    start: usize,
-    /// Segment patterns it covers.
-    len: usize,
-}
-
-impl Variable {
-    /// The field path joined with dots, as written in the template.
-    pub fn dotted(&self) -> String {
-        self.field_path.join(".")
-    }
 }
 
 /// A parsed path template.
@@ -95,83 +62,12 @@ impl Template {
         let rest = source
             .strip_prefix('/')
             .ok_or_else(|| err("must start with '/'"))?;
-        let mut parser = Parser {
-            chars: rest.char_indices().peekable(),
-            text: rest,
-        };
-        let mut segments = Vec::new();
-        let mut variables = Vec::new();
-        loop {
-            match parser.peek() {
-                Some('{') => {
-                    parser.next();
-                    let field_path = parser.field_path().ok_or_else(|| err("bad field path"))?;
-                    let start = segments.len();
-                    match parser.next() {
-                        Some('}') => segments.push(Segment::Single),
-                        Some('=') => loop {
-                            segments.push(parser.plain_segment().ok_or_else(|| {
-                                err("a variable's pattern must be literals, '*' or '**'")
-                            })?);
-                            match parser.next() {
-                                Some('/') => continue,
-                                Some('}') => break,
-                                _ => return Err(err("unterminated variable")),
-                            }
-                        },
-                        _ => return Err(err("unterminated variable")),
-                    }
-                    if variables
-                        .iter()
-                        .any(|v: &Variable| v.field_path == field_path)
-                    {
-                        return Err(err("a field is bound twice"));
-                    }
-                    variables.push(Variable {
-                        field_path,
-                        start,
-                        len: segments.len() - start,
-                    });
-                }
-                Some(_) => segments.push(
-                    parser
-                        .plain_segment()
-                        .ok_or_else(|| err("empty or malformed segment"))?,
-                ),
-                None => return Err(err("empty segment")),
-            }
-            match parser.next() {
-                Some('/') => continue,
-                Some(':') => {
-                    let verb = parser.remaining();
-                    if verb.is_empty() || !verb.chars().all(is_literal_char) {
-                        return Err(err("bad verb"));
-                    }
-                    let template = Self::finish(source, segments, Some(verb.to_owned()), variables);
-                    return template.map_err(err);
-                }
-                None => return Self::finish(source, segments, None, variables).map_err(err),
-                Some(_) => return Err(err("unexpected character")),
-            }
-        }
-    }
-
-    fn finish(
-        source: &str,
-        segments: Vec<Segment>,
-        verb: Option<String>,
-        variables: Vec<Variable>,
-    ) -> Result<Self, &'static str> {
-        if let Some(i) = segments.iter().position(|s| *s == Segment::Multi)
-            && i + 1 != segments.len()
-        {
-            return Err("'**' must be the last segment");
-        }
+        let parts = syntax::parts(rest).map_err(err)?;
         Ok(Self {
             source: source.to_owned(),
-            segments,
-            verb,
-            variables,
+            segments: parts.segments,
+            verb: parts.verb,
+            variables: parts.variables,
         })
     }
 
@@ -265,21 +161,35 @@ impl Template {
         let Some(rest) = raw_path.strip_prefix('/') else {
             return Ok(None);
         };
-        let rest = match &self.verb {
-            Some(verb) => {
-                // The verb is whatever follows the last ':' of the last segment.
-                let last = rest.rsplit('/').next().unwrap_or(rest);
-                let Some((_, v)) = last.rsplit_once(':') else {
-                    return Ok(None);
-                };
-                if decode_all(v)?.as_slice() != verb.as_bytes() {
-                    return Ok(None);
-                }
-                &rest[..rest.len() - v.len() - 1]
-            }
-            None => rest,
+        let Some(rest) = self.without_verb(rest)? else {
+            return Ok(None);
         };
         let raw: Vec<&str> = rest.split('/').collect();
+        let Some(spans) = self.spans(&raw)? else {
+            return Ok(None);
+        };
+        self.bind(&raw, &spans).map(Some)
+    }
+
+    /// The path without this template's verb; `None` when it does not end in it.
+    fn without_verb<'p>(&self, rest: &'p str) -> Result<Option<&'p str>, PathError> {
+        let Some(verb) = &self.verb else {
+            return Ok(Some(rest));
+        };
+        // The verb is whatever follows the last ':' of the last segment.
+        let last = rest.rsplit('/').next().unwrap_or(rest);
+        let Some((_, v)) = last.rsplit_once(':') else {
+            return Ok(None);
+        };
+        if decode_all(v)?.as_slice() != verb.as_bytes() {
+            return Ok(None);
+        }
+        Ok(Some(&rest[..rest.len() - v.len() - 1]))
+    }
+
+    /// The raw segments each segment pattern covers (`start..end` of `raw`); `None`
+    /// when the segments do not fit the patterns.
+    fn spans(&self, raw: &[&str]) -> Result<Option<Vec<(usize, usize)>>, PathError> {
         let mut spans: Vec<(usize, usize)> = Vec::with_capacity(self.segments.len());
         let mut at = 0;
         for seg in &self.segments {
@@ -311,9 +221,11 @@ impl Template {
                 }
             }
         }
-        if at != raw.len() {
-            return Ok(None);
-        }
+        Ok((at == raw.len()).then_some(spans))
+    }
+
+    /// The variables' values, decoded, from the segments they cover.
+    fn bind(&self, raw: &[&str], spans: &[(usize, usize)]) -> Result<Bindings, PathError> {
         let mut bindings = Vec::with_capacity(self.variables.len());
         for v in &self.variables {
             let first = spans[v.start].0;
@@ -327,7 +239,7 @@ impl Template {
             let value = String::from_utf8(value).map_err(|_| PathError::NotUtf8(v.dotted()))?;
             bindings.push((v.field_path.clone(), value));
         }
-        Ok(Some(bindings))
+        Ok(bindings)
     }
 
     /// Orders templates from most to least specific: literals beat `*`, `*` beats
@@ -350,106 +262,6 @@ impl Template {
             .cmp(&self.segments.len())
             .then(other.verb.is_some().cmp(&self.verb.is_some()))
     }
-}
-
-fn is_literal_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "-_.~!$&'()+,;@%".contains(c)
-}
-
-struct Parser<'a> {
-    chars: std::iter::Peekable<std::str::CharIndices<'a>>,
-    text: &'a str,
-}
-
-impl Parser<'_> {
-    fn peek(&mut self) -> Option<char> {
-        self.chars.peek().map(|(_, c)| *c)
-    }
-
-    fn next(&mut self) -> Option<char> {
-        self.chars.next().map(|(_, c)| c)
-    }
-
-    fn remaining(&mut self) -> &str {
-        let start = self.chars.peek().map_or(self.text.len(), |(i, _)| *i);
-        while self.chars.next().is_some() {}
-        &self.text[start..]
-    }
-
-    fn take_while(&mut self, keep: impl Fn(char) -> bool) -> String {
-        let mut out = String::new();
-        while let Some(c) = self.peek().filter(|c| keep(*c)) {
-            out.push(c);
-            self.next();
-        }
-        out
-    }
-
-    fn field_path(&mut self) -> Option<Vec<String>> {
-        let path = self.take_while(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-        let parts: Vec<String> = path.split('.').map(str::to_owned).collect();
-        let ok = parts.iter().all(|p| {
-            p.chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        });
-        ok.then_some(parts)
-    }
-
-    fn plain_segment(&mut self) -> Option<Segment> {
-        if self.peek() == Some('*') {
-            self.next();
-            if self.peek() == Some('*') {
-                self.next();
-                return Some(Segment::Multi);
-            }
-            return Some(Segment::Single);
-        }
-        let literal = self.take_while(is_literal_char);
-        (!literal.is_empty()).then_some(Segment::Literal(literal))
-    }
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
-/// Percent-decodes every escape.
-fn decode_all(raw: &str) -> Result<Vec<u8>, PathError> {
-    decode(raw, |_| true)
-}
-
-/// Percent-decodes every escape except those of RFC 6570 reserved characters, which
-/// stay encoded (multi-segment variables).
-fn decode_keep_reserved(raw: &str) -> Result<Vec<u8>, PathError> {
-    decode(raw, |b| !b":/?#[]@!$&'()*+,;=".contains(&b))
-}
-
-fn decode(raw: &str, decode_byte: impl Fn(u8) -> bool) -> Result<Vec<u8>, PathError> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let (Some(h), Some(l)) = (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            ) else {
-                return Err(PathError::BadEscape);
-            };
-            let b = (h << 4) | l;
-            if decode_byte(b) {
-                out.push(b);
-            } else {
-                out.extend_from_slice(&bytes[i..i + 3]);
-            }
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
