@@ -21,6 +21,7 @@ use crate::routes::{Binding, BodyRule};
 use crate::state::Gateway;
 use crate::stream::{self, Framing};
 use crate::transcode;
+use crate::upstream::Upstream;
 
 /// The metadata key naming the client a stream is for, which services that sit behind
 /// the gateway trust (`--client-ip-header`).
@@ -86,40 +87,14 @@ async fn call(
         .ok_or_else(|| GatewayError::Internal(format!("no upstream for {}", binding.service())))?;
     let path = PathAndQuery::from_maybe_shared(binding.grpc_path())
         .map_err(|e| GatewayError::Internal(e.to_string()))?;
-    let mut grpc_request = tonic::Request::from_parts(
+    let grpc_request = tonic::Request::from_parts(
         metadata,
         tonic::Extensions::default(),
         Bytes::from(message.encode_to_vec()),
     );
 
     if binding.streaming() {
-        // A stream has no deadline unless the client asks for one.
-        if parts.headers.contains_key("grpc-timeout") {
-            grpc_request.set_timeout(policy::timeout(&parts.headers, Duration::MAX)?);
-        }
-        let slot = gw.client_streams.try_open(&client.to_string()).ok_or(
-            GatewayError::TooManyStreams {
-                max: gw.client_streams.max(),
-            },
-        )?;
-        let permit = gw
-            .streams
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| GatewayError::Overloaded)?;
-        // The services see who the stream is for (the gateway is the peer of all).
-        if let Ok(v) = tonic::metadata::MetadataValue::try_from(client.to_string()) {
-            grpc_request.metadata_mut().insert(CLIENT_IP, v);
-        }
-        let framing = Framing::from_accept(&parts.headers);
-        let response = upstream.server_streaming(path, grpc_request).await?;
-        return Ok(stream::respond(
-            binding.clone(),
-            framing,
-            response.into_inner(),
-            (permit, slot),
-            gw.shutdown.clone(),
-        ));
+        return call_streaming(gw, binding, parts, client, upstream, path, grpc_request).await;
     }
 
     let deadline = policy::timeout(&parts.headers, gw.request_timeout)?;
@@ -131,6 +106,47 @@ async fn call(
         json,
     )
         .into_response())
+}
+
+/// Opens a server stream for `client` (within the per-client and overall limits)
+/// and answers with it.
+async fn call_streaming(
+    gw: &Gateway,
+    binding: &Binding,
+    parts: &http::request::Parts,
+    client: std::net::IpAddr,
+    upstream: &Upstream,
+    path: PathAndQuery,
+    mut grpc_request: tonic::Request<Bytes>,
+) -> Result<Response, GatewayError> {
+    // A stream has no deadline unless the client asks for one.
+    if parts.headers.contains_key("grpc-timeout") {
+        grpc_request.set_timeout(policy::timeout(&parts.headers, Duration::MAX)?);
+    }
+    let slot =
+        gw.client_streams
+            .try_open(&client.to_string())
+            .ok_or(GatewayError::TooManyStreams {
+                max: gw.client_streams.max(),
+            })?;
+    let permit = gw
+        .streams
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| GatewayError::Overloaded)?;
+    // The services see who the stream is for (the gateway is the peer of all).
+    if let Ok(v) = tonic::metadata::MetadataValue::try_from(client.to_string()) {
+        grpc_request.metadata_mut().insert(CLIENT_IP, v);
+    }
+    let framing = Framing::from_accept(&parts.headers);
+    let response = upstream.server_streaming(path, grpc_request).await?;
+    Ok(stream::respond(
+        binding.clone(),
+        framing,
+        response.into_inner(),
+        (permit, slot),
+        gw.shutdown.clone(),
+    ))
 }
 
 /// Reads the body (held to `limit` by [`crate::edge::limit_body`]), after checking

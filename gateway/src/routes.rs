@@ -165,6 +165,8 @@ impl Router {
     }
 }
 
+/// The binding of one rule of `method`, checked against its messages; `None` for a
+/// rule without a pattern.
 fn binding(method: &MethodDescriptor, rule: &HttpRule) -> Result<Option<Binding>, RouteError> {
     let name = method.full_name().to_owned();
     let invalid = |reason: String| RouteError::Invalid {
@@ -174,37 +176,13 @@ fn binding(method: &MethodDescriptor, rule: &HttpRule) -> Result<Option<Binding>
     let Some(pattern) = rule.pattern.as_ref() else {
         return Ok(None);
     };
-    let (verb, path) = match pattern {
-        Pattern::Get(p) => (Method::GET, p),
-        Pattern::Put(p) => (Method::PUT, p),
-        Pattern::Post(p) => (Method::POST, p),
-        Pattern::Delete(p) => (Method::DELETE, p),
-        Pattern::Patch(p) => (Method::PATCH, p),
-        Pattern::Custom(c) => (
-            Method::from_bytes(c.kind.to_ascii_uppercase().as_bytes())
-                .map_err(|_| invalid(format!("bad custom method {:?}", c.kind)))?,
-            &c.path,
-        ),
-    };
+    let (verb, path) = method_and_path(pattern).map_err(invalid)?;
     let template = Template::parse(path).map_err(|source| RouteError::Template {
         method: name.clone(),
         source,
     })?;
     let input = method.input();
-    let mut path_fields = Vec::new();
-    for v in template.variables() {
-        let fields = resolve(&input, &v.field_path).map_err(|r| invalid(r.to_owned()))?;
-        let leaf = fields
-            .last()
-            .ok_or_else(|| invalid("empty field path".into()))?;
-        if leaf.is_list() || leaf.is_map() || !is_path_scalar(leaf) {
-            return Err(invalid(format!(
-                "path variable {} must be a singular scalar, enum or string-valued well-known type",
-                v.dotted()
-            )));
-        }
-        path_fields.push(fields);
-    }
+    let path_fields = path_fields(&input, &template).map_err(invalid)?;
     let body = match rule.body.as_str() {
         "" => BodyRule::None,
         "*" => BodyRule::Whole,
@@ -230,6 +208,43 @@ fn binding(method: &MethodDescriptor, rule: &HttpRule) -> Result<Option<Binding>
         response_body,
         path_fields,
     }))
+}
+
+/// The HTTP method and path template of a rule's pattern.
+fn method_and_path(pattern: &Pattern) -> Result<(Method, &String), String> {
+    Ok(match pattern {
+        Pattern::Get(p) => (Method::GET, p),
+        Pattern::Put(p) => (Method::PUT, p),
+        Pattern::Post(p) => (Method::POST, p),
+        Pattern::Delete(p) => (Method::DELETE, p),
+        Pattern::Patch(p) => (Method::PATCH, p),
+        Pattern::Custom(c) => (
+            Method::from_bytes(c.kind.to_ascii_uppercase().as_bytes())
+                .map_err(|_| format!("bad custom method {:?}", c.kind))?,
+            &c.path,
+        ),
+    })
+}
+
+/// The fields of `template`'s variables in `input`, each a singular value that one
+/// path segment can give.
+fn path_fields(
+    input: &MessageDescriptor,
+    template: &Template,
+) -> Result<Vec<Vec<FieldDescriptor>>, String> {
+    let mut path_fields = Vec::new();
+    for v in template.variables() {
+        let fields = resolve(input, &v.field_path).map_err(str::to_owned)?;
+        let leaf = fields.last().ok_or_else(|| "empty field path".to_owned())?;
+        if leaf.is_list() || leaf.is_map() || !is_path_scalar(leaf) {
+            return Err(format!(
+                "path variable {} must be a singular scalar, enum or string-valued well-known type",
+                v.dotted()
+            ));
+        }
+        path_fields.push(fields);
+    }
+    Ok(path_fields)
 }
 
 /// The fields along `path` from `message`, or why not.

@@ -128,6 +128,8 @@ fn descend<'m>(
     Ok(current)
 }
 
+/// Sets the fields the query parameters name; one violation per parameter that
+/// cannot be used.
 fn apply_query(
     msg: &mut DynamicMessage,
     binding: &Binding,
@@ -137,64 +139,80 @@ fn apply_query(
     let input = binding.rpc.input();
     let mut seen = HashSet::new();
     for (key, raw) in form_urlencoded::parse(query.as_bytes()) {
-        let mut bad = |reason: &str| violations.push(FieldViolation::new(key.as_ref(), reason));
-        if matches!(binding.body, BodyRule::Whole) {
-            bad("unknown query parameter: this route takes its fields from the body");
-            continue;
-        }
-        let path: Vec<String> = key.split('.').map(str::to_owned).collect();
-        let Ok(fields) = resolve(&input, &path) else {
-            bad("unknown query parameter");
-            continue;
-        };
-        let numbers: Vec<u32> = fields.iter().map(FieldDescriptor::number).collect();
-        let bound_by_path = binding.path_fields.iter().any(|p| {
-            let bound: Vec<u32> = p.iter().map(FieldDescriptor::number).collect();
-            bound.starts_with(&numbers) || numbers.starts_with(&bound)
-        });
-        if bound_by_path {
-            bad("is bound by the path and cannot also be a query parameter");
-            continue;
-        }
-        if let BodyRule::Field(body_field) = &binding.body
-            && numbers.first() == Some(&body_field.number())
-        {
-            bad("is bound by the body and cannot also be a query parameter");
-            continue;
-        }
-        let Some((leaf, parents)) = fields.split_last() else {
-            bad("unknown query parameter");
-            continue;
-        };
-        if leaf.is_map() {
-            bad("map fields cannot be set from query parameters");
-            continue;
-        }
-        if let Kind::Message(m) = leaf.kind()
-            && scalar_form(&m).is_none()
-        {
-            bad("is a message; set its fields with dotted names instead");
-            continue;
-        }
-        if !leaf.is_list() && !seen.insert(numbers.clone()) {
-            bad("is given more than once but is not repeated");
-            continue;
-        }
-        let result = descend(msg, parents).and_then(|target| {
-            let value = parse_scalar(leaf, &raw)?;
-            if leaf.is_list() {
-                if let Value::List(items) = target.get_field_mut(leaf) {
-                    items.push(value);
-                }
-            } else {
-                target.set_field(leaf, value);
-            }
-            Ok(())
-        });
+        let result = query_field(binding, &input, &key, &mut seen)
+            .and_then(|fields| set_query_field(msg, &fields, &raw));
         if let Err(reason) = result {
-            bad(&reason);
+            violations.push(FieldViolation::new(key.as_ref(), reason));
         }
     }
+}
+
+/// The fields a query parameter `key` names (outermost first), if the route lets the
+/// query set it: not bound by the path or the body, a scalar or a list of them, and
+/// given once unless repeated (`seen` remembers those given).
+fn query_field(
+    binding: &Binding,
+    input: &MessageDescriptor,
+    key: &str,
+    seen: &mut HashSet<Vec<u32>>,
+) -> Result<Vec<FieldDescriptor>, String> {
+    if matches!(binding.body, BodyRule::Whole) {
+        return Err("unknown query parameter: this route takes its fields from the body".into());
+    }
+    let path: Vec<String> = key.split('.').map(str::to_owned).collect();
+    let Ok(fields) = resolve(input, &path) else {
+        return Err("unknown query parameter".into());
+    };
+    let numbers: Vec<u32> = fields.iter().map(FieldDescriptor::number).collect();
+    let bound_by_path = binding.path_fields.iter().any(|p| {
+        let bound: Vec<u32> = p.iter().map(FieldDescriptor::number).collect();
+        bound.starts_with(&numbers) || numbers.starts_with(&bound)
+    });
+    if bound_by_path {
+        return Err("is bound by the path and cannot also be a query parameter".into());
+    }
+    if let BodyRule::Field(body_field) = &binding.body
+        && numbers.first() == Some(&body_field.number())
+    {
+        return Err("is bound by the body and cannot also be a query parameter".into());
+    }
+    let Some(leaf) = fields.last() else {
+        return Err("unknown query parameter".into());
+    };
+    if leaf.is_map() {
+        return Err("map fields cannot be set from query parameters".into());
+    }
+    if let Kind::Message(m) = leaf.kind()
+        && scalar_form(&m).is_none()
+    {
+        return Err("is a message; set its fields with dotted names instead".into());
+    }
+    if !leaf.is_list() && !seen.insert(numbers) {
+        return Err("is given more than once but is not repeated".into());
+    }
+    Ok(fields)
+}
+
+/// Sets the field at the end of `fields` from a query value, or adds the value to
+/// it when it is repeated.
+fn set_query_field(
+    msg: &mut DynamicMessage,
+    fields: &[FieldDescriptor],
+    raw: &str,
+) -> Result<(), String> {
+    let Some((leaf, parents)) = fields.split_last() else {
+        return Err("unknown query parameter".into());
+    };
+    let target = descend(msg, parents)?;
+    let value = parse_scalar(leaf, raw)?;
+    if leaf.is_list() {
+        if let Value::List(items) = target.get_field_mut(leaf) {
+            items.push(value);
+        }
+    } else {
+        target.set_field(leaf, value);
+    }
+    Ok(())
 }
 
 /// Parses one path segment or query value as the value of `field`'s kind.
