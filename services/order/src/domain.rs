@@ -1,6 +1,7 @@
-//! The order domain: validated lines, exact totals and the status machine.
+//! The order domain: the order and its validated lines, exact totals, and the status
+//! machine every change of status goes through (the welcome order's too).
 
-use weft_proto::order::{OrderItem, OrderStatus};
+use weft_proto::order::{OrderKind, OrderStatus};
 
 pub use crate::error::{OrderError, Violations};
 use crate::money::{self, Currency};
@@ -21,6 +22,87 @@ pub struct Line {
     pub quantity: i32,
     /// Unit price in minor units.
     pub unit_minor: i64,
+}
+
+/// An order with its lines, as stored.
+#[derive(Debug, Clone)]
+pub struct OrderRecord {
+    /// Id (UUID v7).
+    pub order_id: String,
+    /// Customer.
+    pub user_id: String,
+    /// Status.
+    pub status: OrderStatus,
+    /// Kind.
+    pub kind: OrderKind,
+    /// Currency.
+    pub currency: Currency,
+    /// Exact total in minor units.
+    pub total_minor: i64,
+    /// Carrier once shipped.
+    pub carrier: String,
+    /// Tracking number once shipped.
+    pub tracking_number: String,
+    /// Provider payment id once paid.
+    pub payment_id: String,
+    /// Last four card digits once paid.
+    pub card_last4: String,
+    /// Client idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Created, µs.
+    pub created_at: i64,
+    /// Updated, µs.
+    pub updated_at: i64,
+    /// The lines.
+    pub lines: Vec<Line>,
+}
+
+/// Product id of the welcome package.
+pub const WELCOME_PRODUCT: &str = "welcome-package";
+
+impl OrderRecord {
+    /// A new pending order of `user_id` for the priced `lines` (their `currency` and
+    /// exact `total_minor`), made now.
+    pub fn pending(
+        user_id: String,
+        idempotency_key: Option<String>,
+        (lines, currency, total_minor): (Vec<Line>, Currency, i64),
+    ) -> Self {
+        let now = weft_events::db::now_micros();
+        Self {
+            order_id: uuid::Uuid::now_v7().to_string(),
+            user_id,
+            status: OrderStatus::Pending,
+            kind: OrderKind::Regular,
+            currency,
+            total_minor,
+            carrier: String::new(),
+            tracking_number: String::new(),
+            payment_id: String::new(),
+            card_last4: String::new(),
+            idempotency_key,
+            created_at: now,
+            updated_at: now,
+            lines,
+        }
+    }
+
+    /// The free welcome order of a new user: one "Welcome Package" in USD, confirmed
+    /// by the state machine's pay step with no charge (the house pays).
+    pub fn welcome(user_id: &str) -> Result<Self, OrderError> {
+        let usd = Currency::from_code("USD")
+            .ok_or_else(|| OrderError::Internal(anyhow::anyhow!("USD is not a known currency")))?;
+        let line = Line {
+            product_id: WELCOME_PRODUCT.into(),
+            name: "Welcome Package".into(),
+            quantity: 1,
+            unit_minor: 0,
+        };
+        let mut order = Self::pending(user_id.to_owned(), None, (vec![line], usd, 0));
+        order.kind = OrderKind::Welcome;
+        order.status = transition(order.status, Action::Pay)?;
+        Ok(order)
+    }
 }
 
 /// Whether an existing order's lines are what `wanted` asks for: the same products
@@ -49,57 +131,6 @@ pub struct Wanted {
     pub quantity: i32,
     /// The price the client expects, when it sent one.
     pub expected: Option<(Currency, i64)>,
-}
-
-/// Checks the lines of an order before pricing: at least one and at most
-/// [`MAX_ITEMS`], each with a product id, a quantity in 1..=[`MAX_QUANTITY`] and, when
-/// sent, a well-formed price.
-pub fn parse_items(items: &[OrderItem], v: &mut Violations) -> Vec<Wanted> {
-    if items.is_empty() {
-        v.add("items", "must not be empty");
-        return Vec::new();
-    }
-    if items.len() > MAX_ITEMS {
-        v.add(
-            "items",
-            format!("has {} lines; at most {MAX_ITEMS}", items.len()),
-        );
-        return Vec::new();
-    }
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let f = |name: &str| format!("items[{i}].{name}");
-            let product_id =
-                crate::catalog::parse_product_id(&item.product_id, &f("product_id"), v);
-            // The line's name is the catalogue's; one the client sends must still be text.
-            if !item.name.trim().is_empty() {
-                crate::catalog::parse_name(&item.name, &f("name"), v);
-            }
-            if item.quantity <= 0 || item.quantity > MAX_QUANTITY {
-                v.add(
-                    f("quantity"),
-                    format!("must be between 1 and {MAX_QUANTITY}"),
-                );
-            }
-            let expected = item
-                .unit_price
-                .as_ref()
-                .and_then(|p| match money::to_minor(p) {
-                    Ok(p) => Some(p),
-                    Err(e) => {
-                        v.add(f("unit_price"), e.to_string());
-                        None
-                    }
-                });
-            Wanted {
-                product_id,
-                quantity: item.quantity,
-                expected,
-            }
-        })
-        .collect()
 }
 
 /// Prices `wanted` from `catalogue`: each product must exist and be active, all in
@@ -218,100 +249,16 @@ pub fn transition(from: OrderStatus, action: Action) -> Result<OrderStatus, Orde
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weft_proto::common::Money;
-
-    fn item(id: &str, qty: i32, price: Option<(i64, i32, &str)>) -> OrderItem {
-        OrderItem {
-            product_id: id.into(),
-            name: String::new(),
-            quantity: qty,
-            unit_price: price.map(|(units, nanos, cur)| Money {
-                currency_code: cur.into(),
-                units,
-                nanos,
-            }),
-        }
-    }
-
-    fn catalogue() -> std::collections::HashMap<String, crate::catalog::Product> {
-        let usd = Currency::from_code("USD").unwrap();
-        let eur = Currency::from_code("EUR").unwrap();
-        [
-            ("mug", usd, 2999, true),
-            ("lamp", usd, 4999, true),
-            ("old", usd, 100, false),
-            ("tea", eur, 500, true),
-        ]
-        .into_iter()
-        .map(|(id, c, minor, active)| {
-            (
-                id.to_owned(),
-                crate::catalog::Product {
-                    product_id: id.into(),
-                    name: id.to_uppercase(),
-                    currency: c,
-                    unit_minor: minor,
-                    active,
-                    created_at: 0,
-                    updated_at: 0,
-                },
-            )
-        })
-        .collect()
-    }
 
     #[test]
-    fn totals_are_exact_and_come_from_the_catalogue() {
-        let mut v = Violations::default();
-        let wanted = parse_items(
-            &[
-                item("mug", 2, Some((29, 990_000_000, "USD"))),
-                item("lamp", 1, None),
-            ],
-            &mut v,
-        );
-        let (lines, c, total) = price_lines(&wanted, &catalogue(), &mut v).unwrap();
-        assert!(v.list().is_empty(), "{:?}", v.list());
-        assert_eq!((c.code, total), ("USD", 10_997));
-        assert_eq!((lines[0].unit_minor, lines[0].name.as_str()), (2999, "MUG"));
-    }
-
-    #[test]
-    fn every_bad_line_is_named() {
-        let mut v = Violations::default();
-        let bad = [
-            item("mug", 0, None),
-            item("mug", -3, None),
-            item("mug", 1, Some((0, 0, "USD"))),
-            item("tea", 1, None),
-            item("nope", 1, None),
-            item("old", 1, None),
-            item("mug", 1, Some((1, 0, "XXX"))),
-            item("Bad Id!", 1, None),
-        ];
-        let wanted = parse_items(&bad, &mut v);
-        price_lines(&wanted, &catalogue(), &mut v);
-        let fields: Vec<_> = v.list().iter().map(|f| f.field.as_str()).collect();
-        assert_eq!(
-            fields,
-            [
-                "items[0].quantity",
-                "items[1].quantity",
-                "items[6].unit_price",
-                "items[7].product_id",
-                "items[2].unit_price",
-                "items[3].product_id",
-                "items[4].product_id",
-                "items[5].product_id",
-                "items[7].product_id",
-            ]
-        );
-        let mut v = Violations::default();
-        assert!(parse_items(&[], &mut v).is_empty());
-        let many: Vec<_> = (0..10_000).map(|_| item("mug", 1, None)).collect();
-        let mut v = Violations::default();
-        assert!(parse_items(&many, &mut v).is_empty());
-        assert_eq!(v.list()[0].field, "items");
+    fn the_welcome_order_is_free_and_confirmed_through_the_state_machine() {
+        let order = OrderRecord::welcome("u-1").unwrap();
+        assert_eq!(order.status, OrderStatus::Confirmed);
+        assert_eq!(order.kind, OrderKind::Welcome);
+        assert_eq!((order.currency.code, order.total_minor), ("USD", 0));
+        assert_eq!(order.lines.len(), 1);
+        assert_eq!(order.lines[0].product_id, WELCOME_PRODUCT);
+        assert_eq!(order.created_at, order.updated_at);
     }
 
     #[test]

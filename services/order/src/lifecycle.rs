@@ -4,16 +4,15 @@
 //! cancellation each committed with their event.
 
 use weft_auth::Caller;
-use weft_events::{EventContext, Outbox};
-use weft_proto::order::*;
+use weft_events::{DomainEvent, EventContext, Outbox};
 
-use crate::IDENTITY;
 use crate::access::{self, Action};
-use crate::domain::{self, OrderError, Violations};
-use crate::money;
-use crate::payment::{Card, Charge, luhn};
-use crate::service::{OrderApi, required_id};
-use crate::store::{self, OrderRecord};
+use crate::domain::{self, OrderError, OrderRecord};
+use crate::events;
+use crate::payment::Charge;
+use crate::requests::{Payment, required_id};
+use crate::service::OrderApi;
+use crate::store;
 
 impl OrderApi {
     /// Order `order_id`, when `caller` may do `action` to it.
@@ -32,41 +31,18 @@ impl OrderApi {
         Ok(order)
     }
 
+    /// Charges the card of `payment` for its order and confirms it, or records why
+    /// the charge failed; either way with its event.
     pub(crate) async fn pay(
         &self,
         caller: &Caller,
         ctx: EventContext,
-        req: PayOrderRequest,
+        payment: Payment,
     ) -> Result<(OrderRecord, String), OrderError> {
-        let mut v = Violations::default();
-        let card = req.card.unwrap_or_default();
-        let number: String = card
-            .number
-            .chars()
-            .filter(|c| !c.is_whitespace() && *c != '-')
-            .collect();
-        if !(12..=19).contains(&number.len())
-            || !number.bytes().all(|b| b.is_ascii_digit())
-            || !luhn(&number)
-        {
-            v.add("card.number", "is not a valid card number");
-        }
-        if !(1..=12).contains(&card.exp_month) {
-            v.add("card.exp_month", "must be 1–12");
-        }
-        let now = year_month_now();
-        if card.exp_year < now.0 || (card.exp_year == now.0 && card.exp_month < now.1) {
-            v.add("card.exp_year", "the card has expired");
-        }
-        if !(3..=4).contains(&card.cvc.len()) || !card.cvc.bytes().all(|b| b.is_ascii_digit()) {
-            v.add("card.cvc", "must be 3 or 4 digits");
-        }
-        v.finish(())?;
-        let mut order = self.visible(caller, &req.order_id, Action::Pay).await?;
+        let Payment { order_id, card } = payment;
+        let mut order = self.visible(caller, &order_id, Action::Pay).await?;
         let from = order.status;
         let to = domain::transition(from, Action::Pay)?;
-        let card = Card { number };
-        let amount = Some(money::from_minor(order.currency, order.total_minor));
         let outcome = self
             .payments
             .charge(
@@ -89,18 +65,8 @@ impl OrderApi {
                         from: "changed meanwhile",
                     });
                 }
-                Outbox::enqueue(
-                    &mut tx,
-                    &PaymentProcessed {
-                        metadata: Some(ctx.metadata(IDENTITY.name, IDENTITY.version)),
-                        order_id: order.order_id.clone(),
-                        user_id: order.user_id.clone(),
-                        amount,
-                        payment_id: payment_id.clone(),
-                        card_last4: card.last4(),
-                    },
-                )
-                .await?;
+                let paid = events::payment_processed(&order, &ctx, &payment_id, &card.last4());
+                Outbox::enqueue(&mut tx, &paid).await?;
                 Ok((order, payment_id))
             }
             failed => {
@@ -108,18 +74,8 @@ impl OrderApi {
                     Charge::Declined(r) => (r, false),
                     _ => ("payment provider unavailable".to_owned(), true),
                 };
-                Outbox::enqueue(
-                    &mut tx,
-                    &PaymentFailed {
-                        metadata: Some(ctx.metadata(IDENTITY.name, IDENTITY.version)),
-                        order_id: order.order_id.clone(),
-                        user_id: order.user_id.clone(),
-                        amount,
-                        reason: reason.clone(),
-                        retryable,
-                    },
-                )
-                .await?;
+                let event = events::payment_failed(&order, &ctx, &reason, retryable);
+                Outbox::enqueue(&mut tx, &event).await?;
                 Err(if retryable {
                     OrderError::PaymentUnavailable
                 } else {
@@ -131,23 +87,22 @@ impl OrderApi {
         result
     }
 
-    /// Moves an order along the state machine and emits the matching event.
-    pub(crate) async fn advance(
+    /// Moves an order along the state machine by `action`, changes it with `apply`,
+    /// and commits it with the event `event` builds of it.
+    pub(crate) async fn advance<E: DomainEvent>(
         &self,
         caller: &Caller,
         ctx: EventContext,
         order_id: &str,
         action: Action,
-        reason: String,
         apply: impl FnOnce(&mut OrderRecord),
+        event: impl FnOnce(&OrderRecord, &EventContext) -> E,
     ) -> Result<OrderRecord, OrderError> {
         let mut order = self.visible(caller, order_id, action).await?;
         let from = order.status;
         order.status = domain::transition(from, action)?;
         apply(&mut order);
         order.updated_at = weft_events::db::now_micros();
-        let meta = Some(ctx.metadata(IDENTITY.name, IDENTITY.version));
-        let (order_id, user_id) = (order.order_id.clone(), order.user_id.clone());
         let mut tx = self.db.begin().await?;
         if !store::update(&mut tx, &order, from).await? {
             return Err(OrderError::IllegalTransition {
@@ -155,49 +110,8 @@ impl OrderApi {
                 from: "changed meanwhile",
             });
         }
-        match action {
-            Action::Ship => {
-                let e = OrderShipped {
-                    metadata: meta,
-                    order_id,
-                    user_id,
-                    carrier: order.carrier.clone(),
-                    tracking_number: order.tracking_number.clone(),
-                };
-                Outbox::enqueue(&mut tx, &e).await?;
-            }
-            Action::Deliver => {
-                Outbox::enqueue(
-                    &mut tx,
-                    &OrderDelivered {
-                        metadata: meta,
-                        order_id,
-                        user_id,
-                    },
-                )
-                .await?
-            }
-            _ => {
-                Outbox::enqueue(
-                    &mut tx,
-                    &OrderCancelled {
-                        metadata: meta,
-                        order_id,
-                        user_id,
-                        reason,
-                    },
-                )
-                .await?
-            }
-        }
+        Outbox::enqueue(&mut tx, &event(&order, &ctx)).await?;
         self.relay.commit(tx).await?;
         Ok(order)
     }
-}
-
-/// (year, month) now, UTC.
-fn year_month_now() -> (i32, i32) {
-    use chrono::Datelike as _;
-    let today = chrono::Utc::now().date_naive();
-    (today.year(), i32::try_from(today.month()).unwrap_or(12))
 }

@@ -9,7 +9,8 @@ use weft_proto::order::*;
 use crate::access;
 use crate::catalog;
 use crate::domain::{OrderError, Violations};
-use crate::service::{OrderApi, required_id};
+use crate::requests::required_id;
+use crate::service::OrderApi;
 
 impl OrderApi {
     pub(crate) async fn page_of_products(

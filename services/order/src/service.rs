@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use weft_auth::Caller;
 use weft_events::outbox::RelayWaker;
 use weft_events::{Database, EventContext, Outbox};
 use weft_kit::paging::{page_token, parse_page_token};
@@ -14,11 +13,13 @@ use weft_proto::order::*;
 
 use crate::access::{self, Action};
 use crate::catalog;
-use crate::domain::{self, OrderError, Violations};
+use crate::domain::{self, OrderError, OrderRecord, Violations};
+use crate::events;
 use crate::money;
 use crate::payment::PaymentProvider;
-use crate::store::{self, OrderRecord};
-use crate::views::{created_event, to_proto};
+use crate::requests::{Cancellation, NewOrder, Payment, Shipment, user_or_caller};
+use crate::store;
+use crate::views::to_proto;
 
 /// The order service's handlers.
 pub struct OrderApi {
@@ -38,42 +39,15 @@ fn context<T>(req: &Request<T>) -> EventContext {
     )
 }
 
-pub(crate) fn required_id(value: &str, field: &str) -> Result<String, OrderError> {
-    let v = value.trim();
-    if let Some(problem) = weft_kit::text::Text::ID.problem(v) {
-        return Err(OrderError::invalid(field, &problem));
-    }
-    Ok(v.to_owned())
-}
-
-/// The user a request names, or the caller when it names none.
-fn user_or_caller(value: &str, caller: &Caller) -> Result<String, OrderError> {
-    if value.trim().is_empty() {
-        Ok(caller.user_id.clone())
-    } else {
-        required_id(value, "user_id")
-    }
-}
-
 impl OrderApi {
-    async fn create(
-        &self,
-        caller: &Caller,
-        ctx: EventContext,
-        req: CreateOrderRequest,
-    ) -> Result<OrderRecord, OrderError> {
-        let mut v = Violations::default();
-        let user_id = user_or_caller(&req.user_id, caller)?;
-        let key = req.idempotency_key.trim().to_owned();
-        if key.len() > 128 {
-            v.add("idempotency_key", "must be at most 128 characters");
-        }
-        let wanted = domain::parse_items(&req.items, &mut v);
-        if !caller.is(&user_id) {
-            // Ordering for someone else looks like ordering for nobody.
-            v.add("user_id", "must be your own user id");
-        }
-        v.finish(())?;
+    /// Prices and stores a new order with its `OrderCreated`, or answers a retry
+    /// under the same idempotency key with the order the key made.
+    async fn create(&self, ctx: EventContext, new: NewOrder) -> Result<OrderRecord, OrderError> {
+        let NewOrder {
+            user_id,
+            key,
+            wanted,
+        } = new;
         let catalogue = {
             let mut conn = self.db.pool().acquire().await?;
             let ids: Vec<String> = wanted.iter().map(|w| w.product_id.clone()).collect();
@@ -84,23 +58,8 @@ impl OrderApi {
         let (lines, currency, total) = v
             .finish(priced)?
             .ok_or_else(|| OrderError::invalid("items", "must not be empty"))?;
-        let now = weft_events::db::now_micros();
-        let order = OrderRecord {
-            order_id: uuid::Uuid::now_v7().to_string(),
-            user_id,
-            status: OrderStatus::Pending,
-            kind: OrderKind::Regular,
-            currency,
-            total_minor: total,
-            carrier: String::new(),
-            tracking_number: String::new(),
-            payment_id: String::new(),
-            card_last4: String::new(),
-            idempotency_key: (!key.is_empty()).then_some(key.clone()),
-            created_at: now,
-            updated_at: now,
-            lines,
-        };
+        let idempotency_key = (!key.is_empty()).then_some(key.clone());
+        let order = OrderRecord::pending(user_id, idempotency_key, (lines, currency, total));
         // A retry with the key gets the order the key made, if it asks for the same
         // items; other items under a used key are refused, not answered with an
         // order the caller did not ask for.
@@ -130,7 +89,7 @@ impl OrderApi {
                 })?;
             return retried(existing);
         }
-        Outbox::enqueue(&mut tx, &created_event(&order, &ctx)).await?;
+        Outbox::enqueue(&mut tx, &events::created(&order, &ctx)).await?;
         self.relay.commit(tx).await?;
         tracing::info!(order_id = %order.order_id, total = %money::display(order.currency, order.total_minor), "order created");
         Ok(order)
@@ -145,7 +104,8 @@ impl OrderService for OrderApi {
     ) -> Result<Response<CreateOrderResponse>, Status> {
         let caller = weft_auth::caller(&request)?;
         let ctx = context(&request);
-        let order = self.create(&caller, ctx, request.into_inner()).await?;
+        let new = NewOrder::try_from((&caller, request.into_inner()))?;
+        let order = self.create(ctx, new).await?;
         Ok(Response::new(CreateOrderResponse {
             order: Some(to_proto(&order)),
         }))
@@ -157,7 +117,8 @@ impl OrderService for OrderApi {
     ) -> Result<Response<PayOrderResponse>, Status> {
         let caller = weft_auth::caller(&request)?;
         let ctx = context(&request);
-        let (order, payment_id) = self.pay(&caller, ctx, request.into_inner()).await?;
+        let payment = Payment::try_from(request.into_inner())?;
+        let (order, payment_id) = self.pay(&caller, ctx, payment).await?;
         Ok(Response::new(PayOrderResponse {
             order: Some(to_proto(&order)),
             payment_id,
@@ -219,38 +180,18 @@ impl OrderService for OrderApi {
     ) -> Result<Response<ShipOrderResponse>, Status> {
         let caller = weft_auth::caller(&request)?;
         let ctx = context(&request);
-        let req = request.into_inner();
-        let mut v = Violations::default();
-        let carrier = req.carrier.trim().to_owned();
-        let tracking = req.tracking_number.trim().to_owned();
-        // Both go out in the shipping email and text message.
-        let required_code = weft_kit::text::Text {
-            optional: false,
-            ..weft_kit::text::Text::CODE
-        };
-        if let Some(problem) = required_code.problem(&carrier) {
-            v.add("carrier", problem);
-        }
-        if let Some(problem) = required_code.problem(&tracking) {
-            v.add("tracking_number", problem);
-        } else if !tracking
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-')
-        {
-            v.add("tracking_number", "must be letters, digits or dashes");
-        }
-        v.finish(())?;
+        let shipment = Shipment::try_from(request.into_inner())?;
         let order = self
             .advance(
                 &caller,
                 ctx,
-                &req.order_id,
+                &shipment.order_id,
                 Action::Ship,
-                String::new(),
                 |o| {
-                    o.carrier = carrier;
-                    o.tracking_number = tracking;
+                    o.carrier = shipment.carrier;
+                    o.tracking_number = shipment.tracking_number;
                 },
+                events::shipped,
             )
             .await?;
         Ok(Response::new(ShipOrderResponse {
@@ -270,8 +211,8 @@ impl OrderService for OrderApi {
                 ctx,
                 &request.get_ref().order_id,
                 Action::Deliver,
-                String::new(),
                 |_| {},
+                events::delivered,
             )
             .await?;
         Ok(Response::new(DeliverOrderResponse {
@@ -285,18 +226,15 @@ impl OrderService for OrderApi {
     ) -> Result<Response<CancelOrderResponse>, Status> {
         let caller = weft_auth::caller(&request)?;
         let ctx = context(&request);
-        let req = request.into_inner();
-        if let Some(problem) = weft_kit::text::Text::REASON.problem(req.reason.trim()) {
-            return Err(Status::from(OrderError::invalid("reason", &problem)));
-        }
+        let cancellation = Cancellation::try_from(request.into_inner())?;
         let order = self
             .advance(
                 &caller,
                 ctx,
-                &req.order_id,
+                &cancellation.order_id,
                 Action::Cancel,
-                req.reason.trim().to_owned(),
                 |_| {},
+                |o, ctx| events::cancelled(o, ctx, &cancellation.reason),
             )
             .await?;
         Ok(Response::new(CancelOrderResponse {

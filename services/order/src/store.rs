@@ -5,41 +5,8 @@ use sqlx::{AnyConnection, Row as _};
 use weft_events::Database;
 use weft_proto::order::{OrderKind, OrderStatus};
 
-use crate::domain::{Line, OrderError};
+use crate::domain::{Line, OrderError, OrderRecord};
 use crate::money::Currency;
-
-/// A stored order with its lines.
-#[derive(Debug, Clone)]
-pub struct OrderRecord {
-    /// Id (UUID v7).
-    pub order_id: String,
-    /// Customer.
-    pub user_id: String,
-    /// Status.
-    pub status: OrderStatus,
-    /// Kind.
-    pub kind: OrderKind,
-    /// Currency.
-    pub currency: Currency,
-    /// Exact total in minor units.
-    pub total_minor: i64,
-    /// Carrier once shipped.
-    pub carrier: String,
-    /// Tracking number once shipped.
-    pub tracking_number: String,
-    /// Provider payment id once paid.
-    pub payment_id: String,
-    /// Last four card digits once paid.
-    pub card_last4: String,
-    /// Client idempotency key.
-    pub idempotency_key: Option<String>,
-    /// Created, µs.
-    pub created_at: i64,
-    /// Updated, µs.
-    pub updated_at: i64,
-    /// The lines.
-    pub lines: Vec<Line>,
-}
 
 const COLUMNS: &str = "order_id, user_id, status, kind, currency, total_minor, carrier, tracking_number, \
                        payment_id, card_last4, idempotency_key, created_at, updated_at";

@@ -1,13 +1,10 @@
-//! The views of a stored order that leave the service: its API message and its
-//! `OrderCreated` event, shared by the RPCs and the welcome-order consumer.
+//! The API view of a stored order (its events are built in [`crate::events`]).
 
-use weft_events::EventContext;
 use weft_events::db::timestamp;
-use weft_proto::order::{Order, OrderCreated, OrderItem};
+use weft_proto::order::{Order, OrderItem};
 
-use crate::IDENTITY;
+use crate::domain::OrderRecord;
 use crate::money;
-use crate::store::OrderRecord;
 
 /// The API view of a stored order.
 pub fn to_proto(o: &OrderRecord) -> Order {
@@ -36,17 +33,4 @@ pub fn items(o: &OrderRecord) -> Vec<OrderItem> {
             unit_price: Some(money::from_minor(o.currency, l.unit_minor)),
         })
         .collect()
-}
-
-/// The `OrderCreated` event of an order.
-pub fn created_event(o: &OrderRecord, ctx: &EventContext) -> OrderCreated {
-    OrderCreated {
-        metadata: Some(ctx.metadata(IDENTITY.name, IDENTITY.version)),
-        order_id: o.order_id.clone(),
-        user_id: o.user_id.clone(),
-        items: items(o),
-        total: Some(money::from_minor(o.currency, o.total_minor)),
-        status: o.status as i32,
-        kind: o.kind as i32,
-    }
 }

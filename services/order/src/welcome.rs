@@ -6,16 +6,11 @@
 use sqlx::AnyConnection;
 use weft_events::Outbox;
 use weft_events::consumer::{Handler, HandlerError, Received};
-use weft_proto::order::{OrderKind, OrderStatus};
 use weft_proto::user::UserSignedUp;
 
-use crate::domain::{self, Action, Line};
-use crate::money::Currency;
-use crate::store::{self, OrderRecord};
-use crate::views::created_event;
-
-/// Product id of the welcome package.
-pub const WELCOME_PRODUCT: &str = "welcome-package";
+use crate::domain::OrderRecord;
+use crate::events;
+use crate::store;
 
 /// Creates the welcome order of a new user.
 pub struct WelcomeOrders;
@@ -36,38 +31,13 @@ impl Handler for WelcomeOrders {
         {
             return Ok(());
         }
-        let currency = Currency::from_code("USD")
-            .ok_or_else(|| HandlerError::Permanent("USD unknown".into()))?;
-        // Free, and paid for by the house: the state machine's pay step, no charge.
-        let status = domain::transition(OrderStatus::Pending, Action::Pay)
-            .map_err(|e| HandlerError::Permanent(e.to_string()))?;
-        let now = weft_events::db::now_micros();
-        let order = OrderRecord {
-            order_id: uuid::Uuid::now_v7().to_string(),
-            user_id: user_id.to_owned(),
-            status,
-            kind: OrderKind::Welcome,
-            currency,
-            total_minor: 0,
-            carrier: String::new(),
-            tracking_number: String::new(),
-            payment_id: String::new(),
-            card_last4: String::new(),
-            idempotency_key: None,
-            created_at: now,
-            updated_at: now,
-            lines: vec![Line {
-                product_id: WELCOME_PRODUCT.into(),
-                name: "Welcome Package".into(),
-                quantity: 1,
-                unit_minor: 0,
-            }],
-        };
+        let order =
+            OrderRecord::welcome(user_id).map_err(|e| HandlerError::Permanent(e.to_string()))?;
         let inserted = store::insert(tx, &order)
             .await
             .map_err(|e| HandlerError::Transient(e.to_string()))?;
         if inserted {
-            Outbox::enqueue(tx, &created_event(&order, &event.context())).await?;
+            Outbox::enqueue(tx, &events::created(&order, &event.context())).await?;
             tracing::info!(user_id, order_id = %order.order_id, "welcome order created");
         }
         Ok(())
