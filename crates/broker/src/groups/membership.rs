@@ -59,13 +59,13 @@ impl Coordinator {
         client_id: &str,
         client_host: &str,
     ) -> Joined {
-        self.hold_join(req, version, client_id, client_host)
+        self.enter_join(req, version, client_id, client_host)
             .wait()
             .await
     }
 
     /// Checks a join and enters it in its group's round.
-    fn hold_join(
+    fn enter_join(
         &self,
         req: JoinGroup,
         version: i16,
@@ -137,12 +137,12 @@ impl Coordinator {
 
     /// SyncGroup: the leader hands out the assignment; the others wait for it.
     pub async fn sync(&self, req: SyncGroup) -> Synced {
-        self.hold_sync(req).wait().await
+        self.enter_sync(req).wait().await
     }
 
     /// Checks a sync; the leader's assignment is handed out at once, a follower's
     /// sync is held until it is.
-    fn hold_sync(&self, req: SyncGroup) -> Answer<Synced> {
+    fn enter_sync(&self, req: SyncGroup) -> Answer<Synced> {
         let refuse = |error| Answer::Now(Synced::error(error));
         let mut groups = lock(&self.groups);
         let now = Instant::now();
