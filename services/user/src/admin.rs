@@ -10,11 +10,10 @@
 
 use sqlx::Row as _;
 use weft_auth::Role;
-use weft_events::{Database, EventContext, Outbox};
-use weft_proto::user::UserRolesChanged;
+use weft_events::{Database, Outbox};
 
-use crate::IDENTITY;
 use crate::domain::UserError;
+use crate::events;
 use crate::store;
 
 /// A grant or a revoke.
@@ -110,18 +109,11 @@ pub async fn change(
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    let (granted, revoked) = match change {
+    let granted_revoked = match change {
         Change::Grant => (vec![role.as_str().to_owned()], Vec::new()),
         Change::Revoke => (Vec::new(), vec![role.as_str().to_owned()]),
     };
-    let event = UserRolesChanged {
-        metadata: Some(EventContext::root().metadata(IDENTITY.name, IDENTITY.version)),
-        user_id: user.user_id.clone(),
-        roles: roles.clone(),
-        granted,
-        revoked,
-        actor: actor.to_owned(),
-    };
+    let event = events::roles_changed(&user.user_id, &roles, granted_revoked, actor);
     Outbox::enqueue(&mut tx, &event)
         .await
         .map_err(anyhow::Error::from)?;

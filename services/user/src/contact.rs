@@ -12,10 +12,11 @@ use sha2::{Digest as _, Sha256};
 use sqlx::{AnyConnection, Row as _};
 use subtle::ConstantTimeEq as _;
 use weft_events::{EventContext, Outbox};
-use weft_proto::user::{ContactKind, ContactVerificationRequested, ContactVerified};
+use weft_proto::user::ContactKind;
 
-use crate::IDENTITY;
 use crate::domain::UserError;
+use crate::events::{self, Contact};
+use crate::store::UserRecord;
 
 /// How long an email token works.
 pub const EMAIL_TTL_MICROS: i64 = 24 * 3_600_000_000;
@@ -82,17 +83,50 @@ pub async fn request(
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    let event = ContactVerificationRequested {
-        metadata: Some(ctx.metadata(IDENTITY.name, IDENTITY.version)),
-        user_id: user_id.to_owned(),
-        kind: kind as i32,
-        address: address.to_owned(),
-        secret,
-        expire_time: Some(weft_events::db::timestamp(expires_at)),
+    let contact = Contact {
+        user_id,
+        kind,
+        address,
     };
+    let event = events::verification_requested(contact, secret, expires_at, ctx);
     Outbox::enqueue(conn, &event)
         .await
         .map_err(anyhow::Error::from)?;
+    Ok(())
+}
+
+/// Starts the verification of `user`'s email address when `email`, and of its phone
+/// number when `phone` and it has one, in the transaction `conn` belongs to.
+pub async fn request_unverified(
+    conn: &mut AnyConnection,
+    ctx: &EventContext,
+    user: &UserRecord,
+    email: bool,
+    phone: bool,
+) -> Result<(), UserError> {
+    let id = &user.user_id;
+    if email {
+        request(
+            conn,
+            ctx,
+            id,
+            ContactKind::Email,
+            &user.email,
+            user.updated_at,
+        )
+        .await?;
+    }
+    if phone && !user.phone.is_empty() {
+        request(
+            conn,
+            ctx,
+            id,
+            ContactKind::Phone,
+            &user.phone,
+            user.updated_at,
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -201,12 +235,12 @@ pub async fn verified(
     kind: ContactKind,
     address: &str,
 ) -> Result<(), UserError> {
-    let event = ContactVerified {
-        metadata: Some(ctx.metadata(IDENTITY.name, IDENTITY.version)),
-        user_id: user_id.to_owned(),
-        kind: kind as i32,
-        address: address.to_owned(),
+    let contact = Contact {
+        user_id,
+        kind,
+        address,
     };
+    let event = events::verified(contact, ctx);
     Outbox::enqueue(conn, &event)
         .await
         .map_err(anyhow::Error::from)?;

@@ -3,7 +3,6 @@
 //! a status through one `From` impl ([`crate::error`]), nowhere else. Contact
 //! verification is in [`crate::verification`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
@@ -13,11 +12,12 @@ use weft_events::{Database, EventContext, Outbox};
 use weft_proto::user::user_service_server::UserService;
 use weft_proto::user::*;
 
-use crate::IDENTITY;
 use crate::access::{self, Action};
 use crate::contact;
-use crate::domain::{self, UserError, Violations};
+use crate::domain::UserError;
+use crate::events;
 use crate::password::Hasher;
+use crate::requests::{Credentials, NewUser, UserPatch};
 use crate::store::{self, UserRecord};
 use crate::views::to_proto;
 
@@ -57,99 +57,47 @@ fn context<T>(req: &Request<T>) -> EventContext {
 }
 
 impl UserApi {
-    async fn sign_up(
-        &self,
-        ctx: EventContext,
-        req: SignUpRequest,
-    ) -> Result<UserRecord, UserError> {
-        let mut v = Violations::default();
-        let email = domain::parse_email(&req.email, "email", &mut v);
-        let name = domain::parse_name(&req.name, "name", &mut v);
-        let phone = domain::parse_phone(&req.phone, "phone", &mut v);
-        domain::check_password(&req.password, &email, "password", &mut v);
-        let source = match SignupSource::try_from(req.source) {
-            Ok(SignupSource::Unspecified) | Err(_) => {
-                v.add("source", "must be one of WEB, MOBILE, API, SOCIAL");
-                SignupSource::Unspecified
-            }
-            Ok(s) => s,
-        };
-        let metadata: BTreeMap<String, String> = req.metadata.into_iter().collect();
-        domain::check_metadata(&metadata, "metadata", &mut v);
-        v.finish(())?;
-
-        let password_hash = self.hasher.hash(req.password).await?;
+    /// Stores a new customer with its `UserSignedUp` and starts the verification of
+    /// its contacts, in one transaction.
+    async fn sign_up(&self, ctx: EventContext, new: NewUser) -> Result<UserRecord, UserError> {
+        let password_hash = self.hasher.hash(new.password).await?;
         let now = weft_events::db::now_micros();
         // Whatever the address, a sign-up is a customer: roles come from an operator.
         let roles = vec![weft_auth::Role::Customer.as_str().to_owned()];
         let user = UserRecord {
             user_id: uuid::Uuid::now_v7().to_string(),
-            email,
-            name,
-            phone,
-            source: source as i32,
+            email: new.email,
+            name: new.name,
+            phone: new.phone,
+            source: new.source as i32,
             roles,
-            metadata,
+            metadata: new.metadata,
             password_hash,
             email_verified: false,
             phone_verified: false,
             created_at: now,
             updated_at: now,
         };
-        let event = UserSignedUp {
-            metadata: Some(ctx.metadata(IDENTITY.name, IDENTITY.version)),
-            user_id: user.user_id.clone(),
-            email: user.email.clone(),
-            name: user.name.clone(),
-            source: user.source,
-            phone: user.phone.clone(),
-            attributes: user.metadata.clone().into_iter().collect(),
-        };
         let mut tx = self.db.begin().await?;
         store::insert(&mut tx, &user).await?;
-        Outbox::enqueue(&mut tx, &event)
+        Outbox::enqueue(&mut tx, &events::signed_up(&user, &ctx))
             .await
             .map_err(anyhow::Error::from)?;
-        contact::request(
-            &mut tx,
-            &ctx,
-            &user.user_id,
-            ContactKind::Email,
-            &user.email,
-            now,
-        )
-        .await?;
-        if !user.phone.is_empty() {
-            contact::request(
-                &mut tx,
-                &ctx,
-                &user.user_id,
-                ContactKind::Phone,
-                &user.phone,
-                now,
-            )
-            .await?;
-        }
+        contact::request_unverified(&mut tx, &ctx, &user, true, true).await?;
         self.relay.commit(tx).await?;
         tracing::info!(user_id = %user.user_id, "user signed up");
         Ok(user)
     }
 
-    async fn login(&self, req: LoginRequest) -> Result<LoginResponse, UserError> {
-        let mut v = Violations::default();
-        let email = domain::parse_email(&req.email, "email", &mut v);
-        if req.password.is_empty() {
-            v.add("password", "is required");
-        } else if req.password.len() > 1024 {
-            v.add("password", "is too long");
-        }
-        v.finish(())?;
+    /// An access token for `credentials`, within the login limit.
+    async fn login(&self, credentials: Credentials) -> Result<LoginResponse, UserError> {
+        let Credentials { email, password } = credentials;
         self.reserve_attempt(&email).await?;
         let user = store::by_email(&self.db, &email).await?;
         let hash = user
             .as_ref()
             .map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
-        let ok = self.hasher.verify(req.password, hash).await?;
+        let ok = self.hasher.verify(password, hash).await?;
         let Some(user) = user.filter(|_| ok) else {
             return Err(UserError::BadCredentials);
         };
@@ -202,112 +150,36 @@ impl UserApi {
         Ok(())
     }
 
+    /// Applies `patch` for `caller` with its `UserUpdated`, and starts the
+    /// verification of a new email address or phone number.
     async fn update_user(
         &self,
         ctx: EventContext,
         caller: &weft_auth::Caller,
-        req: UpdateUserRequest,
+        patch: UserPatch,
     ) -> Result<UserRecord, UserError> {
-        let mut v = Violations::default();
-        let Some(patch) = req.user else {
-            return Err(UserError::invalid("user", "is required"));
-        };
-        let paths = req.update_mask.map(|m| m.paths).unwrap_or_default();
-        if paths.is_empty() {
-            v.add(
-                "update_mask",
-                "must name at least one field: name, phone, email, metadata",
-            );
-        }
-        if let Some(problem) = weft_kit::text::Text::ID.problem(&patch.user_id) {
-            return Err(UserError::invalid("user.user_id", &problem));
-        }
         access::check(caller, Action::Change, &patch.user_id)?;
         let mut tx = self.db.begin().await?;
         let Some(mut user) = store::by_id_in(&mut tx, &patch.user_id).await? else {
             return Err(UserError::NotFound);
         };
         let mut changed = Vec::new();
-        for (i, path) in paths.iter().enumerate() {
-            match path.as_str() {
-                "name" => {
-                    let name = domain::parse_name(&patch.name, "user.name", &mut v);
-                    if name != user.name {
-                        user.name = name;
-                        changed.push("name");
-                    }
-                }
-                "phone" => {
-                    let phone = domain::parse_phone(&patch.phone, "user.phone", &mut v);
-                    if phone != user.phone {
-                        user.phone = phone;
-                        user.phone_verified = false;
-                        changed.push("phone");
-                    }
-                }
-                "email" => {
-                    let email = domain::parse_email(&patch.email, "user.email", &mut v);
-                    if email != user.email {
-                        user.email = email;
-                        user.email_verified = false;
-                        changed.push("email");
-                    }
-                }
-                "metadata" => {
-                    let metadata: BTreeMap<String, String> =
-                        patch.metadata.clone().into_iter().collect();
-                    domain::check_metadata(&metadata, "user.metadata", &mut v);
-                    if metadata != user.metadata {
-                        user.metadata = metadata;
-                        changed.push("metadata");
-                    }
-                }
-                other => v.add(
-                    format!("update_mask.paths[{i}]"),
-                    format!("{other:?} cannot be changed; use name, phone, email or metadata"),
-                ),
+        for change in patch.changes {
+            if let Some(field) = change.apply(&mut user) {
+                changed.push(field);
             }
         }
-        v.finish(())?;
         if changed.is_empty() {
             return Ok(user);
         }
         user.updated_at = weft_events::db::now_micros();
         store::update(&mut tx, &user).await?;
-        let event = UserUpdated {
-            metadata: Some(ctx.metadata(IDENTITY.name, IDENTITY.version)),
-            user_id: user.user_id.clone(),
-            changed_fields: changed.iter().map(|s| (*s).to_owned()).collect(),
-            email: user.email.clone(),
-            name: user.name.clone(),
-            phone: user.phone.clone(),
-        };
-        Outbox::enqueue(&mut tx, &event)
+        Outbox::enqueue(&mut tx, &events::updated(&user, &changed, &ctx))
             .await
             .map_err(anyhow::Error::from)?;
         // A new address is unverified until its owner proves it.
-        if changed.contains(&"email") {
-            contact::request(
-                &mut tx,
-                &ctx,
-                &user.user_id,
-                ContactKind::Email,
-                &user.email,
-                user.updated_at,
-            )
-            .await?;
-        }
-        if changed.contains(&"phone") && !user.phone.is_empty() {
-            contact::request(
-                &mut tx,
-                &ctx,
-                &user.user_id,
-                ContactKind::Phone,
-                &user.phone,
-                user.updated_at,
-            )
-            .await?;
-        }
+        let (email, phone) = (changed.contains(&"email"), changed.contains(&"phone"));
+        contact::request_unverified(&mut tx, &ctx, &user, email, phone).await?;
         self.relay.commit(tx).await?;
         Ok(user)
     }
@@ -320,7 +192,8 @@ impl UserService for UserApi {
         request: Request<SignUpRequest>,
     ) -> Result<Response<SignUpResponse>, Status> {
         let ctx = context(&request);
-        let user = self.sign_up(ctx, request.into_inner()).await?;
+        let new = NewUser::try_from(request.into_inner())?;
+        let user = self.sign_up(ctx, new).await?;
         Ok(Response::new(SignUpResponse {
             user: Some(to_proto(&user)),
         }))
@@ -330,10 +203,8 @@ impl UserService for UserApi {
         &self,
         request: Request<LoginRequest>,
     ) -> Result<Response<LoginResponse>, Status> {
-        self.login(request.into_inner())
-            .await
-            .map(Response::new)
-            .map_err(Status::from)
+        let credentials = Credentials::try_from(request.into_inner())?;
+        Ok(Response::new(self.login(credentials).await?))
     }
 
     async fn get_user(
@@ -360,7 +231,8 @@ impl UserService for UserApi {
     ) -> Result<Response<UpdateUserResponse>, Status> {
         let caller = weft_auth::caller(&request)?;
         let ctx = context(&request);
-        let user = self.update_user(ctx, &caller, request.into_inner()).await?;
+        let patch = UserPatch::try_from(request.into_inner())?;
+        let user = self.update_user(ctx, &caller, patch).await?;
         Ok(Response::new(UpdateUserResponse {
             user: Some(to_proto(&user)),
         }))
