@@ -53,15 +53,7 @@ impl Service for App {
             .mail_from
             .parse()
             .with_context(|| format!("--mail-from {:?} is not a mailbox", config.mail_from))?;
-        let mail: Arc<dyn MailTransport> = match &config.smtp_url {
-            Some(url) => Arc::new(Smtp::from_url(url.expose(), config.send_timeout)?),
-            None => Arc::new(MailFiles::new(config.mail_dir())),
-        };
-        let sms: Arc<dyn SmsTransport> = match &config.sms_webhook_url {
-            Some(url) => Arc::new(SmsWebhook::new(url.expose(), config.send_timeout)?),
-            None => Arc::new(SmsFiles::new(config.sms_dir())),
-        };
-        tracing::info!(mail = %mail.describe(), sms = %sms.describe(), "transports");
+        let (mail, sms) = transports(&config)?;
 
         let db = config
             .common
@@ -152,4 +144,19 @@ impl Service for App {
             .background("delivery", |stop| deliverer.run(stop));
         host.run(shutdown).await
     }
+}
+
+/// The mail and SMS transports `config` names: SMTP and the webhook when given, else
+/// files under the data dir.
+fn transports(config: &Config) -> anyhow::Result<(Arc<dyn MailTransport>, Arc<dyn SmsTransport>)> {
+    let mail: Arc<dyn MailTransport> = match &config.smtp_url {
+        Some(url) => Arc::new(Smtp::from_url(url.expose(), config.send_timeout)?),
+        None => Arc::new(MailFiles::new(config.mail_dir())),
+    };
+    let sms: Arc<dyn SmsTransport> = match &config.sms_webhook_url {
+        Some(url) => Arc::new(SmsWebhook::new(url.expose(), config.send_timeout)?),
+        None => Arc::new(SmsFiles::new(config.sms_dir())),
+    };
+    tracing::info!(mail = %mail.describe(), sms = %sms.describe(), "transports");
+    Ok((mail, sms))
 }

@@ -146,20 +146,9 @@ pub fn price_lines(
     let mut total: i64 = 0;
     for (i, w) in wanted.iter().enumerate() {
         let f = |name: &str| format!("items[{i}].{name}");
-        let Some(p) = catalogue.get(&w.product_id) else {
-            v.add(
-                f("product_id"),
-                format!("{:?} is not in the catalogue", w.product_id),
-            );
+        let Some(p) = orderable(w, catalogue, &f("product_id"), v) else {
             continue;
         };
-        if !p.active {
-            v.add(
-                f("product_id"),
-                format!("{:?} is not available", w.product_id),
-            );
-            continue;
-        }
         if let Some((c, minor)) = w.expected
             && (c != p.currency || minor != p.unit_minor)
         {
@@ -198,6 +187,25 @@ pub fn price_lines(
         });
     }
     Some((lines, currency?, total))
+}
+
+/// The product `w` asks for, when the catalogue has it and it is available; else
+/// why not, against `field`.
+fn orderable<'c>(
+    w: &Wanted,
+    catalogue: &'c std::collections::HashMap<String, crate::catalog::Product>,
+    field: &str,
+    v: &mut Violations,
+) -> Option<&'c crate::catalog::Product> {
+    let Some(p) = catalogue.get(&w.product_id) else {
+        v.add(field, format!("{:?} is not in the catalogue", w.product_id));
+        return None;
+    };
+    if !p.active {
+        v.add(field, format!("{:?} is not available", w.product_id));
+        return None;
+    }
+    Some(p)
 }
 
 /// What a caller wants to do with an order of `owner`.
