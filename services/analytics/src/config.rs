@@ -1,9 +1,16 @@
-//! Settings of the analytics service: flags or environment variables, with defaults
-//! that run it in the embedded mesh.
+//! Who the analytics service is ([`IDENTITY`]) and its settings: flags or environment
+//! variables, with defaults that run it in the embedded mesh.
 
 use std::net::SocketAddr;
 
 use clap::Parser;
+
+/// Who the analytics service is: its names, health service and event version.
+pub const IDENTITY: weft_kit::host::Identity = weft_kit::host::Identity {
+    name: "analytics",
+    service: "weft.analytics.v1.AnalyticsService",
+    version: env!("CARGO_PKG_VERSION"),
+};
 
 /// The analytics service.
 #[derive(Debug, Clone, Parser)]

@@ -9,13 +9,6 @@
 //! metrics over gRPC (including a coalesced stream); the gateway serves them over
 //! HTTP with Server-Sent Events to the live dashboard page.
 
-/// Who the analytics service is: its names, health service and event version.
-pub const IDENTITY: weft_kit::host::Identity = weft_kit::host::Identity {
-    name: "analytics",
-    service: "weft.analytics.v1.AnalyticsService",
-    version: env!("CARGO_PKG_VERSION"),
-};
-
 pub mod app;
 pub mod config;
 pub mod latency;
@@ -24,7 +17,7 @@ pub mod service;
 pub mod tally;
 
 pub use app::App;
-pub use config::Config;
+pub use config::{Config, IDENTITY};
 
 /// Runs the service with `config` until SIGTERM/SIGINT: the whole life of a process.
 pub async fn run(config: Config) -> anyhow::Result<()> {

@@ -1,5 +1,5 @@
-//! Settings of the notification service: flags or environment variables, with
-//! defaults that run it in the embedded mesh.
+//! Who the notification service is ([`IDENTITY`]) and its settings: flags or
+//! environment variables, with defaults that run it in the embedded mesh.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,6 +7,13 @@ use std::time::Duration;
 
 use clap::Parser;
 use weft_kit::config::Secret;
+
+/// Who the notification service is: its names, health service and event version.
+pub const IDENTITY: weft_kit::host::Identity = weft_kit::host::Identity {
+    name: "notification",
+    service: "weft.notification.v1.NotificationService",
+    version: env!("CARGO_PKG_VERSION"),
+};
 
 /// The notification service.
 #[derive(Debug, Clone, Parser)]

@@ -9,13 +9,6 @@
 //! `SmsSent` in the outbox. Transient failures retry with backoff without holding up
 //! anything else; permanent ones send the triggering record to the dead-letter topic.
 
-/// Who the notification service is: its names, health service and event version.
-pub const IDENTITY: weft_kit::host::Identity = weft_kit::host::Identity {
-    name: "notification",
-    service: "weft.notification.v1.NotificationService",
-    version: env!("CARGO_PKG_VERSION"),
-};
-
 pub mod app;
 pub mod config;
 pub mod delivery;
@@ -26,7 +19,7 @@ pub mod templates;
 pub mod transport;
 
 pub use app::App;
-pub use config::Config;
+pub use config::{Config, IDENTITY};
 
 /// Runs the service with `config` until SIGTERM/SIGINT: the whole life of a process.
 pub async fn run(config: Config) -> anyhow::Result<()> {

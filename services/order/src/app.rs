@@ -26,7 +26,7 @@ pub struct App {
 
 impl Service for App {
     type Config = Config;
-    const IDENTITY: Identity = crate::IDENTITY;
+    const IDENTITY: Identity = crate::config::IDENTITY;
 
     fn settings(config: &Config) -> &dyn Settings {
         &config.common

@@ -1,10 +1,17 @@
-//! Settings of the order service: flags or environment variables, with defaults that
-//! run it in the embedded mesh.
+//! Who the order service is ([`IDENTITY`]) and its settings: flags or environment
+//! variables, with defaults that run it in the embedded mesh.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+
+/// Who the order service is: its names, health service and event version.
+pub const IDENTITY: weft_kit::host::Identity = weft_kit::host::Identity {
+    name: "order",
+    service: "weft.order.v1.OrderService",
+    version: env!("CARGO_PKG_VERSION"),
+};
 
 /// The order service.
 #[derive(Debug, Clone, Parser)]

@@ -8,7 +8,7 @@ use weft_proto::order::{
     OrderCancelled, OrderCreated, OrderDelivered, OrderShipped, PaymentFailed, PaymentProcessed,
 };
 
-use crate::IDENTITY;
+use crate::config::IDENTITY;
 use crate::domain::OrderRecord;
 use crate::money;
 use crate::views::items;

@@ -7,13 +7,6 @@
 //! service consumes `UserSignedUp` and creates one welcome order per user. Callers are
 //! known from their access token: a user sees only their own orders.
 
-/// Who the order service is: its names, health service and event version.
-pub const IDENTITY: weft_kit::host::Identity = weft_kit::host::Identity {
-    name: "order",
-    service: "weft.order.v1.OrderService",
-    version: env!("CARGO_PKG_VERSION"),
-};
-
 pub mod access;
 pub mod app;
 pub mod catalog;
@@ -32,7 +25,7 @@ pub mod views;
 pub mod welcome;
 
 pub use app::App;
-pub use config::Config;
+pub use config::{Config, IDENTITY};
 
 /// Runs the service with `config` until SIGTERM/SIGINT: the whole life of a process.
 pub async fn run(config: Config) -> anyhow::Result<()> {

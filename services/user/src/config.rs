@@ -1,11 +1,18 @@
-//! Settings of the user service: flags or environment variables, with defaults that
-//! run it in the embedded mesh.
+//! Who the user service is ([`IDENTITY`]) and its settings: flags or environment
+//! variables, with defaults that run it in the embedded mesh.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+
+/// Who the user service is: its names, health service and event version.
+pub const IDENTITY: weft_kit::host::Identity = weft_kit::host::Identity {
+    name: "user",
+    service: "weft.user.v1.UserService",
+    version: env!("CARGO_PKG_VERSION"),
+};
 
 /// The user service.
 #[derive(Debug, Clone, Parser)]

@@ -8,7 +8,7 @@ use weft_proto::user::{
     UserUpdated,
 };
 
-use crate::IDENTITY;
+use crate::config::IDENTITY;
 use crate::store::UserRecord;
 
 fn metadata(ctx: &EventContext) -> Option<EventMetadata> {

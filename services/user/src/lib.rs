@@ -9,13 +9,6 @@
 //! `VerifyPhone` and `ResendVerification` prove contacts. Roles change only through
 //! the operator's [`admin`] path.
 
-/// Who the user service is: its names, health service and event version.
-pub const IDENTITY: weft_kit::host::Identity = weft_kit::host::Identity {
-    name: "user",
-    service: "weft.user.v1.UserService",
-    version: env!("CARGO_PKG_VERSION"),
-};
-
 pub mod access;
 pub mod admin;
 pub mod app;
@@ -32,7 +25,7 @@ pub mod verification;
 pub mod views;
 
 pub use app::App;
-pub use config::Config;
+pub use config::{Config, IDENTITY};
 
 /// Runs the service with `config` until SIGTERM/SIGINT: the whole life of a process.
 pub async fn run(config: Config) -> anyhow::Result<()> {

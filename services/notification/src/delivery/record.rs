@@ -92,8 +92,12 @@ async fn sent_event(
             .unwrap_or_else(|| row.trigger_event_id.clone()),
         causation_id: row.trigger_event_id.clone(),
     };
-    let metadata =
-        Some(span.in_scope(|| context.metadata(crate::IDENTITY.name, crate::IDENTITY.version)));
+    let metadata = Some(span.in_scope(|| {
+        context.metadata(
+            crate::config::IDENTITY.name,
+            crate::config::IDENTITY.version,
+        )
+    }));
     Ok(match row.channel {
         Channel::Sms => SentEvent::Sms(sms_sent(row, recipient, metadata)),
         _ => SentEvent::Email(email_sent(row, recipient, subject, metadata)),
