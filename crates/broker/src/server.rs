@@ -22,12 +22,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{self, Body, code};
+use crate::config::BrokerArgs;
+use crate::error::BrokerError;
 use crate::groups::Coordinator;
 use crate::offsets::Offsets;
 use crate::request;
 use crate::shared::{Node, Shared};
 use crate::store::{Store, lock};
-use crate::{BrokerArgs, BrokerError};
 
 /// A broker bound to its port, ready to run.
 pub struct Broker {
