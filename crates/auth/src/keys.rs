@@ -11,7 +11,7 @@ use ed25519_dalek::pkcs8::{
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use weft_proto::user::Jwk;
 
-use crate::AuthError;
+use crate::error::AuthError;
 
 /// A signing key with its key id.
 pub struct SigningKeys {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, Header};
 use serde::{Deserialize, Serialize};
 
-use crate::AuthError;
+use crate::error::AuthError;
 use crate::keys::SigningKeys;
 
 /// The claims of a weft access token.

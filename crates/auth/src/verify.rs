@@ -12,7 +12,7 @@ use tonic::{Request, Status};
 use weft_proto::user::Jwk;
 use weft_proto::user::user_service_client::UserServiceClient;
 
-use crate::AuthError;
+use crate::error::AuthError;
 use crate::keys::decoding_key;
 use crate::token::{Claims, TokenConfig};
 
@@ -27,18 +27,18 @@ pub struct Caller {
 
 impl Caller {
     /// Whether the caller holds `role`.
-    pub fn has(&self, role: crate::Role) -> bool {
+    pub fn has(&self, role: crate::roles::Role) -> bool {
         self.roles.iter().any(|r| r == role.as_str())
     }
 
     /// Whether the caller holds the `admin` role.
     pub fn is_admin(&self) -> bool {
-        self.has(crate::Role::Admin)
+        self.has(crate::roles::Role::Admin)
     }
 
     /// Whether the caller is staff (the `staff` or the `admin` role).
     pub fn is_staff(&self) -> bool {
-        self.has(crate::Role::Staff) || self.is_admin()
+        self.has(crate::roles::Role::Staff) || self.is_admin()
     }
 
     /// Whether `user_id` is the caller.
