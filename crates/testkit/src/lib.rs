@@ -1,7 +1,8 @@
 //! Test harnesses for weft: start the embedded broker on a free port or take a
 //! namespace on the shared Apache Kafka cluster ([`TestBroker`]), hand out throwaway
 //! PostgreSQL databases, find free ports, and wait on conditions with a deadline
-//! instead of sleeping.
+//! instead of sleeping; make gRPC calls as a given caller, check tables of who may
+//! call what, and sign test accounts up and in.
 //!
 //! These helpers panic with a message that says what to do: they are for tests only.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -11,8 +12,14 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+mod accounts;
+mod grpc;
 mod kafka;
+mod matrix;
+pub use accounts::{PASSWORD, login, sign_up_and_login};
+pub use grpc::{expect_code, expect_fields, violations, with_token};
 pub use kafka::{BrokerKind, TestBroker, kafka_cluster};
+pub use matrix::{Auth, Caller, Callers};
 
 /// Ports handed out to tests: below Linux's ephemeral range (32768–60999), so no
 /// outgoing connection of any process can hold one, and below the local Kafka
