@@ -1,6 +1,6 @@
 //! `spawn_mesh` for the order service: the real user and order services on free ports
 //! with the embedded broker, on SQLite or fresh PostgreSQL databases.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
@@ -12,7 +12,12 @@ use weft_proto::order::*;
 use weft_proto::user::user_service_client::UserServiceClient;
 use weft_proto::user::*;
 use weft_testkit::Broker;
-pub use weft_testkit::Db;
+pub use weft_testkit::{
+    Auth, Caller, Callers, Db, expect_code, expect_fields, violations, with_token,
+};
+
+mod calls;
+pub use calls::{Answer, Rpc};
 
 pub struct Mesh {
     pub broker: Broker,
@@ -91,35 +96,19 @@ impl Mesh {
 
     /// Signs `email` up and logs in; returns (user id, token).
     pub async fn user(&self, email: &str) -> (String, String) {
-        let mut users = self.users().await;
-        let user = users
-            .sign_up(SignUpRequest {
-                email: email.into(),
-                name: "Test User".into(),
-                password: "analytical engine 1843".into(),
-                source: SignupSource::Api as i32,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .user
-            .unwrap();
-        (user.user_id, self.login(email).await)
+        let request = SignUpRequest {
+            email: email.into(),
+            name: "Test User".into(),
+            password: weft_testkit::PASSWORD.into(),
+            source: SignupSource::Api as i32,
+            ..Default::default()
+        };
+        weft_testkit::sign_up_and_login(&mut self.users().await, request).await
     }
 
     /// A fresh access token of `email` (signed up by [`Self::user`]).
     pub async fn login(&self, email: &str) -> String {
-        self.users()
-            .await
-            .login(LoginRequest {
-                email: email.into(),
-                password: "analytical engine 1843".into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .access_token
+        weft_testkit::login(&mut self.users().await, email).await
     }
 
     /// Signs `email` up, has the operator grant it `staff` (`weft admin grant`), and
@@ -162,25 +151,18 @@ pub async fn read_order(
     order_id: &str,
     token: &str,
 ) -> Order {
-    orders
-        .get_order(with_token(
-            GetOrderRequest {
-                order_id: order_id.to_owned(),
-            },
-            token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .order
-        .unwrap()
+    let read = Rpc::get_order(order_id).send(orders, Auth::bearer(token));
+    read.await.unwrap().order()
 }
 
-pub fn with_token<T>(msg: T, token: &str) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(msg);
-    req.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    req
+/// `CreateOrder` of `request` as the holder of `token`: the new order.
+pub async fn create_order(
+    orders: &mut OrderServiceClient<Channel>,
+    request: CreateOrderRequest,
+    token: &str,
+) -> Order {
+    let create = Rpc::CreateOrder(request).send(orders, Auth::bearer(token));
+    create.await.unwrap().order()
 }
 
 pub fn usd(units: i64, nanos: i32) -> Option<Money> {
@@ -220,14 +202,4 @@ pub fn card(number: &str) -> Option<PaymentCard> {
         exp_year: 2099,
         cvc: "123".into(),
     })
-}
-
-/// Field paths of the BadRequest violations in a status.
-pub fn violations(status: &tonic::Status) -> Vec<String> {
-    use tonic_types::StatusExt as _;
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
 }
