@@ -9,6 +9,7 @@ use rdkafka::Message as _;
 use support::*;
 use tonic::Code;
 use weft_proto::user::*;
+use weft_testkit::Caller::*;
 use weft_testkit::header;
 
 async fn flow(db: Db) {
@@ -78,38 +79,26 @@ async fn flow(db: Db) {
     );
 
     // Read yourself; update your name with a field mask → UserUpdated.
-    let me = client
-        .get_user(with_token(
-            GetUserRequest {
-                user_id: user.user_id.clone(),
-            },
-            &login.access_token,
-        ))
+    let as_ada = Auth::bearer(&login.access_token);
+    let me = Rpc::get_user(&user.user_id)
+        .send(&mut client, as_ada)
         .await
-        .unwrap()
-        .into_inner()
-        .user
         .unwrap();
     assert_eq!(me.name, "Ada Lovelace");
-    let updated = client
-        .update_user(with_token(
-            UpdateUserRequest {
-                user: Some(User {
-                    user_id: user.user_id.clone(),
-                    name: "Ada King".into(),
-                    phone: "+999".into(), // not in the mask: ignored
-                    ..Default::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["name".into()],
-                }),
-            },
-            &login.access_token,
-        ))
+    let rename = UpdateUserRequest {
+        user: Some(User {
+            user_id: user.user_id.clone(),
+            name: "Ada King".into(),
+            phone: "+999".into(), // not in the mask: ignored
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["name".into()],
+        }),
+    };
+    let updated = Rpc::UpdateUser(rename)
+        .send(&mut client, as_ada)
         .await
-        .unwrap()
-        .into_inner()
-        .user
         .unwrap();
     assert_eq!(updated.name, "Ada King");
     assert_eq!(updated.phone, "+14155550123");
@@ -300,36 +289,16 @@ async fn tokens_gate_reads_and_updates() {
     let (bob, _) = user_with_token(&mut client, "bob@example.com").await;
     // Signing up with the address that once made an admin gives a customer.
     let (_, claim_token) = user_with_token(&mut client, "admin@weft.local").await;
-    let err = client
-        .get_user(with_token(
-            GetUserRequest {
-                user_id: bob.clone(),
-            },
-            &claim_token,
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    Callers::new()
+        .with(Customer, claim_token)
+        .expect_codes(
+            [(Customer, Rpc::get_user(&bob), Code::NotFound)],
+            async |auth, rpc| rpc.send(&mut client, auth).await,
+        )
+        .await;
     let (_, _) = user_with_token(&mut client, "root@example.com").await;
     app.grant("root@example.com", weft_auth::Role::Admin).await;
     let root_token = login(&mut client, "root@example.com").await;
-
-    let get = |id: &str| GetUserRequest { user_id: id.into() };
-    // No token.
-    let err = client.get_user(get(&ada)).await.unwrap_err();
-    assert_eq!(err.code(), Code::Unauthenticated);
-    // Another user's id: not found, not forbidden (no existence leak).
-    let err = client
-        .get_user(with_token(get(&bob), &ada_token))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::NotFound);
-    // An admin may read anyone.
-    let bob_seen = client
-        .get_user(with_token(get(&bob), &root_token))
-        .await
-        .unwrap();
-    assert_eq!(bob_seen.into_inner().user.unwrap().email, "bob@example.com");
 
     // Forged, alg:none, garbage and another issuer's tokens.
     let parts: Vec<&str> = ada_token.split('.').collect();
@@ -345,15 +314,13 @@ async fn tokens_gate_reads_and_updates() {
         .issue(&ada, &["admin".into()])
         .unwrap()
         .0;
-    for bad in [forged.as_str(), none.as_str(), "garbage", foreign.as_str()] {
-        let err = client
-            .get_user(with_token(get(&ada), bad))
-            .await
-            .unwrap_err();
-        assert_eq!(err.code(), Code::Unauthenticated, "{bad}: {err:?}");
-    }
-
-    // Updating someone else, an unknown mask path, and an empty mask.
+    let callers = Callers::new()
+        .with(Customer, &ada_token)
+        .with(Admin, root_token)
+        .with(BadToken("forged"), forged)
+        .with(BadToken("alg none"), none)
+        .with(BadToken("garbage"), "garbage")
+        .with(ForeignKey, foreign);
     let update = |id: &str, paths: Vec<&str>| UpdateUserRequest {
         user: Some(User {
             user_id: id.into(),
@@ -364,41 +331,59 @@ async fn tokens_gate_reads_and_updates() {
             paths: paths.into_iter().map(Into::into).collect(),
         }),
     };
-    let err = client
-        .update_user(with_token(update(&bob, vec!["name"]), &ada_token))
+    let get = Rpc::get_user;
+    let [bob_seen] = callers
+        .expect_codes(
+            [
+                // No token.
+                (Anonymous, get(&ada), Code::Unauthenticated),
+                // Another user's id: not found, not forbidden (no existence leak).
+                (Customer, get(&bob), Code::NotFound),
+                // An admin may read anyone.
+                (Admin, get(&bob), Code::Ok),
+                (BadToken("forged"), get(&ada), Code::Unauthenticated),
+                (BadToken("alg none"), get(&ada), Code::Unauthenticated),
+                (BadToken("garbage"), get(&ada), Code::Unauthenticated),
+                (ForeignKey, get(&ada), Code::Unauthenticated),
+                // Updating someone else.
+                (
+                    Customer,
+                    Rpc::UpdateUser(update(&bob, vec!["name"])),
+                    Code::NotFound,
+                ),
+            ],
+            async |auth, rpc| rpc.send(&mut client, auth).await,
+        )
         .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::NotFound);
-    let err = client
-        .update_user(with_token(update(&ada, vec!["password_hash"]), &ada_token))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
+        .try_into()
+        .unwrap();
+    assert_eq!(bob_seen.email, "bob@example.com");
+
+    // An unknown mask path, an empty mask, no user.
+    let as_ada = callers.auth(Customer);
+    let unknown_path = Rpc::UpdateUser(update(&ada, vec!["password_hash"]));
+    let err = expect_code(
+        unknown_path.send(&mut client, as_ada).await,
+        Code::InvalidArgument,
+    );
     assert_eq!(violations(&err), ["update_mask.paths[0]"]);
-    let err = client
-        .update_user(with_token(update(&ada, vec![]), &ada_token))
-        .await
-        .unwrap_err();
-    assert_eq!(violations(&err), ["update_mask"]);
-    let err = client
-        .update_user(with_token(
-            UpdateUserRequest {
-                user: None,
-                update_mask: None,
-            },
-            &ada_token,
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(violations(&err), ["user"]);
+    let no_user = UpdateUserRequest {
+        user: None,
+        update_mask: None,
+    };
+    for (request, field) in [(update(&ada, vec![]), "update_mask"), (no_user, "user")] {
+        expect_fields(
+            Rpc::UpdateUser(request).send(&mut client, as_ada).await,
+            &[field],
+        );
+    }
     // Taking another user's email is ALREADY_EXISTS.
     let mut steal = update(&ada, vec!["email"]);
     if let Some(u) = steal.user.as_mut() {
         u.email = "bob@example.com".into();
     }
-    let err = client
-        .update_user(with_token(steal, &ada_token))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::AlreadyExists);
+    expect_code(
+        Rpc::UpdateUser(steal).send(&mut client, as_ada).await,
+        Code::AlreadyExists,
+    );
 }

@@ -1,6 +1,6 @@
 //! `spawn_app` for the user service: the real service on free ports, a temp data dir,
 //! the embedded broker, and SQLite or a fresh PostgreSQL database.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 
@@ -9,7 +9,12 @@ use weft_kit::host::Running;
 use weft_proto::user::user_service_client::UserServiceClient;
 use weft_proto::user::*;
 use weft_testkit::Broker;
-pub use weft_testkit::Db;
+pub use weft_testkit::{
+    Auth, Caller, Callers, Db, expect_code, expect_fields, violations, with_token,
+};
+
+mod calls;
+pub use calls::Rpc;
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -166,7 +171,7 @@ pub fn signup_request(email: &str) -> SignUpRequest {
     SignUpRequest {
         email: email.into(),
         name: "Ada Lovelace".into(),
-        password: "analytical engine 1843".into(),
+        password: weft_testkit::PASSWORD.into(),
         source: SignupSource::Web as i32,
         phone: "+14155550123".into(),
         metadata: [("campaign".to_owned(), "launch".to_owned())]
@@ -175,75 +180,31 @@ pub fn signup_request(email: &str) -> SignUpRequest {
     }
 }
 
-pub fn with_token<T>(msg: T, token: &str) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(msg);
-    req.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    req
-}
-
-/// Signs up `email` and logs in; returns (user id, token).
+/// Signs up `email` (as [`signup_request`]) and logs in; returns (user id, token).
 pub async fn user_with_token(
     client: &mut UserServiceClient<Channel>,
     email: &str,
 ) -> (String, String) {
-    let user = client
-        .sign_up(signup_request(email))
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
-    let login = client
-        .login(LoginRequest {
-            email: email.into(),
-            password: "analytical engine 1843".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    (user.user_id, login.access_token)
+    weft_testkit::sign_up_and_login(client, signup_request(email)).await
 }
 
 /// A fresh access token of `email` (password of [`signup_request`]).
-pub async fn login(client: &mut UserServiceClient<Channel>, email: &str) -> String {
-    client
-        .login(LoginRequest {
-            email: email.into(),
-            password: "analytical engine 1843".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token
-}
-
-/// Field paths of the BadRequest violations in a status.
-pub fn violations(status: &tonic::Status) -> Vec<String> {
-    use tonic_types::StatusExt as _;
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
-}
+pub use weft_testkit::login;
 
 /// How many users the database holds.
 pub async fn user_count(url: &str) -> i64 {
-    use sqlx::Row as _;
-    let db = weft_events::Database::connect(url).await.unwrap();
-    sqlx::query("SELECT COUNT(*) AS n FROM users")
-        .fetch_one(db.pool())
-        .await
-        .unwrap()
-        .get::<i64, _>("n")
+    count_rows(url, "users").await
 }
 
 /// How many events the service ever wrote to its outbox (sent or not).
 pub async fn outbox_count(url: &str) -> i64 {
+    count_rows(url, "weft_outbox").await
+}
+
+async fn count_rows(url: &str, table: &str) -> i64 {
     use sqlx::Row as _;
     let db = weft_events::Database::connect(url).await.unwrap();
-    sqlx::query("SELECT COUNT(*) AS n FROM weft_outbox")
+    sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
         .fetch_one(db.pool())
         .await
         .unwrap()
