@@ -50,9 +50,12 @@
 //!
 //! **A baseline.** `WEFT_BENCH_BASELINE=/path/to/weft` (an optimised `weft` built
 //! from another commit) runs each configuration twice in the same sitting, that
-//! build first and this one second, and a last table gives `this ÷ baseline`: a
-//! change's cost or gain measured side by side, since figures from different days
-//! on this machine do not compare.
+//! build first and this one second (`WEFT_BENCH_BASELINE_ORDER=second` swaps
+//! them), and a last table gives `this ÷ baseline`: a change's cost or gain
+//! measured side by side, since figures from different days on this machine do not
+//! compare. The second mesh of a sitting runs slower on this machine even with the
+//! same build twice (pointing `WEFT_BENCH_BASELINE` at this build's own `weft`
+//! shows it), so judge a change from both orders.
 //!
 //!     cargo bench --bench chain
 //!     WEFT_BENCH_REPLICAS=1,2 cargo bench --bench chain
@@ -418,6 +421,12 @@ async fn main() {
             b.display()
         );
     }
+    let order: String = env_or("WEFT_BENCH_BASELINE_ORDER", "first".to_owned());
+    let baseline_second = match order.as_str() {
+        "first" => false,
+        "second" => true,
+        other => panic!("WEFT_BENCH_BASELINE_ORDER: {other:?} is neither first nor second"),
+    };
     let this = PathBuf::from(support::WEFT);
     let mut results = Vec::new();
     for kind in kinds {
@@ -427,14 +436,21 @@ async fn main() {
                 replicas: *n,
                 baseline: false,
             };
-            if let Some(b) = &baseline {
-                let before = Run {
-                    baseline: true,
-                    ..run
-                };
-                results.push((before, run_on(before, b, &sizes).await));
+            let before = Run {
+                baseline: true,
+                ..run
+            };
+            match &baseline {
+                Some(b) if baseline_second => {
+                    results.push((run, run_on(run, &this, &sizes).await));
+                    results.push((before, run_on(before, b, &sizes).await));
+                }
+                Some(b) => {
+                    results.push((before, run_on(before, b, &sizes).await));
+                    results.push((run, run_on(run, &this, &sizes).await));
+                }
+                None => results.push((run, run_on(run, &this, &sizes).await)),
             }
-            results.push((run, run_on(run, &this, &sizes).await));
         }
     }
     table(&results, &sizes);
