@@ -53,9 +53,11 @@
 //! build first and this one second (`WEFT_BENCH_BASELINE_ORDER=second` swaps
 //! them), and a last table gives `this ÷ baseline`: a change's cost or gain
 //! measured side by side, since figures from different days on this machine do not
-//! compare. The second mesh of a sitting runs slower on this machine even with the
-//! same build twice (pointing `WEFT_BENCH_BASELINE` at this build's own `weft`
-//! shows it), so judge a change from both orders.
+//! compare. Every run's data dir is kept until the end: a mesh started right after
+//! the previous one's files were deleted paid for ext4's search past recently
+//! deleted inodes (the same build twice lost a quarter of its burst rate), so both
+//! orders should now agree; pointing `WEFT_BENCH_BASELINE` at this build's own
+//! `weft` checks it.
 //!
 //!     cargo bench --bench chain
 //!     WEFT_BENCH_REPLICAS=1,2 cargo bench --bench chain
@@ -428,6 +430,8 @@ async fn main() {
         other => panic!("WEFT_BENCH_BASELINE_ORDER: {other:?} is neither first nor second"),
     };
     let this = PathBuf::from(support::WEFT);
+    // Every run's data dir, removed at the end.
+    let scratch = tempfile::tempdir().unwrap();
     let mut results = Vec::new();
     for kind in kinds {
         for n in &replicas {
@@ -442,14 +446,14 @@ async fn main() {
             };
             match &baseline {
                 Some(b) if baseline_second => {
-                    results.push((run, run_on(run, &this, &sizes).await));
-                    results.push((before, run_on(before, b, &sizes).await));
+                    results.push((run, run_on(run, &this, &sizes, scratch.path()).await));
+                    results.push((before, run_on(before, b, &sizes, scratch.path()).await));
                 }
                 Some(b) => {
-                    results.push((before, run_on(before, b, &sizes).await));
-                    results.push((run, run_on(run, &this, &sizes).await));
+                    results.push((before, run_on(before, b, &sizes, scratch.path()).await));
+                    results.push((run, run_on(run, &this, &sizes, scratch.path()).await));
                 }
-                None => results.push((run, run_on(run, &this, &sizes).await)),
+                None => results.push((run, run_on(run, &this, &sizes, scratch.path()).await)),
             }
         }
     }
@@ -523,7 +527,7 @@ impl Run {
 
 /// The mesh of `run` (its broker, its replicas of each service) as the `weft`
 /// executable at `program` starts it, every phase; its figures.
-async fn run_on(run: Run, program: &Path, sizes: &Sizes) -> Figures {
+async fn run_on(run: Run, program: &Path, sizes: &Sizes, scratch: &Path) -> Figures {
     let Run { kind, replicas, .. } = run;
     let mut figures = Figures::default();
     // Dropped last: the mesh stops before its cluster.
@@ -535,8 +539,10 @@ async fn run_on(run: Run, program: &Path, sizes: &Sizes) -> Figures {
                 .unwrap(),
         ),
     };
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_owned();
+    // Kept until the whole benchmark ends: deleting a mesh's thousands of files
+    // (mail, logs) before the next mesh starts makes the next one pay for ext4's
+    // search past recently deleted inodes, and it loses a quarter of its burst rate.
+    let data = tempfile::tempdir_in(scratch).unwrap().keep();
     let ports = Ports::for_replicas(replicas);
     let (database, postmaster) = match &sizes.postgres {
         Some(admin) => {
