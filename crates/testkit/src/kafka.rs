@@ -10,7 +10,7 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 
-use crate::Broker;
+use crate::broker::Broker;
 
 /// Which broker a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
