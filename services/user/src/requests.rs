@@ -179,3 +179,76 @@ impl TryFrom<UpdateUserRequest> for UserPatch {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> UserRecord {
+        UserRecord {
+            user_id: "u-1".into(),
+            email: "ada@example.com".into(),
+            name: "Ada".into(),
+            phone: "+15550100".into(),
+            source: 1,
+            roles: vec!["customer".into()],
+            metadata: BTreeMap::new(),
+            password_hash: String::new(),
+            email_verified: true,
+            phone_verified: true,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_change_names_its_field_only_when_it_changes_the_user() {
+        let mut u = user();
+        assert_eq!(FieldChange::Name("Ada".into()).apply(&mut u), None);
+        assert_eq!(
+            FieldChange::Email("ada@example.com".into()).apply(&mut u),
+            None
+        );
+        assert!(u.email_verified && u.phone_verified);
+        assert_eq!(
+            FieldChange::Name("Ada L.".into()).apply(&mut u),
+            Some("name")
+        );
+        assert_eq!(u.name, "Ada L.");
+        assert_eq!(
+            FieldChange::Email("lovelace@example.com".into()).apply(&mut u),
+            Some("email")
+        );
+        assert!(!u.email_verified, "a new address is unverified");
+        assert_eq!(
+            FieldChange::Phone(String::new()).apply(&mut u),
+            Some("phone")
+        );
+        assert!(!u.phone_verified, "a new number is unverified");
+        let meta = BTreeMap::from([("plan".to_owned(), "pro".to_owned())]);
+        assert_eq!(
+            FieldChange::Metadata(meta.clone()).apply(&mut u),
+            Some("metadata")
+        );
+        assert_eq!(FieldChange::Metadata(meta).apply(&mut u), None);
+    }
+
+    #[test]
+    fn a_patch_names_every_bad_field_and_unknown_path() {
+        let req = UpdateUserRequest {
+            user: Some(weft_proto::user::User {
+                user_id: "u-1".into(),
+                email: "not an address".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["email".into(), "roles".into()],
+            }),
+        };
+        let Err(UserError::Invalid(v)) = UserPatch::try_from(req) else {
+            panic!("a bad patch must be invalid");
+        };
+        let fields: Vec<_> = v.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["user.email", "update_mask.paths[1]"]);
+    }
+}
