@@ -5,7 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use weft_testkit::tools;
 
 /// The event file the tests edit, relative to the module root (`proto/`).
 const EVENTS: &str = "weft/user/v1/user_events.proto";
@@ -57,17 +58,7 @@ fn module_copy_with(file: &str, edit: impl Fn(&str) -> String) -> tempfile::Temp
 
 /// Runs buf in `dir`; returns whether it succeeded and its stdout + stderr.
 fn buf(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(weft_testkit::require_tool("buf"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    tools::run(tools::tool("buf").args(args).current_dir(dir))
 }
 
 /// `buf breaking` of the workspace in `dir` against the committed baseline image,
@@ -105,36 +96,27 @@ fn buf_lint_passes_on_the_real_tree() {
     assert!(ok, "buf lint failed:\n{out}");
 }
 
-#[test]
-fn a_removed_field_is_caught() {
-    let dir = module_copy_with(EVENTS, |t| t.replacen("  string name = 4;\n", "", 1));
+/// `EVENTS` with its first `from` replaced by `to` no longer has UserSignedUp's field
+/// `number`, named `name`: `buf breaking` must reject it as FIELD_NO_DELETE.
+fn assert_field_lost(from: &str, to: &str, number: u32, name: &str) {
+    let dir = module_copy_with(EVENTS, |t| t.replacen(from, to, 1));
     let (ok, out) = breaking(dir.path());
-    assert!(!ok, "buf breaking accepted a removed field:\n{out}");
+    assert!(!ok, "buf breaking accepted {from:?} → {to:?}:\n{out}");
+    let field = format!(r#"field \"{number}\" with name \"{name}\""#);
     assert!(
-        reports(
-            &out,
-            "FIELD_NO_DELETE",
-            &[r#"field \"4\" with name \"name\""#, "UserSignedUp"]
-        ),
-        "expected FIELD_NO_DELETE for UserSignedUp.name, got:\n{out}"
+        reports(&out, "FIELD_NO_DELETE", &[&field, "UserSignedUp"]),
+        "expected FIELD_NO_DELETE for UserSignedUp field {number} ({name}), got:\n{out}"
     );
 }
 
 #[test]
+fn a_removed_field_is_caught() {
+    assert_field_lost("  string name = 4;\n", "", 4, "name");
+}
+
+#[test]
 fn a_renumbered_field_is_caught() {
-    let dir = module_copy_with(EVENTS, |t| {
-        t.replacen("string email = 3;", "string email = 13;", 1)
-    });
-    let (ok, out) = breaking(dir.path());
-    assert!(!ok, "buf breaking accepted a renumbered field:\n{out}");
-    assert!(
-        reports(
-            &out,
-            "FIELD_NO_DELETE",
-            &[r#"field \"3\" with name \"email\""#, "UserSignedUp"]
-        ),
-        "expected FIELD_NO_DELETE for UserSignedUp field 3, got:\n{out}"
-    );
+    assert_field_lost("string email = 3;", "string email = 13;", 3, "email");
 }
 
 #[test]

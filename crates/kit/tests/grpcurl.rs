@@ -5,22 +5,14 @@
 use std::net::SocketAddr;
 
 use weft_kit::config::ServerArgs;
+use weft_testkit::tools;
 
 mod support;
 
 async fn grpcurl(args: &[&str]) -> (bool, String) {
-    let bin = weft_testkit::require_tool("grpcurl");
-    let out = tokio::process::Command::new(bin)
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let mut command = tools::tool("grpcurl");
+    command.args(args);
+    tools::run_async(command).await
 }
 
 fn target(addr: SocketAddr) -> String {

@@ -17,6 +17,7 @@ mod broker;
 mod grpc;
 mod kafka;
 mod matrix;
+pub mod tools;
 pub use accounts::{PASSWORD, login, sign_up_and_login};
 pub use broker::Broker;
 pub use grpc::{expect_code, expect_fields, violations, with_token};
