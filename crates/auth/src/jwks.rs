@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use weft_kit::host::Host;
 
+use crate::token::TokenConfig;
 use crate::verify::{Verifier, keep_fresh};
 
 /// Where the token keys come from.
@@ -45,13 +46,16 @@ impl JwksArgs {
 }
 
 impl JwksArgs {
-    /// Keeps `verifier` loaded from the user service beside `host`'s servers until
-    /// they stop (the background task "token keys").
-    pub fn keep_loaded<'h>(&self, host: &'h mut Host, verifier: &Arc<Verifier>) -> &'h mut Host {
-        let (args, verifier) = (self.clone(), verifier.clone());
+    /// A verifier of the user service's tokens (default token settings), kept loaded
+    /// from its JWKS beside `host`'s servers until they stop (the background task
+    /// "token keys").
+    pub fn verifier(&self, host: &mut Host) -> Arc<Verifier> {
+        let verifier = Arc::new(Verifier::new(&TokenConfig::default()));
+        let (args, loaded) = (self.clone(), verifier.clone());
         host.background("token keys", move |stop| {
-            args.refresh(verifier, async move { stop.cancelled().await })
-        })
+            args.refresh(loaded, async move { stop.cancelled().await })
+        });
+        verifier
     }
 }
 

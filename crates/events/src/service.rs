@@ -16,6 +16,27 @@ use crate::kafka::KafkaArgs;
 use crate::outbox::{Relay, RelayConfig};
 use crate::retention::{Pruner, RetentionArgs, Rule};
 
+/// A service's own migrations, one set per database; [`migrations!`](crate::migrations)
+/// reads both from the calling crate's `migrations/sqlite` and `migrations/postgres`.
+pub struct Migrations {
+    /// For SQLite.
+    pub sqlite: Migrator,
+    /// For PostgreSQL.
+    pub postgres: Migrator,
+}
+
+/// The calling crate's [`Migrations`], embedded at compile time from its
+/// `migrations/sqlite` and `migrations/postgres` directories.
+#[macro_export]
+macro_rules! migrations {
+    () => {
+        $crate::service::Migrations {
+            sqlite: ::sqlx::migrate!("./migrations/sqlite"),
+            postgres: ::sqlx::migrate!("./migrations/postgres"),
+        }
+    };
+}
+
 /// Settings shared by the user, order, notification and analytics services.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServiceArgs {
@@ -47,16 +68,15 @@ impl ServiceArgs {
     pub async fn open_db(
         &self,
         identity: Identity,
-        sqlite: Migrator,
-        postgres: Migrator,
+        migrations: Migrations,
     ) -> anyhow::Result<Database> {
         use anyhow::Context as _;
         crate::db::open_service_db(
             self.database_url.as_ref().map(|u| u.expose().as_str()),
             &self.data_dir,
             identity.name,
-            sqlite,
-            postgres,
+            migrations.sqlite,
+            migrations.postgres,
         )
         .await
         .with_context(|| format!("opening the {} database", identity.name))

@@ -1,11 +1,9 @@
 //! Assembling the analytics service: database, the projecting consumer (offsets in
 //! the database), the token verifier, and the gRPC and admin servers.
 
-use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use weft_auth::{TokenConfig, Verifier};
 use weft_events::Database;
 use weft_events::consumer::Outcome;
 use weft_kit::host::{Host, Identity, Service, Settings};
@@ -19,7 +17,6 @@ use crate::tally::Projector;
 /// A built, bound, not yet running analytics service.
 pub struct App {
     db: Database,
-    verifier: Arc<Verifier>,
     config: Config,
 }
 
@@ -33,26 +30,13 @@ impl Service for App {
 
     /// Connects, migrates and binds the listeners.
     async fn build(config: Config) -> anyhow::Result<(Host, Self)> {
-        let db = config
-            .common
-            .open_db(
-                Self::IDENTITY,
-                sqlx::migrate!("./migrations/sqlite"),
-                sqlx::migrate!("./migrations/postgres"),
-            )
+        let db = (config.common)
+            .open_db(Self::IDENTITY, weft_events::migrations!())
             .await?;
         let host = (config.common)
             .bind(Self::IDENTITY, config.grpc_addr, config.admin_addr)
             .await?;
-        let verifier = Arc::new(Verifier::new(&TokenConfig::default()));
-        Ok((
-            host,
-            Self {
-                db,
-                verifier,
-                config,
-            },
-        ))
+        Ok((host, Self { db, config }))
     }
 
     /// Serves until `shutdown`, then drains.
@@ -61,15 +45,10 @@ impl Service for App {
         mut host: Host,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let Self {
-            db,
-            verifier,
-            config,
-        } = self;
-        config.common.backbone(&mut host, &db, Vec::new())?;
-
+        let config = self.config;
+        config.common.backbone(&mut host, &self.db, Vec::new())?;
         let (changed, changes) = watch::channel(0u64);
-        let mut consumer = config.common.consumer(&config.consumer_group, &db);
+        let mut consumer = config.common.consumer(&config.consumer_group, &self.db);
         for topic in weft_events::catalog::TOPICS {
             consumer = consumer.subscribe(topic);
         }
@@ -83,7 +62,7 @@ impl Service for App {
                 }
             });
         let api = AnalyticsApi {
-            db,
+            db: self.db,
             changes,
             rewinder: consumer.rewinder(),
             shutdown: shutdown.clone(),
@@ -91,14 +70,9 @@ impl Service for App {
             client_ip_header: config.client_ip_header.clone(),
         };
         let server = weft_kit::limited!(host, AnalyticsServiceServer::new(api));
-        config.jwks.keep_loaded(&mut host, &verifier);
-        // Ready once the consumer holds its share of the partitions, begun where it
-        // should.
-        host.probe("consumer group", consumer.membership().probe())
-            .serve(weft_auth::guarded(server, &verifier))
-            .background("consumer", |stop| {
-                weft_events::consumer::serve(consumer, stop)
-            });
+        let verifier = config.jwks.verifier(&mut host);
+        host.serve(weft_auth::guarded(server, &verifier));
+        weft_events::consumer::hosted(&mut host, consumer);
         host.run(shutdown).await
     }
 }

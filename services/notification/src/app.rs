@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use weft_auth::{TokenConfig, Verifier};
 use weft_events::dlq::DeadLetters;
 use weft_events::{Database, Relay};
 use weft_kit::host::{Host, Identity, Service, Settings};
@@ -28,7 +27,6 @@ pub struct App {
     db: Database,
     relay: Relay,
     deliverer: Deliverer,
-    verifier: Arc<Verifier>,
     config: Config,
 }
 
@@ -55,13 +53,8 @@ impl Service for App {
             .with_context(|| format!("--mail-from {:?} is not a mailbox", config.mail_from))?;
         let (mail, sms) = transports(&config)?;
 
-        let db = config
-            .common
-            .open_db(
-                Self::IDENTITY,
-                sqlx::migrate!("./migrations/sqlite"),
-                sqlx::migrate!("./migrations/postgres"),
-            )
+        let db = (config.common)
+            .open_db(Self::IDENTITY, weft_events::migrations!())
             .await?;
         let relay = config.common.relay(Self::IDENTITY, &db)?;
         let deliverer = Deliverer {
@@ -85,14 +78,12 @@ impl Service for App {
         let host = (config.common)
             .bind(Self::IDENTITY, config.grpc_addr, config.admin_addr)
             .await?;
-        let verifier = Arc::new(Verifier::new(&TokenConfig::default()));
         Ok((
             host,
             Self {
                 db,
                 relay,
                 deliverer,
-                verifier,
                 config,
             },
         ))
@@ -104,19 +95,11 @@ impl Service for App {
         mut host: Host,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let Self {
-            db,
-            relay,
-            deliverer,
-            verifier,
-            config,
-        } = self;
-        config
-            .common
-            .backbone(&mut host, &db, crate::store::prune_rules())?;
+        let (config, db) = (self.config, self.db);
+        (config.common).backbone(&mut host, &db, crate::store::prune_rules())?;
+        let verifier = config.jwks.verifier(&mut host);
         host.probe("token keys", weft_auth::keys_probe(verifier.clone()));
-
-        let wake = deliverer.wake.clone();
+        let wake = self.deliverer.wake.clone();
         let consumer = (config.common)
             .consumer(&config.consumer_group, &db)
             .on::<UserSignedUp>(Welcome)
@@ -132,16 +115,10 @@ impl Service for App {
             .after_commit(move |_, _| wake.notify_one());
         let server =
             weft_kit::limited!(host, NotificationServiceServer::new(NotificationApi { db }));
-        config.jwks.keep_loaded(&mut host, &verifier);
-        // Ready once the consumer holds its share of the partitions, begun where it
-        // should.
-        host.probe("consumer group", consumer.membership().probe())
-            .serve(weft_auth::guarded(server, &verifier))
-            .background("outbox relay", |stop| relay.run(stop))
-            .background("consumer", |stop| {
-                weft_events::consumer::serve(consumer, stop)
-            })
-            .background("delivery", |stop| deliverer.run(stop));
+        host.serve(weft_auth::guarded(server, &verifier))
+            .background("outbox relay", |stop| self.relay.run(stop));
+        weft_events::consumer::hosted(&mut host, consumer)
+            .background("delivery", |stop| self.deliverer.run(stop));
         host.run(shutdown).await
     }
 }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
-use weft_auth::{TokenConfig, Verifier};
 use weft_events::Relay;
 use weft_kit::host::{Host, Identity, Service, Settings};
 use weft_proto::order::order_service_server::OrderServiceServer;
@@ -20,7 +19,6 @@ use crate::welcome::WelcomeOrders;
 pub struct App {
     api: OrderApi,
     relay: Relay,
-    verifier: Arc<Verifier>,
     config: Config,
 }
 
@@ -34,13 +32,8 @@ impl Service for App {
 
     /// Connects, migrates and binds the listeners.
     async fn build(config: Config) -> anyhow::Result<(Host, Self)> {
-        let db = config
-            .common
-            .open_db(
-                Self::IDENTITY,
-                sqlx::migrate!("./migrations/sqlite"),
-                sqlx::migrate!("./migrations/postgres"),
-            )
+        let db = (config.common)
+            .open_db(Self::IDENTITY, weft_events::migrations!())
             .await?;
         let seed = match &config.catalog_seed {
             Some(path) => std::fs::read_to_string(path)
@@ -63,16 +56,7 @@ impl Service for App {
         let host = (config.common)
             .bind(Self::IDENTITY, config.grpc_addr, config.admin_addr)
             .await?;
-        let verifier = Arc::new(Verifier::new(&TokenConfig::default()));
-        Ok((
-            host,
-            Self {
-                api,
-                relay,
-                verifier,
-                config,
-            },
-        ))
+        Ok((host, Self { api, relay, config }))
     }
 
     /// Serves until `shutdown`, then drains.
@@ -81,33 +65,24 @@ impl Service for App {
         mut host: Host,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let Self {
-            api,
-            relay,
-            verifier,
-            config,
-        } = self;
-        config.common.backbone(&mut host, &api.db, Vec::new())?;
-        host.probe("token keys", weft_auth::keys_probe(verifier.clone()));
-
-        let waker = api.relay.clone();
+        let config = self.config;
+        config
+            .common
+            .backbone(&mut host, &self.api.db, Vec::new())?;
+        let waker = self.api.relay.clone();
         let consumer = (config.common)
-            .consumer(&config.consumer_group, &api.db)
+            .consumer(&config.consumer_group, &self.api.db)
             .on::<UserSignedUp>(WelcomeOrders)
             // Creating orders is never replayed: without stored offsets over a history,
             // it waits to be told where to begin (--from).
             .with_args(&config.consumer)
             .after_commit(move |_, _| waker.wake());
-        let server = weft_kit::limited!(host, OrderServiceServer::new(api));
-        config.jwks.keep_loaded(&mut host, &verifier);
-        // Ready once the consumer holds its share of the partitions, begun where it
-        // should.
-        host.probe("consumer group", consumer.membership().probe())
+        let server = weft_kit::limited!(host, OrderServiceServer::new(self.api));
+        let verifier = config.jwks.verifier(&mut host);
+        host.probe("token keys", weft_auth::keys_probe(verifier.clone()))
             .serve(weft_auth::guarded(server, &verifier))
-            .background("outbox relay", |stop| relay.run(stop))
-            .background("consumer", |stop| {
-                weft_events::consumer::serve(consumer, stop)
-            });
+            .background("outbox relay", |stop| self.relay.run(stop));
+        weft_events::consumer::hosted(&mut host, consumer);
         host.run(shutdown).await
     }
 }

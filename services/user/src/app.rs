@@ -33,13 +33,8 @@ impl Service for App {
 
     /// Connects, migrates, loads keys and binds the listeners.
     async fn build(config: Config) -> anyhow::Result<(Host, Self)> {
-        let db = config
-            .common
-            .open_db(
-                Self::IDENTITY,
-                sqlx::migrate!("./migrations/sqlite"),
-                sqlx::migrate!("./migrations/postgres"),
-            )
+        let db = (config.common)
+            .open_db(Self::IDENTITY, weft_events::migrations!())
             .await?;
         let key_file = config
             .signing_key_file
@@ -92,16 +87,10 @@ impl Service for App {
         mut host: Host,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let Self {
-            api,
-            relay,
-            verifier,
-            config,
-        } = self;
-        config.common.backbone(&mut host, &api.db, Vec::new())?;
-        let server = weft_kit::limited!(host, UserServiceServer::new(api));
-        host.serve(weft_auth::guarded(server, &verifier))
-            .background("outbox relay", |stop| relay.run(stop));
+        (self.config.common).backbone(&mut host, &self.api.db, Vec::new())?;
+        let server = weft_kit::limited!(host, UserServiceServer::new(self.api));
+        host.serve(weft_auth::guarded(server, &self.verifier))
+            .background("outbox relay", |stop| self.relay.run(stop));
         host.run(shutdown).await
     }
 }

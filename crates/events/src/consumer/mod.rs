@@ -53,7 +53,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::AnyConnection;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 pub use dispatch::{Apply, Received, Record};
 pub use offsets::{ConsumerArgs, StaleOffsets, StartFrom};
@@ -347,13 +346,17 @@ impl Consumer {
     }
 }
 
-/// Runs `consumer` as a host's background task (see `weft_kit::host`): if it stops
-/// with an error (stale offsets, a broker it can never reach), the host stops the whole
-/// service and says why rather than serving on with a dead consumer. The error carries
-/// whether the operator must act, for the exit code.
-pub async fn serve(consumer: Consumer, shutdown: CancellationToken) -> anyhow::Result<()> {
-    consumer.run(shutdown).await.map_err(|e| {
-        let unrecoverable = e.needs_the_operator();
-        weft_kit::cli::failure(e, unrecoverable)
-    })
+/// Runs `consumer` in `host`: ready once it holds its share of the partitions, begun
+/// where it should (the probe "consumer group"), and the background task "consumer".
+/// If the consumer stops with an error (stale offsets, a broker it can never reach),
+/// the host stops the whole service and says why rather than serving on with a dead
+/// consumer; the error carries whether the operator must act, for the exit code.
+pub fn hosted(host: &mut weft_kit::host::Host, consumer: Consumer) -> &mut weft_kit::host::Host {
+    host.probe("consumer group", consumer.membership().probe())
+        .background("consumer", |stop| async move {
+            consumer.run(stop).await.map_err(|e| {
+                let unrecoverable = e.needs_the_operator();
+                weft_kit::cli::failure(e, unrecoverable)
+            })
+        })
 }
