@@ -81,10 +81,7 @@ impl App {
             );
         }
         let openapi = Bytes::from(serde_json::to_vec(&crate::openapi::document(&router))?);
-        let listener = TcpListener::bind(config.http_addr)
-            .await
-            .with_context(|| format!("binding the gateway to {}", config.http_addr))?;
-        let http_addr = listener.local_addr()?;
+        let (listener, http_addr) = weft_kit::conn::listen(config.http_addr).await?;
         let admin = AdminServer::bind(config.admin_addr).await?;
         let gateway = Arc::new(Gateway {
             router,

@@ -58,12 +58,7 @@ struct AdminState {
 impl AdminServer {
     /// Binds `addr` now.
     pub async fn bind(addr: SocketAddr) -> Result<Self, KitError> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| KitError::Bind { addr, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| KitError::Bind { addr, source })?;
+        let (listener, local_addr) = crate::conn::listen(addr).await?;
         prometheus();
         Ok(Self {
             listener,

@@ -368,3 +368,15 @@ mod tests {
         assert_eq!(admitted, third.local_addr().unwrap());
     }
 }
+
+/// A listener bound on `addr` now, and the address it got (the port, when `addr`
+/// asked for port 0).
+pub async fn listen(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), crate::KitError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| crate::KitError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| crate::KitError::Bind { addr, source })?;
+    Ok((listener, local))
+}

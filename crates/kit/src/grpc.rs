@@ -45,12 +45,7 @@ impl GrpcServer {
         args: ServerArgs,
         contracts: &'static [u8],
     ) -> Result<Self, KitError> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| KitError::Bind { addr, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| KitError::Bind { addr, source })?;
+        let (listener, local_addr) = crate::conn::listen(addr).await?;
         // The reporter begins with the whole server ("") SERVING; nothing is
         // until the first probe round passes (see `Self::readiness`).
         let reporter = HealthReporter::new();

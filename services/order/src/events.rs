@@ -5,13 +5,14 @@
 use weft_events::EventContext;
 use weft_proto::common::EventMetadata;
 use weft_proto::order::{
-    OrderCancelled, OrderCreated, OrderDelivered, OrderShipped, PaymentFailed, PaymentProcessed,
+    Order, OrderCancelled, OrderCreated, OrderDelivered, OrderShipped, PaymentFailed,
+    PaymentProcessed,
 };
 
 use crate::config::IDENTITY;
 use crate::domain::OrderRecord;
 use crate::money;
-use crate::views::items;
+use crate::views;
 
 fn metadata(ctx: &EventContext) -> Option<EventMetadata> {
     Some(ctx.metadata(IDENTITY.name, IDENTITY.version))
@@ -19,14 +20,23 @@ fn metadata(ctx: &EventContext) -> Option<EventMetadata> {
 
 /// `OrderCreated`: the order as it was made.
 pub fn created(o: &OrderRecord, ctx: &EventContext) -> OrderCreated {
+    let Order {
+        order_id,
+        user_id,
+        items,
+        total,
+        status,
+        kind,
+        ..
+    } = views::to_proto(o);
     OrderCreated {
         metadata: metadata(ctx),
-        order_id: o.order_id.clone(),
-        user_id: o.user_id.clone(),
-        items: items(o),
-        total: Some(money::from_minor(o.currency, o.total_minor)),
-        status: o.status as i32,
-        kind: o.kind as i32,
+        order_id,
+        user_id,
+        items,
+        total,
+        status,
+        kind,
     }
 }
 
