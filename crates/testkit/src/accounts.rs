@@ -3,10 +3,22 @@
 
 use tonic::transport::Channel;
 use weft_proto::user::user_service_client::UserServiceClient;
-use weft_proto::user::{LoginRequest, SignUpRequest};
+use weft_proto::user::{LoginRequest, SignUpRequest, SignupSource};
 
 /// The password test accounts sign up with.
 pub const PASSWORD: &str = "analytical engine 1843";
+
+/// The plainest sign-up of `email`: named "Test User", from the API, with
+/// [`PASSWORD`] and nothing optional.
+pub fn sign_up_request(email: &str) -> SignUpRequest {
+    SignUpRequest {
+        email: email.into(),
+        name: "Test User".into(),
+        password: PASSWORD.into(),
+        source: SignupSource::Api as i32,
+        ..Default::default()
+    }
+}
 
 /// Signs `request` up (its password [`PASSWORD`]) and logs in; returns (user id,
 /// token).

@@ -2,7 +2,9 @@
 //! namespace on the shared Apache Kafka cluster ([`TestBroker`]), hand out throwaway
 //! PostgreSQL databases, find free ports, and wait on conditions with a deadline
 //! instead of sleeping; make gRPC calls as a given caller, check tables of who may
-//! call what, and sign test accounts up and in.
+//! call what, and sign test accounts up and in; give the services of a test their
+//! broker and data directory ([`Home`]), put records on topics ([`produce`]), read
+//! their metrics ([`metric`]), and run a scenario on each database ([`on_each_db!`]).
 //!
 //! These helpers panic with a message that says what to do: they are for tests only.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -14,15 +16,22 @@ use std::time::{Duration, Instant};
 
 mod accounts;
 mod broker;
+mod each_db;
 mod grpc;
+mod home;
 mod kafka;
 mod matrix;
+mod metrics;
+mod records;
 pub mod tools;
-pub use accounts::{PASSWORD, login, sign_up_and_login};
+pub use accounts::{PASSWORD, login, sign_up_and_login, sign_up_request};
 pub use broker::Broker;
 pub use grpc::{expect_code, expect_fields, violations, with_token};
+pub use home::Home;
 pub use kafka::{BrokerKind, TestBroker, kafka_cluster};
 pub use matrix::{Auth, Caller, Callers};
+pub use metrics::{metric, scrape_metrics};
+pub use records::produce;
 
 /// Ports handed out to tests: below Linux's ephemeral range (32768–60999), so no
 /// outgoing connection of any process can hold one, and below the local Kafka
