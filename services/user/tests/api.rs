@@ -10,11 +10,12 @@ use support::*;
 use tonic::Code;
 use weft_proto::user::*;
 use weft_testkit::Caller::*;
-use weft_testkit::header;
+use weft_testkit::{header, on_each_db};
 
-async fn flow(db: Db) {
-    let app = spawn_app(db).await;
-    let mut client = app.client().await;
+on_each_db!(sign_up_login_read_update);
+
+async fn sign_up_login_read_update(db: Db) {
+    let (app, mut client) = spawn_app_and_client(db).await;
 
     // Sign up with the caller's correlation id.
     let mut req = tonic::Request::new(signup_request("Ada@Example.com"));
@@ -85,17 +86,13 @@ async fn flow(db: Db) {
         .await
         .unwrap();
     assert_eq!(me.name, "Ada Lovelace");
-    let rename = UpdateUserRequest {
-        user: Some(User {
-            user_id: user.user_id.clone(),
-            name: "Ada King".into(),
-            phone: "+999".into(), // not in the mask: ignored
-            ..Default::default()
-        }),
-        update_mask: Some(prost_types::FieldMask {
-            paths: vec!["name".into()],
-        }),
+    let renamed = User {
+        user_id: user.user_id.clone(),
+        name: "Ada King".into(),
+        phone: "+999".into(), // not in the mask: ignored
+        ..Default::default()
     };
+    let rename = update_request(renamed, &["name"]);
     let updated = Rpc::UpdateUser(rename)
         .send(&mut client, as_ada)
         .await
@@ -110,23 +107,9 @@ async fn flow(db: Db) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sign_up_login_read_update_on_sqlite() {
-    flow(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sign_up_login_read_update_on_postgres() {
-    flow(Db::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_email_is_already_exists_and_leaves_no_trace() {
-    let app = spawn_app(Db::Sqlite).await;
-    let mut client = app.client().await;
-    client
-        .sign_up(signup_request("dup@example.com"))
-        .await
-        .unwrap();
+    let (app, mut client) = spawn_app_and_client(Db::Sqlite).await;
+    sign_up(&mut client, "dup@example.com").await;
     let err = client
         .sign_up(signup_request("DUP@example.com"))
         .await
@@ -136,21 +119,20 @@ async fn a_duplicate_email_is_already_exists_and_leaves_no_trace() {
     // A sign-up writes three events (UserSignedUp and the email's and phone's
     // verifications); the failed one wrote none.
     assert_eq!(outbox_count(&app.database_url).await, 3);
-    let other = client
-        .sign_up(signup_request("other@example.com"))
-        .await
-        .unwrap();
+    let other = sign_up(&mut client, "other@example.com").await;
     assert_eq!(outbox_count(&app.database_url).await, 6);
     let records = app.events_of("UserSignedUp", 2);
     assert_eq!(records.len(), 2);
-    let other_id = other.into_inner().user.unwrap().user_id;
-    assert!(records.iter().any(|r| r.key() == Some(other_id.as_bytes())));
+    assert!(
+        records
+            .iter()
+            .any(|r| r.key() == Some(other.user_id.as_bytes()))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_sign_ups_are_invalid_argument_naming_the_fields() {
-    let app = spawn_app(Db::Sqlite).await;
-    let mut client = app.client().await;
+    let (app, mut client) = spawn_app_and_client(Db::Sqlite).await;
 
     let err = client.sign_up(SignUpRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -247,12 +229,8 @@ async fn bad_sign_ups_are_invalid_argument_naming_the_fields() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_passwords_fail_and_lock_the_account() {
-    let app = spawn_app(Db::Sqlite).await;
-    let mut client = app.client().await;
-    client
-        .sign_up(signup_request("lock@example.com"))
-        .await
-        .unwrap();
+    let (_app, mut client) = spawn_app_and_client(Db::Sqlite).await;
+    sign_up(&mut client, "lock@example.com").await;
     let login = |password: &str| LoginRequest {
         email: "lock@example.com".into(),
         password: password.into(),
@@ -283,8 +261,7 @@ async fn wrong_passwords_fail_and_lock_the_account() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_gate_reads_and_updates() {
-    let app = spawn_app(Db::Sqlite).await;
-    let mut client = app.client().await;
+    let (app, mut client) = spawn_app_and_client(Db::Sqlite).await;
     let (ada, ada_token) = user_with_token(&mut client, "ada@example.com").await;
     let (bob, _) = user_with_token(&mut client, "bob@example.com").await;
     // Signing up with the address that once made an admin gives a customer.
@@ -321,15 +298,13 @@ async fn tokens_gate_reads_and_updates() {
         .with(BadToken("alg none"), none)
         .with(BadToken("garbage"), "garbage")
         .with(ForeignKey, foreign);
-    let update = |id: &str, paths: Vec<&str>| UpdateUserRequest {
-        user: Some(User {
+    let update = |id: &str, paths: Vec<&str>| {
+        let user = User {
             user_id: id.into(),
             name: "New".into(),
             ..Default::default()
-        }),
-        update_mask: Some(prost_types::FieldMask {
-            paths: paths.into_iter().map(Into::into).collect(),
-        }),
+        };
+        update_request(user, &paths)
     };
     let get = Rpc::get_user;
     let [bob_seen] = callers

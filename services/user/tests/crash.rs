@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use support::signup_request;
 use weft_proto::user::user_service_client::UserServiceClient;
-use weft_testkit::{Broker, free_port, header, read_topic_until, wait_for_port};
+use weft_testkit::{
+    Broker, free_port, header, metric, read_topic_until, scrape_metrics, wait_for_port,
+};
 
 fn start(dir: &std::path::Path, grpc: SocketAddr, admin: SocketAddr, brokers: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_weft-user"))
@@ -58,9 +60,9 @@ async fn kill_9_after_sign_up_still_publishes_the_event() {
         "the backlog reported while the broker is down",
         Duration::from_secs(30),
         || async {
-            let text = metrics(admin).await;
-            let rows = gauge(&text, "outbox_backlog")?;
-            let oldest = gauge(&text, "outbox_oldest_unsent_seconds")?;
+            let text = scrape_metrics(admin).await.unwrap_or_default();
+            let rows = metric(&text, "outbox_backlog")?;
+            let oldest = metric(&text, "outbox_oldest_unsent_seconds")?;
             (rows >= 1.0 && oldest >= 1.0).then_some((rows, oldest))
         },
     )
@@ -91,25 +93,4 @@ async fn kill_9_after_sign_up_still_publishes_the_event() {
     );
     service.kill().unwrap();
     service.wait().unwrap();
-}
-
-/// The admin `/metrics` text of the service at `admin`.
-async fn metrics(admin: SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let Ok(mut stream) = tokio::net::TcpStream::connect(admin).await else {
-        return String::new();
-    };
-    let _ = stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: test\r\n\r\n")
-        .await;
-    let mut text = String::new();
-    let _ = stream.read_to_string(&mut text).await;
-    text
-}
-
-/// The value of the unlabelled gauge `name` in a Prometheus text.
-fn gauge(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
 }

@@ -14,10 +14,6 @@ use tonic::Code;
 use weft_auth::Role;
 use weft_proto::user::*;
 
-fn get(id: &str) -> GetUserRequest {
-    GetUserRequest { user_id: id.into() }
-}
-
 fn roles_in(token: &str) -> Vec<String> {
     // The claims are the token's middle part; the tests read them, the services verify.
     use base64::Engine as _;
@@ -36,33 +32,23 @@ fn roles_in(token: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_come_only_from_the_operator_audited_and_at_the_next_token() {
-    let app = spawn_app(Db::Sqlite).await;
-    let mut client = app.client().await;
+    let (app, mut client) = spawn_app_and_client(Db::Sqlite).await;
     let (bob, _) = user_with_token(&mut client, "bob@example.com").await;
 
     // The old default admin address, and any other, signs up as a customer.
     for email in ["admin@weft.local", "root@example.com"] {
         let (_, token) = user_with_token(&mut client, email).await;
         assert_eq!(roles_in(&token), ["customer"], "{email}");
-        let err = client
-            .get_user(with_token(get(&bob), &token))
+        let err = Rpc::get_user(&bob)
+            .send(&mut client, Auth::bearer(&token))
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::NotFound, "{email}: {err:?}");
     }
 
     // The operator grants staff: one audit row, one UserRolesChanged.
-    let (ops, old_token) = (
-        client
-            .sign_up(signup_request("ops@example.com"))
-            .await
-            .unwrap()
-            .into_inner()
-            .user
-            .unwrap()
-            .user_id,
-        login(&mut client, "ops@example.com").await,
-    );
+    let ops = sign_up(&mut client, "ops@example.com").await.user_id;
+    let old_token = login(&mut client, "ops@example.com").await;
     assert_eq!(
         app.grant("ops@example.com", Role::Staff).await,
         ["customer", "staff"]
@@ -89,48 +75,34 @@ async fn roles_come_only_from_the_operator_audited_and_at_the_next_token() {
     assert_eq!(event.actor, "operator@test");
 
     // The token from before the grant still carries the old roles; the next one the new.
-    let err = client
-        .get_user(with_token(get(&bob), &old_token))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::NotFound);
+    let before_grant = Rpc::get_user(&bob).send(&mut client, Auth::bearer(&old_token));
+    expect_code(before_grant.await, Code::NotFound);
     let staff_token = login(&mut client, "ops@example.com").await;
     assert_eq!(roles_in(&staff_token), ["customer", "staff"]);
-    let seen = client
-        .get_user(with_token(get(&bob), &staff_token))
+    let seen = Rpc::get_user(&bob)
+        .send(&mut client, Auth::bearer(&staff_token))
         .await
-        .unwrap()
-        .into_inner()
-        .user
         .unwrap();
     assert_eq!(seen.email, "bob@example.com");
     // Staff read but do not change other users.
-    let rename = UpdateUserRequest {
-        user: Some(User {
-            user_id: bob.clone(),
-            name: "Robert".into(),
-            ..Default::default()
-        }),
-        update_mask: Some(prost_types::FieldMask {
-            paths: vec!["name".into()],
-        }),
+    let robert = User {
+        user_id: bob.clone(),
+        name: "Robert".into(),
+        ..Default::default()
     };
     let err = client
-        .update_user(with_token(rename.clone(), &staff_token))
+        .update_user(with_token(update_request(robert, &["name"]), &staff_token))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
 
     // Roles belong to the user: moving to another address frees nothing.
-    let mut move_email = rename.clone();
-    move_email.user = Some(User {
+    let moved = User {
         user_id: ops.clone(),
         email: "ops-new@example.com".into(),
         ..Default::default()
-    });
-    move_email.update_mask = Some(prost_types::FieldMask {
-        paths: vec!["email".into()],
-    });
+    };
+    let move_email = update_request(moved, &["email"]);
     client
         .update_user(with_token(move_email, &staff_token))
         .await
@@ -179,19 +151,13 @@ async fn roles_come_only_from_the_operator_audited_and_at_the_next_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contacts_are_verified_with_one_time_secrets() {
-    let app = spawn_app(Db::Sqlite).await;
-    let mut client = app.client().await;
+    let (app, mut client) = spawn_app_and_client(Db::Sqlite).await;
     let (ada, ada_token) = user_with_token(&mut client, "ada@example.com").await;
     let (bob_id, bob_token) = user_with_token(&mut client, "bob@example.com").await;
     let me = || async {
-        app.client()
-            .await
-            .get_user(with_token(get(&ada), &ada_token))
-            .await
-            .unwrap()
-            .into_inner()
-            .user
-            .unwrap()
+        let mut client = app.client().await;
+        let read = Rpc::get_user(&ada).send(&mut client, Auth::bearer(&ada_token));
+        read.await.unwrap()
     };
     let fresh = me().await;
     assert!(!fresh.email_verified && !fresh.phone_verified);
@@ -320,18 +286,14 @@ async fn contacts_are_verified_with_one_time_secrets() {
     );
 
     // A changed email is unverified again, with a new token to the new address.
+    let new_email = User {
+        user_id: ada.clone(),
+        email: "ada@newmail.example".into(),
+        ..Default::default()
+    };
     client
         .update_user(with_token(
-            UpdateUserRequest {
-                user: Some(User {
-                    user_id: ada.clone(),
-                    email: "ada@newmail.example".into(),
-                    ..Default::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["email".into()],
-                }),
-            },
+            update_request(new_email, &["email"]),
             &ada_token,
         ))
         .await
@@ -341,11 +303,9 @@ async fn contacts_are_verified_with_one_time_secrets() {
     app.stop().await;
 }
 
-/// The value of the unlabelled metric `name` in Prometheus text.
+/// The value of the unlabelled metric `name` in Prometheus text; 0 when it is absent.
 fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0)
+    weft_testkit::metric(text, name).unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,12 +375,8 @@ async fn a_sign_up_flood_never_runs_more_hashes_than_the_pool() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_login_limit_holds_against_parallel_guesses_and_restarts() {
-    let app = spawn_app(Db::Sqlite).await;
-    let mut client = app.client().await;
-    client
-        .sign_up(signup_request("target@example.com"))
-        .await
-        .unwrap();
+    let (app, mut client) = spawn_app_and_client(Db::Sqlite).await;
+    sign_up(&mut client, "target@example.com").await;
     // Twelve guesses at once against a limit of three: at most three are checked.
     let guesses: Vec<_> = (0..12)
         .map(|i| {
@@ -466,8 +422,7 @@ async fn the_login_limit_holds_against_parallel_guesses_and_restarts() {
 /// sends a new one that works while the old one no longer does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verification_secrets_expire_run_out_of_tries_and_are_sent_again() {
-    let app = spawn_app(Db::Sqlite).await;
-    let mut client = app.client().await;
+    let (app, mut client) = spawn_app_and_client(Db::Sqlite).await;
     let (ada, token) = user_with_token(&mut client, "ada@example.com").await;
     let db = app.db().await;
     // The clock moved on: the stored expiry and sending time, an hour back.
@@ -568,12 +523,9 @@ async fn verification_secrets_expire_run_out_of_tries_and_are_sent_again() {
     }
     let err = client.verify_phone(verify(&second)).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
-    let me = client
-        .get_user(with_token(get(&ada), &token))
+    let me = Rpc::get_user(&ada)
+        .send(&mut client, Auth::bearer(&token))
         .await
-        .unwrap()
-        .into_inner()
-        .user
         .unwrap();
     assert!(!me.phone_verified && !me.email_verified);
 }

@@ -8,7 +8,7 @@ use tonic::transport::Channel;
 use weft_kit::host::Running;
 use weft_proto::user::user_service_client::UserServiceClient;
 use weft_proto::user::*;
-use weft_testkit::Broker;
+use weft_testkit::Home;
 pub use weft_testkit::{
     Auth, Caller, Callers, Db, expect_code, expect_fields, violations, with_token,
 };
@@ -19,8 +19,7 @@ pub use calls::Rpc;
 pub struct TestApp {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
-    pub broker: Broker,
-    pub dir: tempfile::TempDir,
+    pub home: Home,
     pub database_url: String,
     extra: Vec<String>,
     running: Running,
@@ -30,43 +29,33 @@ pub async fn spawn_app(db: Db) -> TestApp {
     spawn_app_with(db, &[]).await
 }
 
+/// The service on `db`, and a client of it.
+pub async fn spawn_app_and_client(db: Db) -> (TestApp, UserServiceClient<Channel>) {
+    let app = spawn_app(db).await;
+    let client = app.client().await;
+    (app, client)
+}
+
 /// The service with `extra` flags after the test defaults.
 pub async fn spawn_app_with(db: Db, extra: &[&str]) -> TestApp {
-    let broker = Broker::start();
-    let kafka = weft_events::kafka::KafkaArgs::new(broker.bootstrap());
+    let home = Home::new();
+    let kafka = weft_events::kafka::KafkaArgs::new(home.bootstrap());
     weft_events::topics::provision(&kafka, &weft_events::topics::all_topics())
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let database_url = db.url(dir.path(), "user").await;
+    let database_url = home.database(db, "user").await;
     let extra = extra.iter().map(|s| (*s).to_owned()).collect();
-    start(broker, dir, database_url, extra).await
+    start(home, database_url, extra).await
 }
 
-async fn start(
-    broker: Broker,
-    dir: tempfile::TempDir,
-    database_url: String,
-    extra: Vec<String>,
-) -> TestApp {
-    let bootstrap = broker.bootstrap();
-    let mut args = vec![
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-        "--database-url",
-        &database_url,
-        "--kafka-brokers",
-        &bootstrap,
-        "--login-max-failures",
-        "3",
-    ];
+async fn start(home: Home, database_url: String, extra: Vec<String>) -> TestApp {
+    let mut args = vec!["--login-max-failures", "3"];
     args.extend(extra.iter().map(String::as_str));
-    let running = weft_testkit::spawn::<weft_user::App>(&args).await;
+    let running = home.spawn::<weft_user::App>(&database_url, &args).await;
     TestApp {
         addr: running.grpc,
         admin: running.admin,
-        broker,
-        dir,
+        home,
         database_url,
         extra,
         running,
@@ -111,7 +100,7 @@ impl TestApp {
             weft_testkit::header(r, "ce_type") == Some(full.as_str())
         };
         weft_testkit::read_topic_until(
-            &self.broker.bootstrap(),
+            &self.home.bootstrap(),
             "user-events",
             std::time::Duration::from_secs(30),
             |s| s.iter().filter(|r| of(r)).count() >= n,
@@ -133,7 +122,7 @@ impl TestApp {
             .filter(|e| e.address == address && e.user_id == user_id)
         };
         weft_testkit::read_topic_until(
-            &self.broker.bootstrap(),
+            &self.home.bootstrap(),
             "user-events",
             std::time::Duration::from_secs(30),
             |s| s.iter().filter_map(decode).count() >= n,
@@ -151,33 +140,42 @@ impl TestApp {
     /// Stops the service and starts it again on the same database and broker.
     pub async fn restart(self) -> TestApp {
         self.running.stop().await.unwrap();
-        start(self.broker, self.dir, self.database_url, self.extra).await
+        start(self.home, self.database_url, self.extra).await
     }
 
     /// The service's Prometheus text.
     pub async fn metrics(&self) -> String {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let mut conn = tokio::net::TcpStream::connect(self.admin).await.unwrap();
-        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            .await
-            .unwrap();
-        let mut text = String::new();
-        conn.read_to_string(&mut text).await.unwrap();
-        text
+        weft_testkit::scrape_metrics(self.admin).await.unwrap()
     }
 }
 
 pub fn signup_request(email: &str) -> SignUpRequest {
     SignUpRequest {
-        email: email.into(),
         name: "Ada Lovelace".into(),
-        password: weft_testkit::PASSWORD.into(),
         source: SignupSource::Web as i32,
         phone: "+14155550123".into(),
         metadata: [("campaign".to_owned(), "launch".to_owned())]
             .into_iter()
             .collect(),
+        ..weft_testkit::sign_up_request(email)
     }
+}
+
+/// `UpdateUser` of `user` (whose `user_id` names the user to change) with the field
+/// mask `paths`.
+pub fn update_request(user: User, paths: &[&str]) -> UpdateUserRequest {
+    UpdateUserRequest {
+        user: Some(user),
+        update_mask: Some(prost_types::FieldMask {
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+        }),
+    }
+}
+
+/// Signs up `email` (as [`signup_request`]); the new user.
+pub async fn sign_up(client: &mut UserServiceClient<Channel>, email: &str) -> User {
+    let answer = client.sign_up(signup_request(email)).await.unwrap();
+    answer.into_inner().user.unwrap()
 }
 
 /// Signs up `email` (as [`signup_request`]) and logs in; returns (user id, token).
