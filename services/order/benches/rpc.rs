@@ -18,8 +18,9 @@ use support::*;
 use tokio::sync::Mutex;
 use tonic::transport::Channel;
 use weft_proto::order::GetOrderRequest;
+use weft_proto::order::order_service_client::OrderServiceClient;
 use weft_proto::user::user_service_client::UserServiceClient;
-use weft_proto::user::{SignUpRequest, SignupSource};
+use weft_testkit::sign_up_request;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -126,17 +127,22 @@ fn sign_up(
     move |i| {
         let mut u = users.clone();
         let email = format!("{prefix}-{i}@example.com");
-        Box::pin(async move {
-            u.sign_up(SignUpRequest {
-                email,
-                name: "Bench".into(),
-                password: "benchmark password 1".into(),
-                source: SignupSource::Api as i32,
-                ..Default::default()
-            })
-            .await
-            .is_ok()
-        })
+        Box::pin(async move { u.sign_up(sign_up_request(&email)).await.is_ok() })
+    }
+}
+
+/// A call that creates the seed order as the holder of `token`.
+fn create_order(
+    orders: &OrderServiceClient<Channel>,
+    token: &str,
+) -> impl Fn(usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
++ Send
++ Sync
++ 'static {
+    let (orders, token) = (orders.clone(), token.to_owned());
+    move |_| {
+        let (mut o, t) = (orders.clone(), token.clone());
+        Box::pin(async move { o.create_order(with_token(seed_order(), &t)).await.is_ok() })
     }
 }
 
@@ -168,22 +174,12 @@ async fn run(db: Db, label: &str) {
         s.line("SignUp closed loop, 4 callers", wall, e)
     );
 
-    let (o, t) = (orders.clone(), token.clone());
-    let (mut s, wall, e) = open_loop(order_rate, seconds, move |_| {
-        let (mut o, t) = (o.clone(), t.clone());
-        async move { o.create_order(with_token(seed_order(), &t)).await.is_ok() }
-    })
-    .await;
+    let (mut s, wall, e) = open_loop(order_rate, seconds, create_order(&orders, &token)).await;
     println!(
         "[{label}] {}",
         s.line(&format!("CreateOrder at {order_rate}/s"), wall, e)
     );
-    let (o, t) = (orders.clone(), token.clone());
-    let (mut s, wall, e) = closed_loop(16, 5, move |_| {
-        let (mut o, t) = (o.clone(), t.clone());
-        async move { o.create_order(with_token(seed_order(), &t)).await.is_ok() }
-    })
-    .await;
+    let (mut s, wall, e) = closed_loop(16, 5, create_order(&orders, &token)).await;
     println!(
         "[{label}] {}",
         s.line("CreateOrder closed loop, 16 callers", wall, e)

@@ -13,16 +13,24 @@ use support::*;
 use tonic::Code;
 use weft_proto::order::*;
 use weft_testkit::Caller::*;
-use weft_testkit::{header, read_topic_until};
+use weft_testkit::{header, on_each_db, read_topic_until};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-async fn saga_and_lifecycle(db: Db) {
-    let mesh = spawn_mesh(db).await;
-    let (ada, token) = mesh.user("ada@example.com").await;
-    let (_, staff) = mesh.staff("ops@example.com").await;
-    mesh.wait_ready(&token).await;
-    let mut orders = mesh.orders().await;
+on_each_db!(
+    welcome_saga_and_order_lifecycle,
+    control_characters_are_refused
+);
+
+async fn welcome_saga_and_order_lifecycle(db: Db) {
+    let shop = spawn_shop(db, "ada@example.com", "ops@example.com").await;
+    let Shop {
+        mesh,
+        customer: ada,
+        token,
+        staff,
+        mut orders,
+    } = shop;
 
     // The welcome order arrives through user-events → order service.
     let welcome = weft_testkit::eventually("the welcome order", WAIT, || {
@@ -45,13 +53,13 @@ async fn saga_and_lifecycle(db: Db) {
     let signed_up = |m: &rdkafka::message::OwnedMessage| {
         header(m, "ce_type") == Some("weft.user.v1.UserSignedUp") && m.key() == Some(ada.as_bytes())
     };
-    let signup: Vec<_> = read_topic_until(&mesh.broker.bootstrap(), "user-events", WAIT, |s| {
+    let signup: Vec<_> = read_topic_until(&mesh.home.bootstrap(), "user-events", WAIT, |s| {
         s.iter().any(signed_up)
     })
     .into_iter()
     .filter(signed_up)
     .collect();
-    let created: Vec<_> = read_topic_until(&mesh.broker.bootstrap(), "order-events", WAIT, |s| {
+    let created: Vec<_> = read_topic_until(&mesh.home.bootstrap(), "order-events", WAIT, |s| {
         s.iter()
             .any(|m| m.key() == Some(welcome.order_id.as_bytes()))
     })
@@ -77,7 +85,7 @@ async fn saga_and_lifecycle(db: Db) {
     let order = create_order(&mut orders, seed_order(), &token).await;
     assert_eq!(order.total, usd(109, 970_000_000));
     assert_eq!(order.status, OrderStatus::Pending as i32);
-    let events = read_topic_until(&mesh.broker.bootstrap(), "order-events", WAIT, |s| {
+    let events = read_topic_until(&mesh.home.bootstrap(), "order-events", WAIT, |s| {
         s.iter().any(|m| m.key() == Some(order.order_id.as_bytes()))
     });
     let event = events
@@ -134,7 +142,7 @@ async fn saga_and_lifecycle(db: Db) {
         err.message()
     );
 
-    let events = read_topic_until(&mesh.broker.bootstrap(), "order-events", WAIT, |s| {
+    let events = read_topic_until(&mesh.home.bootstrap(), "order-events", WAIT, |s| {
         s.iter()
             .any(|m| header(m, "ce_type") == Some("weft.order.v1.OrderDelivered"))
     });
@@ -165,23 +173,16 @@ async fn saga_and_lifecycle(db: Db) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn welcome_saga_and_order_lifecycle_on_sqlite() {
-    saga_and_lifecycle(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn welcome_saga_and_order_lifecycle_on_postgres() {
-    saga_and_lifecycle(Db::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_see_only_their_own_orders() {
-    let mesh = spawn_mesh(Db::Sqlite).await;
-    let (ada, ada_token) = mesh.user("ada@example.com").await;
+    let shop = spawn_shop(Db::Sqlite, "ada@example.com", "root@example.com").await;
+    let Shop {
+        mesh,
+        customer: ada,
+        token: ada_token,
+        staff: root_token,
+        mut orders,
+    } = shop;
     let (_, bob_token) = mesh.user("bob@example.com").await;
-    let (_, root_token) = mesh.staff("root@example.com").await;
-    mesh.wait_ready(&ada_token).await;
-    let mut orders = mesh.orders().await;
     let order = create_order(&mut orders, seed_order(), &ada_token).await;
 
     let foreign = weft_auth::Issuer::new(
@@ -356,7 +357,7 @@ async fn bad_orders_are_invalid_argument_naming_the_fields() {
         OrderStatus::Pending as i32,
         "a failed payment leaves the order pending"
     );
-    let events = read_topic_until(&mesh.broker.bootstrap(), "order-events", WAIT, |s| {
+    let events = read_topic_until(&mesh.home.bootstrap(), "order-events", WAIT, |s| {
         s.iter()
             .filter(|m| header(m, "ce_type") == Some("weft.order.v1.PaymentFailed"))
             .count()
@@ -483,7 +484,7 @@ async fn idempotent_creates_and_pages() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 6, "no order on two pages");
-    let events = read_topic_until(&mesh.broker.bootstrap(), "order-events", WAIT, |s| {
+    let events = read_topic_until(&mesh.home.bootstrap(), "order-events", WAIT, |s| {
         s.len() >= 6
     });
     assert_eq!(
@@ -497,11 +498,13 @@ async fn idempotent_creates_and_pages() {
 /// INVALID_ARGUMENT naming the field — on PostgreSQL too, which would refuse to store
 /// or even compare such text — and nothing is written.
 async fn control_characters_are_refused(db: Db) {
-    let mesh = spawn_mesh(db).await;
-    let (_, token) = mesh.user("nul@example.com").await;
-    let (_, staff) = mesh.staff("nul-staff@example.com").await;
-    mesh.wait_ready(&token).await;
-    let mut orders = mesh.orders().await;
+    let shop = spawn_shop(db, "nul@example.com", "nul-staff@example.com").await;
+    let Shop {
+        token,
+        staff,
+        mut orders,
+        ..
+    } = shop;
     let order = create_order(&mut orders, seed_order(), &token).await;
     let callers = Callers::new().with(Customer, &token).with(Staff, &staff);
     let id = &order.order_id;
@@ -538,14 +541,4 @@ async fn control_characters_are_refused(db: Db) {
         OrderStatus::Pending as i32,
         "nothing changed"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn control_characters_are_refused_on_sqlite() {
-    control_characters_are_refused(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn control_characters_are_refused_on_postgres() {
-    control_characters_are_refused(Db::Postgres).await;
 }

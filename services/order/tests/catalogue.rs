@@ -29,11 +29,13 @@ fn product(id: &str, name: &str, units: i64, nanos: i32, active: bool) -> Produc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_catalogue_prices_orders_and_only_staff_change_it() {
-    let mesh = spawn_mesh(Db::Sqlite).await;
-    let (_, customer) = mesh.user("ada@example.com").await;
-    let (_, staff) = mesh.staff("ops@example.com").await;
-    mesh.wait_ready(&customer).await;
-    let mut orders = mesh.orders().await;
+    let shop = spawn_shop(Db::Sqlite, "ada@example.com", "ops@example.com").await;
+    let Shop {
+        token: customer,
+        staff,
+        mut orders,
+        ..
+    } = shop;
     let callers = Callers::new().with(Customer, &customer).with(Staff, &staff);
     let (as_customer, as_staff) = (callers.auth(Customer), callers.auth(Staff));
 

@@ -57,7 +57,7 @@ async fn five_deliveries_and_a_restart_make_one_welcome_order() {
     // Staff read every user's orders.
     let (_, root) = mesh.staff("root@example.com").await;
     mesh.wait_ready(&root).await;
-    let kafka = weft_events::kafka::KafkaArgs::new(mesh.broker.bootstrap());
+    let kafka = weft_events::kafka::KafkaArgs::new(mesh.home.bootstrap());
     let producer: FutureProducer = kafka.producer("replayer").create().unwrap();
 
     let event = signup("replayed-user");
@@ -110,7 +110,7 @@ async fn five_deliveries_and_a_restart_make_one_welcome_order() {
     // The outbox publishes in commit order, so the sentinel's event comes last.
     let sentinel_id = sentinel.metadata.as_ref().unwrap().event_id.clone();
     let cause = event.metadata.as_ref().unwrap().event_id.clone();
-    let events = read_topic_until(&mesh.broker.bootstrap(), "order-events", WAIT, |s| {
+    let events = read_topic_until(&mesh.home.bootstrap(), "order-events", WAIT, |s| {
         let caused_by = |id: &str| s.iter().any(|m| header(m, "ce_causationid") == Some(id));
         caused_by(&sentinel_id) && caused_by(&cause)
     });

@@ -11,7 +11,7 @@ use weft_proto::order::order_service_client::OrderServiceClient;
 use weft_proto::order::*;
 use weft_proto::user::user_service_client::UserServiceClient;
 use weft_proto::user::*;
-use weft_testkit::Broker;
+use weft_testkit::Home;
 pub use weft_testkit::{
     Auth, Caller, Callers, Db, expect_code, expect_fields, violations, with_token,
 };
@@ -20,8 +20,7 @@ mod calls;
 pub use calls::{Answer, Rpc};
 
 pub struct Mesh {
-    pub broker: Broker,
-    pub dir: tempfile::TempDir,
+    pub home: Home,
     pub user: Running,
     pub order: Option<Running>,
     pub order_db: String,
@@ -29,26 +28,16 @@ pub struct Mesh {
 }
 
 pub async fn spawn_mesh(db: Db) -> Mesh {
-    let broker = Broker::start();
-    let kafka = weft_events::kafka::KafkaArgs::new(broker.bootstrap());
+    let home = Home::new();
+    let kafka = weft_events::kafka::KafkaArgs::new(home.bootstrap());
     weft_events::topics::provision(&kafka, &weft_events::topics::all_topics())
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let user_db = db.url(dir.path(), "user").await;
-    let order_db = db.url(dir.path(), "order").await;
-    let user = weft_testkit::spawn::<weft_user::App>(&[
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-        "--database-url",
-        &user_db,
-        "--kafka-brokers",
-        &broker.bootstrap(),
-    ])
-    .await;
+    let user_db = home.database(db, "user").await;
+    let order_db = home.database(db, "order").await;
+    let user = home.spawn::<weft_user::App>(&user_db, &[]).await;
     let mut mesh = Mesh {
-        broker,
-        dir,
+        home,
         user,
         order: None,
         order_db,
@@ -58,24 +47,48 @@ pub async fn spawn_mesh(db: Db) -> Mesh {
     mesh
 }
 
+/// A mesh whose order service knows the token keys, with a customer and a staff
+/// member signed up.
+pub struct Shop {
+    pub mesh: Mesh,
+    /// The customer's user id.
+    pub customer: String,
+    /// The customer's token.
+    pub token: String,
+    /// The staff member's token.
+    pub staff: String,
+    pub orders: OrderServiceClient<Channel>,
+}
+
+/// The mesh on `db` with the customer `customer` and the staff member `staff` signed
+/// up, once the order service knows the token keys.
+pub async fn spawn_shop(db: Db, customer: &str, staff: &str) -> Shop {
+    let mesh = spawn_mesh(db).await;
+    let (customer, token) = mesh.user(customer).await;
+    let (_, staff) = mesh.staff(staff).await;
+    mesh.wait_ready(&token).await;
+    let orders = mesh.orders().await;
+    Shop {
+        mesh,
+        customer,
+        token,
+        staff,
+        orders,
+    }
+}
+
 impl Mesh {
     pub async fn start_order(&mut self) {
-        self.order = Some(
-            weft_testkit::spawn::<weft_order::App>(&[
-                "--data-dir",
-                self.dir.path().to_str().unwrap(),
-                "--database-url",
-                &self.order_db,
-                "--kafka-brokers",
-                &self.broker.bootstrap(),
-                "--user-service-url",
-                &self.user.url(),
-                // Tests publish sign-ups before the service first looks at its topics.
-                "--from",
-                "earliest",
-            ])
-            .await,
-        );
+        let user_service = self.user.url();
+        let flags = [
+            "--user-service-url",
+            &user_service,
+            // Tests publish sign-ups before the service first looks at its topics.
+            "--from",
+            "earliest",
+        ];
+        let order = self.home.spawn::<weft_order::App>(&self.order_db, &flags);
+        self.order = Some(order.await);
     }
 
     pub async fn stop_order(&mut self) {
@@ -96,13 +109,7 @@ impl Mesh {
 
     /// Signs `email` up and logs in; returns (user id, token).
     pub async fn user(&self, email: &str) -> (String, String) {
-        let request = SignUpRequest {
-            email: email.into(),
-            name: "Test User".into(),
-            password: weft_testkit::PASSWORD.into(),
-            source: SignupSource::Api as i32,
-            ..Default::default()
-        };
+        let request = weft_testkit::sign_up_request(email);
         weft_testkit::sign_up_and_login(&mut self.users().await, request).await
     }
 
