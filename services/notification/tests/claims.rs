@@ -11,6 +11,7 @@ use weft_events::Database;
 use weft_events::db::now_micros;
 use weft_notification::store::{NotificationRow, claim_due, mark_sent, plan};
 use weft_proto::notification::{Channel, DeliveryStatus};
+use weft_testkit::{Db, on_each_db};
 
 const MESSAGES: usize = 300;
 const MINUTE: i64 = 60_000_000;
@@ -26,7 +27,11 @@ async fn database(url: &str) -> Database {
     db
 }
 
-async fn workers_racing_for_the_same_messages_never_both_get_one(url: String) {
+on_each_db!(workers_racing_for_the_same_messages_never_both_get_one);
+
+async fn workers_racing_for_the_same_messages_never_both_get_one(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = db.url(dir.path(), "notification").await;
     let db = database(&url).await;
     let now = now_micros();
     let mut tx = db.begin().await.unwrap();
@@ -130,21 +135,4 @@ async fn workers_racing_for_the_same_messages_never_both_get_one(url: String) {
         "recorded once"
     );
     tx.commit().await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workers_racing_for_the_same_messages_never_both_get_one_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    workers_racing_for_the_same_messages_never_both_get_one(
-        weft_events::db::sqlite_url(dir.path(), "notification").unwrap(),
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workers_racing_for_the_same_messages_never_both_get_one_on_postgres() {
-    workers_racing_for_the_same_messages_never_both_get_one(
-        weft_testkit::postgres_database().await,
-    )
-    .await;
 }

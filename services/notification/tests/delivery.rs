@@ -14,7 +14,6 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use rdkafka::Message as _;
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use weft_events::{DomainEvent, Envelope, EventContext};
 use weft_proto::notification::{Channel, DeliveryStatus};
@@ -22,7 +21,9 @@ use weft_proto::order::OrderShipped;
 use weft_proto::user::{
     ContactKind, ContactVerificationRequested, ContactVerified, SignupSource, UserSignedUp,
 };
-use weft_testkit::{Broker, eventually, header, read_topic_until, require_tool};
+use weft_testkit::{
+    Db, Home, eventually, header, on_each_db, produce, read_topic_until, require_tool,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -98,28 +99,32 @@ async fn webhook(fail_first: bool) -> (SocketAddr, Hits) {
 }
 
 async fn publish<E: DomainEvent>(producer: &FutureProducer, event: &E) {
-    let envelope = Envelope::of(event).unwrap();
-    let mut headers = OwnedHeaders::new();
-    for (k, v) in &envelope.headers() {
-        headers = headers.insert(Header {
-            key: k,
-            value: Some(v.as_bytes()),
-        });
-    }
     let payload = prost::Message::encode_to_vec(event);
-    let record: FutureRecord<'_, str, [u8]> = FutureRecord::to(E::TOPIC)
+    let record = FutureRecord::to(E::TOPIC)
         .key(event.key())
-        .payload(payload.as_slice())
-        .headers(headers);
-    producer
-        .send(record, Duration::from_secs(10))
-        .await
-        .unwrap();
+        .payload(payload.as_slice());
+    produce(producer, record, Envelope::of(event).unwrap().headers()).await;
+}
+
+/// Event metadata of a root event from the test.
+fn metadata() -> Option<weft_proto::common::EventMetadata> {
+    Some(EventContext::root().metadata("test", "1"))
+}
+
+/// `order_id` of `user_id` shipped with DHL as `tracking_number`.
+fn shipped(order_id: &str, user_id: &str, tracking_number: &str) -> OrderShipped {
+    OrderShipped {
+        metadata: metadata(),
+        order_id: order_id.into(),
+        user_id: user_id.into(),
+        carrier: "DHL".into(),
+        tracking_number: tracking_number.into(),
+    }
 }
 
 fn signup(user_id: &str, email: &str, phone: &str) -> UserSignedUp {
     UserSignedUp {
-        metadata: Some(EventContext::root().metadata("test", "1")),
+        metadata: metadata(),
         user_id: user_id.into(),
         email: email.into(),
         name: format!("User {user_id}"),
@@ -144,7 +149,7 @@ fn files(dir: &Path) -> Vec<String> {
 
 /// The notification service with real transports around it.
 struct Rig {
-    broker: Broker,
+    home: Home,
     smtp: SmtpServer,
     received: PathBuf,
     hits: Hits,
@@ -154,25 +159,19 @@ struct Rig {
 }
 
 impl Rig {
-    async fn start(database_url: String, dir: &Path, fail_first: bool, extra: &[&str]) -> Self {
-        let broker = Broker::start();
-        let kafka = weft_events::kafka::KafkaArgs::new(broker.bootstrap());
+    async fn start(db: Db, fail_first: bool, extra: &[&str]) -> Self {
+        let home = Home::new();
+        let kafka = weft_events::kafka::KafkaArgs::new(home.bootstrap());
         weft_events::topics::provision(&kafka, &weft_events::topics::all_topics())
             .await
             .unwrap();
-        let received = dir.join("smtp-received");
+        let database_url = home.database(db, "notification").await;
+        let received = home.dir().join("smtp-received");
         let smtp = SmtpServer::start(&received);
         let (hook, hits) = webhook(fail_first).await;
         let smtp_url = format!("smtp://127.0.0.1:{}", smtp.port);
         let hook_url = format!("http://{hook}/sms");
-        let bootstrap = broker.bootstrap();
         let mut args = vec![
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "--database-url",
-            &database_url,
-            "--kafka-brokers",
-            &bootstrap,
             "--smtp-url",
             &smtp_url,
             "--sms-webhook-url",
@@ -187,13 +186,15 @@ impl Rig {
             "earliest",
         ];
         args.extend(extra);
-        let running = weft_testkit::spawn::<weft_notification::App>(&args).await;
+        let running = home
+            .spawn::<weft_notification::App>(&database_url, &args)
+            .await;
         let producer: FutureProducer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", broker.bootstrap())
+            .set("bootstrap.servers", home.bootstrap())
             .create()
             .unwrap();
         Self {
-            broker,
+            home,
             smtp,
             received,
             hits,
@@ -251,7 +252,7 @@ impl Rig {
 
 fn verified_phone(user_id: &str, phone: &str) -> ContactVerified {
     ContactVerified {
-        metadata: Some(EventContext::root().metadata("test", "1")),
+        metadata: metadata(),
         user_id: user_id.into(),
         kind: ContactKind::Phone as i32,
         address: phone.into(),
@@ -265,7 +266,7 @@ fn verification(
     secret: &str,
 ) -> ContactVerificationRequested {
     ContactVerificationRequested {
-        metadata: Some(EventContext::root().metadata("test", "1")),
+        metadata: metadata(),
         user_id: user_id.into(),
         kind: kind as i32,
         address: address.into(),
@@ -277,9 +278,11 @@ fn verification(
     }
 }
 
-async fn run_delivery(database_url: String, dir: PathBuf) {
-    let rig = Rig::start(database_url, &dir, true, &[]).await;
-    let (broker, received, hits, producer) = (&rig.broker, &rig.received, &rig.hits, &rig.producer);
+on_each_db!(smtp_and_webhook_deliveries_retry_and_dead_letter);
+
+async fn smtp_and_webhook_deliveries_retry_and_dead_letter(db: Db) {
+    let rig = Rig::start(db, true, &[]).await;
+    let (received, hits, producer) = (&rig.received, &rig.hits, &rig.producer);
     // Deferred forever, rejected, and fine — in that order, so the good one has to
     // get past the others.
     publish(producer, &signup("u-busy", "someone@busy.test", "")).await;
@@ -292,13 +295,7 @@ async fn run_delivery(database_url: String, dir: PathBuf) {
         rig.phone_verified("u-ada").await.then_some(())
     })
     .await;
-    let shipped = OrderShipped {
-        metadata: Some(EventContext::root().metadata("test", "1")),
-        order_id: "order-1".into(),
-        user_id: "u-ada".into(),
-        carrier: "DHL".into(),
-        tracking_number: "TRACK-1".into(),
-    };
+    let shipped = shipped("order-1", "u-ada", "TRACK-1");
     publish(producer, &shipped).await;
 
     // Two emails for Ada through SMTP (welcome, shipping), with stable Message-IDs.
@@ -338,7 +335,7 @@ async fn run_delivery(database_url: String, dir: PathBuf) {
     assert!(hits[1].1["body"].as_str().unwrap().contains("TRACK-1"));
 
     // EmailSent ×2 and SmsSent ×1, caused by their triggers.
-    let b = broker.bootstrap();
+    let b = rig.home.bootstrap();
     let sent = tokio::task::spawn_blocking(move || {
         read_topic_until(&b, "notification-events", WAIT, |s| s.len() >= 3)
     })
@@ -357,7 +354,7 @@ async fn run_delivery(database_url: String, dir: PathBuf) {
     );
 
     // 550 at once and 451 three times: both signups to the dead-letter topic.
-    let b = broker.bootstrap();
+    let b = rig.home.bootstrap();
     let dead = tokio::task::spawn_blocking(move || {
         read_topic_until(&b, "user-events.dlq", WAIT, |s| s.len() >= 2)
     })
@@ -395,29 +392,13 @@ async fn run_delivery(database_url: String, dir: PathBuf) {
     rig.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn smtp_and_webhook_deliveries_retry_and_dead_letter_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = weft_events::db::sqlite_url(dir.path(), "notification").unwrap();
-    run_delivery(url, dir.path().to_owned()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn smtp_and_webhook_deliveries_retry_and_dead_letter_on_postgresql() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = weft_testkit::postgres_database().await;
-    run_delivery(url, dir.path().to_owned()).await;
-}
-
 /// The status numbers of `DeliveryStatus`.
 const SENT: i64 = DeliveryStatus::Sent as i64;
 const SUPPRESSED: i64 = DeliveryStatus::Suppressed as i64;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unverified_numbers_get_no_texts_and_no_recipient_gets_more_than_its_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = weft_events::db::sqlite_url(dir.path(), "notification").unwrap();
-    let rig = Rig::start(url, dir.path(), false, &["--recipient-limit", "3/h"]).await;
+    let rig = Rig::start(Db::Sqlite, false, &["--recipient-limit", "3/h"]).await;
     let producer = &rig.producer;
 
     // Bob's number is not verified: the code that verifies it goes out, the shipping
@@ -438,17 +419,7 @@ async fn unverified_numbers_get_no_texts_and_no_recipient_gets_more_than_its_lim
     .await;
     assert_eq!(code.1["to"], "+15557654321");
     assert!(code.1["body"].as_str().unwrap().contains("424242"));
-    publish(
-        producer,
-        &OrderShipped {
-            metadata: Some(EventContext::root().metadata("test", "1")),
-            order_id: "order-b".into(),
-            user_id: "u-bob".into(),
-            carrier: "DHL".into(),
-            tracking_number: "TRACK-B".into(),
-        },
-    )
-    .await;
+    publish(producer, &shipped("order-b", "u-bob", "TRACK-B")).await;
     let rows = eventually("the shipping notifications settled", WAIT, || async {
         let rows = rig.rows("u-bob").await;
         let shipped: Vec<_> = rows

@@ -8,11 +8,17 @@ use weft_events::Database;
 use weft_events::db::now_micros;
 use weft_events::retention::{Pruner, RetentionArgs};
 use weft_proto::notification::DeliveryStatus;
+use weft_testkit::{Db, on_each_db};
 
 const DAY: i64 = 24 * 3_600_000_000;
 
-async fn settled_triggers_are_pruned(url: String) {
-    let db = Database::connect(&url).await.unwrap();
+on_each_db!(settled_triggers_are_pruned);
+
+async fn settled_triggers_are_pruned(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::connect(&db.url(dir.path(), "n").await)
+        .await
+        .unwrap();
     db.migrate(
         sqlx::migrate!("./migrations/sqlite"),
         sqlx::migrate!("./migrations/postgres"),
@@ -80,15 +86,4 @@ async fn settled_triggers_are_pruned(url: String) {
         .await
         .unwrap();
     assert_eq!(notifications, 4, "the users' history stays");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn settled_triggers_are_pruned_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    settled_triggers_are_pruned(weft_events::db::sqlite_url(dir.path(), "n").unwrap()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn settled_triggers_are_pruned_on_postgres() {
-    settled_triggers_are_pruned(weft_testkit::postgres_database().await).await;
 }
