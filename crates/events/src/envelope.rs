@@ -102,6 +102,13 @@ impl EventContext {
         }
     }
 
+    /// The context of a gRPC request: [`Self::from_correlation_header`] of its
+    /// `x-correlation-id` metadata.
+    pub fn of_request<T>(req: &tonic::Request<T>) -> Self {
+        let header = req.metadata().get("x-correlation-id");
+        Self::from_correlation_header(header.and_then(|v| v.to_str().ok()))
+    }
+
     /// The context of a request: its `x-correlation-id` when it carries a usable one
     /// (1–128 visible ASCII characters), else a fresh root.
     pub fn from_correlation_header(value: Option<&str>) -> Self {

@@ -31,14 +31,6 @@ pub struct OrderApi {
     pub payments: Arc<dyn PaymentProvider>,
 }
 
-fn context<T>(req: &Request<T>) -> EventContext {
-    EventContext::from_correlation_header(
-        req.metadata()
-            .get("x-correlation-id")
-            .and_then(|v| v.to_str().ok()),
-    )
-}
-
 impl OrderApi {
     /// Prices and stores a new order with its `OrderCreated`, or answers a retry
     /// under the same idempotency key with the order the key made.
@@ -103,7 +95,7 @@ impl OrderService for OrderApi {
         request: Request<CreateOrderRequest>,
     ) -> Result<Response<CreateOrderResponse>, Status> {
         let caller = weft_auth::caller(&request)?;
-        let ctx = context(&request);
+        let ctx = EventContext::of_request(&request);
         let new = NewOrder::try_from((&caller, request.into_inner()))?;
         let order = self.create(ctx, new).await?;
         Ok(Response::new(CreateOrderResponse {
@@ -116,7 +108,7 @@ impl OrderService for OrderApi {
         request: Request<PayOrderRequest>,
     ) -> Result<Response<PayOrderResponse>, Status> {
         let caller = weft_auth::caller(&request)?;
-        let ctx = context(&request);
+        let ctx = EventContext::of_request(&request);
         let payment = Payment::try_from(request.into_inner())?;
         let (order, payment_id) = self.pay(&caller, ctx, payment).await?;
         Ok(Response::new(PayOrderResponse {
@@ -179,7 +171,7 @@ impl OrderService for OrderApi {
         request: Request<ShipOrderRequest>,
     ) -> Result<Response<ShipOrderResponse>, Status> {
         let caller = weft_auth::caller(&request)?;
-        let ctx = context(&request);
+        let ctx = EventContext::of_request(&request);
         let shipment = Shipment::try_from(request.into_inner())?;
         let order = self
             .advance(
@@ -204,7 +196,7 @@ impl OrderService for OrderApi {
         request: Request<DeliverOrderRequest>,
     ) -> Result<Response<DeliverOrderResponse>, Status> {
         let caller = weft_auth::caller(&request)?;
-        let ctx = context(&request);
+        let ctx = EventContext::of_request(&request);
         let order = self
             .advance(
                 &caller,
@@ -225,7 +217,7 @@ impl OrderService for OrderApi {
         request: Request<CancelOrderRequest>,
     ) -> Result<Response<CancelOrderResponse>, Status> {
         let caller = weft_auth::caller(&request)?;
-        let ctx = context(&request);
+        let ctx = EventContext::of_request(&request);
         let cancellation = Cancellation::try_from(request.into_inner())?;
         let order = self
             .advance(

@@ -48,14 +48,6 @@ pub struct LoginPolicy {
     pub window: std::time::Duration,
 }
 
-fn context<T>(req: &Request<T>) -> EventContext {
-    EventContext::from_correlation_header(
-        req.metadata()
-            .get("x-correlation-id")
-            .and_then(|v| v.to_str().ok()),
-    )
-}
-
 impl UserApi {
     /// Stores a new customer with its `UserSignedUp` and starts the verification of
     /// its contacts, in one transaction.
@@ -191,7 +183,7 @@ impl UserService for UserApi {
         &self,
         request: Request<SignUpRequest>,
     ) -> Result<Response<SignUpResponse>, Status> {
-        let ctx = context(&request);
+        let ctx = EventContext::of_request(&request);
         let new = NewUser::try_from(request.into_inner())?;
         let user = self.sign_up(ctx, new).await?;
         Ok(Response::new(SignUpResponse {
@@ -230,7 +222,7 @@ impl UserService for UserApi {
         request: Request<UpdateUserRequest>,
     ) -> Result<Response<UpdateUserResponse>, Status> {
         let caller = weft_auth::caller(&request)?;
-        let ctx = context(&request);
+        let ctx = EventContext::of_request(&request);
         let patch = UserPatch::try_from(request.into_inner())?;
         let user = self.update_user(ctx, &caller, patch).await?;
         Ok(Response::new(UpdateUserResponse {
@@ -242,7 +234,7 @@ impl UserService for UserApi {
         &self,
         request: Request<VerifyEmailRequest>,
     ) -> Result<Response<VerifyEmailResponse>, Status> {
-        let ctx = context(&request);
+        let ctx = EventContext::of_request(&request);
         let user = self.verify_email(ctx, &request.into_inner().token).await?;
         Ok(Response::new(VerifyEmailResponse {
             user: Some(to_proto(&user)),
@@ -254,7 +246,7 @@ impl UserService for UserApi {
         request: Request<VerifyPhoneRequest>,
     ) -> Result<Response<VerifyPhoneResponse>, Status> {
         let caller = weft_auth::caller(&request)?;
-        let ctx = context(&request);
+        let ctx = EventContext::of_request(&request);
         let user = self
             .verify_phone(ctx, &caller, request.into_inner())
             .await?;
@@ -268,7 +260,7 @@ impl UserService for UserApi {
         request: Request<ResendVerificationRequest>,
     ) -> Result<Response<ResendVerificationResponse>, Status> {
         let caller = weft_auth::caller(&request)?;
-        let ctx = context(&request);
+        let ctx = EventContext::of_request(&request);
         self.resend_verification(ctx, &caller, request.into_inner())
             .await?;
         Ok(Response::new(ResendVerificationResponse {}))
