@@ -7,14 +7,13 @@ mod support;
 use std::time::Duration;
 
 use prost::Message as _;
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use support::*;
 use weft_events::EventContext;
 use weft_events::envelope::Envelope;
 use weft_proto::order::*;
 use weft_proto::user::{SignupSource, UserSignedUp};
-use weft_testkit::{header, read_topic_until};
+use weft_testkit::{header, produce, read_topic_until};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -30,25 +29,13 @@ fn signup(user_id: &str) -> UserSignedUp {
 }
 
 async fn deliver(producer: &FutureProducer, event: &UserSignedUp) {
-    let mut headers = OwnedHeaders::new();
-    for (k, v) in Envelope::of(event).unwrap().headers() {
-        headers = headers.insert(Header {
-            key: &k,
-            value: Some(v.as_bytes()),
-        });
-    }
     // One partition for every record, so the sentinel below is processed after them.
     let payload = event.encode_to_vec();
     let record = FutureRecord::to("user-events")
         .partition(0)
-        .key(&event.user_id)
-        .payload(&payload)
-        .headers(headers);
-    producer
-        .send(record, Duration::from_secs(10))
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
+        .key(event.user_id.as_str())
+        .payload(payload.as_slice());
+    produce(producer, record, Envelope::of(event).unwrap().headers()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
