@@ -7,8 +7,9 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::Harness;
+use support::{Harness, json_of};
 
+/// A request of the table, the status it must get and what its JSON must contain.
 struct Case {
     name: &'static str,
     method: &'static str,
@@ -19,21 +20,56 @@ struct Case {
     want: Value,
 }
 
-const fn case(
-    name: &'static str,
-    method: &'static str,
-    path: &'static str,
-    body: Option<&'static str>,
-    status: u16,
-) -> (
-    &'static str,
-    &'static str,
-    &'static str,
-    Option<&'static str>,
-    u16,
-) {
-    (name, method, path, body, status)
-}
+/// The cases, one a line: `name | METHOD /path?query | body | status | JSON`, where the
+/// body (`-` for none) is sent as JSON and the JSON is what the answer must contain.
+const TABLE: &str = r#"
+# Templates.
+single variable | GET /v1/things/42 | - | 200 | {"id": "42"}
+additional binding | GET /v1/shelves/s1/things/42 | - | 200 | {"shelf": "s1", "id": "42"}
+pattern variable | GET /v1/shelves/1/books/2 | - | 200 | {"name": "shelves/1/books/2"}
+pattern keeps %2F encoded | GET /v1/shelves/1/books/a%2Fb | - | 200 | {"name": "shelves/1/books/a%2Fb"}
+pattern mismatch is 404 | GET /v1/racks/1/books/2 | - | 404 | {"code": 5}
+single segment decodes %2F | GET /v1/things/a%2Fb | - | 200 | {"id": "a/b"}
+percent-decoded UTF-8 | GET /v1/things/caf%C3%A9 | - | 200 | {"id": "café"}
+** takes the rest | GET /v1/files/a/b/c.txt | - | 200 | {"path": "a/b/c.txt"}
+custom verb | POST /v1/things/7:archive | {} | 200 | {"id": "7"}
+verb only on its method | GET /v1/things/7:archive | - | 200 | {"id": "7:archive"}
+response_body | GET /v1/things/42/tags?tags=a&tags=b | - | 200 | ["a", "b"]
+# Query parameters.
+query: scalars, nested, enums, well-known types | GET /v1/things/42?big=9007199254740993&count=5&flag=true&color=COLOR_BLUE&inner.note=hi&inner.level=2&when=2026-01-02T03:04:05Z&maybe=7&ratio=0.5&display_name=Ada%20L&numbers=1&numbers=-2&blob=aGk%3D | - | 200 | {"id": "42", "big": "9007199254740993", "count": 5, "flag": true, "color": "COLOR_BLUE", "inner": {"note": "hi", "level": 2}, "when": "2026-01-02T03:04:05Z", "maybe": 7, "ratio": 0.5, "displayName": "Ada L", "numbers": ["1", "-2"], "blob": "aGk="}
+query: enum by number, json name | GET /v1/things/1?color=2&displayName=x | - | 200 | {"color": "COLOR_BLUE", "displayName": "x"}
+query: unknown parameter | GET /v1/things/1?nope=1 | - | 400 | {"code": 3, "details": [{"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": [{"field": "nope"}]}]}
+query: wrong type | GET /v1/things/1?count=abc | - | 400 | {"code": 3, "details": [{"fieldViolations": [{"field": "count"}]}]}
+query: out of range | GET /v1/things/1?count=3000000000 | - | 400 | {"code": 3}
+query: bad enum | GET /v1/things/1?color=PURPLE | - | 400 | {"code": 3}
+query: bad timestamp | GET /v1/things/1?when=yesterday | - | 400 | {"code": 3}
+query: path-bound field | GET /v1/things/1?id=2 | - | 400 | {"code": 3, "details": [{"fieldViolations": [{"field": "id"}]}]}
+query: map field | GET /v1/things/1?labels=x | - | 400 | {"code": 3}
+query: message field | GET /v1/things/1?inner=x | - | 400 | {"code": 3}
+query: singular field twice | GET /v1/things/1?count=1&count=2 | - | 400 | {"code": 3}
+query: body * takes none | POST /v1/things?id=1 | {} | 400 | {"code": 3}
+# Bodies.
+body *: proto3 JSON | POST /v1/things | {"id":"1","big":"12","count":3,"color":"COLOR_RED","tags":["x"],"labels":{"k":"v"},"inner":{"level":1}} | 200 | {"id": "1", "big": "12", "count": 3, "color": "COLOR_RED", "tags": ["x"], "labels": {"k": "v"}, "inner": {"note": "", "level": 1}}
+body: original field names, int64 as number | POST /v1/things | {"display_name":"a","big":12,"color":1} | 200 | {"displayName": "a", "big": "12", "color": "COLOR_RED"}
+body: zero values emitted | POST /v1/things | - | 200 | {"id": "", "big": "0", "count": 0, "flag": false, "color": "COLOR_UNSPECIFIED", "tags": [], "labels": {}, "ratio": 0.0}
+body: unknown field | POST /v1/things | {"nope":1} | 400 | {"code": 3}
+body: malformed JSON | POST /v1/things | {"id": "1",} | 400 | {"code": 3}
+body: wrong type | POST /v1/things | {"count":"many"} | 400 | {"code": 3}
+body: not an object | POST /v1/things | [1,2] | 400 | {"code": 3}
+body: trailing garbage | POST /v1/things | {} {} | 400 | {"code": 3}
+body field + nested path + query | PATCH /v1/things/9?update_mask=name,count | {"name":"n","count":2} | 200 | {"id": "9", "name": "n", "count": 2, "tags": ["name", "count"]}
+body field: query may not set it | PATCH /v1/things/9?thing.name=x | {} | 400 | {"code": 3}
+path and body agree | POST /v1/things/7:archive | {"id":"7"} | 200 | {"id": "7"}
+path and body conflict | POST /v1/things/7:archive | {"id":"8"} | 400 | {"code": 3, "details": [{"fieldViolations": [{"field": "id"}]}]}
+nested path and body conflict | PATCH /v1/things/9 | {"id":"8"} | 400 | {"code": 3}
+no-body route refuses a body | GET /v1/things/1 | {"id":"1"} | 400 | {"code": 3}
+# Routing errors.
+unknown path | GET /v1/nothing/here | - | 404 | {"code": 5}
+wrong method | DELETE /v1/things/1 | - | 405 | {"code": 12}
+bad escape | GET /v1/things/%ZZ | - | 400 | {"code": 3}
+escape that is not UTF-8 | GET /v1/things/%FF | - | 400 | {"code": 3}
+empty segment | GET /v1/things/ | - | 404 | {"code": 5}
+"#;
 
 /// Whether `actual` contains `want`: every key of an object, every item of an array
 /// (same length), equal scalars.
@@ -50,405 +86,25 @@ fn contains(actual: &Value, want: &Value) -> bool {
 }
 
 fn cases() -> Vec<Case> {
-    let table = vec![
-        // Templates.
-        (
-            case("single variable", "GET", "/v1/things/42", None, 200),
-            json!({"id": "42"}),
-        ),
-        (
-            case(
-                "additional binding",
-                "GET",
-                "/v1/shelves/s1/things/42",
-                None,
-                200,
-            ),
-            json!({"shelf": "s1", "id": "42"}),
-        ),
-        (
-            case(
-                "pattern variable",
-                "GET",
-                "/v1/shelves/1/books/2",
-                None,
-                200,
-            ),
-            json!({"name": "shelves/1/books/2"}),
-        ),
-        (
-            case(
-                "pattern keeps %2F encoded",
-                "GET",
-                "/v1/shelves/1/books/a%2Fb",
-                None,
-                200,
-            ),
-            json!({"name": "shelves/1/books/a%2Fb"}),
-        ),
-        (
-            case(
-                "pattern mismatch is 404",
-                "GET",
-                "/v1/racks/1/books/2",
-                None,
-                404,
-            ),
-            json!({"code": 5}),
-        ),
-        (
-            case(
-                "single segment decodes %2F",
-                "GET",
-                "/v1/things/a%2Fb",
-                None,
-                200,
-            ),
-            json!({"id": "a/b"}),
-        ),
-        (
-            case(
-                "percent-decoded UTF-8",
-                "GET",
-                "/v1/things/caf%C3%A9",
-                None,
-                200,
-            ),
-            json!({"id": "café"}),
-        ),
-        (
-            case("** takes the rest", "GET", "/v1/files/a/b/c.txt", None, 200),
-            json!({"path": "a/b/c.txt"}),
-        ),
-        (
-            case(
-                "custom verb",
-                "POST",
-                "/v1/things/7:archive",
-                Some("{}"),
-                200,
-            ),
-            json!({"id": "7"}),
-        ),
-        (
-            case(
-                "verb only on its method",
-                "GET",
-                "/v1/things/7:archive",
-                None,
-                200,
-            ),
-            json!({"id": "7:archive"}),
-        ),
-        (
-            case(
-                "response_body",
-                "GET",
-                "/v1/things/42/tags?tags=a&tags=b",
-                None,
-                200,
-            ),
-            json!(["a", "b"]),
-        ),
-        // Query parameters.
-        (
-            case(
-                "query: scalars, nested, enums, well-known types",
-                "GET",
-                "/v1/things/42?big=9007199254740993&count=5&flag=true&color=COLOR_BLUE&inner.note=hi&inner.level=2&when=2026-01-02T03:04:05Z&maybe=7&ratio=0.5&display_name=Ada%20L&numbers=1&numbers=-2&blob=aGk%3D",
-                None,
-                200,
-            ),
-            json!({"id": "42", "big": "9007199254740993", "count": 5, "flag": true, "color": "COLOR_BLUE",
-                   "inner": {"note": "hi", "level": 2}, "when": "2026-01-02T03:04:05Z", "maybe": 7,
-                   "ratio": 0.5, "displayName": "Ada L", "numbers": ["1", "-2"], "blob": "aGk="}),
-        ),
-        (
-            case(
-                "query: enum by number, json name",
-                "GET",
-                "/v1/things/1?color=2&displayName=x",
-                None,
-                200,
-            ),
-            json!({"color": "COLOR_BLUE", "displayName": "x"}),
-        ),
-        (
-            case(
-                "query: unknown parameter",
-                "GET",
-                "/v1/things/1?nope=1",
-                None,
-                400,
-            ),
-            json!({"code": 3, "details": [{"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": [{"field": "nope"}]}]}),
-        ),
-        (
-            case(
-                "query: wrong type",
-                "GET",
-                "/v1/things/1?count=abc",
-                None,
-                400,
-            ),
-            json!({"code": 3, "details": [{"fieldViolations": [{"field": "count"}]}]}),
-        ),
-        (
-            case(
-                "query: out of range",
-                "GET",
-                "/v1/things/1?count=3000000000",
-                None,
-                400,
-            ),
-            json!({"code": 3}),
-        ),
-        (
-            case(
-                "query: bad enum",
-                "GET",
-                "/v1/things/1?color=PURPLE",
-                None,
-                400,
-            ),
-            json!({"code": 3}),
-        ),
-        (
-            case(
-                "query: bad timestamp",
-                "GET",
-                "/v1/things/1?when=yesterday",
-                None,
-                400,
-            ),
-            json!({"code": 3}),
-        ),
-        (
-            case(
-                "query: path-bound field",
-                "GET",
-                "/v1/things/1?id=2",
-                None,
-                400,
-            ),
-            json!({"code": 3, "details": [{"fieldViolations": [{"field": "id"}]}]}),
-        ),
-        (
-            case(
-                "query: map field",
-                "GET",
-                "/v1/things/1?labels=x",
-                None,
-                400,
-            ),
-            json!({"code": 3}),
-        ),
-        (
-            case(
-                "query: message field",
-                "GET",
-                "/v1/things/1?inner=x",
-                None,
-                400,
-            ),
-            json!({"code": 3}),
-        ),
-        (
-            case(
-                "query: singular field twice",
-                "GET",
-                "/v1/things/1?count=1&count=2",
-                None,
-                400,
-            ),
-            json!({"code": 3}),
-        ),
-        (
-            case(
-                "query: body * takes none",
-                "POST",
-                "/v1/things?id=1",
-                Some("{}"),
-                400,
-            ),
-            json!({"code": 3}),
-        ),
-        // Bodies.
-        (
-            case(
-                "body *: proto3 JSON",
-                "POST",
-                "/v1/things",
-                Some(
-                    r#"{"id":"1","big":"12","count":3,"color":"COLOR_RED","tags":["x"],"labels":{"k":"v"},"inner":{"level":1}}"#,
-                ),
-                200,
-            ),
-            json!({"id": "1", "big": "12", "count": 3, "color": "COLOR_RED", "tags": ["x"], "labels": {"k": "v"}, "inner": {"note": "", "level": 1}}),
-        ),
-        (
-            case(
-                "body: original field names, int64 as number",
-                "POST",
-                "/v1/things",
-                Some(r#"{"display_name":"a","big":12,"color":1}"#),
-                200,
-            ),
-            json!({"displayName": "a", "big": "12", "color": "COLOR_RED"}),
-        ),
-        (
-            case("body: zero values emitted", "POST", "/v1/things", None, 200),
-            json!({"id": "", "big": "0", "count": 0, "flag": false, "color": "COLOR_UNSPECIFIED", "tags": [], "labels": {}, "ratio": 0.0}),
-        ),
-        (
-            case(
-                "body: unknown field",
-                "POST",
-                "/v1/things",
-                Some(r#"{"nope":1}"#),
-                400,
-            ),
-            json!({"code": 3}),
-        ),
-        (
-            case(
-                "body: malformed JSON",
-                "POST",
-                "/v1/things",
-                Some(r#"{"id": "1",}"#),
-                400,
-            ),
-            json!({"code": 3}),
-        ),
-        (
-            case(
-                "body: wrong type",
-                "POST",
-                "/v1/things",
-                Some(r#"{"count":"many"}"#),
-                400,
-            ),
-            json!({"code": 3}),
-        ),
-        (
-            case(
-                "body: not an object",
-                "POST",
-                "/v1/things",
-                Some("[1,2]"),
-                400,
-            ),
-            json!({"code": 3}),
-        ),
-        (
-            case(
-                "body: trailing garbage",
-                "POST",
-                "/v1/things",
-                Some("{} {}"),
-                400,
-            ),
-            json!({"code": 3}),
-        ),
-        (
-            case(
-                "body field + nested path + query",
-                "PATCH",
-                "/v1/things/9?update_mask=name,count",
-                Some(r#"{"name":"n","count":2}"#),
-                200,
-            ),
-            json!({"id": "9", "name": "n", "count": 2, "tags": ["name", "count"]}),
-        ),
-        (
-            case(
-                "body field: query may not set it",
-                "PATCH",
-                "/v1/things/9?thing.name=x",
-                Some("{}"),
-                400,
-            ),
-            json!({"code": 3}),
-        ),
-        (
-            case(
-                "path and body agree",
-                "POST",
-                "/v1/things/7:archive",
-                Some(r#"{"id":"7"}"#),
-                200,
-            ),
-            json!({"id": "7"}),
-        ),
-        (
-            case(
-                "path and body conflict",
-                "POST",
-                "/v1/things/7:archive",
-                Some(r#"{"id":"8"}"#),
-                400,
-            ),
-            json!({"code": 3, "details": [{"fieldViolations": [{"field": "id"}]}]}),
-        ),
-        (
-            case(
-                "nested path and body conflict",
-                "PATCH",
-                "/v1/things/9",
-                Some(r#"{"id":"8"}"#),
-                400,
-            ),
-            json!({"code": 3}),
-        ),
-        (
-            case(
-                "no-body route refuses a body",
-                "GET",
-                "/v1/things/1",
-                Some(r#"{"id":"1"}"#),
-                400,
-            ),
-            json!({"code": 3}),
-        ),
-        // Routing errors.
-        (
-            case("unknown path", "GET", "/v1/nothing/here", None, 404),
-            json!({"code": 5}),
-        ),
-        (
-            case("wrong method", "DELETE", "/v1/things/1", None, 405),
-            json!({"code": 12}),
-        ),
-        (
-            case("bad escape", "GET", "/v1/things/%ZZ", None, 400),
-            json!({"code": 3}),
-        ),
-        (
-            case(
-                "escape that is not UTF-8",
-                "GET",
-                "/v1/things/%FF",
-                None,
-                400,
-            ),
-            json!({"code": 3}),
-        ),
-        (
-            case("empty segment", "GET", "/v1/things/", None, 404),
-            json!({"code": 5}),
-        ),
-    ];
-    table
-        .into_iter()
-        .map(|((name, method, path, body, status), want)| Case {
+    let rows = TABLE
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'));
+    rows.map(|row| {
+        let columns: Vec<&str> = row.split(" | ").collect();
+        let [name, request, body, status, want] = columns[..] else {
+            panic!("a case has five columns: {row}");
+        };
+        let (method, path) = request.split_once(' ').unwrap();
+        Case {
             name,
             method,
             path,
-            body,
-            status,
-            want,
-        })
-        .collect()
+            body: (body != "-").then_some(body),
+            status: status.parse().unwrap(),
+            want: serde_json::from_str(want).unwrap_or_else(|e| panic!("{name}: {e}")),
+        }
+    })
+    .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -464,49 +120,33 @@ async fn http_rule_conformance_table() {
         if let Some(body) = c.body {
             req = req.header("content-type", "application/json").body(body);
         }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let content_type = resp
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let text = resp.text().await.unwrap();
-        let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let (status, headers, json) = json_of(req.send().await.unwrap()).await;
         let ok = status == c.status
-            && content_type.as_deref() == Some("application/json")
+            && headers
+                .get("content-type")
+                .is_some_and(|t| t == "application/json")
             && contains(&json, &c.want)
             && (status == 200 || json["message"].as_str().is_some_and(|m| !m.is_empty()));
         if !ok {
             failures.push(format!(
-                "{}: {} {} → {status} {text} (wanted {} ⊇ {})",
+                "{}: {} {} → {status} {json} (wanted {} ⊇ {})",
                 c.name, c.method, c.path, c.status, c.want
             ));
         }
     }
     // Malformed JSON names where it broke.
+    let broken = "{\n  \"id\": \"1\",\n  \"count\": @\n}";
     let resp = h
-        .http
-        .post(h.url("/v1/things"))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .body("{\n  \"id\": \"1\",\n  \"count\": @\n}")
-        .send()
-        .await
-        .unwrap();
+        .post("/v1/things", &token, "application/json", broken)
+        .await;
     let body: Value = resp.json().await.unwrap();
     let message = body["message"].as_str().unwrap();
     assert!(message.contains("at line 3 column 12"), "{message}");
-    let unknown: Value = h
-        .http
-        .post(h.url("/v1/things"))
-        .bearer_auth(&token)
-        .json(&json!({"id": "1", "colour": "red"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let colour = json!({"id": "1", "colour": "red"}).to_string();
+    let resp = h
+        .post("/v1/things", &token, "application/json", colour)
+        .await;
+    let unknown: Value = resp.json().await.unwrap();
     assert!(
         unknown["message"].as_str().unwrap().contains("colour"),
         "{unknown}"
@@ -542,14 +182,10 @@ async fn service_errors_keep_code_message_and_details() {
         (2, 500),
         (1, 499),
     ] {
+        let failing = json!({"count": code, "name": format!("failed with {code}")});
         let resp = h
-            .http
-            .post(h.url("/v1/fail"))
-            .bearer_auth(&token)
-            .json(&json!({"count": code, "name": format!("failed with {code}")}))
-            .send()
-            .await
-            .unwrap();
+            .post("/v1/fail", &token, "application/json", failing.to_string())
+            .await;
         assert_eq!(resp.status().as_u16(), http, "code {code}");
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["code"], code, "{body}");

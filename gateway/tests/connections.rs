@@ -94,14 +94,15 @@ async fn early_answers_to_large_bodies_reach_python_and_node_clients() {
         );
     }
     // The connection after the early answer held no one up: the gateway still serves.
-    let ok = h
-        .http
-        .get(h.url("/v1/things/1"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ok.status(), 200);
+    assert_eq!(h.get("/v1/things/1", &token).await.status(), 200);
+}
+
+/// `GET /v1/things/1` with `token` from the loopback address `from`: its status.
+async fn get_from(from: Ipv4Addr, h: &Harness, token: &str) -> u16 {
+    let client = reqwest::Client::builder().local_address(IpAddr::V4(from));
+    let request = client.build().unwrap().get(h.url("/v1/things/1"));
+    let answer = request.bearer_auth(token).send().await.unwrap();
+    answer.status().as_u16()
 }
 
 fn metric(metrics: &str, name: &str) -> f64 {
@@ -136,17 +137,11 @@ async fn slow_and_greedy_clients_are_cut_off_while_others_are_served() {
     )
     .await;
     // Meanwhile another client is served.
-    let other = reqwest::Client::builder()
-        .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)))
-        .build()
-        .unwrap();
-    let answer = other
-        .get(h.url("/v1/things/1"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200, "a client from another address");
+    assert_eq!(
+        get_from(Ipv4Addr::new(127, 0, 0, 2), &h, &token).await,
+        200,
+        "a client from another address"
+    );
     // The slow ones are cut off once the header timeout has passed.
     for (i, conn) in slow.iter_mut().enumerate() {
         closed_within(
@@ -157,18 +152,8 @@ async fn slow_and_greedy_clients_are_cut_off_while_others_are_served() {
         .await;
     }
     // Their slots are back: the first address is served again.
-    let again = reqwest::Client::builder()
-        .local_address(IpAddr::V4(slow_client))
-        .build()
-        .unwrap();
-    let answer = again
-        .get(h.url("/v1/things/1"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        answer.status(),
+        get_from(slow_client, &h, &token).await,
         200,
         "the slow client's address, afterwards"
     );

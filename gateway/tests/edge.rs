@@ -9,45 +9,27 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::Harness;
+use support::{Harness, json_of};
 use tokio::net::TcpListener;
 use weft_auth::{Issuer, SigningKeys, TokenConfig};
 
-async fn json_of(resp: reqwest::Response) -> (u16, reqwest::header::HeaderMap, Value) {
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let text = resp.text().await.unwrap();
-    (
-        status,
-        headers,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
 /// `GET /v1/things/1` with `token`.
 async fn get_thing(h: &Harness, token: &str) -> (u16, reqwest::header::HeaderMap, Value) {
-    json_of(
-        h.http
-            .get(h.url("/v1/things/1"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
+    json_of(h.get("/v1/things/1", token).await).await
+}
+
+/// A well-formed token for user-1, signed by a key no user service published.
+fn foreign_token() -> String {
+    let keys = std::sync::Arc::new(SigningKeys::ephemeral().unwrap());
+    let issuer = Issuer::new(keys, TokenConfig::default());
+    issuer.issue("user-1", &[]).unwrap().0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_checked_at_the_edge() {
     let h = Harness::start(&[]).await;
     let url = h.url("/v1/things/1");
-    let foreign = Issuer::new(
-        std::sync::Arc::new(SigningKeys::ephemeral().unwrap()),
-        TokenConfig::default(),
-    )
-    .issue("user-1", &[])
-    .unwrap()
-    .0;
+    let foreign = foreign_token();
     let real = h.token();
     // {"alg":"none","typ":"JWT"} with real claims and no signature.
     let unsigned = format!(
@@ -75,13 +57,7 @@ async fn tokens_are_checked_at_the_edge() {
                 .starts_with("Bearer")
         );
     }
-    let ok = h
-        .http
-        .get(&url)
-        .bearer_auth(h.token())
-        .send()
-        .await
-        .unwrap();
+    let ok = h.get("/v1/things/1", &h.token()).await;
     assert_eq!(ok.status(), 200);
 }
 
@@ -193,17 +169,8 @@ async fn deadlines_bodies_and_media_types() {
     assert_eq!(status, 400);
 
     let big = json!({"name": "x".repeat(2000)}).to_string();
-    let (status, headers, body) = json_of(
-        h.http
-            .post(h.url("/v1/things"))
-            .bearer_auth(&token)
-            .header("content-type", "application/json")
-            .body(big)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, headers, body) =
+        json_of(h.post("/v1/things", &token, "application/json", big).await).await;
     assert_eq!((status, body["code"].as_i64()), (413, Some(8)), "{body}");
     assert_eq!(
         headers["connection"], "close",
@@ -215,43 +182,28 @@ async fn deadlines_bodies_and_media_types() {
         "application/x-www-form-urlencoded",
         "application/jsonx",
     ] {
-        let (status, _, body) = json_of(
-            h.http
-                .post(h.url("/v1/things"))
-                .bearer_auth(&token)
-                .header("content-type", content_type)
-                .body("{}")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (status, _, body) =
+            json_of(h.post("/v1/things", &token, content_type, "{}").await).await;
         assert_eq!(status, 415, "{content_type}: {body}");
     }
-    let (status, _, _) = json_of(
-        h.http
-            .post(h.url("/v1/things"))
-            .bearer_auth(&token)
-            .header("content-type", "application/json; charset=utf-8")
-            .body("{}")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let (status, _, _) = json_of(
-        h.http
-            .post(h.url("/v1/things"))
-            .bearer_auth(&token)
-            .header("content-type", "application/json")
-            .body(vec![0xff, 0xfe, b'{'])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 400, "bytes that are not UTF-8 JSON");
+    let charset = h.post(
+        "/v1/things",
+        &token,
+        "application/json; charset=utf-8",
+        "{}",
+    );
+    assert_eq!(charset.await.status(), 200);
+    let not_utf8 = h.post(
+        "/v1/things",
+        &token,
+        "application/json",
+        vec![0xff, 0xfe, b'{'],
+    );
+    assert_eq!(
+        not_utf8.await.status(),
+        400,
+        "bytes that are not UTF-8 JSON"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,14 +211,7 @@ async fn clients_over_their_rate_get_429_with_retry_after() {
     let h = Harness::start(&["--rate-limit=3/min", "--rate-burst=3"]).await;
     let token = h.token();
     for _ in 0..3 {
-        let r = h
-            .http
-            .get(h.url("/v1/things/1"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        assert_eq!(h.get("/v1/things/1", &token).await.status(), 200);
     }
     let (status, headers, body) = get_thing(&h, &token).await;
     assert_eq!((status, body["code"].as_i64()), (429, Some(8)), "{body}");
@@ -296,15 +241,7 @@ async fn requests_to_unknown_paths_count_against_the_rate_too() {
             .unwrap();
         assert_eq!(r.status(), 404);
     }
-    let (status, headers, _) = json_of(
-        h.http
-            .get(h.url("/v1/things/1"))
-            .bearer_auth(h.token())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, headers, _) = get_thing(&h, &h.token()).await;
     assert_eq!(status, 429);
     assert!(headers.contains_key("retry-after"));
 }
@@ -464,11 +401,11 @@ async fn cors_compression_and_the_gateways_own_pages() {
     let evil = preflight("http://evil.example").await.unwrap();
     assert!(!evil.headers().contains_key("access-control-allow-origin"));
 
-    let doc = h
-        .http
-        .get(h.url("/openapi.json"))
-        .header("accept-encoding", "gzip")
-        .send()
+    // A GET of the gateway's own, without a token, with one header.
+    let get_with = |path: &str, name: &'static str, value: &'static str| {
+        h.http.get(h.url(path)).header(name, value).send()
+    };
+    let doc = get_with("/openapi.json", "accept-encoding", "gzip")
         .await
         .unwrap();
     assert_eq!(doc.status(), 200);
@@ -485,11 +422,7 @@ async fn cors_compression_and_the_gateways_own_pages() {
     assert_eq!((status, body["code"].as_i64()), (405, Some(12)));
     assert_eq!(headers["allow"], "GET");
     assert!(headers.contains_key("x-request-id"));
-    let health = h
-        .http
-        .get(h.url("/healthz"))
-        .header("x-request-id", "probe-7")
-        .send()
+    let health = get_with("/healthz", "x-request-id", "probe-7")
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
@@ -506,12 +439,7 @@ async fn requests_are_counted_by_route_template_and_status() {
         "/v1/nothing",
         "/openapi.json",
     ] {
-        h.http
-            .get(h.url(path))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        h.get(path, &token).await;
     }
     // A made-up method on a page of the gateway's own is refused and adds no label.
     let odd = reqwest::Method::from_bytes(b"X-SPRAY-4711").unwrap();
@@ -525,26 +453,14 @@ async fn requests_are_counted_by_route_template_and_status() {
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|n| n.parse::<f64>().ok())
     };
-    assert_eq!(
-        count(r#"route="GET /v1/things/{id}",status="200""#),
-        Some(2.0),
-        "{metrics}"
-    );
-    assert_eq!(
-        count(r#"route="unmatched",status="404""#),
-        Some(1.0),
-        "{metrics}"
-    );
-    assert_eq!(
-        count(r#"route="GET /openapi.json",status="200""#),
-        Some(1.0),
-        "{metrics}"
-    );
-    assert_eq!(
-        count(r#"route="unmatched",status="405""#),
-        Some(1.0),
-        "{metrics}"
-    );
+    for (labels, want) in [
+        (r#"route="GET /v1/things/{id}",status="200""#, 2.0),
+        (r#"route="unmatched",status="404""#, 1.0),
+        (r#"route="GET /openapi.json",status="200""#, 1.0),
+        (r#"route="unmatched",status="405""#, 1.0),
+    ] {
+        assert_eq!(count(labels), Some(want), "{labels}: {metrics}");
+    }
     assert!(!metrics.contains("X-SPRAY"), "{metrics}");
     assert!(
         metrics.contains("gateway_request_duration_seconds"),
@@ -576,13 +492,7 @@ async fn without_token_keys_nothing_verifies_and_the_gateway_is_not_ready() {
     tokio::spawn(app.run_until_stopped(stop.clone()));
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
-    let token = Issuer::new(
-        std::sync::Arc::new(SigningKeys::ephemeral().unwrap()),
-        TokenConfig::default(),
-    )
-    .issue("user-1", &[])
-    .unwrap()
-    .0;
+    let token = foreign_token();
     let (status, _, body) = json_of(
         http.get(format!("{base}/v1/things/1"))
             .bearer_auth(&token)

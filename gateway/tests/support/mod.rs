@@ -390,11 +390,42 @@ impl Harness {
         format!("{}{path}", self.base)
     }
 
+    /// `GET path` with `token` as the bearer.
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        let request = self.http.get(self.url(path)).bearer_auth(token);
+        request.send().await.unwrap()
+    }
+
+    /// `POST path` with `token` as the bearer and `body` declared as `content_type`.
+    pub async fn post(
+        &self,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let request = self.http.post(self.url(path)).bearer_auth(token);
+        let request = request.header("content-type", content_type).body(body);
+        request.send().await.unwrap()
+    }
+
     /// The gateway's Prometheus text from its admin port.
     pub async fn metrics(&self) -> String {
         let answer = self.http.get(format!("{}/metrics", self.admin)).send();
         answer.await.unwrap().text().await.unwrap()
     }
+}
+
+/// An answer's status, headers and body: its JSON, or its text as a JSON string when
+/// it is not JSON.
+pub async fn json_of(
+    resp: reqwest::Response,
+) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, headers, body)
 }
 
 impl Drop for Harness {
