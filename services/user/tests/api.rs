@@ -52,10 +52,7 @@ async fn sign_up_login_read_update(db: Db) {
 
     // Log in; the token verifies against the published JWKS.
     let login = client
-        .login(LoginRequest {
-            email: "ADA@example.com".into(),
-            password: "analytical engine 1843".into(),
-        })
+        .login(login_request("ADA@example.com", "analytical engine 1843"))
         .await
         .unwrap()
         .into_inner();
@@ -231,15 +228,9 @@ async fn bad_sign_ups_are_invalid_argument_naming_the_fields() {
 async fn wrong_passwords_fail_and_lock_the_account() {
     let (_app, mut client) = spawn_app_and_client(Db::Sqlite).await;
     sign_up(&mut client, "lock@example.com").await;
-    let login = |password: &str| LoginRequest {
-        email: "lock@example.com".into(),
-        password: password.into(),
-    };
+    let login = |password: &str| login_request("lock@example.com", password);
     let unknown = client
-        .login(LoginRequest {
-            email: "nobody@example.com".into(),
-            password: "whatever 123".into(),
-        })
+        .login(login_request("nobody@example.com", "whatever 123"))
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::Unauthenticated);

@@ -382,10 +382,10 @@ async fn the_login_limit_holds_against_parallel_guesses_and_restarts() {
         .map(|i| {
             let mut c = client.clone();
             tokio::spawn(async move {
-                c.login(LoginRequest {
-                    email: "target@example.com".into(),
-                    password: format!("guess number {i}"),
-                })
+                c.login(login_request(
+                    "target@example.com",
+                    &format!("guess number {i}"),
+                ))
                 .await
                 .unwrap_err()
                 .code()
@@ -406,10 +406,10 @@ async fn the_login_limit_holds_against_parallel_guesses_and_restarts() {
     let app = app.restart().await;
     let mut client = app.client().await;
     let err = client
-        .login(LoginRequest {
-            email: "target@example.com".into(),
-            password: "analytical engine 1843".into(),
-        })
+        .login(login_request(
+            "target@example.com",
+            "analytical engine 1843",
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");

@@ -172,6 +172,14 @@ pub fn update_request(user: User, paths: &[&str]) -> UpdateUserRequest {
     }
 }
 
+/// `Login` of `email` with `password`.
+pub fn login_request(email: &str, password: &str) -> LoginRequest {
+    LoginRequest {
+        email: email.into(),
+        password: password.into(),
+    }
+}
+
 /// Signs up `email` (as [`signup_request`]); the new user.
 pub async fn sign_up(client: &mut UserServiceClient<Channel>, email: &str) -> User {
     let answer = client.sign_up(signup_request(email)).await.unwrap();
