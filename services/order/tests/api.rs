@@ -7,8 +7,9 @@ mod support;
 
 use std::time::Duration;
 
-use prost::Message as _;
+use prost::Message;
 use rdkafka::Message as _;
+use rdkafka::message::OwnedMessage;
 use support::*;
 use tonic::Code;
 use weft_proto::order::*;
@@ -16,6 +17,20 @@ use weft_testkit::Caller::*;
 use weft_testkit::{header, on_each_db, read_topic_until};
 
 const WAIT: Duration = Duration::from_secs(60);
+
+/// The first of `events` that `pick` chooses, decoded as `E`.
+fn decode_first<E: Message + Default>(
+    events: &[OwnedMessage],
+    pick: impl Fn(&OwnedMessage) -> bool,
+) -> E {
+    let record = events.iter().find(|m| pick(m)).expect("a record as picked");
+    E::decode(record.payload().unwrap()).unwrap()
+}
+
+/// Whether a record's CloudEvents type is `ce_type`.
+fn of_type(ce_type: &str) -> impl Fn(&OwnedMessage) -> bool + '_ {
+    move |m| header(m, "ce_type") == Some(ce_type)
+}
 
 on_each_db!(
     welcome_saga_and_order_lifecycle,
@@ -88,11 +103,7 @@ async fn welcome_saga_and_order_lifecycle(db: Db) {
     let events = read_topic_until(&mesh.home.bootstrap(), "order-events", WAIT, |s| {
         s.iter().any(|m| m.key() == Some(order.order_id.as_bytes()))
     });
-    let event = events
-        .iter()
-        .find(|m| m.key() == Some(order.order_id.as_bytes()))
-        .unwrap();
-    let event = OrderCreated::decode(event.payload().unwrap()).unwrap();
+    let event: OrderCreated = decode_first(&events, |m| m.key() == Some(order.order_id.as_bytes()));
     assert_eq!(event.total, usd(109, 970_000_000));
     assert_eq!(event.kind, OrderKind::Regular as i32);
 
@@ -143,8 +154,7 @@ async fn welcome_saga_and_order_lifecycle(db: Db) {
     );
 
     let events = read_topic_until(&mesh.home.bootstrap(), "order-events", WAIT, |s| {
-        s.iter()
-            .any(|m| header(m, "ce_type") == Some("weft.order.v1.OrderDelivered"))
+        s.iter().any(of_type("weft.order.v1.OrderDelivered"))
     });
     let types: Vec<_> = events.iter().filter_map(|m| header(m, "ce_type")).collect();
     for t in [
@@ -154,17 +164,10 @@ async fn welcome_saga_and_order_lifecycle(db: Db) {
     ] {
         assert!(types.contains(&t), "{t} missing from {types:?}");
     }
-    let shipped_event = events
-        .iter()
-        .find(|m| header(m, "ce_type") == Some("weft.order.v1.OrderShipped"))
-        .unwrap();
-    let shipped_event = OrderShipped::decode(shipped_event.payload().unwrap()).unwrap();
+    let shipped_event: OrderShipped = decode_first(&events, of_type("weft.order.v1.OrderShipped"));
     assert_eq!(shipped_event.carrier, "UPS");
-    let paid_event = events
-        .iter()
-        .find(|m| header(m, "ce_type") == Some("weft.order.v1.PaymentProcessed"))
-        .unwrap();
-    let paid_event = PaymentProcessed::decode(paid_event.payload().unwrap()).unwrap();
+    let paid_event: PaymentProcessed =
+        decode_first(&events, of_type("weft.order.v1.PaymentProcessed"));
     assert_eq!(paid_event.card_last4, "4242");
     assert!(
         !format!("{paid_event:?}").contains("4242424242424242"),
@@ -357,15 +360,13 @@ async fn bad_orders_are_invalid_argument_naming_the_fields() {
         OrderStatus::Pending as i32,
         "a failed payment leaves the order pending"
     );
+    let payment_failed = of_type("weft.order.v1.PaymentFailed");
     let events = read_topic_until(&mesh.home.bootstrap(), "order-events", WAIT, |s| {
-        s.iter()
-            .filter(|m| header(m, "ce_type") == Some("weft.order.v1.PaymentFailed"))
-            .count()
-            >= 2
+        s.iter().filter(|m| payment_failed(m)).count() >= 2
     });
     let failed: Vec<_> = events
         .iter()
-        .filter(|m| header(m, "ce_type") == Some("weft.order.v1.PaymentFailed"))
+        .filter(|m| payment_failed(m))
         .map(|m| PaymentFailed::decode(m.payload().unwrap()).unwrap())
         .collect();
     assert_eq!(
