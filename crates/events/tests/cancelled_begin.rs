@@ -7,9 +7,13 @@
 use std::time::Duration;
 
 use weft_events::Database;
-use weft_events::db::sqlite_url;
+use weft_testkit::Db;
 
-async fn cancel_begins_then_write(db: &Database) {
+async fn cancel_begins_then_write(kind: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::connect(&kind.url(dir.path(), "probe").await)
+        .await
+        .unwrap();
     sqlx::query("CREATE TABLE IF NOT EXISTS cancel_probe (n BIGINT NOT NULL)")
         .execute(db.pool())
         .await
@@ -51,17 +55,10 @@ async fn cancel_begins_then_write(db: &Database) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_begins_leave_no_connection_in_a_transaction_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Database::connect(&sqlite_url(dir.path(), "probe").unwrap())
-        .await
-        .unwrap();
-    cancel_begins_then_write(&db).await;
+    cancel_begins_then_write(Db::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_begins_leave_no_connection_in_a_transaction_on_postgres() {
-    let db = Database::connect(&weft_testkit::postgres_database().await)
-        .await
-        .unwrap();
-    cancel_begins_then_write(&db).await;
+    cancel_begins_then_write(Db::Postgres).await;
 }

@@ -9,18 +9,16 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prost::Message as _;
 use sqlx::{AnyConnection, Row as _};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use weft_events::catalog::USER_EVENTS;
 use weft_events::consumer::{Handler, HandlerError, Outcome, Received, StartFrom};
-use weft_events::envelope::Envelope;
 use weft_events::{Consumer, Database};
 use weft_proto::user::UserSignedUp;
-use weft_testkit::{BrokerKind, eventually};
+use weft_testkit::eventually;
 
-use super::common::*;
+use super::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -53,17 +51,6 @@ impl Handler for Flaky {
     }
 }
 
-async fn produce_event(producer: &RawProducer, event: &UserSignedUp) {
-    let headers = Envelope::of(event).unwrap().headers();
-    let refs: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    producer
-        .send(USER_EVENTS, "same-key", &event.encode_to_vec(), &refs)
-        .await;
-}
-
 async fn next_offset(db: &Database, group: &str) -> Option<i64> {
     sqlx::query(
         // Every record has one key, so one partition moves; the others stay at 0.
@@ -89,8 +76,9 @@ async fn effect_counts(db: &Database) -> HashMap<String, i64> {
 
 /// One batch: e1, e2, e1 again, an undecodable record, a record without an
 /// envelope, e3 (fails twice, transiently), e4.
-pub async fn a_mixed_batch_settles_every_record_once(kind: BrokerKind, url: String) {
-    let (broker, kafka) = provisioned(kind).await;
+pub async fn a_mixed_batch_settles_every_record_once(on: &TestBackend) {
+    let url = on.database("c").await;
+    let (broker, kafka) = provisioned(on.broker).await;
     let db = Database::connect(&url).await.unwrap();
     sqlx::query("CREATE TABLE batch_effects (event_id TEXT NOT NULL, user_id TEXT NOT NULL)")
         .execute(db.pool())
@@ -102,23 +90,17 @@ pub async fn a_mixed_batch_settles_every_record_once(kind: BrokerKind, url: Stri
     // Everything is on the topic before the consumer starts, so its first fetch
     // brings the whole batch.
     let producer = RawProducer::new(&kafka);
-    produce_event(&producer, &e1).await;
-    produce_event(&producer, &e2).await;
-    produce_event(&producer, &e1).await;
-    let poison = signup("poison");
-    let headers = Envelope::of(&poison).unwrap().headers();
-    let refs: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    producer.send_event("same-key", &e1).await;
+    producer.send_event("same-key", &e2).await;
+    producer.send_event("same-key", &e1).await;
     producer
-        .send(USER_EVENTS, "same-key", b"\xff\xff not protobuf", &refs)
+        .send_as("same-key", b"\xff\xff not protobuf", &signup("poison"))
         .await;
     producer
         .send(USER_EVENTS, "same-key", b"no envelope", &[])
         .await;
-    produce_event(&producer, &e3).await;
-    produce_event(&producer, &e4).await;
+    producer.send_event("same-key", &e3).await;
+    producer.send_event("same-key", &e4).await;
 
     let (failing_tx, mut failing) = mpsc::unbounded_channel();
     let outcomes: Arc<Mutex<Vec<(String, Outcome, i64)>>> = Arc::default();
@@ -186,13 +168,8 @@ pub async fn a_mixed_batch_settles_every_record_once(kind: BrokerKind, url: Stri
     assert_eq!(by_offset.get(&3), Some(&Outcome::DeadLettered));
     assert_eq!(by_offset.get(&5), Some(&Outcome::Applied));
 
-    let dlq = read_topic_until(
-        &broker.bootstrap(),
-        &broker.topic("user-events.dlq"),
-        WAIT,
-        |s| s.len() >= 2,
-    );
-    let reasons: Vec<_> = dlq.iter().filter_map(|m| header(m, "dlq_reason")).collect();
+    let dlq = dead_letters(&broker, USER_EVENTS, 2);
+    let reasons = reasons(&dlq);
     assert!(reasons.contains(&"undecodable"), "{reasons:?}");
     assert!(reasons.contains(&"malformed-envelope"), "{reasons:?}");
     assert_eq!(dlq.len(), 2, "each poison record dead-lettered once");
@@ -203,14 +180,15 @@ pub async fn a_mixed_batch_settles_every_record_once(kind: BrokerKind, url: Stri
 
 /// kill -9 of a consumer (offsets in its database) while a batch's transaction is
 /// open, then a restart: every event applied exactly once.
-pub async fn kill_9_mid_batch_loses_and_doubles_nothing(kind: BrokerKind, url: String) {
-    let (broker, kafka) = provisioned(kind).await;
+pub async fn kill_9_mid_batch_loses_and_doubles_nothing(on: &TestBackend) {
+    let url = on.database("c").await;
+    let (broker, kafka) = provisioned(on.broker).await;
     let db = Database::connect(&url).await.unwrap();
     let total = 600;
     let events: Vec<_> = (0..total).map(|i| signup(&format!("k{i}"))).collect();
     let producer = RawProducer::new(&kafka);
     for e in &events {
-        produce_event(&producer, e).await;
+        producer.send_event("same-key", e).await;
     }
     let args = |hang: Option<&str>| {
         let mut a = vec![

@@ -10,20 +10,18 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use prost::Message as _;
 use sqlx::{AnyConnection, Row as _};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use weft_events::catalog::USER_EVENTS;
 use weft_events::consumer::offsets::watermarks;
 use weft_events::consumer::{Handler, HandlerError, Received, StartFrom, claims};
-use weft_events::envelope::Envelope;
 use weft_events::kafka::KafkaArgs;
 use weft_events::{Consumer, Database, EventsError};
 use weft_proto::user::UserSignedUp;
-use weft_testkit::{BrokerKind, eventually};
+use weft_testkit::eventually;
 
-use super::common::*;
+use super::*;
 
 const WAIT: Duration = Duration::from_secs(90);
 const GROUP: &str = "group-test";
@@ -94,14 +92,7 @@ async fn produce(kafka: &KafkaArgs, from: usize, to: usize) {
     let producer = RawProducer::new(kafka);
     for i in from..to {
         let event = signup(&format!("u{i}"));
-        let headers = Envelope::of(&event).unwrap().headers();
-        let refs: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        producer
-            .send(USER_EVENTS, &event.user_id, &event.encode_to_vec(), &refs)
-            .await;
+        producer.send_event(&event.user_id, &event).await;
     }
 }
 
@@ -129,6 +120,18 @@ async fn wait_applied(db: &Database, n: i64) -> HashMap<String, i64> {
         }
     })
     .await
+}
+
+/// [`wait_applied`], then checks that the members applied each event once, `when`
+/// saying at which point; the effects by member.
+async fn wait_applied_once(db: &Database, n: i64, when: &str) -> HashMap<String, i64> {
+    let by_member = wait_applied(db, n).await;
+    assert_eq!(
+        by_member.values().sum::<i64>(),
+        n,
+        "each event applied once{when}: {by_member:?}"
+    );
+    by_member
 }
 
 /// The partitions each member holds, by the claims in the database.
@@ -188,18 +191,18 @@ async fn assert_offsets_at_the_end(kafka: &KafkaArgs, db: &Database) {
     }
 }
 
-pub async fn members_share_the_partitions_and_hand_them_over(kind: BrokerKind, url: String) {
-    members_share_the_partitions_and_hand_them_over_with(kind, url, &[]).await;
+pub async fn members_share_the_partitions_and_hand_them_over(on: &TestBackend) {
+    members_share_the_partitions_and_hand_them_over_with(on, &[]).await;
 }
 
 /// [`members_share_the_partitions_and_hand_them_over`] with the members' client
 /// `settings` (e.g. Kafka's next group protocol).
 pub async fn members_share_the_partitions_and_hand_them_over_with(
-    kind: BrokerKind,
-    url: String,
+    on: &TestBackend,
     settings: &[(&str, &str)],
 ) {
-    let (_broker, mut kafka) = provisioned(kind).await;
+    let url = on.database("shared").await;
+    let (_broker, mut kafka) = provisioned(on.broker).await;
     for (key, value) in settings {
         kafka
             .client
@@ -228,12 +231,7 @@ pub async fn members_share_the_partitions_and_hand_them_over_with(
     let b = Running::start(member(&kafka, &db, "b", Duration::from_millis(5)));
     both_hold_partitions(&db).await;
     produce(&kafka, 300, 600).await;
-    let by_member = wait_applied(&db, 600).await;
-    assert_eq!(
-        by_member.values().sum::<i64>(),
-        600,
-        "each event applied once: {by_member:?}"
-    );
+    let by_member = wait_applied_once(&db, 600, "").await;
     assert!(
         by_member.get("b").is_some_and(|n| *n > 0),
         "b applied its share: {by_member:?}"
@@ -243,12 +241,7 @@ pub async fn members_share_the_partitions_and_hand_them_over_with(
     produce(&kafka, 600, 700).await;
     b.stop().await;
     produce(&kafka, 700, 800).await;
-    let by_member = wait_applied(&db, 800).await;
-    assert_eq!(
-        by_member.values().sum::<i64>(),
-        800,
-        "each event applied once across the handover: {by_member:?}"
-    );
+    wait_applied_once(&db, 800, " across the handover").await;
     eventually("a to hold every partition", WAIT, || {
         let db = db.clone();
         async move { (held(&db).await.get("a") == Some(&partitions)).then_some(()) }
@@ -259,8 +252,9 @@ pub async fn members_share_the_partitions_and_hand_them_over_with(
     a.stop().await;
 }
 
-pub async fn a_member_whose_partitions_were_claimed_commits_nothing(kind: BrokerKind, url: String) {
-    let (_broker, kafka) = provisioned(kind).await;
+pub async fn a_member_whose_partitions_were_claimed_commits_nothing(on: &TestBackend) {
+    let url = on.database("fenced").await;
+    let (_broker, kafka) = provisioned(on.broker).await;
     let partitions: Vec<(String, i32)> = watermarks(&kafka, &[USER_EVENTS.to_owned()])
         .await
         .unwrap()
@@ -300,14 +294,14 @@ pub async fn a_member_whose_partitions_were_claimed_commits_nothing(kind: Broker
 
     // A new member takes the partitions over and applies the rest, once.
     let c = Running::start(member(&kafka, &db, "c", Duration::ZERO));
-    let by_member = wait_applied(&db, 100).await;
-    assert_eq!(by_member.values().sum::<i64>(), 100, "{by_member:?}");
+    let by_member = wait_applied_once(&db, 100, " after the claim").await;
     assert_eq!(by_member.get("c"), Some(&50), "{by_member:?}");
     c.stop().await;
 }
 
-pub async fn a_group_begins_at_its_stored_offsets_or_where_told(kind: BrokerKind, url: String) {
-    let (_broker, kafka) = provisioned(kind).await;
+pub async fn a_group_begins_at_its_stored_offsets_or_where_told(on: &TestBackend) {
+    let url = on.database("start").await;
+    let (_broker, kafka) = provisioned(on.broker).await;
     let db = database(&url).await;
     produce(&kafka, 0, 40).await;
 
@@ -338,13 +332,7 @@ pub async fn a_group_begins_at_its_stored_offsets_or_where_told(kind: BrokerKind
     .await;
     produce(&kafka, 40, 50).await;
     wait_applied(&db, 10).await;
-    let users: Vec<String> = sqlx::query("SELECT user_id FROM group_effects ORDER BY user_id")
-        .fetch_all(db.pool())
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let users = user_ids(&db, "group_effects").await;
     assert_eq!(users.len(), 10, "{users:?}");
     assert!(users.iter().all(|u| u.as_str() >= "u40"), "{users:?}");
     late.stop().await;
@@ -363,12 +351,9 @@ pub async fn a_group_begins_at_its_stored_offsets_or_where_told(kind: BrokerKind
     assert_offsets_at_the_end(&kafka, &db).await;
 }
 
-pub async fn a_member_of_another_deployment_is_refused(
-    kind: BrokerKind,
-    url: String,
-    other_url: String,
-) {
-    let (_broker, kafka) = provisioned(kind).await;
+pub async fn a_member_of_another_deployment_is_refused(on: &TestBackend) {
+    let (url, other_url) = (on.database("a").await, on.database("b").await);
+    let (_broker, kafka) = provisioned(on.broker).await;
     let db = database(&url).await;
     let other = database(&other_url).await;
     let a = Running::start(member(&kafka, &db, "a", Duration::ZERO));
@@ -413,11 +398,12 @@ impl weft_events::consumer::Reset for DropEffects {
     }
 }
 
-pub async fn a_rewind_replays_the_whole_group_one_at_a_time(kind: BrokerKind, url: String) {
+pub async fn a_rewind_replays_the_whole_group_one_at_a_time(on: &TestBackend) {
     use weft_events::consumer::{RewindError, rebuild_lease};
     use weft_events::lease::Lease;
 
-    let (_broker, kafka) = provisioned(kind).await;
+    let url = on.database("rewind").await;
+    let (_broker, kafka) = provisioned(on.broker).await;
     let db = database(&url).await;
     let a = member(&kafka, &db, "a", Duration::ZERO).rewinds_with(DropEffects);
     let b = member(&kafka, &db, "b", Duration::ZERO).rewinds_with(DropEffects);
@@ -494,8 +480,9 @@ async fn grow(kafka: &KafkaArgs, partitions: usize) {
     assert_eq!(results, vec![Ok(topic)]);
 }
 
-pub async fn partitions_added_to_a_topic_are_read_without_a_restart(kind: BrokerKind, url: String) {
-    let (_broker, kafka) = provisioned(kind).await;
+pub async fn partitions_added_to_a_topic_are_read_without_a_restart(on: &TestBackend) {
+    let url = on.database("grow").await;
+    let (_broker, kafka) = provisioned(on.broker).await;
     let topics = [USER_EVENTS.to_owned()];
     let before = watermarks(&kafka, &topics).await.unwrap().len();
     let db = database(&url).await;
@@ -523,12 +510,7 @@ pub async fn partitions_added_to_a_topic_are_read_without_a_restart(kind: Broker
     assert!(in_new > 0, "no record went to a new partition: {marks:?}");
 
     // The members take the new partitions up by themselves, from their first record.
-    let by_member = wait_applied(&db, 400).await;
-    assert_eq!(
-        by_member.values().sum::<i64>(),
-        400,
-        "each event applied once: {by_member:?}"
-    );
+    wait_applied_once(&db, 400, "").await;
     eventually("every partition, old and new, claimed", WAIT, || {
         let db = db.clone();
         async move { (held(&db).await.values().sum::<usize>() == after).then_some(()) }

@@ -13,9 +13,9 @@ use weft_events::consumer::offsets::watermarks;
 use weft_events::lease::Lease;
 use weft_events::outbox::{RELAY_LEASE, RelayConfig};
 use weft_events::{Database, Relay};
-use weft_testkit::{BrokerKind, header, read_topic_until};
+use weft_testkit::{header, read_topic_until};
 
-use super::common::*;
+use super::*;
 
 const TTL: Duration = Duration::from_secs(2);
 
@@ -37,8 +37,9 @@ async fn holder(db: &Database) -> (String, i64, i64) {
     (h.holder, h.token, h.expires_at)
 }
 
-pub async fn one_relay_publishes_at_a_time_and_another_takes_over(kind: BrokerKind, url: String) {
-    let (broker, kafka) = provisioned(kind).await;
+pub async fn one_relay_publishes_at_a_time_and_another_takes_over(on: &TestBackend) {
+    let url = on.database("shared").await;
+    let (broker, kafka) = provisioned(on.broker).await;
     // Two replicas: each its own pool on the one database.
     let db_a = Database::connect(&url).await.unwrap();
     let db_b = Database::connect(&url).await.unwrap();

@@ -1,14 +1,29 @@
-//! Shared harness of the event backbone's integration tests.
+//! Shared harness of the event backbone's integration tests, and the scenarios that
+//! `backbone_*.rs` run on each backend (one module a family).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+mod backend;
+pub mod batching;
+pub mod group;
+pub mod handover;
+pub mod poison;
+pub mod pruning;
+pub mod scenario;
+pub mod stale;
+
+pub use backend::TestBackend;
+pub(crate) use backend::backbone_tests;
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::Row as _;
+use weft_events::catalog::DomainEvent;
+use weft_events::envelope::Envelope;
 use weft_events::kafka::KafkaArgs;
 use weft_events::{Database, EventContext, Outbox};
 use weft_proto::user::{SignupSource, UserSignedUp};
@@ -165,19 +180,6 @@ pub async fn effects(db: &Database) -> (i64, i64) {
     (row.get::<i64, _>("n"), row.get::<i64, _>("d"))
 }
 
-/// Produces a raw record, bypassing the outbox (for poison records).
-pub async fn produce_raw(
-    kafka: &KafkaArgs,
-    topic: &str,
-    key: &str,
-    payload: &[u8],
-    headers: &[(&str, &str)],
-) {
-    RawProducer::new(kafka)
-        .send(topic, key, payload, headers)
-        .await;
-}
-
 /// A producer for raw records. Make one per test: librdkafka's idempotent producer
 /// waits half a second for its producer id before its first record.
 pub struct RawProducer(FutureProducer, KafkaArgs);
@@ -191,7 +193,7 @@ impl RawProducer {
     }
 
     /// Sends one record and waits for its acknowledgement.
-    pub async fn send(&self, topic: &str, key: &str, payload: &[u8], headers: &[(&str, &str)]) {
+    pub async fn send(&self, topic: &str, key: &str, payload: &[u8], headers: &[(String, String)]) {
         let mut h = OwnedHeaders::new();
         for (k, v) in headers {
             h = h.insert(Header {
@@ -211,6 +213,55 @@ impl RawProducer {
             .map_err(|(e, _)| e)
             .unwrap();
     }
+
+    /// Sends `event` as the relay would, under `key`: its bytes on its topic, with its
+    /// envelope's headers.
+    pub async fn send_event<E: DomainEvent>(&self, key: &str, event: &E) {
+        self.send_as(key, &event.encode_to_vec(), event).await;
+    }
+
+    /// Sends `payload` under `key` as if it were `event`: on its topic, with its
+    /// envelope's headers.
+    pub async fn send_as<E: DomainEvent>(&self, key: &str, payload: &[u8], event: &E) {
+        let headers = Envelope::of(event).unwrap().headers();
+        self.send(E::TOPIC, key, payload, &headers).await;
+    }
+}
+
+/// The records dead-lettered from `topic` (to `<topic>.dlq`), once there are `n` or
+/// more.
+pub fn dead_letters(broker: &TestBroker, topic: &str, n: usize) -> Vec<OwnedMessage> {
+    read_topic_until(
+        &broker.bootstrap(),
+        &broker.topic(&format!("{topic}.dlq")),
+        Duration::from_secs(60),
+        |seen| seen.len() >= n,
+    )
+}
+
+/// The `dlq_reason` header of each dead letter that has one.
+pub fn reasons(dlq: &[OwnedMessage]) -> Vec<&str> {
+    dlq.iter().filter_map(|m| header(m, "dlq_reason")).collect()
+}
+
+/// The `user_id` column of every row of `table`, in order.
+pub async fn user_ids(db: &Database, table: &str) -> Vec<String> {
+    sqlx::query(&format!("SELECT user_id FROM {table} ORDER BY user_id"))
+        .fetch_all(db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// How many rows `table` holds.
+pub async fn count_rows(db: &Database, table: &str) -> i64 {
+    let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {table}"))
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    n
 }
 
 pub use weft_testkit::{header, read_topic_until};

@@ -9,18 +9,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use prost::Message as _;
-use sqlx::{AnyConnection, Row as _};
+use sqlx::AnyConnection;
 use tokio_util::sync::CancellationToken;
 use weft_events::catalog::USER_EVENTS;
 use weft_events::consumer::{Handler, HandlerError, Received, StartFrom};
 use weft_events::db::Backend;
-use weft_events::envelope::Envelope;
 use weft_events::{Consumer, Database};
 use weft_proto::user::UserSignedUp;
-use weft_testkit::{BrokerKind, eventually, header, read_topic_until};
+use weft_testkit::{eventually, header};
 
-use super::common::*;
+use super::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -51,18 +49,12 @@ impl Handler for Store {
 async fn produce(producer: &RawProducer, user_id: &str, name: &str) {
     let mut event = signup(user_id);
     event.name = name.to_owned();
-    let headers = Envelope::of(&event).unwrap().headers();
-    let refs: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    producer
-        .send(USER_EVENTS, "same-key", &event.encode_to_vec(), &refs)
-        .await;
+    producer.send_event("same-key", &event).await;
 }
 
-pub async fn no_record_stops_the_consumer(kind: BrokerKind, url: String) {
-    let (broker, kafka) = provisioned(kind).await;
+pub async fn no_record_stops_the_consumer(on: &TestBackend) {
+    let url = on.database("poison").await;
+    let (broker, kafka) = provisioned(on.broker).await;
     let db = Database::connect(&url).await.unwrap();
     sqlx::query(
         "CREATE TABLE poison_effects (user_id TEXT NOT NULL, name TEXT NOT NULL CHECK (length(name) <= 20))",
@@ -98,13 +90,7 @@ pub async fn no_record_stops_the_consumer(kind: BrokerKind, url: String) {
     let task = tokio::spawn(consumer.run(stop.clone()));
 
     let applied = eventually("the last record applied", WAIT, || async {
-        let users: Vec<String> = sqlx::query("SELECT user_id FROM poison_effects ORDER BY user_id")
-            .fetch_all(db.pool())
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.get::<String, _>(0))
-            .collect();
+        let users = user_ids(&db, "poison_effects").await;
         users.contains(&"last".to_owned()).then_some(users)
     })
     .await;
@@ -120,12 +106,7 @@ pub async fn no_record_stops_the_consumer(kind: BrokerKind, url: String) {
     );
 
     let expected = 2 + usize::from(nul);
-    let dlq = read_topic_until(
-        &broker.bootstrap(),
-        &broker.topic("user-events.dlq"),
-        WAIT,
-        |s| s.len() >= expected,
-    );
+    let dlq = dead_letters(&broker, USER_EVENTS, expected);
     let by_reason: Vec<(String, String)> = dlq
         .iter()
         .map(|m| {

@@ -8,17 +8,20 @@ use weft_events::Database;
 use weft_events::db::now_micros;
 use weft_events::retention::{BATCH, Pruner, RetentionArgs};
 
+use super::{TestBackend, count_rows};
+
 const DAY: i64 = 24 * 3_600_000_000;
 
-async fn count(db: &Database, sql: &str) -> i64 {
-    sqlx::query_as::<_, (i64,)>(sql)
-        .fetch_one(db.pool())
-        .await
-        .unwrap()
-        .0
+/// A week's retention, pruned every ten minutes.
+fn a_week() -> RetentionArgs {
+    RetentionArgs {
+        retention: Duration::from_secs(7 * 24 * 3600),
+        prune_interval: Duration::from_secs(600),
+    }
 }
 
-pub async fn old_rows_are_pruned_and_recent_ones_kept(url: String) {
+pub async fn old_rows_are_pruned_and_recent_ones_kept(on: &TestBackend) {
+    let url = on.database("prune").await;
     let db = Database::connect(&url).await.unwrap();
     let now = now_micros();
     // More old inbox rows than one batch holds, and a few recent ones.
@@ -56,17 +59,10 @@ pub async fn old_rows_are_pruned_and_recent_ones_kept(url: String) {
     }
     tx.commit().await.unwrap();
 
-    let pruner = Pruner::new(
-        db.clone(),
-        RetentionArgs {
-            retention: Duration::from_secs(7 * 24 * 3600),
-            prune_interval: Duration::from_secs(600),
-        },
-        Vec::new(),
-    );
+    let pruner = Pruner::new(db.clone(), a_week(), Vec::new());
     let done = pruner.prune_once().await.unwrap();
     assert_eq!(done, [("inbox", old_inbox as u64), ("outbox", 2)]);
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM weft_inbox").await, 5);
+    assert_eq!(count_rows(&db, "weft_inbox").await, 5);
     let kept: Vec<(String,)> = sqlx::query_as("SELECT event_id FROM weft_outbox ORDER BY event_id")
         .fetch_all(db.pool())
         .await
@@ -107,14 +103,11 @@ async fn old_inbox_rows(db: &Database, from: i64, n: i64) {
 
 /// Replicas sharing a database prune one at a time: the holder of the pruning lease;
 /// once it stops, another replica prunes at its next pass.
-pub async fn one_replica_prunes_at_a_time(url: String) {
+pub async fn one_replica_prunes_at_a_time(on: &TestBackend) {
+    let url = on.database("prune").await;
     let db = Database::connect(&url).await.unwrap();
-    let args = RetentionArgs {
-        retention: Duration::from_secs(7 * 24 * 3600),
-        prune_interval: Duration::from_secs(600),
-    };
-    let one = Pruner::for_replica(db.clone(), args.clone(), Vec::new(), "one");
-    let two = Pruner::for_replica(db.clone(), args, Vec::new(), "two");
+    let one = Pruner::for_replica(db.clone(), a_week(), Vec::new(), "one");
+    let two = Pruner::for_replica(db.clone(), a_week(), Vec::new(), "two");
     old_inbox_rows(&db, 0, 10).await;
     assert_eq!(
         one.prune_once().await.unwrap(),
@@ -125,7 +118,7 @@ pub async fn one_replica_prunes_at_a_time(url: String) {
         two.prune_once().await.unwrap().is_empty(),
         "not two's turn while one holds the lease"
     );
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM weft_inbox").await, 10);
+    assert_eq!(count_rows(&db, "weft_inbox").await, 10);
     one.release().await;
     assert_eq!(
         two.prune_once().await.unwrap(),
@@ -135,5 +128,5 @@ pub async fn one_replica_prunes_at_a_time(url: String) {
         one.prune_once().await.unwrap().is_empty(),
         "two holds it now"
     );
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM weft_inbox").await, 0);
+    assert_eq!(count_rows(&db, "weft_inbox").await, 0);
 }

@@ -3,22 +3,22 @@
 
 use std::time::Duration;
 
-use prost::Message as _;
 use weft_events::catalog::{ORDER_EVENTS, USER_EVENTS};
 use weft_events::envelope::Envelope;
 use weft_events::outbox::RelayConfig;
 use weft_events::{Database, EventContext, Relay, topics};
 use weft_proto::order::OrderCreated;
-use weft_testkit::BrokerKind;
 
-use super::common::*;
+use super::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Outbox → relay → broker → consumer in another process: applied once, duplicates
 /// skipped, poison dead-lettered, and the consumer keeps going.
-pub async fn outbox_to_consumer(kind: BrokerKind, publisher_url: String, consumer_url: String) {
-    let (broker, kafka) = provisioned(kind).await;
+pub async fn outbox_to_consumer(on: &TestBackend) {
+    let publisher_url = on.database("publisher").await;
+    let consumer_url = on.database("consumer").await;
+    let (broker, kafka) = provisioned(on.broker).await;
     // Provisioning again is a no-op, not an error.
     assert!(
         topics::provision(&kafka, &topics::all_topics())
@@ -92,8 +92,9 @@ pub async fn outbox_to_consumer(kind: BrokerKind, publisher_url: String, consume
 
     // Poison: garbage with no envelope, an unknown type, and a valid order event that
     // misses required fields.
+    let producer = RawProducer::new(&kafka);
     let garbage = b"\xde\xad\xbe\xef not protobuf".to_vec();
-    produce_raw(&kafka, USER_EVENTS, "junk", &garbage, &[]).await;
+    producer.send(USER_EVENTS, "junk", &garbage, &[]).await;
     let good = Envelope::of(&signup("u-x")).unwrap();
     let mut unknown: Vec<(String, String)> = good.headers();
     for (k, v) in &mut unknown {
@@ -101,29 +102,13 @@ pub async fn outbox_to_consumer(kind: BrokerKind, publisher_url: String, consume
             *v = "weft.user.v1.UserTeleported".into();
         }
     }
-    let unknown_refs: Vec<(&str, &str)> = unknown
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    produce_raw(&kafka, USER_EVENTS, "u-x", b"", &unknown_refs).await;
+    producer.send(USER_EVENTS, "u-x", b"", &unknown).await;
     let hollow = OrderCreated {
         metadata: Some(EventContext::root().metadata("order", "test")),
         order_id: "o-1".into(),
         ..Default::default()
     };
-    let hollow_env = Envelope::of(&hollow).unwrap().headers();
-    let hollow_refs: Vec<(&str, &str)> = hollow_env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    produce_raw(
-        &kafka,
-        ORDER_EVENTS,
-        "o-1",
-        &hollow.encode_to_vec(),
-        &hollow_refs,
-    )
-    .await;
+    producer.send_event("o-1", &hollow).await;
 
     // The consumer keeps going: a later valid event is applied.
     let later = signup("u4");
@@ -134,13 +119,8 @@ pub async fn outbox_to_consumer(kind: BrokerKind, publisher_url: String, consume
         l.contains(&later_id) && l.contains("Applied")
     });
 
-    let dlq = read_topic_until(
-        &broker.bootstrap(),
-        &broker.topic("user-events.dlq"),
-        WAIT,
-        |seen| seen.len() >= 2,
-    );
-    let reasons: Vec<_> = dlq.iter().filter_map(|m| header(m, "dlq_reason")).collect();
+    let dlq = dead_letters(&broker, USER_EVENTS, 2);
+    let reasons = reasons(&dlq);
     assert!(reasons.contains(&"malformed-envelope"), "{reasons:?}");
     assert!(reasons.contains(&"unknown-type"), "{reasons:?}");
     let junk = dlq
@@ -166,12 +146,7 @@ pub async fn outbox_to_consumer(kind: BrokerKind, publisher_url: String, consume
         "original headers kept"
     );
 
-    let order_dlq = read_topic_until(
-        &broker.bootstrap(),
-        &broker.topic("order-events.dlq"),
-        WAIT,
-        |seen| !seen.is_empty(),
-    );
+    let order_dlq = dead_letters(&broker, ORDER_EVENTS, 1);
     assert_eq!(header(&order_dlq[0], "dlq_reason"), Some("invalid"));
     assert!(
         header(&order_dlq[0], "dlq_error")
@@ -183,8 +158,9 @@ pub async fn outbox_to_consumer(kind: BrokerKind, publisher_url: String, consume
 }
 
 /// kill -9 of the relay between the commit and the publish loses nothing.
-pub async fn relay_killed_before_publish(kind: BrokerKind, url: String) {
-    let (broker, _) = provisioned(kind).await;
+pub async fn relay_killed_before_publish(on: &TestBackend) {
+    let url = on.database("user").await;
+    let (broker, _) = provisioned(on.broker).await;
     let db = Database::connect(&url).await.unwrap();
 
     let event = signup("crash-1");

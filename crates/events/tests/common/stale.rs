@@ -5,19 +5,17 @@
 
 use std::time::Duration;
 
-use prost::Message as _;
-use sqlx::{AnyConnection, Row as _};
+use sqlx::AnyConnection;
 use tokio_util::sync::CancellationToken;
 use weft_events::catalog::USER_EVENTS;
 use weft_events::consumer::offsets::StaleOffsets;
 use weft_events::consumer::{Handler, HandlerError, Received, StartFrom};
-use weft_events::envelope::Envelope;
 use weft_events::kafka::KafkaArgs;
 use weft_events::{Consumer, Database, EventsError, topics};
 use weft_proto::user::UserSignedUp;
-use weft_testkit::{BrokerKind, TestBroker, eventually};
+use weft_testkit::{TestBroker, eventually};
 
-use super::common::*;
+use super::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -42,8 +40,9 @@ fn consumer(kafka: &KafkaArgs, db: &Database, policy: StaleOffsets) -> Consumer 
         .on_stale_offsets(policy)
 }
 
-pub async fn stale_offsets_stop_the_consumer_until_reset(kind: BrokerKind, url: String) {
-    let broker = TestBroker::start(kind);
+pub async fn stale_offsets_stop_the_consumer_until_reset(on: &TestBackend) {
+    let url = on.database("stale").await;
+    let broker = TestBroker::start(on.broker);
     let mut kafka = kafka_args(&broker);
     kafka.topic_partitions = 1;
     topics::provision(&kafka, &topics::all_topics())
@@ -65,15 +64,7 @@ pub async fn stale_offsets_stop_the_consumer_until_reset(kind: BrokerKind, url: 
     .unwrap();
     let producer = RawProducer::new(&kafka);
     for id in ["s1", "s2"] {
-        let event = signup(id);
-        let headers = Envelope::of(&event).unwrap().headers();
-        let refs: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        producer
-            .send(USER_EVENTS, id, &event.encode_to_vec(), &refs)
-            .await;
+        producer.send_event(id, &signup(id)).await;
     }
 
     let err = tokio::time::timeout(
@@ -103,23 +94,16 @@ pub async fn stale_offsets_stop_the_consumer_until_reset(kind: BrokerKind, url: 
         message.contains("--reset-offsets earliest") && message.contains("1000"),
         "{message}"
     );
-    let (applied,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM stale_effects")
-        .fetch_one(db.pool())
-        .await
-        .unwrap();
-    assert_eq!(applied, 0, "nothing read past the check");
+    assert_eq!(
+        count_rows(&db, "stale_effects").await,
+        0,
+        "nothing read past the check"
+    );
 
     let stop = CancellationToken::new();
     let task = tokio::spawn(consumer(&kafka, &db, StaleOffsets::Earliest).run(stop.clone()));
     eventually("both records applied after the reset", WAIT, || async {
-        let users: Vec<String> = sqlx::query("SELECT user_id FROM stale_effects ORDER BY user_id")
-            .fetch_all(db.pool())
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.get::<String, _>(0))
-            .collect();
-        (users == ["s1", "s2"]).then_some(())
+        (user_ids(&db, "stale_effects").await == ["s1", "s2"]).then_some(())
     })
     .await;
     stop.cancel();
