@@ -23,7 +23,7 @@ use weft_proto::user::*;
 use weft_testkit::{closed_within, connect_from};
 
 mod support;
-use support::{channel, spawn};
+use support::{args, channel, spawn};
 
 async fn health(addr: SocketAddr, service: &str) -> Result<i32, Status> {
     let mut client = HealthClient::new(channel(addr).await);
@@ -80,12 +80,8 @@ async fn health_follows_readiness_probes() {
 /// passed must free the slot long before its handler would have finished.
 #[tokio::test]
 async fn client_deadline_stops_the_handler() {
-    let args = ServerArgs {
-        max_concurrent_rpcs: 1,
-        ..ServerArgs::default()
-    };
-    let s = spawn(args).await;
-    let mut client = UserServiceClient::new(channel(s.addr).await);
+    let s = spawn(args(|a| a.max_concurrent_rpcs = 1)).await;
+    let mut client = s.client().await;
     let err = client
         .sign_up(signup("slow", 60_000, Some(Duration::from_millis(100))))
         .await
@@ -104,12 +100,8 @@ async fn client_deadline_stops_the_handler() {
 
 #[tokio::test]
 async fn server_limit_caps_long_deadlines() {
-    let args = ServerArgs {
-        rpc_timeout: Duration::from_millis(150),
-        ..ServerArgs::default()
-    };
-    let s = spawn(args).await;
-    let mut client = UserServiceClient::new(channel(s.addr).await);
+    let s = spawn(args(|a| a.rpc_timeout = Duration::from_millis(150))).await;
+    let mut client = s.client().await;
     let err = client
         .sign_up(signup("slow", 2_000, Some(Duration::from_secs(60))))
         .await
@@ -119,11 +111,7 @@ async fn server_limit_caps_long_deadlines() {
 
 #[tokio::test]
 async fn excess_concurrency_is_shed_not_queued() {
-    let args = ServerArgs {
-        max_concurrent_rpcs: 1,
-        ..ServerArgs::default()
-    };
-    let s = spawn(args).await;
+    let s = spawn(args(|a| a.max_concurrent_rpcs = 1)).await;
     let ch = channel(s.addr).await;
     let mut a = UserServiceClient::new(ch.clone());
     let mut b = UserServiceClient::new(ch);
@@ -146,12 +134,8 @@ async fn excess_concurrency_is_shed_not_queued() {
 
 #[tokio::test]
 async fn oversize_and_malformed_requests_are_refused() {
-    let args = ServerArgs {
-        max_message_bytes: 64 * 1024,
-        ..ServerArgs::default()
-    };
-    let s = spawn(args).await;
-    let mut client = UserServiceClient::new(channel(s.addr).await);
+    let s = spawn(args(|a| a.max_message_bytes = 64 * 1024)).await;
+    let mut client = s.client().await;
     let big = "x".repeat(1024 * 1024);
     let err = client.sign_up(signup(&big, 0, None)).await.unwrap_err();
     assert!(
@@ -188,7 +172,7 @@ async fn oversize_and_malformed_requests_are_refused() {
 #[tokio::test]
 async fn internal_errors_do_not_leak() {
     let s = spawn(ServerArgs::default()).await;
-    let mut client = UserServiceClient::new(channel(s.addr).await);
+    let mut client = s.client().await;
     let err = client.login(LoginRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::Internal);
     assert!(!err.message().contains("/var/lib"), "{}", err.message());
@@ -270,16 +254,22 @@ async fn shutdown_drains_in_flight_calls_and_reports_not_serving() {
     );
 }
 
-#[tokio::test]
-async fn admin_serves_rpc_metrics_and_readiness() {
-    let s = spawn(ServerArgs::default()).await;
+/// An admin server on a free port, ready while `ready` is set: its address.
+async fn admin(ready: Arc<AtomicBool>) -> SocketAddr {
     let admin = AdminServer::bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let admin_addr = admin.local_addr();
+    let addr = admin.local_addr();
+    tokio::spawn(admin.serve(ready, CancellationToken::new()));
+    addr
+}
+
+#[tokio::test]
+async fn admin_serves_rpc_metrics_and_readiness() {
+    let s = spawn(ServerArgs::default()).await;
     let ready = Arc::new(AtomicBool::new(false));
-    tokio::spawn(admin.serve(ready.clone(), CancellationToken::new()));
-    let mut client = UserServiceClient::new(channel(s.addr).await);
+    let admin_addr = admin(ready.clone()).await;
+    let mut client = s.client().await;
     client.sign_up(signup("m", 0, None)).await.unwrap();
     let _ = client.get_user(GetUserRequest::default()).await;
 
@@ -311,11 +301,7 @@ async fn admin_serves_rpc_metrics_and_readiness() {
 #[tokio::test]
 async fn made_up_paths_add_no_metric_series() {
     let s = spawn(ServerArgs::default()).await;
-    let admin = AdminServer::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let admin_addr = admin.local_addr();
-    tokio::spawn(admin.serve(Arc::new(AtomicBool::new(true)), CancellationToken::new()));
+    let admin_addr = admin(Arc::new(AtomicBool::new(true))).await;
     let series = |metrics: &str| {
         metrics
             .lines()

@@ -13,6 +13,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use weft_kit::config::ServerArgs;
 use weft_kit::grpc::GrpcServer;
+use weft_proto::user::user_service_client::UserServiceClient;
 use weft_proto::user::user_service_server::{UserService, UserServiceServer};
 use weft_proto::user::*;
 
@@ -90,6 +91,20 @@ pub struct Running {
     pub ready: Arc<AtomicBool>,
     pub started: Arc<tokio::sync::Notify>,
     pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// A user service client on a new connection to the stand-in.
+    pub async fn client(&self) -> UserServiceClient<Channel> {
+        UserServiceClient::new(channel(self.addr).await)
+    }
+}
+
+/// The default server arguments with `change` applied.
+pub fn args(change: impl FnOnce(&mut ServerArgs)) -> ServerArgs {
+    let mut args = ServerArgs::default();
+    change(&mut args);
+    args
 }
 
 /// The stand-in served with a dependency that is up while `ready` is set and down
