@@ -14,6 +14,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use weft_testkit::tools;
+
 const ENVOY: &str = "envoy/envoy.yaml";
 const GO_MOD: &str = "tools/envoy-check/go.mod";
 const API_MODULE: &str = "github.com/envoyproxy/go-control-plane/envoy";
@@ -29,16 +31,7 @@ fn check_envoy(file: &Path) -> (bool, String) {
         "Go is not installed: scripts/check-envoy builds tools/envoy-check with it \
          (the version in {GO_MOD} or newer)"
     );
-    let out = Command::new(root().join("scripts/check-envoy"))
-        .arg(file)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    tools::run(Command::new(root().join("scripts/check-envoy")).arg(file))
 }
 
 /// A copy of envoy.yaml in a temp dir with the first `from` replaced by `to`.
