@@ -5,8 +5,7 @@ use crate::kube::{kube, kube_container, kube_env, kube_object};
 
 #[test]
 fn compose_runs_every_component_on_its_ports() {
-    let compose = compose();
-    let services = compose_service_names(&compose);
+    let services = compose_service_names(compose());
     for name in [
         "user",
         "order",
@@ -24,7 +23,7 @@ fn compose_runs_every_component_on_its_ports() {
     let mut databases = BTreeSet::new();
     for c in components() {
         let what = format!("{COMPOSE} service {}", c.name);
-        let service = compose_service(&compose, &c.name);
+        let service = compose_service(compose(), &c.name);
         let s = settings(
             &c.name,
             &compose_command(service),
@@ -59,7 +58,7 @@ fn compose_runs_every_component_on_its_ports() {
         "each service needs a database of its own, found {databases:?}"
     );
     let init = text(at(
-        &compose,
+        compose(),
         "configs.postgres-init.content",
         "postgres-init",
     ));
@@ -73,8 +72,7 @@ fn compose_runs_every_component_on_its_ports() {
 
 #[test]
 fn compose_kafka_never_creates_topics_itself_and_every_topic_is_provisioned() {
-    let compose = compose();
-    let kafka = compose_env(compose_service(&compose, "kafka"));
+    let kafka = compose_env(compose_service(compose(), "kafka"));
     assert_eq!(
         kafka
             .get("KAFKA_AUTO_CREATE_TOPICS_ENABLE")
@@ -86,7 +84,7 @@ fn compose_kafka_never_creates_topics_itself_and_every_topic_is_provisioned() {
         kafka["KAFKA_ADVERTISED_LISTENERS"].contains("kafka:9092"),
         "Kafka must advertise kafka:9092 to the other containers"
     );
-    let init = compose_service(&compose, "kafka-init");
+    let init = compose_service(compose(), "kafka-init");
     let script = compose_command(init).join(" ");
     assert_eq!(
         topics_in(&script),
@@ -97,15 +95,14 @@ fn compose_kafka_never_creates_topics_itself_and_every_topic_is_provisioned() {
 
 #[test]
 fn compose_starts_things_in_order() {
-    let compose = compose();
-    for name in compose_service_names(&compose) {
-        let service = compose_service(&compose, &name);
+    for name in compose_service_names(compose()) {
+        let service = compose_service(compose(), &name);
         let Some(Value::Mapping(deps)) = service.get("depends_on") else {
             continue;
         };
         for (dep, how) in deps {
             let dep = text(dep);
-            let target = compose_service(&compose, &dep);
+            let target = compose_service(compose(), &dep);
             match text(at(how, "condition", &name)).as_str() {
                 "service_healthy" => assert!(
                     target.get("healthcheck").is_some(),
@@ -121,7 +118,7 @@ fn compose_starts_things_in_order() {
         }
     }
     for c in components() {
-        let deps = at(compose_service(&compose, &c.name), "depends_on", &c.name);
+        let deps = at(compose_service(compose(), &c.name), "depends_on", &c.name);
         if c.grpc_service.is_some() {
             assert!(
                 deps.get("kafka-init").is_some(),
@@ -147,8 +144,7 @@ fn compose_starts_things_in_order() {
 
 #[test]
 fn compose_envoy_mounts_this_config_and_publishes_its_listeners() {
-    let compose = compose();
-    let service = compose_service(&compose, "envoy");
+    let service = compose_service(compose(), "envoy");
     let mounts: Vec<String> = list(at(service, "volumes", "envoy"), "volumes")
         .iter()
         .map(text)
@@ -165,9 +161,8 @@ fn compose_envoy_mounts_this_config_and_publishes_its_listeners() {
             .any(|m| m.split(':').nth(1) == Some("/etc/envoy/tls")),
         "compose envoy must mount its certificate at /etc/envoy/tls, found {mounts:?}"
     );
-    let envoy = envoy();
     let declared = compose_ports(service);
-    for l in listeners(&envoy) {
+    for l in listeners(envoy()) {
         let p = listener_port(l);
         assert!(
             declared.contains(&p),
@@ -179,7 +174,7 @@ fn compose_envoy_mounts_this_config_and_publishes_its_listeners() {
         .map(text)
         .collect();
     for name in ["https", "http"] {
-        let p = listener_port(listener(&envoy, name));
+        let p = listener_port(listener(envoy(), name));
         assert!(
             published.iter().any(|s| s.ends_with(&format!(":{p}"))),
             "the {name} listener (:{p}) must be published"
@@ -219,13 +214,11 @@ fn prometheus_scrapes_every_admin_port() {
 
 #[test]
 fn no_deployment_names_an_administrator_and_streams_are_counted_per_client() {
-    let compose = compose();
-    let docs = kube();
     for c in components() {
-        let compose_env = compose_env(compose_service(&compose, &c.name));
+        let compose_env = compose_env(compose_service(compose(), &c.name));
         let what = format!("{K8S} {}", c.name);
-        let container = kube_container(kube_object(&docs, "Deployment", &c.name), &what);
-        let kube_env = kube_env(&docs, container, &what);
+        let container = kube_container(kube_object(kube(), "Deployment", &c.name), &what);
+        let kube_env = kube_env(kube(), container, &what);
         for env in [&compose_env, &kube_env] {
             assert!(
                 !env.keys().any(|k| k.contains("ADMIN_EMAIL")),

@@ -2,8 +2,10 @@
 
 use super::*;
 
-pub(crate) fn compose() -> Value {
-    parse(COMPOSE, &read(COMPOSE))
+/// docker-compose.yml, parsed once per test process.
+pub(crate) fn compose() -> &'static Value {
+    static COMPOSE_YAML: OnceLock<Value> = OnceLock::new();
+    COMPOSE_YAML.get_or_init(|| parse(COMPOSE, &read(COMPOSE)))
 }
 
 pub(crate) fn compose_service<'a>(compose: &'a Value, name: &str) -> &'a Value {
@@ -281,8 +283,7 @@ pub(crate) fn check_settings(
         // Every connection to the gateway comes from Envoy: its pool must fit under
         // the gateway's cap per client, and it must let an idle connection go before
         // the gateway closes it (a request sent on a closing connection fails).
-        let envoy = envoy();
-        let cluster = clusters(&envoy)["gateway"];
+        let cluster = clusters(envoy())["gateway"];
         let pool = list(at(cluster, "circuit_breakers.thresholds", what), what)
             .iter()
             .map(|t| super::yaml::port(at(t, "max_connections", what)))

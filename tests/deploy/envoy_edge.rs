@@ -7,8 +7,7 @@ pub(crate) const PUBLIC_LISTENERS: [&str; 2] = ["https", "http"];
 
 #[test]
 fn the_admin_endpoint_listens_on_loopback_only() {
-    let envoy = envoy();
-    let address = text(at(&envoy, "admin.address.socket_address.address", "admin"));
+    let address = text(at(envoy(), "admin.address.socket_address.address", "admin"));
     assert_eq!(
         address, "127.0.0.1",
         "the admin endpoint can stop Envoy: loopback only"
@@ -17,10 +16,9 @@ fn the_admin_endpoint_listens_on_loopback_only() {
 
 #[test]
 fn public_listeners_follow_the_edge_best_practices() {
-    let envoy = envoy();
     let managers: Vec<&Value> = PUBLIC_LISTENERS
         .iter()
-        .map(|n| hcm(listener(&envoy, n)))
+        .map(|n| hcm(listener(envoy(), n)))
         .collect();
     assert_eq!(
         managers[0], managers[1],
@@ -28,7 +26,7 @@ fn public_listeners_follow_the_edge_best_practices() {
     );
     for name in PUBLIC_LISTENERS {
         let what = format!("listener {name}");
-        let l = listener(&envoy, name);
+        let l = listener(envoy(), name);
         assert!(
             l.get("per_connection_buffer_limit_bytes").is_some(),
             "{what}: per_connection_buffer_limit_bytes"
@@ -85,10 +83,9 @@ fn public_listeners_follow_the_edge_best_practices() {
 
 #[test]
 fn public_listeners_log_trace_and_rate_limit() {
-    let envoy = envoy();
     for name in PUBLIC_LISTENERS {
         let what = format!("listener {name}");
-        let m = hcm(listener(&envoy, name));
+        let m = hcm(listener(envoy(), name));
         let logs = list(at(m, "access_log", &what), &what);
         assert!(
             logs.iter().any(|l| l.get("name").map(text).as_deref()
@@ -104,10 +101,7 @@ fn public_listeners_log_trace_and_rate_limit() {
             tracer, "envoy.tracers.opentelemetry",
             "{what}: OTLP tracing"
         );
-        let filters: Vec<String> = list(at(m, "http_filters", &what), &what)
-            .iter()
-            .map(|f| text(at(f, "name", &what)))
-            .collect();
+        let filters = each_text(m, "http_filters", "name", &what);
         assert!(
             filters
                 .iter()
@@ -124,9 +118,8 @@ fn public_listeners_log_trace_and_rate_limit() {
 
 #[test]
 fn the_front_door_terminates_tls_with_the_mounted_certificate() {
-    let envoy = envoy();
     let chain = &list(
-        at(listener(&envoy, "https"), "filter_chains", "https"),
+        at(listener(envoy(), "https"), "filter_chains", "https"),
         "https",
     )[0];
     let socket = at(
@@ -159,8 +152,10 @@ fn the_front_door_terminates_tls_with_the_mounted_certificate() {
 
 #[test]
 fn the_stats_listener_exposes_only_metrics_and_readiness() {
-    let envoy = envoy();
-    for (listener, route) in all_routes(&envoy).into_iter().filter(|(l, _)| l == "stats") {
+    for (listener, route) in all_routes(envoy())
+        .into_iter()
+        .filter(|(l, _)| l == "stats")
+    {
         let path = text(at(route, "match.path", "stats route (exact paths only)"));
         assert!(
             path == "/stats/prometheus" || path == "/ready",
@@ -176,10 +171,9 @@ fn the_stats_listener_exposes_only_metrics_and_readiness() {
 
 #[test]
 fn grpc_clients_are_limited_per_client_address() {
-    let envoy = envoy();
     for name in PUBLIC_LISTENERS {
         let what = format!("listener {name}");
-        let l = listener(&envoy, name);
+        let l = listener(envoy(), name);
         let limiter = list(at(hcm(l), "http_filters", &what), &what)
             .iter()
             .find(|f| {
@@ -226,8 +220,8 @@ fn grpc_clients_are_limited_per_client_address() {
         }
     }
     // The metric stream's client is the address Envoy saw, never one a client sends.
-    let (_, stream) = route_for(
-        front_door_routes(&envoy),
+    let stream = route_for(
+        front_door_routes(envoy()),
         &grpc_call("/weft.analytics.v1.AnalyticsService/StreamMetrics"),
     );
     let set = list(

@@ -2,8 +2,10 @@
 
 use super::*;
 
-pub(crate) fn envoy() -> Value {
-    parse(ENVOY, &read(ENVOY))
+/// envoy.yaml, parsed once per test process.
+pub(crate) fn envoy() -> &'static Value {
+    static ENVOY_YAML: OnceLock<Value> = OnceLock::new();
+    ENVOY_YAML.get_or_init(|| parse(ENVOY, &read(ENVOY)))
 }
 
 pub(crate) fn listeners(envoy: &Value) -> &[Value] {
@@ -135,12 +137,11 @@ pub(crate) fn rest_call<'a>(method: &'a str, path: &'a str) -> Request<'a> {
     }
 }
 
-/// The route Envoy picks for `req`: the first that matches, and its position.
-pub(crate) fn route_for<'a>(routes: &'a [Value], req: &Request<'_>) -> (usize, &'a Value) {
+/// The route Envoy picks for `req`: the first that matches.
+pub(crate) fn route_for<'a>(routes: &'a [Value], req: &Request<'_>) -> &'a Value {
     routes
         .iter()
-        .enumerate()
-        .find(|(_, r)| route_matches(at(r, "match", &route_name(r)), req))
+        .find(|r| route_matches(at(r, "match", &route_name(r)), req))
         .unwrap_or_else(|| panic!("no route of {ENVOY} matches {req:?}"))
 }
 

@@ -4,34 +4,29 @@ use super::*;
 
 #[test]
 fn every_cluster_a_route_or_the_tracer_names_exists() {
-    let envoy = envoy();
-    let clusters = clusters(&envoy);
-    for (listener, route) in all_routes(&envoy) {
-        let cluster = route_cluster(route);
+    let clusters = clusters(envoy());
+    let assert_defined = |cluster: &str, sender: &str| {
         assert!(
-            clusters.contains_key(&cluster),
-            "route {} of listener {listener} goes to cluster {cluster}, which {ENVOY} does not define",
-            route_name(route)
+            clusters.contains_key(cluster),
+            "{sender} goes to cluster {cluster}, which {ENVOY} does not define"
         );
+    };
+    for (listener, route) in all_routes(envoy()) {
+        let sender = format!("route {} of listener {listener}", route_name(route));
+        assert_defined(&route_cluster(route), &sender);
     }
-    for l in listeners(&envoy) {
+    for l in listeners(envoy()) {
         if let Some(tracer) = hcm(l).get("tracing") {
             let path = "provider.typed_config.grpc_service.envoy_grpc.cluster_name";
-            let cluster = text(at(tracer, path, "tracing"));
-            assert!(
-                clusters.contains_key(&cluster),
-                "the tracer sends spans to cluster {cluster}, which {ENVOY} does not define"
-            );
+            assert_defined(&text(at(tracer, path, "tracing")), "the tracer's spans");
         }
     }
 }
 
 #[test]
 fn every_cluster_points_at_the_port_its_service_listens_on() {
-    let envoy = envoy();
-    let clusters = clusters(&envoy);
-    let compose = compose();
-    let services = compose_service_names(&compose);
+    let clusters = clusters(envoy());
+    let services = compose_service_names(compose());
     for c in components() {
         let cluster = clusters
             .get(&c.name)
@@ -47,7 +42,7 @@ fn every_cluster_points_at_the_port_its_service_listens_on() {
     // Any other cluster: a compose service of the cluster's own name, on a port that
     // service declares; loopback only for the admin endpoint's re-export.
     let admin_port = port(at(
-        &envoy,
+        envoy(),
         "admin.address.socket_address.port_value",
         "admin",
     ));
@@ -68,7 +63,7 @@ fn every_cluster_points_at_the_port_its_service_listens_on() {
                 services.contains(&host),
                 "cluster {name} points at {host}, which is no service of {COMPOSE}"
             );
-            let declared = compose_ports(compose_service(&compose, &host));
+            let declared = compose_ports(compose_service(compose(), &host));
             assert!(
                 declared.contains(&p),
                 "cluster {name} uses port {p}, but compose service {host} declares {declared:?}"
@@ -79,8 +74,7 @@ fn every_cluster_points_at_the_port_its_service_listens_on() {
 
 #[test]
 fn grpc_clusters_speak_http2_and_are_guarded() {
-    let envoy = envoy();
-    let clusters = clusters(&envoy);
+    let clusters = clusters(envoy());
     let http2 = |c: &Value| {
         c.get("typed_extension_protocol_options")
             .and_then(|o| o.get("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"))
@@ -137,24 +131,17 @@ fn grpc_clusters_speak_http2_and_are_guarded() {
 
 #[test]
 fn every_grpc_method_is_routed_straight_to_its_service() {
-    let envoy = envoy();
-    let routes = front_door_routes(&envoy);
+    let routes = front_door_routes(envoy());
     for service in weft_grpc_services() {
         let cluster = cluster_of(&service);
         let prefix = format!("/{}/", service.full_name());
         assert!(
-            routes.iter().any(|r| is_grpc_route(r)
-                && r.get("match")
-                    .and_then(|m| m.get("prefix"))
-                    .map(text)
-                    .as_deref()
-                    == Some(prefix.as_str())
-                && route_cluster(r) == cluster),
+            grpc_routes_with_prefix(routes, &prefix).any(|r| route_cluster(r) == cluster),
             "{ENVOY}: no gRPC route with prefix {prefix} to cluster {cluster}"
         );
         for method in service.methods() {
             let path = format!("/{}/{}", service.full_name(), method.name());
-            let (_, route) = route_for(routes, &grpc_call(&path));
+            let route = route_for(routes, &grpc_call(&path));
             assert_eq!(
                 route_cluster(route),
                 cluster,
@@ -164,7 +151,7 @@ fn every_grpc_method_is_routed_straight_to_its_service() {
             );
             // The same path without a gRPC content-type is a REST client's mistake:
             // it belongs to the gateway (which answers 404), never to a service.
-            let (_, route) = route_for(routes, &rest_call("POST", &path));
+            let route = route_for(routes, &rest_call("POST", &path));
             assert_eq!(
                 route_cluster(route),
                 "gateway",
@@ -176,8 +163,7 @@ fn every_grpc_method_is_routed_straight_to_its_service() {
 
 #[test]
 fn reflection_and_health_are_routed() {
-    let envoy = envoy();
-    let routes = front_door_routes(&envoy);
+    let routes = front_door_routes(envoy());
     for service in [
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
@@ -185,12 +171,7 @@ fn reflection_and_health_are_routed() {
     ] {
         let prefix = format!("/{service}/");
         assert!(
-            routes.iter().any(|r| is_grpc_route(r)
-                && r.get("match")
-                    .and_then(|m| m.get("prefix"))
-                    .map(text)
-                    .as_deref()
-                    == Some(prefix.as_str())),
+            grpc_routes_with_prefix(routes, &prefix).next().is_some(),
             "{ENVOY}: no gRPC route with prefix {prefix}"
         );
     }
@@ -201,21 +182,16 @@ fn reflection_and_health_are_routed() {
         "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
         "/grpc.health.v1.Health/Watch",
     ] {
-        let (_, route) = route_for(routes, &grpc_call(path));
+        let route = route_for(routes, &grpc_call(path));
         assert_eq!(
             route_cluster(route),
             "user",
             "{path} goes to {}",
             route_cluster(route)
         );
-        assert_eq!(
-            route_timeout(route),
-            0.0,
-            "{path} streams: route {} needs timeout 0s",
-            route_name(route)
-        );
+        assert_timeout(route, true, path);
     }
-    let (_, check) = route_for(routes, &grpc_call("/grpc.health.v1.Health/Check"));
+    let check = route_for(routes, &grpc_call("/grpc.health.v1.Health/Check"));
     assert_eq!(route_cluster(check), "user");
 }
 
@@ -224,29 +200,59 @@ fn reflection_and_health_are_routed() {
 pub(crate) const SAFE_RETRY_ON: [&str; 4] =
     ["unavailable", "reset", "connect-failure", "refused-stream"];
 
+/// The routes that take only gRPC and match by `prefix`.
+fn grpc_routes_with_prefix<'a>(
+    routes: &'a [Value],
+    prefix: &'a str,
+) -> impl Iterator<Item = &'a Value> {
+    routes.iter().filter(move |r| {
+        is_grpc_route(r)
+            && r.get("match")
+                .and_then(|m| m.get("prefix"))
+                .map(text)
+                .as_deref()
+                == Some(prefix)
+    })
+}
+
+/// A stream's route (the request is `what`) has no timeout, a unary call's has one.
+fn assert_timeout(route: &Value, streaming: bool, what: &str) {
+    let name = route_name(route);
+    if streaming {
+        assert_eq!(
+            route_timeout(route),
+            0.0,
+            "{what} streams: route {name} needs timeout 0s"
+        );
+    } else {
+        assert!(
+            route_timeout(route) > 0.0,
+            "{what} is unary: route {name} needs a timeout"
+        );
+    }
+}
+
+/// Route `name` retries only on [`SAFE_RETRY_ON`] conditions.
+fn assert_safe_retries(policy: &Value, name: &str) {
+    for condition in text(at(policy, "retry_on", name)).split(',') {
+        assert!(
+            SAFE_RETRY_ON.contains(&condition.trim()),
+            "route {name} retries on {condition}; only {SAFE_RETRY_ON:?} are safe"
+        );
+    }
+}
+
 #[test]
 fn grpc_streams_have_no_timeout_and_only_reads_are_retried() {
-    let envoy = envoy();
-    let routes = front_door_routes(&envoy);
+    let routes = front_door_routes(envoy());
     let reads = read_only_rpcs();
     for service in weft_grpc_services() {
         for method in service.methods() {
             let path = format!("/{}/{}", service.full_name(), method.name());
-            let (_, route) = route_for(routes, &grpc_call(&path));
+            let route = route_for(routes, &grpc_call(&path));
             let name = route_name(route);
             let streaming = method.is_server_streaming() || method.is_client_streaming();
-            if streaming {
-                assert_eq!(
-                    route_timeout(route),
-                    0.0,
-                    "{path} streams: route {name} needs timeout 0s"
-                );
-            } else {
-                assert!(
-                    route_timeout(route) > 0.0,
-                    "{path} is unary: route {name} needs a timeout"
-                );
-            }
+            assert_timeout(route, streaming, &path);
             let read = reads.contains(method.full_name()) && !streaming;
             let Some(policy) = retry_policy(route) else {
                 assert!(
@@ -259,12 +265,7 @@ fn grpc_streams_have_no_timeout_and_only_reads_are_retried() {
                 read,
                 "{path} is not a read-only unary RPC (no GET binding), yet route {name} retries it"
             );
-            for condition in text(at(policy, "retry_on", &name)).split(',') {
-                assert!(
-                    SAFE_RETRY_ON.contains(&condition.trim()),
-                    "route {name} retries on {condition}; only {SAFE_RETRY_ON:?} are safe"
-                );
-            }
+            assert_safe_retries(policy, &name);
         }
     }
     // The writes that must never run twice by Envoy's doing.
@@ -273,7 +274,7 @@ fn grpc_streams_have_no_timeout_and_only_reads_are_retried() {
         "/weft.order.v1.OrderService/PayOrder",
         "/weft.user.v1.UserService/SignUp",
     ] {
-        let (_, route) = route_for(routes, &grpc_call(path));
+        let route = route_for(routes, &grpc_call(path));
         assert!(
             retry_policy(route).is_none(),
             "{path} must not be retried (route {})",
@@ -296,11 +297,10 @@ pub(crate) fn sample_path(template: &str) -> String {
 
 #[test]
 fn rest_streams_have_no_timeout_and_only_gets_are_retried() {
-    let envoy = envoy();
-    let routes = front_door_routes(&envoy);
+    let routes = front_door_routes(envoy());
     for binding in weft_proto::routes::route_table(weft_proto::descriptor_pool()).unwrap() {
         let what = format!("{} {} ({})", binding.http_method, binding.path, binding.rpc);
-        let (_, route) = route_for(
+        let route = route_for(
             routes,
             &rest_call(&binding.http_method, &sample_path(&binding.path)),
         );
@@ -311,37 +311,20 @@ fn rest_streams_have_no_timeout_and_only_gets_are_retried() {
             "{what} must reach the gateway, not {}",
             route_cluster(route)
         );
-        if binding.server_streaming {
-            assert_eq!(
-                route_timeout(route),
-                0.0,
-                "{what} is a stream (SSE): route {name} needs timeout 0s"
-            );
-        } else {
-            assert!(
-                route_timeout(route) > 0.0,
-                "{what}: route {name} needs a timeout"
-            );
-        }
+        assert_timeout(route, binding.server_streaming, &what);
         if let Some(policy) = retry_policy(route) {
             assert!(
                 binding.http_method == "GET" && !binding.server_streaming,
                 "{what}: route {name} retries a request that is not a safe, unary GET"
             );
-            for condition in text(at(policy, "retry_on", &name)).split(',') {
-                assert!(
-                    SAFE_RETRY_ON.contains(&condition.trim()),
-                    "route {name} retries on {condition}; only {SAFE_RETRY_ON:?} are safe"
-                );
-            }
+            assert_safe_retries(policy, &name);
         }
     }
 }
 
 #[test]
 fn rest_falls_through_to_the_gateway_after_every_grpc_route() {
-    let envoy = envoy();
-    let routes = front_door_routes(&envoy);
+    let routes = front_door_routes(envoy());
     let catch_all = routes
         .iter()
         .position(|r| plain_prefix(r).as_deref() == Some("/"))
@@ -378,7 +361,7 @@ fn rest_falls_through_to_the_gateway_after_every_grpc_route() {
         "/v1/users",
     ] {
         for method in ["GET", "POST", "PATCH", "DELETE", "OPTIONS"] {
-            let (_, route) = route_for(routes, &rest_call(method, path));
+            let route = route_for(routes, &rest_call(method, path));
             assert_eq!(
                 route_cluster(route),
                 "gateway",

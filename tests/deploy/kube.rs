@@ -3,8 +3,13 @@
 use super::*;
 
 /// Every document of every manifest kustomization.yaml lists, which must be every
-/// manifest in the directory.
-pub(crate) fn kube() -> Vec<Value> {
+/// manifest in the directory; read once per test process.
+pub(crate) fn kube() -> &'static [Value] {
+    static MANIFESTS: OnceLock<Vec<Value>> = OnceLock::new();
+    MANIFESTS.get_or_init(read_manifests)
+}
+
+fn read_manifests() -> Vec<Value> {
     let kustomization = parse(
         "kustomization.yaml",
         &read(&format!("{K8S}/kustomization.yaml")),
@@ -124,13 +129,12 @@ pub(crate) fn kube_service_names(docs: &[Value]) -> BTreeSet<String> {
 
 #[test]
 fn kubernetes_runs_every_component_with_the_settings_compose_uses() {
-    let docs = kube();
-    let services = kube_service_names(&docs);
+    let services = kube_service_names(kube());
     let resolves = |host: &str| services.contains(host);
     for c in components() {
         let what = format!("{K8S} {}", c.name);
-        let container = kube_container(kube_object(&docs, "Deployment", &c.name), &what);
-        let env = kube_env(&docs, container, &what);
+        let container = kube_container(kube_object(kube(), "Deployment", &c.name), &what);
+        let env = kube_env(kube(), container, &what);
         let s = settings(&c.name, &kube_args(container, &what), &env, &what);
         check_settings(&c, &s, &what, &resolves);
         if c.grpc_service.is_some() {
@@ -154,11 +158,9 @@ fn kubernetes_runs_every_component_with_the_settings_compose_uses() {
 
 #[test]
 fn kubernetes_services_have_compose_names_and_ports() {
-    let docs = kube();
-    let compose = compose();
     for c in components() {
         let what = format!("{K8S} {}", c.name);
-        let deployment = kube_object(&docs, "Deployment", &c.name);
+        let deployment = kube_object(kube(), "Deployment", &c.name);
         let ports = container_ports(kube_container(deployment, &what), &what);
         let expected = BTreeSet::from([c.port, c.admin_port]);
         assert_eq!(
@@ -166,8 +168,9 @@ fn kubernetes_services_have_compose_names_and_ports() {
             expected,
             "{what}: container ports"
         );
-        let service = kube_object(&docs, "Service", &c.name);
-        assert_selects(service, deployment, &what);
+        let service = kube_object(kube(), "Service", &c.name);
+        let selector = at(service, "spec.selector", &what);
+        assert_selects("Service", selector, deployment, &what);
         let mut service_ports = BTreeSet::new();
         for p in list(at(service, "spec.ports", &what), &what) {
             let number = port(at(p, "port", &what));
@@ -183,7 +186,7 @@ fn kubernetes_services_have_compose_names_and_ports() {
             );
             service_ports.insert(number);
         }
-        let in_compose = compose_ports(compose_service(&compose, &c.name));
+        let in_compose = compose_ports(compose_service(compose(), &c.name));
         assert_eq!(
             service_ports, in_compose,
             "{what}: the Service's ports must be compose's"
@@ -193,10 +196,9 @@ fn kubernetes_services_have_compose_names_and_ports() {
 
 #[test]
 fn kubernetes_probes_ask_the_health_endpoints() {
-    let docs = kube();
     for c in components() {
         let what = format!("{K8S} {}", c.name);
-        let container = kube_container(kube_object(&docs, "Deployment", &c.name), &what);
+        let container = kube_container(kube_object(kube(), "Deployment", &c.name), &what);
         let ports = container_ports(container, &what);
         let http_probe = |probe: &str, path: &str| {
             let get = at(container, &format!("{probe}.httpGet"), &what);
@@ -231,10 +233,9 @@ fn kubernetes_probes_ask_the_health_endpoints() {
 /// relay lease and delivery claims, so more than one is safe.
 #[test]
 fn kubernetes_runs_every_component_twice_replaced_one_pod_at_a_time() {
-    let docs = kube();
     for c in components() {
         let what = format!("{K8S} {}", c.name);
-        let deployment = kube_object(&docs, "Deployment", &c.name);
+        let deployment = kube_object(kube(), "Deployment", &c.name);
         let replicas = at(deployment, "spec.replicas", &what).as_u64().unwrap();
         assert!(replicas >= 2, "{what}: {replicas} replica(s)");
         assert_eq!(
@@ -252,33 +253,23 @@ fn kubernetes_runs_every_component_twice_replaced_one_pod_at_a_time() {
             Some(0),
             "{what}: no pod stops before its replacement is ready"
         );
-        let budget = kube_object(&docs, "PodDisruptionBudget", &c.name);
+        let budget = kube_object(kube(), "PodDisruptionBudget", &c.name);
         assert_eq!(
             at(budget, "spec.minAvailable", &what).as_u64(),
             Some(1),
             "{what}: a PodDisruptionBudget keeps one pod"
         );
-        let labels = at(deployment, "spec.template.metadata.labels", &what);
-        let wanted = at(budget, "spec.selector.matchLabels", &what)
-            .as_mapping()
-            .unwrap();
-        for (k, v) in wanted {
-            assert_eq!(
-                labels.get(text(k).as_str()),
-                Some(v),
-                "{what}: the PodDisruptionBudget selects {k:?}={v:?}, which its pods do not carry"
-            );
-        }
+        let selector = at(budget, "spec.selector.matchLabels", &what);
+        assert_selects("PodDisruptionBudget", selector, deployment, &what);
     }
 }
 
 #[test]
 fn kubernetes_names_kafka_and_the_collector_and_provisions_the_topics() {
-    let docs = kube();
-    let services = kube_service_names(&docs);
+    let services = kube_service_names(kube());
     // The names in weft-env are Services of the namespace (ExternalName to yours).
     let env = at(
-        kube_object(&docs, "ConfigMap", "weft-env"),
+        kube_object(kube(), "ConfigMap", "weft-env"),
         "data",
         "weft-env",
     );
@@ -290,7 +281,7 @@ fn kubernetes_names_kafka_and_the_collector_and_provisions_the_topics() {
             "{K8S}: {key} names {host}, which is no Service"
         );
     }
-    let job = kube_object(&docs, "Job", "kafka-topics");
+    let job = kube_object(kube(), "Job", "kafka-topics");
     let script = kube_args(kube_container_of_job(job), "kafka-topics").join(" ");
     assert_eq!(
         topics_in(&script),
@@ -304,36 +295,35 @@ pub(crate) fn kube_container_of_job(job: &Value) -> &Value {
     &containers[0]
 }
 
-pub(crate) fn assert_selects(service: &Value, deployment: &Value, what: &str) {
-    let selector = at(service, "spec.selector", what).as_mapping().unwrap();
+/// The pods of `deployment` carry every label of `selector`, by which a `selecting`
+/// object (a Service, a PodDisruptionBudget) finds them.
+pub(crate) fn assert_selects(selecting: &str, selector: &Value, deployment: &Value, what: &str) {
     let labels = at(deployment, "spec.template.metadata.labels", what);
-    for (k, v) in selector {
+    for (k, v) in selector.as_mapping().unwrap() {
         assert_eq!(
             labels.get(text(k).as_str()),
             Some(v),
-            "{what}: the Service selects {k:?}={v:?}, which its pods do not carry"
+            "{what}: the {selecting} selects {k:?}={v:?}, which its pods do not carry"
         );
     }
 }
 
 #[test]
 fn kubernetes_envoy_matches_its_config_and_compose() {
-    let docs = kube();
-    let envoy = envoy();
-    let compose = compose();
     let what = format!("{K8S} envoy");
-    let deployment = kube_object(&docs, "Deployment", "envoy");
+    let deployment = kube_object(kube(), "Deployment", "envoy");
     let container = kube_container(deployment, &what);
     let ports = container_ports(container, &what);
-    let listening: BTreeSet<u16> = listeners(&envoy).iter().map(listener_port).collect();
+    let listening: BTreeSet<u16> = listeners(envoy()).iter().map(listener_port).collect();
     assert_eq!(
         ports.values().copied().collect::<BTreeSet<_>>(),
         listening,
         "{what}: container ports must be envoy.yaml's listeners"
     );
-    let compose_envoy = compose_service(&compose, "envoy");
-    let service = kube_object(&docs, "Service", "envoy");
-    assert_selects(service, deployment, &what);
+    let compose_envoy = compose_service(compose(), "envoy");
+    let service = kube_object(kube(), "Service", "envoy");
+    let selector = at(service, "spec.selector", &what);
+    assert_selects("Service", selector, deployment, &what);
     let compose_ports = compose_ports(compose_envoy);
     for p in list(at(service, "spec.ports", &what), &what) {
         let target = resolve_port(
@@ -347,7 +337,7 @@ fn kubernetes_envoy_matches_its_config_and_compose() {
         );
         assert_eq!(
             target,
-            listener_port(listener(&envoy, "https")),
+            listener_port(listener(envoy(), "https")),
             "{what}: the Service exposes the TLS listener only"
         );
     }
@@ -355,16 +345,15 @@ fn kubernetes_envoy_matches_its_config_and_compose() {
     assert_eq!(text(at(readiness, "path", &what)), "/ready");
     assert_eq!(
         resolve_port(at(readiness, "port", &what), &ports, &what),
-        listener_port(listener(&envoy, "stats")),
+        listener_port(listener(envoy(), "stats")),
         "{what}: readiness asks /ready on the stats listener (the admin port is loopback)"
     );
 }
 
 #[test]
 fn kubernetes_envoy_runs_this_config_and_certificate() {
-    let docs = kube();
     let what = format!("{K8S} envoy");
-    let container = kube_container(kube_object(&docs, "Deployment", "envoy"), &what);
+    let container = kube_container(kube_object(kube(), "Deployment", "envoy"), &what);
     let args: Vec<String> = list(at(container, "args", &what), &what)
         .iter()
         .map(text)
@@ -378,9 +367,8 @@ fn kubernetes_envoy_runs_this_config_and_certificate() {
         Some("/etc/envoy/envoy.yaml"),
         "{what}: envoy -c /etc/envoy/envoy.yaml"
     );
-    let mounts: BTreeSet<String> = list(at(container, "volumeMounts", &what), &what)
-        .iter()
-        .map(|m| text(at(m, "mountPath", &what)))
+    let mounts: BTreeSet<String> = each_text(container, "volumeMounts", "mountPath", &what)
+        .into_iter()
         .collect();
     assert!(
         mounts.contains("/etc/envoy/envoy.yaml"),
@@ -394,18 +382,16 @@ fn kubernetes_envoy_runs_this_config_and_certificate() {
 
 #[test]
 fn kubernetes_uses_the_images_compose_uses() {
-    let docs = kube();
-    let compose = compose();
     let image = |v: &Value, what: &str| text(at(v, "image", what));
-    let envoy = kube_container(kube_object(&docs, "Deployment", "envoy"), "envoy");
-    let compose_envoy = compose_service(&compose, "envoy");
+    let envoy = kube_container(kube_object(kube(), "Deployment", "envoy"), "envoy");
+    let compose_envoy = compose_service(compose(), "envoy");
     assert_eq!(
         image(envoy, "envoy"),
         image(compose_envoy, "compose envoy"),
         "the same Envoy as compose"
     );
-    let job = kube_container_of_job(kube_object(&docs, "Job", "kafka-topics"));
-    let kafka = compose_service(&compose, "kafka");
+    let job = kube_container_of_job(kube_object(kube(), "Job", "kafka-topics"));
+    let kafka = compose_service(compose(), "kafka");
     assert_eq!(
         image(job, "kafka-topics"),
         image(kafka, "compose kafka"),
@@ -440,22 +426,20 @@ fn the_image_builds_weft_with_the_workspace_toolchain_and_runs_it() {
         "every container runs `weft serve <name>`: the entrypoint is weft"
     );
     // Every weft container runs the image the Dockerfile builds.
-    let compose = compose();
-    let docs = kube();
     let kustomization = parse(
         "kustomization.yaml",
         &read(&format!("{K8S}/kustomization.yaml")),
     );
     let images = list(at(&kustomization, "images", "kustomization"), "images");
     for c in components() {
-        let service = compose_service(&compose, &c.name);
+        let service = compose_service(compose(), &c.name);
         assert!(
             service.get("build").is_some(),
             "{COMPOSE} {} is built from the Dockerfile",
             c.name
         );
         let what = format!("{K8S} {}", c.name);
-        let container = kube_container(kube_object(&docs, "Deployment", &c.name), &what);
+        let container = kube_container(kube_object(kube(), "Deployment", &c.name), &what);
         let image = text(at(container, "image", &what));
         assert!(
             images

@@ -52,6 +52,12 @@ pub(crate) fn text(v: &Value) -> String {
     }
 }
 
+/// The `key` of every item of the list at `path` under `v`, as text.
+pub(crate) fn each_text(v: &Value, path: &str, key: &str, what: &str) -> Vec<String> {
+    let items = list(at(v, path, what), what);
+    items.iter().map(|item| text(at(item, key, what))).collect()
+}
+
 pub(crate) fn list<'a>(v: &'a Value, what: &str) -> &'a [Value] {
     v.as_sequence()
         .map(Vec::as_slice)
