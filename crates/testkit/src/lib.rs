@@ -4,7 +4,7 @@
 //! instead of sleeping; make gRPC calls as a given caller, check tables of who may
 //! call what, and sign test accounts up and in; give the services of a test their
 //! broker and data directory ([`Home`]), put records on topics ([`produce`]), read
-//! their metrics ([`metric`]), and run a scenario on each database ([`on_each_db!`]).
+//! their metrics ([`metric`]) and tables ([`count_rows`]), and run a scenario on each database ([`on_each_db!`]).
 //!
 //! These helpers panic with a message that says what to do: they are for tests only.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -23,6 +23,7 @@ mod kafka;
 mod matrix;
 mod metrics;
 mod records;
+mod rows;
 pub mod tools;
 pub use accounts::{PASSWORD, login, sign_up_and_login, sign_up_request};
 pub use broker::Broker;
@@ -32,6 +33,7 @@ pub use kafka::{BrokerKind, TestBroker, kafka_cluster};
 pub use matrix::{Auth, Caller, Callers};
 pub use metrics::{metric, scrape_metrics};
 pub use records::produce;
+pub use rows::{count_rows, texts};
 
 /// Ports handed out to tests: below Linux's ephemeral range (32768–60999), so no
 /// outgoing connection of any process can hold one, and below the local Kafka
