@@ -8,7 +8,7 @@ use weft_events::Database;
 use weft_events::db::now_micros;
 use weft_events::retention::{Pruner, RetentionArgs};
 use weft_proto::notification::DeliveryStatus;
-use weft_testkit::{Db, on_each_db};
+use weft_testkit::{Db, count_rows, on_each_db, texts};
 
 const DAY: i64 = 24 * 3_600_000_000;
 
@@ -73,17 +73,8 @@ async fn settled_triggers_are_pruned(db: Db) {
     );
     let done = pruner.prune_once().await.unwrap();
     assert!(done.contains(&("notification triggers", 2)), "{done:?}");
-    let kept: Vec<(String,)> = sqlx::query_as("SELECT event_id FROM triggers ORDER BY event_id")
-        .fetch_all(db.pool())
-        .await
-        .unwrap();
-    assert_eq!(
-        kept,
-        [("old-pending".to_owned(),), ("recent-sent".to_owned(),)]
-    );
-    let (notifications,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM notifications")
-        .fetch_one(db.pool())
-        .await
-        .unwrap();
+    let kept = texts(db.pool(), "SELECT event_id FROM triggers ORDER BY event_id").await;
+    assert_eq!(kept, ["old-pending", "recent-sent"]);
+    let notifications = count_rows(db.pool(), "notifications").await;
     assert_eq!(notifications, 4, "the users' history stays");
 }

@@ -208,11 +208,6 @@ pub async fn outbox_count(url: &str) -> i64 {
 }
 
 async fn count_rows(url: &str, table: &str) -> i64 {
-    use sqlx::Row as _;
     let db = weft_events::Database::connect(url).await.unwrap();
-    sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
-        .fetch_one(db.pool())
-        .await
-        .unwrap()
-        .get::<i64, _>("n")
+    weft_testkit::count_rows(db.pool(), table).await
 }
