@@ -238,8 +238,7 @@ async fn users_see_only_their_own_orders() {
 async fn bad_orders_are_invalid_argument_naming_the_fields() {
     let mesh = spawn_mesh(Db::Sqlite).await;
     let (_, token) = mesh.user("ada@example.com").await;
-    mesh.wait_ready(&token).await;
-    let mut orders = mesh.orders().await;
+    let mut orders = mesh.ready(&token).await;
     let create = |items: Vec<OrderItem>| CreateOrderRequest {
         items,
         ..Default::default()
@@ -423,8 +422,7 @@ async fn bad_orders_are_invalid_argument_naming_the_fields() {
 async fn idempotent_creates_and_pages() {
     let mesh = spawn_mesh(Db::Sqlite).await;
     let (_, token) = mesh.user("ada@example.com").await;
-    mesh.wait_ready(&token).await;
-    let mut orders = mesh.orders().await;
+    let mut orders = mesh.ready(&token).await;
     let mut keyed = seed_order();
     keyed.idempotency_key = "checkout-42".into();
     let a = create_order(&mut orders, keyed.clone(), &token).await;

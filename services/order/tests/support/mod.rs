@@ -66,8 +66,7 @@ pub async fn spawn_shop(db: Db, customer: &str, staff: &str) -> Shop {
     let mesh = spawn_mesh(db).await;
     let (customer, token) = mesh.user(customer).await;
     let (_, staff) = mesh.staff(staff).await;
-    mesh.wait_ready(&token).await;
-    let orders = mesh.orders().await;
+    let orders = mesh.ready(&token).await;
     Shop {
         mesh,
         customer,
@@ -133,6 +132,13 @@ impl Mesh {
         .await
         .unwrap();
         (id, self.login(email).await)
+    }
+
+    /// Waits until the order service knows the token keys (as [`Self::wait_ready`]);
+    /// a client of it.
+    pub async fn ready(&self, token: &str) -> OrderServiceClient<Channel> {
+        self.wait_ready(token).await;
+        self.orders().await
     }
 
     /// Waits until the order service has the user service's token keys.
