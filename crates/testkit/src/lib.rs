@@ -4,7 +4,8 @@
 //! instead of sleeping; make gRPC calls as a given caller, check tables of who may
 //! call what, and sign test accounts up and in; give the services of a test their
 //! broker and data directory ([`Home`]), put records on topics ([`produce`]), read
-//! their metrics ([`metric`]) and tables ([`count_rows`]), and run a scenario on each database ([`on_each_db!`]).
+//! their metrics ([`metric`]) and tables ([`count_rows`]), and run a scenario on
+//! each database ([`on_each_db!`]).
 //!
 //! These helpers panic with a message that says what to do: they are for tests only.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
