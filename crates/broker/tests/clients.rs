@@ -15,7 +15,9 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication, TopicResult,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use rdkafka::error::KafkaError;
@@ -47,8 +49,23 @@ fn config(bootstrap: &str) -> ClientConfig {
     c
 }
 
+/// Settings of a consumer in `group` that commits only when told to.
+fn consumer_config(bootstrap: &str, group: &str) -> ClientConfig {
+    let mut c = config(bootstrap);
+    c.set("group.id", group).set("enable.auto.commit", "false");
+    c
+}
+
 fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
     config(bootstrap).create().unwrap()
+}
+
+/// Creates `topics` with the default options; each one's result.
+async fn create_topics<'a>(
+    admin: &AdminClient<DefaultClientContext>,
+    topics: impl IntoIterator<Item = &'a NewTopic<'a>>,
+) -> Vec<TopicResult> {
+    admin.create_topics(topics, &admin_options()).await.unwrap()
 }
 
 fn admin_options() -> AdminOptions {
@@ -57,17 +74,15 @@ fn admin_options() -> AdminOptions {
 
 /// Creates `topic` (its full name) with the broker's replication factor.
 async fn create(broker: &TestBroker, topic: &str, partitions: i32) {
-    let results = admin(&broker.bootstrap())
-        .create_topics(
-            [&NewTopic::new(
-                topic,
-                partitions,
-                TopicReplication::Fixed(broker.replication()),
-            )],
-            &admin_options(),
-        )
-        .await
-        .unwrap();
+    let results = create_topics(
+        &admin(&broker.bootstrap()),
+        [&NewTopic::new(
+            topic,
+            partitions,
+            TopicReplication::Fixed(broker.replication()),
+        )],
+    )
+    .await;
     assert_eq!(results, vec![Ok(topic.to_owned())]);
 }
 
@@ -100,11 +115,10 @@ struct Seen {
 
 /// Reads every partition of `topic` from the beginning until `n` records arrived.
 fn read_all(broker: &TestBroker, topic: &str, partitions: i32, n: usize) -> Vec<Seen> {
-    let consumer: BaseConsumer = config(&broker.bootstrap())
-        .set("group.id", format!("{}reader", broker.prefix()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
+    let consumer: BaseConsumer =
+        consumer_config(&broker.bootstrap(), &format!("{}reader", broker.prefix()))
+            .create()
+            .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)
@@ -190,17 +204,15 @@ async fn topics_are_created_explicitly_and_bad_requests_are_refused(kind: Broker
     );
     // One replica more than the broker has nodes: 2 on weft-broker, 4 on the cluster.
     let too_many = broker.replication() + 1;
-    let results = admin
-        .create_topics(
-            [
-                &NewTopic::new(&orders, 3, TopicReplication::Fixed(broker.replication())),
-                &NewTopic::new(&bad, 1, TopicReplication::Fixed(broker.replication())),
-                &NewTopic::new(&replicated, 1, TopicReplication::Fixed(too_many)),
-            ],
-            &admin_options(),
-        )
-        .await
-        .unwrap();
+    let results = create_topics(
+        &admin,
+        [
+            &NewTopic::new(&orders, 3, TopicReplication::Fixed(broker.replication())),
+            &NewTopic::new(&bad, 1, TopicReplication::Fixed(broker.replication())),
+            &NewTopic::new(&replicated, 1, TopicReplication::Fixed(too_many)),
+        ],
+    )
+    .await;
     assert_eq!(
         results,
         vec![
@@ -212,17 +224,15 @@ async fn topics_are_created_explicitly_and_bad_requests_are_refused(kind: Broker
             )),
         ]
     );
-    let again = admin
-        .create_topics(
-            [&NewTopic::new(
-                &orders,
-                3,
-                TopicReplication::Fixed(broker.replication()),
-            )],
-            &admin_options(),
-        )
-        .await
-        .unwrap();
+    let again = create_topics(
+        &admin,
+        [&NewTopic::new(
+            &orders,
+            3,
+            TopicReplication::Fixed(broker.replication()),
+        )],
+    )
+    .await;
     assert_eq!(
         again,
         vec![Err((orders.clone(), RDKafkaErrorCode::TopicAlreadyExists))]
@@ -349,26 +359,15 @@ async fn records_offsets_and_producer_state_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let broker = support::start(dir.path()).await;
     let admin = admin(&broker.bootstrap);
-    let created = admin
-        .create_topics(
-            [&NewTopic::new("t", 1, TopicReplication::Fixed(1))],
-            &admin_options(),
-        )
-        .await
-        .unwrap();
+    let created = create_topics(&admin, [&NewTopic::new("t", 1, TopicReplication::Fixed(1))]).await;
     assert_eq!(created, vec![Ok("t".to_owned())]);
     let p = producer(&broker.bootstrap);
     for i in 0..10 {
-        p.send(
-            FutureRecord::<str, str>::to("t").payload(&format!("before-{i}")),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+        send(&p, "t", None, format!("before-{i}").as_bytes(), None)
+            .await
+            .unwrap();
     }
-    let consumer: BaseConsumer = config(&broker.bootstrap)
-        .set("group.id", "keeper")
-        .set("enable.auto.commit", "false")
+    let consumer: BaseConsumer = consumer_config(&broker.bootstrap, "keeper")
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
@@ -383,15 +382,8 @@ async fn records_offsets_and_producer_state_survive_a_restart() {
 
     let broker = support::start(dir.path()).await;
     let p = producer(&broker.bootstrap);
-    p.send(
-        FutureRecord::<str, str>::to("t").payload("after"),
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
-    let consumer: BaseConsumer = config(&broker.bootstrap)
-        .set("group.id", "keeper")
-        .set("enable.auto.commit", "false")
+    send(&p, "t", None, b"after", None).await.unwrap();
+    let consumer: BaseConsumer = consumer_config(&broker.bootstrap, "keeper")
         .create()
         .unwrap();
     let (records, committed) = tokio::task::spawn_blocking(move || {
@@ -520,10 +512,8 @@ async fn a_consumer_group_shares_partitions_and_rebalances_when_a_member_leaves(
     let group = format!("{}workers", broker.prefix());
     let (topic, group_id, observer_bootstrap) = (shared.clone(), group.clone(), bootstrap.clone());
     let member = move |name: &str| -> BaseConsumer {
-        let c: BaseConsumer = config(&bootstrap)
-            .set("group.id", &group_id)
+        let c: BaseConsumer = consumer_config(&bootstrap, &group_id)
             .set("client.id", name)
-            .set("enable.auto.commit", "false")
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "500")
             .set("partition.assignment.strategy", "range")
@@ -666,27 +656,25 @@ async fn bad_topic_requests_are_refused(kind: BrokerKind) {
         name("configured"),
         name("validated"),
     );
-    let results = admin
-        .create_topics(
-            [
-                &NewTopic::new(&no_partitions, 0, rf()),
-                &NewTopic::new(&no_replicas, 1, TopicReplication::Fixed(0)),
-                &NewTopic::new(&longest, 1, rf()),
-                &NewTopic::new(&too_long, 1, rf()),
-                &NewTopic::new(&compacted, 1, rf()).set("cleanup.policy", "compact"),
-                &NewTopic::new(&log_append_time, 1, rf())
-                    .set("message.timestamp.type", "LogAppendTime"),
-                &NewTopic::new(&unknown_config, 1, rf()).set("no.such.config", "1"),
-                &NewTopic::new(&bad_value, 1, rf()).set("retention.ms", "soon"),
-                &NewTopic::new(&configured, 1, rf())
-                    .set("retention.ms", "3600000")
-                    .set("cleanup.policy", "delete")
-                    .set("message.timestamp.type", "CreateTime"),
-            ],
-            &admin_options(),
-        )
-        .await
-        .unwrap();
+    let results = create_topics(
+        &admin,
+        [
+            &NewTopic::new(&no_partitions, 0, rf()),
+            &NewTopic::new(&no_replicas, 1, TopicReplication::Fixed(0)),
+            &NewTopic::new(&longest, 1, rf()),
+            &NewTopic::new(&too_long, 1, rf()),
+            &NewTopic::new(&compacted, 1, rf()).set("cleanup.policy", "compact"),
+            &NewTopic::new(&log_append_time, 1, rf())
+                .set("message.timestamp.type", "LogAppendTime"),
+            &NewTopic::new(&unknown_config, 1, rf()).set("no.such.config", "1"),
+            &NewTopic::new(&bad_value, 1, rf()).set("retention.ms", "soon"),
+            &NewTopic::new(&configured, 1, rf())
+                .set("retention.ms", "3600000")
+                .set("cleanup.policy", "delete")
+                .set("message.timestamp.type", "CreateTime"),
+        ],
+    )
+    .await;
     assert_eq!(
         results,
         vec![
@@ -844,9 +832,7 @@ fn first_from(
     offset: i64,
     reset: &str,
 ) -> Result<i64, KafkaError> {
-    let consumer: BaseConsumer = config(bootstrap)
-        .set("group.id", format!("{prefix}from-{reset}"))
-        .set("enable.auto.commit", "false")
+    let consumer: BaseConsumer = consumer_config(bootstrap, &format!("{prefix}from-{reset}"))
         .set("auto.offset.reset", reset)
         .create()
         .unwrap();

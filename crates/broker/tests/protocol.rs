@@ -8,6 +8,7 @@ mod support;
 
 use bytes::{BufMut as _, Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{
     ApiVersionsRequest, BrokerId, CreatePartitionsRequest, CreateTopicsRequest,
     DeleteTopicsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, GroupId,
@@ -24,7 +25,7 @@ use kafka_protocol::messages::{
     offset_fetch_request::OffsetFetchRequestTopic,
     produce_request::{PartitionProduceData, TopicProduceData},
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -119,136 +120,164 @@ async fn create_topic(raw: &mut Raw, topic: &str) {
     assert_eq!(r.topics[0].error_code, 0);
 }
 
+/// A broker on a fresh data directory (kept until the returned one is dropped) with
+/// the one-partition topic `t`, and the raw connection that created it.
+async fn broker_with_t() -> (tempfile::TempDir, support::Running, Raw) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = support::start(dir.path()).await;
+    let mut raw = Raw::connect(&broker.bootstrap).await;
+    create_topic(&mut raw, "t").await;
+    (dir, broker, raw)
+}
+
 fn range(key: kafka_protocol::messages::ApiKey) -> std::ops::RangeInclusive<i16> {
     let api = APIS.iter().find(|a| a.key == key).unwrap();
     api.min..=api.max
 }
 
+/// Calls every version of `R`'s API that the broker advertises, with `request(v)`,
+/// and hands each answer to `check` with its version.
+async fn every_version<R: Request>(
+    raw: &mut Raw,
+    request: impl Fn(i16) -> R,
+    mut check: impl FnMut(i16, R::Response),
+) {
+    for v in range(ApiKey::try_from(R::KEY).unwrap()) {
+        let response = raw.call(&request(v), v).await;
+        check(v, response);
+    }
+}
+
+fn group_id(name: &str) -> GroupId {
+    GroupId(StrBytes::from_string(name.to_owned()))
+}
+
 #[tokio::test]
 async fn every_advertised_version_of_every_api_is_answered() {
-    use kafka_protocol::messages::ApiKey;
-    let dir = tempfile::tempdir().unwrap();
-    let broker = support::start(dir.path()).await;
-    let mut raw = Raw::connect(&broker.bootstrap).await;
-    create_topic(&mut raw, "t").await;
+    let (_dir, broker, mut raw) = broker_with_t().await;
 
-    for v in range(ApiKey::ApiVersions) {
-        let mut req = ApiVersionsRequest::default();
-        if v >= 3 {
-            req = req
-                .with_client_software_name(StrBytes::from_static_str("test"))
-                .with_client_software_version(StrBytes::from_static_str("1"));
+    let versions = |v| {
+        let req = ApiVersionsRequest::default();
+        if v < 3 {
+            return req;
         }
-        let r = raw.call(&req, v).await;
+        req.with_client_software_name(StrBytes::from_static_str("test"))
+            .with_client_software_version(StrBytes::from_static_str("1"))
+    };
+    every_version(&mut raw, versions, |v, r| {
         assert_eq!(r.error_code, 0, "ApiVersions v{v}");
         assert_eq!(r.api_keys.len(), APIS.len());
-    }
-    for v in range(ApiKey::Metadata) {
-        let topics = vec![MetadataRequestTopic::default().with_name(Some(name("t")))];
-        let r = raw
-            .call(&MetadataRequest::default().with_topics(Some(topics)), v)
-            .await;
-        assert_eq!(r.topics.len(), 1, "Metadata v{v}");
-        assert_eq!(r.topics[0].partitions.len(), 1);
-        assert_eq!(r.brokers.len(), 1);
-    }
+    })
+    .await;
+    let topics = || vec![MetadataRequestTopic::default().with_name(Some(name("t")))];
+    every_version(
+        &mut raw,
+        |_| MetadataRequest::default().with_topics(Some(topics())),
+        |v, r| {
+            assert_eq!(r.topics.len(), 1, "Metadata v{v}");
+            assert_eq!(r.topics[0].partitions.len(), 1);
+            assert_eq!(r.brokers.len(), 1);
+        },
+    )
+    .await;
     let mut next = 0;
-    for v in range(ApiKey::Produce) {
-        let r = raw
-            .call(&produce("t", batch(&["a", "b"], (-1, -1, -1))), v)
-            .await;
-        let p = &r.responses[0].partition_responses[0];
-        assert_eq!((p.error_code, p.base_offset), (0, next), "Produce v{v}");
-        next += 2;
-    }
-    for v in range(ApiKey::Fetch) {
-        let r = raw.call(&fetch("t", 0, 100), v).await;
-        let p = &r.responses[0].partitions[0];
-        assert_eq!(p.error_code, 0, "Fetch v{v}");
-        assert_eq!(p.high_watermark, next);
-        assert!(p.records.as_ref().is_some_and(|r| !r.is_empty()));
-    }
-    for v in range(ApiKey::ListOffsets) {
-        let req = ListOffsetsRequest::default()
+    every_version(
+        &mut raw,
+        |_| produce("t", batch(&["a", "b"], (-1, -1, -1))),
+        |v, r| {
+            let p = &r.responses[0].partition_responses[0];
+            assert_eq!((p.error_code, p.base_offset), (0, next), "Produce v{v}");
+            next += 2;
+        },
+    )
+    .await;
+    every_version(
+        &mut raw,
+        |_| fetch("t", 0, 100),
+        |v, r| {
+            let p = &r.responses[0].partitions[0];
+            assert_eq!(p.error_code, 0, "Fetch v{v}");
+            assert_eq!(p.high_watermark, next);
+            assert!(p.records.as_ref().is_some_and(|r| !r.is_empty()));
+        },
+    )
+    .await;
+    let latest = || {
+        ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_topics(vec![
                 ListOffsetsTopic::default()
                     .with_name(name("t"))
                     .with_partitions(vec![ListOffsetsPartition::default().with_timestamp(-1)]),
-            ]);
-        let r = raw.call(&req, v).await;
-        assert_eq!(r.topics[0].partitions[0].offset, next, "ListOffsets v{v}");
-    }
-    for v in range(ApiKey::InitProducerId) {
-        let r = raw
-            .call(
-                &InitProducerIdRequest::default().with_transaction_timeout_ms(1000),
-                v,
-            )
-            .await;
-        assert_eq!(r.error_code, 0, "InitProducerId v{v}");
-        assert!(r.producer_id.0 >= 0);
-    }
-    for v in range(ApiKey::CreateTopics) {
-        let topic = format!("made-v{v}");
-        let r = raw
-            .call(
-                &CreateTopicsRequest::default()
-                    .with_topics(vec![
-                        CreatableTopic::default()
-                            .with_name(name(&topic))
-                            .with_num_partitions(2)
-                            .with_replication_factor(-1),
-                    ])
-                    .with_timeout_ms(1000),
-                v,
-            )
-            .await;
+            ])
+    };
+    every_version(
+        &mut raw,
+        |_| latest(),
+        |v, r| assert_eq!(r.topics[0].partitions[0].offset, next, "ListOffsets v{v}"),
+    )
+    .await;
+    every_version(
+        &mut raw,
+        |_| InitProducerIdRequest::default().with_transaction_timeout_ms(1000),
+        |v, r| {
+            assert_eq!(r.error_code, 0, "InitProducerId v{v}");
+            assert!(r.producer_id.0 >= 0);
+        },
+    )
+    .await;
+    let made = |v| {
+        CreateTopicsRequest::default()
+            .with_topics(vec![
+                CreatableTopic::default()
+                    .with_name(name(&format!("made-v{v}")))
+                    .with_num_partitions(2)
+                    .with_replication_factor(-1),
+            ])
+            .with_timeout_ms(1000)
+    };
+    every_version(&mut raw, made, |v, r| {
         assert_eq!(r.topics[0].error_code, 0, "CreateTopics v{v}");
-    }
-    for v in range(ApiKey::CreatePartitions) {
-        let r = raw
-            .call(
-                &CreatePartitionsRequest::default()
-                    .with_topics(vec![
-                        CreatePartitionsTopic::default()
-                            .with_name(name("made-v4"))
-                            .with_count(3 + i32::from(v))
-                            .with_assignments(None),
-                    ])
-                    .with_timeout_ms(1000),
-                v,
-            )
-            .await;
+    })
+    .await;
+    let grown = |v| {
+        CreatePartitionsRequest::default()
+            .with_topics(vec![
+                CreatePartitionsTopic::default()
+                    .with_name(name("made-v4"))
+                    .with_count(3 + i32::from(v))
+                    .with_assignments(None),
+            ])
+            .with_timeout_ms(1000)
+    };
+    every_version(&mut raw, grown, |v, r| {
         assert_eq!(r.results[0].error_code, 0, "CreatePartitions v{v}");
-    }
-    for v in range(ApiKey::DeleteTopics) {
-        let r = raw
-            .call(
-                &DeleteTopicsRequest::default()
-                    .with_topic_names(vec![name(&format!("made-v{}", v + 1))])
-                    .with_timeout_ms(1000),
-                v,
-            )
-            .await;
+    })
+    .await;
+    let deleted = |v: i16| {
+        DeleteTopicsRequest::default()
+            .with_topic_names(vec![name(&format!("made-v{}", v + 1))])
+            .with_timeout_ms(1000)
+    };
+    every_version(&mut raw, deleted, |v, r| {
         assert_eq!(r.responses[0].error_code, 0, "DeleteTopics v{v}");
-    }
-    for v in range(ApiKey::FindCoordinator) {
-        let r = raw
-            .call(
-                &FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")),
-                v,
-            )
-            .await;
-        assert_eq!(
-            (r.error_code, r.port),
-            (0, support_port(&broker.bootstrap)),
-            "FindCoordinator v{v}"
-        );
-    }
-    for v in range(ApiKey::OffsetCommit) {
-        let req = OffsetCommitRequest::default()
-            .with_group_id(GroupId(StrBytes::from_static_str("simple")))
+    })
+    .await;
+    every_version(
+        &mut raw,
+        |_| FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")),
+        |v, r| {
+            assert_eq!(
+                (r.error_code, r.port),
+                (0, support_port(&broker.bootstrap)),
+                "FindCoordinator v{v}"
+            );
+        },
+    )
+    .await;
+    let commit = |v| {
+        OffsetCommitRequest::default()
+            .with_group_id(group_id("simple"))
             .with_generation_id_or_member_epoch(-1)
             .with_topics(vec![
                 OffsetCommitRequestTopic::default()
@@ -258,29 +287,39 @@ async fn every_advertised_version_of_every_api_is_answered() {
                             .with_committed_offset(i64::from(v))
                             .with_committed_metadata(Some(StrBytes::from_static_str("m"))),
                     ]),
-            ]);
-        let r = raw.call(&req, v).await;
+            ])
+    };
+    every_version(&mut raw, commit, |v, r| {
         assert_eq!(r.topics[0].partitions[0].error_code, 0, "OffsetCommit v{v}");
-    }
-    for v in range(ApiKey::OffsetFetch) {
-        let req = OffsetFetchRequest::default()
-            .with_group_id(GroupId(StrBytes::from_static_str("simple")))
+    })
+    .await;
+    let committed = || {
+        OffsetFetchRequest::default()
+            .with_group_id(group_id("simple"))
             .with_topics(Some(vec![
                 OffsetFetchRequestTopic::default()
                     .with_name(name("t"))
                     .with_partition_indexes(vec![0]),
-            ]));
-        let r = raw.call(&req, v).await;
-        assert_eq!(
-            r.topics[0].partitions[0].committed_offset, 7,
-            "OffsetFetch v{v}"
-        );
-    }
+            ]))
+    };
+    every_version(
+        &mut raw,
+        |_| committed(),
+        |v, r| {
+            assert_eq!(
+                r.topics[0].partitions[0].committed_offset, 7,
+                "OffsetFetch v{v}"
+            );
+        },
+    )
+    .await;
     for v in range(ApiKey::JoinGroup) {
         let group = format!("g{v}");
+        // The other calls of the group's life, at the same version or their newest.
+        let at = |key| v.min(*range(key).end());
         let req = |member: StrBytes| {
             JoinGroupRequest::default()
-                .with_group_id(GroupId(StrBytes::from_string(group.clone())))
+                .with_group_id(group_id(&group))
                 .with_session_timeout_ms(10_000)
                 .with_rebalance_timeout_ms(10_000)
                 .with_member_id(member)
@@ -302,31 +341,22 @@ async fn every_advertised_version_of_every_api_is_answered() {
         assert_eq!(r.error_code, 0, "JoinGroup v{v}");
         assert_eq!(r.leader, r.member_id);
         let member = r.member_id.clone();
-        let sync_v = v.min(*range(ApiKey::SyncGroup).end());
-        let s = raw
-            .call(
-                &SyncGroupRequest::default()
-                    .with_group_id(GroupId(StrBytes::from_string(group.clone())))
-                    .with_generation_id(r.generation_id)
-                    .with_member_id(member.clone()),
-                sync_v,
-            )
-            .await;
+        let sync_v = at(ApiKey::SyncGroup);
+        let sync = SyncGroupRequest::default()
+            .with_group_id(group_id(&group))
+            .with_generation_id(r.generation_id)
+            .with_member_id(member.clone());
+        let s = raw.call(&sync, sync_v).await;
         assert_eq!(s.error_code, 0, "SyncGroup v{sync_v}");
-        let hb_v = v.min(*range(ApiKey::Heartbeat).end());
-        let h = raw
-            .call(
-                &HeartbeatRequest::default()
-                    .with_group_id(GroupId(StrBytes::from_string(group.clone())))
-                    .with_generation_id(r.generation_id)
-                    .with_member_id(member.clone()),
-                hb_v,
-            )
-            .await;
+        let hb_v = at(ApiKey::Heartbeat);
+        let heartbeat = HeartbeatRequest::default()
+            .with_group_id(group_id(&group))
+            .with_generation_id(r.generation_id)
+            .with_member_id(member.clone());
+        let h = raw.call(&heartbeat, hb_v).await;
         assert_eq!(h.error_code, 0, "Heartbeat v{hb_v}");
-        let leave_v = v.min(*range(ApiKey::LeaveGroup).end());
-        let mut leave = LeaveGroupRequest::default()
-            .with_group_id(GroupId(StrBytes::from_string(group.clone())));
+        let leave_v = at(ApiKey::LeaveGroup);
+        let mut leave = LeaveGroupRequest::default().with_group_id(group_id(&group));
         if leave_v >= 3 {
             leave = leave.with_members(vec![
                 kafka_protocol::messages::leave_group_request::MemberIdentity::default()
@@ -338,27 +368,29 @@ async fn every_advertised_version_of_every_api_is_answered() {
         let l = raw.call(&leave, leave_v).await;
         assert_eq!(l.error_code, 0, "LeaveGroup v{leave_v}");
     }
-    for v in range(ApiKey::DescribeGroups) {
-        let r = raw
-            .call(
-                &DescribeGroupsRequest::default()
-                    .with_groups(vec![GroupId(StrBytes::from_static_str("simple"))]),
-                v,
-            )
-            .await;
-        assert_eq!(
-            r.groups[0].group_state.as_str(),
-            "Empty",
-            "DescribeGroups v{v}"
-        );
-    }
-    for v in range(ApiKey::ListGroups) {
-        let r = raw.call(&ListGroupsRequest::default(), v).await;
-        assert!(
-            r.groups.iter().any(|g| g.group_id.0.as_str() == "simple"),
-            "ListGroups v{v}"
-        );
-    }
+    every_version(
+        &mut raw,
+        |_| DescribeGroupsRequest::default().with_groups(vec![group_id("simple")]),
+        |v, r| {
+            assert_eq!(
+                r.groups[0].group_state.as_str(),
+                "Empty",
+                "DescribeGroups v{v}"
+            );
+        },
+    )
+    .await;
+    every_version(
+        &mut raw,
+        |_| ListGroupsRequest::default(),
+        |v, r| {
+            assert!(
+                r.groups.iter().any(|g| g.group_id.0.as_str() == "simple"),
+                "ListGroups v{v}"
+            );
+        },
+    )
+    .await;
     broker.stop().await;
 }
 
@@ -368,10 +400,7 @@ fn support_port(bootstrap: &str) -> i32 {
 
 #[tokio::test]
 async fn a_damaged_batch_is_refused_and_leaves_nothing_in_the_log() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = support::start(dir.path()).await;
-    let mut raw = Raw::connect(&broker.bootstrap).await;
-    create_topic(&mut raw, "t").await;
+    let (_dir, broker, mut raw) = broker_with_t().await;
     let good = batch(&["hello"], (-1, -1, -1));
 
     let mut flipped = good.to_vec();
@@ -419,10 +448,7 @@ async fn a_damaged_batch_is_refused_and_leaves_nothing_in_the_log() {
 
 #[tokio::test]
 async fn a_producer_retry_is_answered_with_the_first_offset_and_a_gap_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = support::start(dir.path()).await;
-    let mut raw = Raw::connect(&broker.bootstrap).await;
-    create_topic(&mut raw, "t").await;
+    let (_dir, broker, mut raw) = broker_with_t().await;
     let id = raw
         .call(
             &InitProducerIdRequest::default().with_transaction_timeout_ms(1000),
@@ -531,10 +557,7 @@ async fn hostile_frames_close_their_own_connection_and_nothing_else() {
 
 #[tokio::test]
 async fn a_held_fetch_is_answered_by_the_next_append() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = support::start(dir.path()).await;
-    let mut raw = Raw::connect(&broker.bootstrap).await;
-    create_topic(&mut raw, "t").await;
+    let (_dir, broker, mut raw) = broker_with_t().await;
     // The consumer's connection is served before its fetch goes out, so the window
     // below starts with the fetch on its way, not with a connection still opening.
     let mut consumer = Raw::connect(&broker.bootstrap).await;
