@@ -201,7 +201,7 @@ fn prometheus_scrapes_every_admin_port() {
             "Prometheus does not scrape {target}"
         );
     }
-    let stats = listener_port(listener(&envoy(), "stats"));
+    let stats = listener_port(listener(envoy(), "stats"));
     assert!(
         targets.contains(&format!("envoy:{stats}")),
         "Prometheus does not scrape Envoy's stats listener"
