@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{cpu_seconds, env_or, quantile};
+use common::{acked_rate, cpu_seconds, env_or, quantile, warm};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -197,27 +197,7 @@ fn producer(bootstrap: &str) -> FutureProducer {
 
 /// Records per second, all acknowledged.
 async fn produce_rate(broker: &Process, n: usize) -> f64 {
-    let p = producer(&broker.bootstrap);
-    p.send(
-        FutureRecord::<str, str>::to(TOPICS[0]).payload("warm"),
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
-    let value = vec![b'x'; 200];
-    let keys: Vec<String> = (0..n).map(|i| format!("k{}", i % 1000)).collect();
-    let t = Instant::now();
-    let mut pending = Vec::with_capacity(n);
-    for k in &keys {
-        pending.push(
-            p.send_result(FutureRecord::to(TOPICS[0]).key(k).payload(&value))
-                .unwrap(),
-        );
-    }
-    for d in pending {
-        d.await.unwrap().unwrap();
-    }
-    n as f64 / t.elapsed().as_secs_f64()
+    acked_rate(&producer(&broker.bootstrap), TOPICS[0], n).await
 }
 
 fn now_micros() -> i64 {
@@ -246,13 +226,7 @@ async fn latency(broker: &Process, wait_ms: u32, rate: u64, seconds: u64) -> (Du
         seen
     });
     let p = producer(&broker.bootstrap);
-    // An idempotent producer waits for its producer id before its first record.
-    p.send(
-        FutureRecord::<str, str>::to(TOPICS[2]).payload("warm"),
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
+    warm(&p, TOPICS[2]).await;
     std::thread::sleep(Duration::from_secs(2));
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
     for i in 0..n {

@@ -76,15 +76,16 @@ use std::time::{Duration, Instant};
 
 use common::kafka::KafkaCluster;
 use common::{
-    closed_loop, cpu_seconds, cpu_tree_seconds, env_or, grpc_get_order, parent, quantile, rest_get,
+    acked_rate, closed_loop, cpu_seconds, cpu_tree_seconds, env_or, grpc_get_order, parent,
+    quantile, rest_get,
 };
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
+use support::rest::Customer;
 use support::{BrokerKind, MeshBroker, Ports, Up};
 use tonic::transport::Channel;
-use weft_proto::analytics::analytics_service_client::AnalyticsServiceClient;
-use weft_proto::analytics::{GetMetricsRequest, Metrics};
+use weft_proto::analytics::Metrics;
 use weft_proto::common::Money;
 use weft_proto::order::order_service_client::OrderServiceClient;
 use weft_proto::order::{CreateOrderRequest, OrderItem};
@@ -236,13 +237,29 @@ fn breakdown(processes: &[Proc], values: &[f64], f: impl Fn(f64) -> String) -> S
 }
 
 async fn metrics(analytics: &Channel) -> Metrics {
-    AnalyticsServiceClient::new(analytics.clone())
-        .get_metrics(GetMetricsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .metrics
-        .unwrap()
+    support::grpc::metrics_on(analytics.clone()).await
+}
+
+/// The customer whose orders the steady phase and the burst place, and where they
+/// go: the order service (`orders`) and analytics, which counts them.
+#[derive(Clone)]
+struct Orders {
+    analytics: Channel,
+    orders: Channel,
+    user_id: String,
+    bearer: String,
+}
+
+impl Orders {
+    /// A client of the order service.
+    fn client(&self) -> OrderServiceClient<Channel> {
+        OrderServiceClient::new(self.orders.clone())
+    }
+
+    /// The customer's next order, authorised.
+    fn request(&self) -> tonic::Request<CreateOrderRequest> {
+        authed(order_request(&self.user_id), &self.bearer)
+    }
 }
 
 /// Waits until analytics counts at least `orders` orders and `emails` emails; how
@@ -341,30 +358,7 @@ async fn raw_produce_rate(bootstrap: &str, topic: &str, replication: i32, n: usi
         .set("queue.buffering.max.messages", "1000000")
         .create()
         .unwrap();
-    // The first record of an idempotent producer waits for its producer id (and, on
-    // Kafka, for the new topic's leaders).
-    producer
-        .send(
-            FutureRecord::<str, str>::to(topic).payload("warm"),
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
-    let value = vec![b'x'; 200];
-    let keys: Vec<String> = (0..n).map(|i| format!("key-{}", i % 1000)).collect();
-    let t = Instant::now();
-    let mut pending = Vec::with_capacity(n);
-    for k in &keys {
-        pending.push(
-            producer
-                .send_result(FutureRecord::to(topic).key(k).payload(&value))
-                .unwrap(),
-        );
-    }
-    for p in pending {
-        p.await.unwrap().unwrap();
-    }
-    n as f64 / t.elapsed().as_secs_f64()
+    acked_rate(&producer, topic, n).await
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -582,28 +576,20 @@ async fn run_on(run: Run, program: &Path, sizes: &Sizes, scratch: &Path) -> Figu
         let (data, ports, database) = (data.clone(), ports.clone(), database.clone());
         let program = program.to_owned();
         tokio::task::spawn_blocking(move || {
-            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            Up::start_program(
-                &program,
-                MeshBroker::new(BrokerKind::Embedded, &ports),
-                &data,
-                &ports,
-                database.as_deref(),
-                &env,
-            )
+            let mut command = support::up_command_of(&program, &data, &ports);
+            command.envs(env);
+            if let Some(url) = &database {
+                command.env("DATABASE_URL", url);
+            }
+            Up::spawn(command, MeshBroker::new(BrokerKind::Embedded, &ports))
         })
         .await
         .unwrap()
     };
     let base = format!("http://127.0.0.1:{}", ports.gateway);
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()
-        .unwrap();
-    let (user_id, token) = support::rest::signup_and_login(&http, &base, "chain@example.com").await;
-    let seed = support::rest::seed_order(&http, &base, &token).await;
-    let seed_id = seed["orderId"].as_str().unwrap().to_owned();
-    let bearer = format!("Bearer {token}");
+    let http = support::rest::client();
+    let customer = Customer::with_seed_order(&http, &base, "chain@example.com").await;
+    let bearer = customer.bearer();
     // The callers balance over the order replicas when there are several, as the
     // gateway does.
     let endpoints: Vec<_> = (0..replicas)
@@ -651,28 +637,19 @@ async fn run_on(run: Run, program: &Path, sizes: &Sizes, scratch: &Path) -> Figu
             sizes.records, figures.raw
         );
     }
+    let orders = Orders {
+        analytics: analytics.clone(),
+        orders: order_channel.clone(),
+        user_id: customer.user_id.clone(),
+        bearer: bearer.clone(),
+    };
     if sizes.run("steady") {
-        (figures.p50_ms, figures.p99_ms) = steady(
-            &analytics_db,
-            &analytics,
-            &order_channel,
-            &user_id,
-            &bearer,
-            sizes.rate,
-            sizes.seconds,
-        )
-        .await;
+        (figures.p50_ms, figures.p99_ms) =
+            steady(&analytics_db, &orders, sizes.rate, sizes.seconds).await;
     }
     if sizes.run("burst") {
-        (figures.burst, figures.cpu_per_order) = burst_phase(
-            &processes,
-            &analytics,
-            &order_channel,
-            &user_id,
-            &bearer,
-            sizes.burst,
-        )
-        .await;
+        (figures.burst, figures.cpu_per_order) =
+            burst_phase(&processes, &orders, sizes.burst).await;
         if figures.raw.is_nan() {
             println!(
                 "   {:.0} events/s applied by analytics (the raw phase did not run: no ratio)",
@@ -688,7 +665,7 @@ async fn run_on(run: Run, program: &Path, sizes: &Sizes, scratch: &Path) -> Figu
     }
     if sizes.run("reads") {
         (figures.direct, figures.gateway) =
-            reads(&base, &http, &order_channel, &bearer, &seed_id).await;
+            reads(&base, &http, &order_channel, &bearer, &customer.order_id).await;
     }
     tokio::task::spawn_blocking(move || match kind {
         BrokerKind::Embedded => up.stop(),
@@ -864,15 +841,8 @@ async fn idle(processes: &[Proc], idle_seconds: u64) -> f64 {
 }
 
 /// The steady phase; p50 and p99 of the event latency, ms.
-async fn steady(
-    analytics_db: &str,
-    analytics: &Channel,
-    order_channel: &Channel,
-    user_id: &str,
-    bearer: &str,
-    rate: u64,
-    seconds: u64,
-) -> (f64, f64) {
+async fn steady(analytics_db: &str, orders: &Orders, rate: u64, seconds: u64) -> (f64, f64) {
+    let analytics = &orders.analytics;
     let start = metrics(analytics).await;
     let buckets_before = latency_buckets(analytics_db).await;
     let n = (rate * seconds) as usize;
@@ -881,8 +851,7 @@ async fn steady(
     let failed = Arc::new(AtomicUsize::new(0));
     for _ in 0..n {
         tick.tick().await;
-        let mut client = OrderServiceClient::new(order_channel.clone());
-        let req = authed(order_request(user_id), bearer);
+        let (mut client, req) = (orders.client(), orders.request());
         let failed = failed.clone();
         calls.push(tokio::spawn(async move {
             let t = Instant::now();
@@ -921,14 +890,8 @@ async fn steady(
 /// The burst; returns its rate (orders/s from the first call until analytics has
 /// counted every order and email) and the CPU-seconds per order that `processes`
 /// used meanwhile.
-async fn burst_phase(
-    processes: &[Proc],
-    analytics: &Channel,
-    order_channel: &Channel,
-    user_id: &str,
-    bearer: &str,
-    burst: usize,
-) -> (f64, f64) {
+async fn burst_phase(processes: &[Proc], orders: &Orders, burst: usize) -> (f64, f64) {
+    let analytics = &orders.analytics;
     let start = metrics(analytics).await;
     let cpu_before = cpu_now(processes);
     let next = Arc::new(AtomicUsize::new(0));
@@ -937,12 +900,10 @@ async fn burst_phase(
     let callers: Vec<_> = (0..32)
         .map(|_| {
             let (next, failed) = (next.clone(), failed.clone());
-            let mut client = OrderServiceClient::new(order_channel.clone());
-            let (user_id, bearer) = (user_id.to_owned(), bearer.to_owned());
+            let (orders, mut client) = (orders.clone(), orders.client());
             tokio::spawn(async move {
                 while next.fetch_add(1, Ordering::Relaxed) < burst {
-                    let req = authed(order_request(&user_id), &bearer);
-                    if client.create_order(req).await.is_err() {
+                    if client.create_order(orders.request()).await.is_err() {
                         failed.fetch_add(1, Ordering::Relaxed);
                     }
                 }

@@ -24,31 +24,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{env_or, quantile, rss_kib};
+use support::grpc::sign_up_request;
 use support::{Ports, Up};
 use tonic::transport::Channel;
 use weft_proto::user::user_service_client::UserServiceClient;
 use weft_proto::user::{SignUpRequest, SignupSource};
 
 fn signup(email: String) -> SignUpRequest {
-    SignUpRequest {
-        email,
-        name: "Flood".into(),
-        password: "correct horse battery staple".into(),
-        source: SignupSource::Api as i32,
-        ..Default::default()
-    }
+    sign_up_request(&email, "Flood", SignupSource::Api)
 }
 
 /// The `password_hashes_*` lines of the user service's metrics.
 async fn hash_gauges(http: &reqwest::Client, admin_port: u16) -> Vec<String> {
-    let body = http
-        .get(format!("http://127.0.0.1:{admin_port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = support::rest::text(http, &format!("http://127.0.0.1:{admin_port}/metrics")).await;
     body.lines()
         .filter(|l| l.starts_with("password_hashes_"))
         .map(str::to_owned)
@@ -74,12 +62,8 @@ async fn main() {
         .trim()
         .parse()
         .unwrap();
-    let http = reqwest::Client::new();
-    let channel = Channel::from_shared(format!("http://127.0.0.1:{}", ports.user))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let http = support::rest::client();
+    let channel = support::grpc::channel(ports.user).await;
     // One honest sign-up first, so the baseline has a warm service.
     UserServiceClient::new(channel.clone())
         .sign_up(signup("warm@example.com".into()))
@@ -208,7 +192,5 @@ async fn main() {
     for e in errors.iter().take(3) {
         println!("    {e}");
     }
-    tokio::task::spawn_blocking(move || up.stop())
-        .await
-        .unwrap();
+    up.stop_async().await;
 }

@@ -15,27 +15,16 @@ mod common;
 mod support;
 
 use common::{closed_loop, env_or, fixed_rate, grpc_get_order, rest_get, rss_kib};
-use support::{Ports, Up};
-use tonic::transport::Channel;
+use support::rest::Customer;
+use support::{BrokerKind, LIFTED_RATE_LIMITS, Mesh};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let callers = env_or("WEFT_BENCH_CONCURRENCY", 16);
     let seconds = env_or("WEFT_BENCH_SECONDS", 5);
     let rate = env_or("WEFT_BENCH_RATE", 200);
-    let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
     // The benchmark is one client: lift the per-client rate limit.
-    let up = Up::start_env_async(
-        dir.path(),
-        &ports,
-        &[
-            ("WEFT_RATE_LIMIT", "1000000/s"),
-            ("WEFT_RATE_BURST", "1000000"),
-        ],
-    )
-    .await;
+    let Mesh { dir, ports, up } = Mesh::start_env(BrokerKind::Embedded, &LIFTED_RATE_LIMITS).await;
     let gateway_pid: u32 = std::fs::read_to_string(dir.path().join("run/gateway.pid"))
         .unwrap()
         .trim()
@@ -43,26 +32,16 @@ async fn main() {
         .unwrap();
 
     let base = format!("http://127.0.0.1:{}", ports.gateway);
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()
-        .unwrap();
-    let (_, token) = support::rest::signup_and_login(&http, &base, "bench@example.com").await;
-    let order = support::rest::seed_order(&http, &base, &token).await;
-    let order_id = order["orderId"].as_str().unwrap().to_owned();
-
-    let bearer = format!("Bearer {token}");
+    let http = support::rest::client();
+    let customer = Customer::with_seed_order(&http, &base, "bench@example.com").await;
+    let order_id = customer.order_id.clone();
     let rest = rest_get(
         &http,
         format!("{base}/v1/orders/{order_id}"),
-        bearer.clone(),
+        customer.bearer(),
     );
-    let channel = Channel::from_shared(format!("http://127.0.0.1:{}", ports.order))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let grpc = grpc_get_order(channel, order_id.clone(), bearer);
+    let channel = support::grpc::channel(ports.order).await;
+    let grpc = grpc_get_order(channel, order_id, customer.bearer());
 
     // Warm both paths (connections, caches).
     let _ = closed_loop(&grpc, 4, 1).await;
@@ -91,7 +70,5 @@ async fn main() {
         loaded_rss as f64 / 1024.0,
         peak_rss as f64 / 1024.0
     );
-    tokio::task::spawn_blocking(move || up.stop())
-        .await
-        .unwrap();
+    up.stop_async().await;
 }

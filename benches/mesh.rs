@@ -22,14 +22,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{env_or, quantile};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use support::{Ports, Up};
-use weft_events::{DomainEvent as _, Envelope, EventContext};
+use support::kafka::signed_up;
+use support::{BrokerKind, Mesh, grpc};
+use weft_events::{DomainEvent as _, Envelope};
+use weft_proto::analytics::StreamMetricsRequest;
 use weft_proto::analytics::analytics_service_client::AnalyticsServiceClient;
-use weft_proto::analytics::{GetMetricsRequest, StreamMetricsRequest};
 use weft_proto::user::user_service_client::UserServiceClient;
-use weft_proto::user::{SignUpRequest, SignupSource, UserSignedUp};
+use weft_proto::user::{SignupSource, UserSignedUp};
 
 async fn stored_offsets(data: &std::path::Path, service: &str, topic: &str) -> i64 {
     let url = weft_events::db::sqlite_url(data, service).unwrap();
@@ -46,21 +46,12 @@ async fn stored_offsets(data: &std::path::Path, service: &str, topic: &str) -> i
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let n = env_or("WEFT_BENCH_EVENTS", 2000);
     let signups = env_or("WEFT_BENCH_SIGNUPS", 60);
     let rate = env_or("WEFT_BENCH_RATE", 5);
-    let dir = tempfile::tempdir().unwrap();
+    let Mesh { dir, ports, up } = Mesh::start(BrokerKind::Embedded).await;
     let data = dir.path().to_owned();
-    let ports = Ports::free();
-    let up = Up::start_async(&data, &ports).await;
-    let analytics_channel =
-        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{}", ports.analytics))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-    let mut analytics = AnalyticsServiceClient::new(analytics_channel);
+    let analytics_channel = grpc::channel(ports.analytics).await;
 
     // 1. Throughput.
     let producer: FutureProducer = rdkafka::ClientConfig::new()
@@ -71,34 +62,19 @@ async fn main() {
     let started = Instant::now();
     let mut sends = Vec::with_capacity(n);
     for i in 0..n {
-        let event = UserSignedUp {
-            metadata: Some(EventContext::root().metadata("bench", "1")),
-            user_id: format!("bench-{i}"),
-            email: format!("bench{i}@example.com"),
-            name: format!("Bench {i}"),
-            source: SignupSource::Web as i32,
-            ..Default::default()
-        };
-        let envelope = Envelope::of(&event).unwrap();
-        let mut headers = OwnedHeaders::new();
-        for (k, v) in &envelope.headers() {
-            headers = headers.insert(Header {
-                key: k,
-                value: Some(v.as_bytes()),
-            });
-        }
+        let event = signed_up(
+            &format!("bench-{i}"),
+            &format!("bench{i}@example.com"),
+            &format!("Bench {i}"),
+            SignupSource::Web,
+        );
+        let headers = Envelope::of(&event).unwrap().headers();
         let payload = prost::Message::encode_to_vec(&event);
         let key = event.key().to_owned();
         let producer = producer.clone();
         sends.push(async move {
-            let record: FutureRecord<'_, str, [u8]> = FutureRecord::to("user-events")
-                .key(key.as_str())
-                .payload(payload.as_slice())
-                .headers(headers);
-            producer
-                .send(record, Duration::from_secs(30))
-                .await
-                .unwrap();
+            let record = FutureRecord::to("user-events").key(key.as_str());
+            weft_testkit::produce(&producer, record.payload(payload.as_slice()), headers).await;
         });
     }
     futures::future::join_all(sends).await;
@@ -108,12 +84,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let at = started.elapsed();
         if analytics_done.is_none() {
-            let m = analytics
-                .get_metrics(GetMetricsRequest {})
-                .await
-                .unwrap()
-                .into_inner();
-            let m = m.metrics.unwrap();
+            let m = grpc::metrics_on(analytics_channel.clone()).await;
             if m.signups >= n as i64 {
                 analytics_done = Some((at, m.events_processed));
             }
@@ -159,12 +130,9 @@ async fn main() {
     // Let the backlog drain (each signup is followed by a welcome order and two
     // emails: 4 events in all) so the latency run starts on an idle mesh.
     loop {
-        let m = analytics
-            .get_metrics(GetMetricsRequest {})
+        let processed = grpc::metrics_on(analytics_channel.clone())
             .await
-            .unwrap()
-            .into_inner();
-        let processed = m.metrics.unwrap().events_processed;
+            .events_processed;
         if processed >= 4 * n as i64 {
             let all = started.elapsed();
             println!(
@@ -181,21 +149,12 @@ async fn main() {
     }
 
     // 2. Signup → dashboard latency, on the feed staff see (sign-ups by user id).
-    let http = reqwest::Client::new();
+    let http = support::rest::client();
     let base = format!("http://127.0.0.1:{}", ports.gateway);
     support::rest::signup_and_login(&http, &base, "bench-staff@example.com").await;
     support::admin(&data, &["grant", "bench-staff@example.com", "staff"]);
     // The role is in tokens issued after the grant.
-    let login: serde_json::Value = http
-        .post(format!("{base}/v1/users:login"))
-        .json(&serde_json::json!({"email": "bench-staff@example.com", "password": support::rest::PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let staff = login["accessToken"].as_str().unwrap().to_owned();
+    let (_, staff) = support::rest::login(&http, &base, "bench-staff@example.com").await;
     let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let stream = std::net::TcpStream::connect(("127.0.0.1", ports.gateway)).unwrap();
     write!(
@@ -240,17 +199,8 @@ async fn main() {
         let grpc_seen = grpc_seen.clone();
         let delivered = delivered.clone();
         let transit = transit.clone();
-        let mut request = tonic::Request::new(StreamMetricsRequest {});
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {staff}").parse().unwrap());
-        let mut analytics = AnalyticsServiceClient::new(
-            tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{}", ports.analytics))
-                .unwrap()
-                .connect()
-                .await
-                .unwrap(),
-        );
+        let request = grpc::authed(StreamMetricsRequest {}, &staff);
+        let mut analytics = AnalyticsServiceClient::new(grpc::channel(ports.analytics).await);
         let mut updates = analytics
             .stream_metrics(request)
             .await
@@ -285,12 +235,7 @@ async fn main() {
         });
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let user_channel =
-        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{}", ports.user))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+    let user_channel = grpc::channel(ports.user).await;
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1) / rate as u32);
     for i in 0..signups {
@@ -299,19 +244,9 @@ async fn main() {
         let mut users = UserServiceClient::new(user_channel.clone());
         let sent = sent.clone();
         tokio::spawn(async move {
-            let user = users
-                .sign_up(SignUpRequest {
-                    email,
-                    name: "Latency".into(),
-                    password: "correct horse battery staple".into(),
-                    source: SignupSource::Web as i32,
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .user
-                .unwrap();
+            let request = grpc::sign_up_request(&email, "Latency", SignupSource::Web);
+            let answer = users.sign_up(request).await.unwrap();
+            let user = answer.into_inner().user.unwrap();
             // From the answer: the password hashing before it is not the chain's.
             sent.lock().unwrap().insert(user.user_id, Instant::now());
         });
@@ -354,9 +289,7 @@ async fn main() {
         delivered.len(),
         spread(delivered)
     );
-    tokio::task::spawn_blocking(move || up.stop())
-        .await
-        .unwrap();
+    up.stop_async().await;
 }
 
 /// "p50 …, p99 …, max …" of some latencies.

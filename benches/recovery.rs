@@ -31,38 +31,25 @@ use std::time::{Duration, Instant};
 
 use common::env_or;
 use support::cluster::{Cluster, leader};
+use support::grpc::{sign_up_request, sign_up_retrying};
 use support::{MeshBroker, Ports, Up};
 use tonic::transport::Endpoint;
+use weft_proto::user::SignupSource;
 use weft_proto::user::user_service_client::UserServiceClient;
-use weft_proto::user::{SignUpRequest, SignupSource};
 
 const CLIENTS: usize = 8;
 
 /// Client `c`'s share of round `round`'s `n` sign-ups; a call that fails (the user
-/// service never needs the broker to answer, but be safe) is tried again.
+/// service never needs the broker to answer, but be safe) is tried again, for 30 s.
 async fn sign_ups(port: u16, round: usize, c: usize, n: usize, done: Arc<AtomicUsize>) {
     let channel = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
         .unwrap()
         .connect_lazy();
-    let mut users = UserServiceClient::new(channel);
+    let users = [UserServiceClient::new(channel)];
     for i in (c..n).step_by(CLIENTS) {
         let email = format!("recovery-{round}-{i}@example.com");
-        loop {
-            let answer = users
-                .sign_up(SignUpRequest {
-                    email: email.clone(),
-                    name: "Recovery".into(),
-                    password: "correct horse battery 9".into(),
-                    source: SignupSource::Api as i32,
-                    ..Default::default()
-                })
-                .await;
-            match answer {
-                Ok(_) => break,
-                Err(s) if s.code() == tonic::Code::AlreadyExists => break,
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
+        let request = sign_up_request(&email, "Recovery", SignupSource::Api);
+        sign_up_retrying(&users, 0, request).await;
         done.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -267,9 +254,7 @@ async fn measure(kafka: bool, rounds: usize, per_round: usize) -> Vec<Duration> 
         );
         after_back.push(since_back);
     }
-    tokio::task::spawn_blocking(move || up.stop())
-        .await
-        .unwrap();
+    up.stop_async().await;
     drop(target);
     if std::env::var_os("WEFT_BENCH_KEEP").is_some() {
         println!("data dir and logs kept in {}", dir.keep().display());

@@ -30,10 +30,11 @@ use nix::unistd::Pid;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use sqlx::Row as _;
 use support::cluster::{Cluster, leader};
-use support::{BrokerKind, MeshBroker, Ports, Up};
+use support::kafka::high_watermarks;
+use support::{BrokerKind, MeshBroker, Ports, Up, grpc, output};
 use tonic::transport::{Channel, Endpoint};
+use weft_proto::user::SignupSource;
 use weft_proto::user::user_service_client::UserServiceClient;
-use weft_proto::user::{SignUpRequest, SignupSource};
 use weft_testkit::eventually;
 
 const SIGNUPS: usize = 1_000;
@@ -43,15 +44,10 @@ const EMAILS_PER_SIGNUP: usize = 3;
 const WAIT: Duration = Duration::from_secs(240);
 const TOPICS: [&str; 3] = ["user-events", "order-events", "notification-events"];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_replicas_of_everything_survive_chaos_exactly_on_kafka() {
-    chaos(BrokerKind::Kafka).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_replicas_of_everything_survive_chaos_exactly_on_weft_broker() {
-    chaos(BrokerKind::Embedded).await;
-}
+support::on_each_broker!(async[4] chaos =>
+    two_replicas_of_everything_survive_chaos_exactly_on_weft_broker,
+    two_replicas_of_everything_survive_chaos_exactly_on_kafka
+);
 
 struct Mesh {
     data: std::path::PathBuf,
@@ -104,7 +100,7 @@ impl Mesh {
             let pid = std::fs::read_to_string(self.data.join(format!("run/{instance}.pid")))
                 .ok()
                 .and_then(|p| p.trim().parse::<i32>().ok())?;
-            (pid != old_pid && serving(port).await).then_some(())
+            (pid != old_pid && grpc::serving(port).await).then_some(())
         })
         .await;
     }
@@ -128,23 +124,6 @@ impl Mesh {
     }
 }
 
-async fn serving(port: u16) -> bool {
-    use tonic_health::pb::HealthCheckRequest;
-    use tonic_health::pb::health_client::HealthClient;
-    let Ok(channel) = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-        .unwrap()
-        .connect_timeout(Duration::from_millis(500))
-        .connect()
-        .await
-    else {
-        return false;
-    };
-    HealthClient::new(channel)
-        .check(HealthCheckRequest::default())
-        .await
-        .is_ok_and(|r| r.into_inner().status == 1)
-}
-
 /// Client `c`'s share of the sign-ups, on both user replicas: a call that fails is
 /// retried on the other replica, and AlreadyExists after a retry means an earlier
 /// attempt got through.
@@ -162,28 +141,9 @@ async fn sign_up_share(ports: Ports, c: usize, done: Arc<AtomicUsize>) {
     ];
     for i in 0..SIGNUPS / CLIENTS {
         let email = format!("chaos-{c}-{i}@example.com");
-        let mut attempt = 0usize;
-        loop {
-            let mut client = clients[(c + attempt) % 2].clone();
-            let result = client
-                .sign_up(SignUpRequest {
-                    email: email.clone(),
-                    name: format!("Chaos {c} {i}"),
-                    password: "correct horse battery 9".into(),
-                    source: SignupSource::Api as i32,
-                    ..Default::default()
-                })
-                .await;
-            match result {
-                Ok(_) => break,
-                Err(s) if attempt > 0 && s.code() == tonic::Code::AlreadyExists => break,
-                Err(s) => {
-                    attempt += 1;
-                    assert!(attempt < 300, "sign-up {email} kept failing: {s}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
+        let name = format!("Chaos {c} {i}");
+        let request = grpc::sign_up_request(&email, &name, SignupSource::Api);
+        grpc::sign_up_retrying(&clients, c, request).await;
         done.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -221,27 +181,6 @@ async fn stable_members(brokers: &str, group: &str) -> Option<Vec<String>> {
     })
     .await
     .unwrap()
-}
-
-/// End offset of every partition of `topics`.
-fn end_offsets(brokers: &str, topics: &[String]) -> BTreeMap<(String, i32), i64> {
-    let client: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let mut out = BTreeMap::new();
-    for topic in topics {
-        let md = client
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .unwrap();
-        for p in md.topics()[0].partitions() {
-            let (_, high) = client
-                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .unwrap();
-            out.insert((topic.clone(), p.id()), high);
-        }
-    }
-    out
 }
 
 /// Recipient → subjects of the `.eml` files in `dir`.
@@ -413,17 +352,7 @@ async fn chaos(kind: BrokerKind) {
             .arg(dir.path())
             .env("DATABASE_URL", &mesh.database)
             .envs(up.broker.env());
-        async move {
-            let out = tokio::task::spawn_blocking(move || command.output().unwrap())
-                .await
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        }
+        async move { output::succeeded("weft lag", &output::output_async(command).await) }
     };
 
     // Exact analytics counts (either replica reads the one database). A stall leaves
@@ -474,7 +403,7 @@ async fn chaos(kind: BrokerKind) {
     eventually("every group at the end of its topics", WAIT, || async {
         let b = brokers.clone();
         let t = topics.clone();
-        let ends = tokio::task::spawn_blocking(move || end_offsets(&b, &t))
+        let ends = tokio::task::spawn_blocking(move || high_watermarks(&b, &t))
             .await
             .unwrap();
         for (service, group) in groups {
@@ -558,7 +487,7 @@ async fn chaos(kind: BrokerKind) {
         .map(|t| up.broker.topic(&format!("{t}.dlq")))
         .collect();
     let b = brokers.clone();
-    let dead = tokio::task::spawn_blocking(move || end_offsets(&b, &dlq))
+    let dead = tokio::task::spawn_blocking(move || high_watermarks(&b, &dlq))
         .await
         .unwrap();
     assert!(dead.values().all(|&end| end == 0), "dead letters: {dead:?}");
@@ -708,17 +637,8 @@ async fn chaos(kind: BrokerKind) {
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(body["metrics"]["signups"], "1000", "{body}");
     }
-    let second = http
-        .get(format!(
-            "http://127.0.0.1:{}/metrics",
-            ports.analytics_admin + 1
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let analytics_2 = format!("http://127.0.0.1:{}/metrics", ports.analytics_admin + 1);
+    let second = support::rest::text(&http, &analytics_2).await;
     let served: f64 = second
         .lines()
         .filter(|l| l.starts_with("rpc_server_duration_seconds_count") && l.contains("GetMetrics"))

@@ -20,10 +20,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use prost::Message as _;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use support::{BrokerKind, MeshBroker, Ports, Up, WEFT};
-use weft_events::{Envelope, EventContext};
-use weft_proto::user::{SignupSource, UserSignedUp};
+use rdkafka::producer::FutureRecord;
+use support::kafka::signed_up;
+use support::{BrokerKind, Mesh, MeshBroker, WEFT, on_each_broker};
+use weft_events::Envelope;
+use weft_proto::user::SignupSource;
 
 /// An event type no client knows: one a later version of the contract might add.
 const ADDED_TYPE: &str = "weft.user.v1.UserNicknameChosen";
@@ -36,18 +37,13 @@ const ADDED_TYPE: &str = "weft.user.v1.UserNicknameChosen";
 fn publish_contract_additions(broker: &MeshBroker) -> usize {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let producer: FutureProducer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", broker.bootstrap())
-            .create()
-            .unwrap();
-        let event = UserSignedUp {
-            metadata: Some(EventContext::root().metadata("user", "test")),
-            user_id: "contract-addition".into(),
-            email: "contract-addition@example.com".into(),
-            name: "Ada Added".into(),
-            source: SignupSource::Api as i32,
-            ..Default::default()
-        };
+        let producer = support::kafka::producer(&broker.bootstrap());
+        let event = signed_up(
+            "contract-addition",
+            "contract-addition@example.com",
+            "Ada Added",
+            SignupSource::Api,
+        );
         let mut extended = event.encode_to_vec();
         // Field 1000, length-delimited: the tag's varint, the length, the bytes.
         extended.extend_from_slice(&[0xc2, 0x3e, 5]);
@@ -70,19 +66,13 @@ fn publish_contract_additions(broker: &MeshBroker) -> usize {
                     headers: Vec<(String, String)>| {
             let producer = producer.clone();
             async move {
-                let h = support::kafka_headers(&headers);
                 let mut record = FutureRecord::to(&topic)
                     .key("contract-addition")
-                    .payload(&payload)
-                    .headers(h);
+                    .payload(payload.as_slice());
                 if let Some(p) = partition {
                     record = record.partition(p);
                 }
-                producer
-                    .send(record, Duration::from_secs(30))
-                    .await
-                    .map_err(|(e, _)| e)
-                    .unwrap();
+                weft_testkit::produce(&producer, record, headers).await;
             }
         };
         let mut count = 0;
@@ -136,9 +126,7 @@ fn check(
     script: &str,
     env: &[(&str, std::path::PathBuf)],
 ) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
-    let up = Up::start_on(kind, dir.path(), &ports, None, &[]);
+    let Mesh { dir, ports, up } = Mesh::start_blocking(kind);
     let added = publish_contract_additions(&up.broker);
     let addr = |port: u16| format!("127.0.0.1:{port}");
     let out = Command::new(program)
@@ -155,12 +143,7 @@ fn check(
         .envs(env.iter().map(|(k, v)| (*k, v)))
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = support::output::succeeded(script, &out);
     up.stop();
     let seen = skipped(&stdout);
     assert!(
@@ -201,25 +184,15 @@ fn node(kind: BrokerKind) {
     );
 }
 
-#[test]
-fn the_python_client_calls_every_rpc_and_decodes_every_event() {
-    python(BrokerKind::Embedded);
-}
+on_each_broker!(sync python =>
+    the_python_client_calls_every_rpc_and_decodes_every_event,
+    the_python_client_calls_every_rpc_and_decodes_every_event_on_kafka
+);
 
-#[test]
-fn the_python_client_calls_every_rpc_and_decodes_every_event_on_kafka() {
-    python(BrokerKind::Kafka);
-}
-
-#[test]
-fn the_node_client_calls_every_rpc_and_decodes_every_event() {
-    node(BrokerKind::Embedded);
-}
-
-#[test]
-fn the_node_client_calls_every_rpc_and_decodes_every_event_on_kafka() {
-    node(BrokerKind::Kafka);
-}
+on_each_broker!(sync node =>
+    the_node_client_calls_every_rpc_and_decodes_every_event,
+    the_node_client_calls_every_rpc_and_decodes_every_event_on_kafka
+);
 
 /// The Java or Go client's check through its build script (`scripts/client-LANG`),
 /// which takes a path under `clients/` (`java`, `go/check`) as its first argument.
@@ -236,22 +209,12 @@ fn compiled(kind: BrokerKind, lang: &str, path: &str) {
     );
 }
 
-#[test]
-fn the_java_client_calls_every_rpc_and_decodes_every_event_in_a_group() {
-    compiled(BrokerKind::Embedded, "java", "java");
-}
+on_each_broker!(sync |kind| compiled(kind, "java", "java") =>
+    the_java_client_calls_every_rpc_and_decodes_every_event_in_a_group,
+    the_java_client_calls_every_rpc_and_decodes_every_event_in_a_group_on_kafka
+);
 
-#[test]
-fn the_java_client_calls_every_rpc_and_decodes_every_event_in_a_group_on_kafka() {
-    compiled(BrokerKind::Kafka, "java", "java");
-}
-
-#[test]
-fn the_go_client_calls_every_rpc_and_decodes_every_event_in_a_group() {
-    compiled(BrokerKind::Embedded, "go", "go/check");
-}
-
-#[test]
-fn the_go_client_calls_every_rpc_and_decodes_every_event_in_a_group_on_kafka() {
-    compiled(BrokerKind::Kafka, "go", "go/check");
-}
+on_each_broker!(sync |kind| compiled(kind, "go", "go/check") =>
+    the_go_client_calls_every_rpc_and_decodes_every_event_in_a_group,
+    the_go_client_calls_every_rpc_and_decodes_every_event_in_a_group_on_kafka
+);

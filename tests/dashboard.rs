@@ -15,35 +15,13 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{Ports, Up};
-use weft_proto::user::user_service_client::UserServiceClient;
-use weft_proto::user::{GetUserRequest, LoginRequest, SignUpRequest, SignupSource};
+use support::{BrokerKind, Mesh, PASSWORD, Ports, grpc};
+use weft_proto::user::{GetUserRequest, SignupSource};
 use weft_testkit::{eventually, require_tool, tools_dir};
 
-const PASSWORD: &str = "correct horse battery staple";
-
-async fn users(ports: &Ports) -> UserServiceClient<tonic::transport::Channel> {
-    let channel =
-        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{}", ports.user))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-    UserServiceClient::new(channel)
-}
-
 async fn sign_up(ports: &Ports, email: &str) {
-    users(ports)
-        .await
-        .sign_up(SignUpRequest {
-            email: email.into(),
-            name: "Grace Hopper".into(),
-            password: PASSWORD.into(),
-            source: SignupSource::Web as i32,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let request = grpc::sign_up_request(email, "Grace Hopper", SignupSource::Web);
+    grpc::sign_up(ports.user, request).await;
 }
 
 fn browser(script: &str, args: &[&str]) -> Command {
@@ -62,17 +40,15 @@ fn browser(script: &str, args: &[&str]) -> Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signup_appears_on_the_live_dashboard_for_staff() {
-    let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
-    let up = Up::start_async(dir.path(), &ports).await;
+    let Mesh { dir, ports, up } = Mesh::start(BrokerKind::Embedded).await;
 
     let base = format!("http://127.0.0.1:{}", ports.gateway);
-    let page = http_get(&format!("{base}/")).await;
+    let page = http_get(ports.gateway, "/").await;
     assert!(
         page.contains("/v1/analytics/metrics:stream") && page.contains("Sign in"),
         "the page follows the stream and offers a staff sign-in"
     );
-    let metrics = http_get(&format!("{base}/v1/analytics/metrics")).await;
+    let metrics = http_get(ports.gateway, "/v1/analytics/metrics").await;
     let json: serde_json::Value = serde_json::from_str(&metrics).unwrap();
     assert!(json["metrics"].is_object(), "{metrics}");
 
@@ -142,9 +118,7 @@ fn link_in_mail(mail: &Path, email: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_emailed_link_verifies_the_address_only_when_its_button_is_pressed() {
-    let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
-    let up = Up::start_async(dir.path(), &ports).await;
+    let Mesh { dir, ports, up } = Mesh::start(BrokerKind::Embedded).await;
     sign_up(&ports, "link@example.com").await;
     let mail = dir.path().join("mail");
     let link = eventually(
@@ -157,32 +131,17 @@ async fn the_emailed_link_verifies_the_address_only_when_its_button_is_pressed()
         link.starts_with(&format!("http://127.0.0.1:{}/verify?token=", ports.gateway)),
         "{link}"
     );
-    let login = users(&ports)
-        .await
-        .login(LoginRequest {
-            email: "link@example.com".into(),
-            password: PASSWORD.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let login = grpc::login(ports.user, "link@example.com").await;
     let verified = || async {
-        let mut req = tonic::Request::new(GetUserRequest {
+        let request = GetUserRequest {
             user_id: login.user_id.clone(),
-        });
-        req.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {}", login.access_token).parse().unwrap(),
-        );
-        users(&ports)
+        };
+        let answer = grpc::users(ports.user)
             .await
-            .get_user(req)
+            .get_user(grpc::authed(request, &login.access_token))
             .await
-            .unwrap()
-            .into_inner()
-            .user
-            .unwrap()
-            .email_verified
+            .unwrap();
+        answer.into_inner().user.unwrap().email_verified
     };
 
     let mut driver = browser("verify.cjs", &[&link])
@@ -209,19 +168,10 @@ async fn the_emailed_link_verifies_the_address_only_when_its_button_is_pressed()
 
     // The page is never cached and sends no referrer; without its token it refuses,
     // with nothing to press.
-    let head = {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", ports.gateway))
-            .await
-            .unwrap();
-        stream
-            .write_all(b"GET /verify HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut out = String::new();
-        stream.read_to_string(&mut out).await.unwrap();
-        out.split_once("\r\n\r\n").unwrap().0.to_ascii_lowercase()
-    };
+    let head = support::rest::raw_get(ports.gateway, "/verify")
+        .await
+        .0
+        .to_ascii_lowercase();
     for want in [
         "http/1.1 200",
         "cache-control: no-store",
@@ -258,21 +208,10 @@ async fn finish(
     rest
 }
 
-/// GET over plain HTTP/1.1 (no client library needed for two requests).
-async fn http_get(url: &str) -> String {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').unwrap();
-    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
-    stream
-        .write_all(
-            format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).await.unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+/// The body of `GET path` on the gateway at `port`, after asserting it was 200 (no
+/// client library needed for two requests).
+async fn http_get(port: u16, path: &str) -> String {
+    let (head, body) = support::rest::raw_get(port, path).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_owned()
+    body
 }

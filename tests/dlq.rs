@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
-use support::{BrokerKind, MeshBroker, Ports, Up, WEFT};
-use weft_events::{DomainEvent as _, Envelope, EventContext};
-use weft_proto::user::{SignupSource, UserSignedUp};
+use support::kafka::signed_up;
+use support::{BrokerKind, Mesh, MeshBroker, WEFT, on_each_broker};
+use weft_events::{DomainEvent as _, Envelope};
+use weft_proto::user::SignupSource;
 use weft_testkit::eventually;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -29,30 +30,19 @@ fn dlq(broker: &MeshBroker, args: &[&str]) -> Output {
 }
 
 fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
+    support::output::succeeded("weft dlq", out)
 }
 
+/// Puts `payload` with `headers` on `topic` under `key`.
 async fn send(
     producer: &FutureProducer,
     topic: &str,
     key: &str,
     payload: &[u8],
-    headers: &[(String, String)],
+    headers: Vec<(String, String)>,
 ) {
-    let h = support::kafka_headers(headers);
-    producer
-        .send(
-            FutureRecord::to(topic).key(key).payload(payload).headers(h),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+    let record = FutureRecord::to(topic).key(key).payload(payload);
+    weft_testkit::produce(producer, record, headers).await;
 }
 
 async fn signups(port: u16) -> (i64, i64) {
@@ -72,51 +62,35 @@ async fn analytics_offsets(data: &Path) -> i64 {
     n.unwrap_or(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_letters_are_listed_shown_replayed_once_and_purged() {
-    dead_letters(BrokerKind::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_letters_are_listed_shown_replayed_once_and_purged_on_kafka() {
-    dead_letters(BrokerKind::Kafka).await;
-}
+on_each_broker!(async dead_letters =>
+    dead_letters_are_listed_shown_replayed_once_and_purged,
+    dead_letters_are_listed_shown_replayed_once_and_purged_on_kafka
+);
 
 async fn dead_letters(kind: BrokerKind) {
-    let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
-    let up = Up::start_on_async(kind, dir.path(), &ports, &[]).await;
+    let Mesh { dir, ports, up } = Mesh::start(kind).await;
     let brokers = &up.broker;
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers.bootstrap())
-        .create()
-        .unwrap();
+    let producer = support::kafka::producer(&brokers.bootstrap());
 
     // A poison record on user-events: every consumer of the topic gives up on it.
-    let poison = UserSignedUp {
-        metadata: Some(EventContext::root().metadata("user", "test")),
-        user_id: "poison".into(),
-        ..Default::default()
-    };
+    let poison = signed_up("poison", "", "", SignupSource::Unspecified);
     let headers = Envelope::of(&poison).unwrap().headers();
     send(
         &producer,
         &brokers.topic("user-events"),
         "poison",
         b"\xff\xff not protobuf",
-        &headers,
+        headers,
     )
     .await;
     // And a good signup that (say) a broken analytics gave up on earlier, as the
     // consumers write dead letters.
-    let good = UserSignedUp {
-        metadata: Some(EventContext::root().metadata("user", "test")),
-        user_id: "from-the-dlq".into(),
-        email: "dlq@example.com".into(),
-        name: "Replayed".into(),
-        source: SignupSource::Web as i32,
-        ..Default::default()
-    };
+    let good = signed_up(
+        "from-the-dlq",
+        "dlq@example.com",
+        "Replayed",
+        SignupSource::Web,
+    );
     let mut headers = Envelope::of(&good).unwrap().headers();
     for (k, v) in [
         ("dlq_reason", "retries-exhausted"),
@@ -132,7 +106,7 @@ async fn dead_letters(kind: BrokerKind) {
         &brokers.topic("user-events.dlq"),
         good.key(),
         &prost::Message::encode_to_vec(&good),
-        &headers,
+        headers,
     )
     .await;
 
@@ -210,12 +184,7 @@ async fn dead_letters(kind: BrokerKind) {
         (vec!["replay", "user-events"], "--offset"),
         (vec!["purge", "user-events"], "not purged"),
     ] {
-        let out = dlq(brokers, &args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && stderr.contains(says),
-            "{args:?}: {stderr}"
-        );
+        support::output::failed_saying(&format!("{args:?}"), &dlq(brokers, &args), None, says);
     }
 
     let out = ok(&dlq(brokers, &["purge", "user-events", "--yes"]));

@@ -8,16 +8,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::grpc::{authed, channel, metrics};
-use support::{Ports, Up, WEFT};
+use support::grpc::{self, authed, channel, metrics};
+use support::{BrokerKind, Mesh, Ports, WEFT};
 use weft_proto::order::order_service_client::OrderServiceClient;
 use weft_proto::order::{CreateOrderRequest, OrderItem, PayOrderRequest, PaymentCard};
-use weft_proto::user::user_service_client::UserServiceClient;
-use weft_proto::user::{LoginRequest, SignUpRequest, SignupSource};
+use weft_proto::user::SignupSource;
 use weft_testkit::eventually;
 
 const WAIT: Duration = Duration::from_secs(60);
-const PASSWORD: &str = "correct horse battery 9";
 
 fn fault(data: &Path, args: &[&str]) -> std::process::Output {
     Command::new(WEFT)
@@ -30,35 +28,41 @@ fn fault(data: &Path, args: &[&str]) -> std::process::Output {
 }
 
 fn ok(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
+    support::output::succeeded("weft fault", out)
 }
 
+/// Turns the fault `flag` (`name=value`) on and waits until every service sees it:
+/// the services read the flags again at most every half second and show nothing when
+/// they do, so past that interval every look sees the change.
+async fn set_fault(data: &Path, flag: &str) {
+    ok(&fault(data, &["set", flag]));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+}
+
+/// Signs `email` up and logs in: an access token.
 async fn sign_up(ports: &Ports, email: &str) -> String {
-    let mut users = UserServiceClient::new(channel(ports.user).await);
-    users
-        .sign_up(SignUpRequest {
-            email: email.into(),
-            name: "Fault".into(),
-            password: PASSWORD.into(),
-            source: SignupSource::Api as i32,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    users
-        .login(LoginRequest {
-            email: email.into(),
-            password: PASSWORD.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token
+    let request = grpc::sign_up_request(email, "Fault", SignupSource::Api);
+    grpc::sign_up(ports.user, request).await;
+    grpc::login(ports.user, email).await.access_token
+}
+
+/// One mug at the catalogue's price.
+fn one_mug() -> OrderItem {
+    OrderItem {
+        product_id: "mug".into(),
+        quantity: 1,
+        ..Default::default()
+    }
+}
+
+/// The card the test payment provider takes.
+fn test_card() -> PaymentCard {
+    PaymentCard {
+        number: "4242424242424242".into(),
+        exp_month: 12,
+        exp_year: 2099,
+        cvc: "123".into(),
+    }
 }
 
 async fn signups(port: u16) -> i64 {
@@ -87,10 +91,8 @@ async fn held_back(data: &Path, email: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_flags_change_the_mesh_while_on_and_nothing_is_lost_after() {
-    let dir = tempfile::tempdir().unwrap();
+    let Mesh { dir, ports, up } = Mesh::start(BrokerKind::Embedded).await;
     let data = dir.path().to_owned();
-    let ports = Ports::free();
-    let up = Up::start_async(&data, &ports).await;
     let token = sign_up(&ports, "first@example.com").await;
     eventually("the first signup counted", WAIT, || async {
         (signups(ports.analytics).await == 1).then_some(())
@@ -98,37 +100,18 @@ async fn fault_flags_change_the_mesh_while_on_and_nothing_is_lost_after() {
     .await;
 
     // Payments fail as if the provider were down; then they go through.
-    ok(&fault(&data, &["set", "payment-failure=1"]));
+    set_fault(&data, "payment-failure=1").await;
     let mut orders = OrderServiceClient::new(channel(ports.order).await);
-    let order = orders
-        .create_order(authed(
-            CreateOrderRequest {
-                items: vec![OrderItem {
-                    product_id: "mug".into(),
-                    quantity: 1,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .order
-        .unwrap();
+    let create = CreateOrderRequest {
+        items: vec![one_mug()],
+        ..Default::default()
+    };
+    let answer = orders.create_order(authed(create, &token)).await.unwrap();
+    let order = answer.into_inner().order.unwrap();
     let pay = || PayOrderRequest {
         order_id: order.order_id.clone(),
-        card: Some(PaymentCard {
-            number: "4242424242424242".into(),
-            exp_month: 12,
-            exp_year: 2099,
-            cvc: "123".into(),
-        }),
+        card: Some(test_card()),
     };
-    // The services read the flags again at most every half second and show nothing
-    // when they do: past that interval, every look sees the change.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
     for _ in 0..3 {
         let code = orders
             .pay_order(authed(pay(), &token))
@@ -149,8 +132,7 @@ async fn fault_flags_change_the_mesh_while_on_and_nothing_is_lost_after() {
 
     // A paused analytics consumer counts nothing, the rest of the mesh goes on; once
     // cleared, it catches up.
-    ok(&fault(&data, &["set", "consumer-pause=weft-analytics"]));
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    set_fault(&data, "consumer-pause=weft-analytics").await;
     let mails_before = mails(&data);
     sign_up(&ports, "paused@example.com").await;
     eventually("the paused-time signup's emails", WAIT, || async {
@@ -165,8 +147,7 @@ async fn fault_flags_change_the_mesh_while_on_and_nothing_is_lost_after() {
     .await;
 
     // Notifications down: nothing is written while it is on; everything after.
-    ok(&fault(&data, &["set", "notification-down=1"]));
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    set_fault(&data, "notification-down=1").await;
     let mails_before = mails(&data);
     sign_up(&ports, "quiet@example.com").await;
     eventually("the quiet signup counted", WAIT, || async {
@@ -190,8 +171,7 @@ async fn fault_flags_change_the_mesh_while_on_and_nothing_is_lost_after() {
     .await;
 
     // A slow consumer: 3 s before each record, so a signup is counted late, but counted.
-    ok(&fault(&data, &["set", "slow-consumer=3000"]));
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    set_fault(&data, "slow-consumer=3000").await;
     let signed_up = Instant::now();
     sign_up(&ports, "slow@example.com").await;
     eventually("the slow signup counted", WAIT, || async {
@@ -212,12 +192,7 @@ async fn fault_flags_change_the_mesh_while_on_and_nothing_is_lost_after() {
         (vec!["set", "payment-failure"], "not name=value"),
         (vec!["clear", "slow-consumer"], "is not on"),
     ] {
-        let out = fault(&data, &args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && stderr.contains(says),
-            "{args:?}: {stderr}"
-        );
+        support::output::failed_saying(&format!("{args:?}"), &fault(&data, &args), None, says);
     }
     up.stop();
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::output::failed_saying;
 use support::{BrokerKind, MeshBroker, Ports, Up, WEFT, up_command};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -154,18 +155,12 @@ fn settings_weft_relies_on_cannot_be_overridden() {
             .args(["--kafka-config", flag])
             .output()
             .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(64), "{flag}: {stderr}");
-        assert!(stderr.contains(says), "{flag}: {stderr}");
+        failed_saying(flag, &out, Some(64), says);
     }
     let missing = up_command(&dir.path().join("data"), &ports)
         .args(["--kafka-config-file", "/nonexistent/kafka.properties"])
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&missing.stderr);
-    assert_eq!(missing.status.code(), Some(64), "{stderr}");
-    assert!(
-        stderr.contains("cannot read the Kafka settings file"),
-        "{stderr}"
-    );
+    let says = "cannot read the Kafka settings file";
+    failed_saying("--kafka-config-file", &missing, Some(64), says);
 }

@@ -15,12 +15,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use rdkafka::Message as _;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{Header, Headers as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use support::grpc::{authed, channel, metrics};
-use support::{BrokerKind, Ports, Up};
-use tonic::transport::Channel;
+use support::grpc::{self, authed, channel, metrics};
+use support::kafka::high_watermarks;
+use support::{BrokerKind, Mesh, Ports, on_each_broker};
 use weft_events::DomainEvent as _;
 use weft_proto::analytics::analytics_service_client::AnalyticsServiceClient;
 use weft_proto::analytics::{Metrics, RebuildProjectionsRequest};
@@ -29,8 +28,7 @@ use weft_proto::notification::notification_service_client::NotificationServiceCl
 use weft_proto::notification::{DeliveryStatus, EmailSent, ListNotificationsRequest};
 use weft_proto::order::order_service_client::OrderServiceClient;
 use weft_proto::order::{CreateOrderRequest, OrderItem};
-use weft_proto::user::user_service_client::UserServiceClient;
-use weft_proto::user::{LoginRequest, SignUpRequest, SignupSource, UserSignedUp};
+use weft_proto::user::{SignUpRequest, SignupSource, UserSignedUp};
 use weft_testkit::{eventually, header, read_topic_until};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -46,25 +44,9 @@ fn usd(units: i64, nanos: i32) -> Option<Money> {
 /// Signs up `email` and places the seed order (2 × 29.99 + 1 × 49.99); returns the
 /// user id and an access token.
 async fn signup_and_order(ports: &Ports, email: &str) -> (String, String) {
-    let mut users = UserServiceClient::new(channel(ports.user).await);
-    users
-        .sign_up(SignUpRequest {
-            email: email.into(),
-            name: "Ada Lovelace".into(),
-            password: "correct horse battery staple".into(),
-            source: SignupSource::Web as i32,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let login = users
-        .login(LoginRequest {
-            email: email.into(),
-            password: "correct horse battery staple".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let request = grpc::sign_up_request(email, "Ada Lovelace", SignupSource::Web);
+    grpc::sign_up(ports.user, request).await;
+    let login = grpc::login(ports.user, email).await;
     let mut orders = OrderServiceClient::new(channel(ports.order).await);
     let order = orders
         .create_order(authed(
@@ -99,30 +81,16 @@ async fn signup_and_order(ports: &Ports, email: &str) -> (String, String) {
 
 /// Signs `email` up (with `phone` when not empty), nothing more.
 async fn users_sign_up(ports: &Ports, email: &str, phone: &str) {
-    UserServiceClient::new(channel(ports.user).await)
-        .sign_up(SignUpRequest {
-            email: email.into(),
-            name: "Grace Hopper".into(),
-            password: "correct horse battery staple".into(),
-            source: SignupSource::Web as i32,
-            phone: phone.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let request = SignUpRequest {
+        phone: phone.into(),
+        ..grpc::sign_up_request(email, "Grace Hopper", SignupSource::Web)
+    };
+    grpc::sign_up(ports.user, request).await;
 }
 
 /// A fresh access token of a user made by [`signup_and_order`].
 async fn login(ports: &Ports, email: &str) -> String {
-    UserServiceClient::new(channel(ports.user).await)
-        .login(LoginRequest {
-            email: email.into(),
-            password: "correct horse battery staple".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token
+    grpc::login(ports.user, email).await.access_token
 }
 
 /// The `.eml` files of `dir`: name → contents.
@@ -160,20 +128,13 @@ fn exact_part(m: &Metrics) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signup_and_an_order_give_four_emails_and_exact_metrics() {
-    signup_story(BrokerKind::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signup_and_an_order_give_four_emails_and_exact_metrics_on_kafka() {
-    signup_story(BrokerKind::Kafka).await;
-}
+on_each_broker!(async signup_story =>
+    a_signup_and_an_order_give_four_emails_and_exact_metrics,
+    a_signup_and_an_order_give_four_emails_and_exact_metrics_on_kafka
+);
 
 async fn signup_story(kind: BrokerKind) {
-    let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
-    let up = Up::start_on_async(kind, dir.path(), &ports, &[]).await;
+    let Mesh { dir, ports, up } = Mesh::start(kind).await;
 
     let (user_id, token) = signup_and_order(&ports, "ada@example.com").await;
     let mail_dir = dir.path().join("mail");
@@ -391,28 +352,6 @@ fn all_records(brokers: &str, topics: &[impl AsRef<str>]) -> Vec<rdkafka::messag
     out
 }
 
-/// High watermark of every partition of `topics`.
-fn high_watermarks(brokers: &str, topics: &[impl AsRef<str>]) -> BTreeMap<(String, i32), i64> {
-    let client: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let mut out = BTreeMap::new();
-    for topic in topics {
-        let topic = topic.as_ref();
-        let md = client
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .unwrap();
-        for p in md.topics()[0].partitions() {
-            let (_, high) = client
-                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .unwrap();
-            out.insert((topic.to_owned(), p.id()), high);
-        }
-    }
-    out
-}
-
 /// Offsets `service` has stored in its own database.
 async fn stored_offsets(data_dir: &Path, service: &str) -> BTreeMap<(String, i32), i64> {
     use sqlx::Row as _;
@@ -474,21 +413,14 @@ fn kill9(data_dir: &Path, service: &str) -> i32 {
 
 const TOPICS: [&str; 3] = ["user-events", "order-events", "notification-events"];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replaying_every_event_twice_and_killing_each_consumer_changes_nothing() {
-    replay_and_kill(BrokerKind::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replaying_every_event_twice_and_killing_each_consumer_changes_nothing_on_kafka() {
-    replay_and_kill(BrokerKind::Kafka).await;
-}
+on_each_broker!(async replay_and_kill =>
+    replaying_every_event_twice_and_killing_each_consumer_changes_nothing,
+    replaying_every_event_twice_and_killing_each_consumer_changes_nothing_on_kafka
+);
 
 async fn replay_and_kill(kind: BrokerKind) {
-    let dir = tempfile::tempdir().unwrap();
+    let Mesh { dir, ports, up } = Mesh::start(kind).await;
     let data = dir.path().to_owned();
-    let ports = Ports::free();
-    let up = Up::start_on_async(kind, &data, &ports, &[]).await;
     for i in 0..3 {
         signup_and_order(&ports, &format!("user{i}@example.com")).await;
     }
@@ -526,10 +458,7 @@ async fn replay_and_kill(kind: BrokerKind) {
     assert!(before.contains("emails=12 "), "{before}");
 
     // Every event of the run, twice more; each consumer killed once, mid-stream.
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
+    let producer = support::kafka::producer(&brokers);
     let mut killed = Vec::new();
     for (pass, victim) in ["notification", "analytics"].into_iter().enumerate() {
         for (i, record) in records.iter().enumerate() {
@@ -597,21 +526,7 @@ async fn replay_and_kill(kind: BrokerKind) {
     })
     .await;
     eventually("the order service SERVING again", WAIT, || async {
-        use tonic_health::pb::HealthCheckRequest;
-        use tonic_health::pb::health_check_response::ServingStatus;
-        use tonic_health::pb::health_client::HealthClient;
-        let ch = Channel::from_shared(format!("http://127.0.0.1:{}", ports.order))
-            .unwrap()
-            .connect()
-            .await
-            .ok()?;
-        let status = HealthClient::new(ch)
-            .check(HealthCheckRequest::default())
-            .await
-            .ok()?
-            .into_inner()
-            .status;
-        (status == ServingStatus::Serving as i32).then_some(())
+        grpc::serving(ports.order).await.then_some(())
     })
     .await;
     signup_and_order(&ports, "after-crash@example.com").await;
@@ -625,26 +540,18 @@ async fn replay_and_kill(kind: BrokerKind) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_records_go_to_the_dead_letter_topic_and_processing_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
-    let up = Up::start_async(dir.path(), &ports).await;
+    let Mesh {
+        dir: _dir,
+        ports,
+        up,
+    } = Mesh::start(BrokerKind::Embedded).await;
     let brokers = format!("127.0.0.1:{}", ports.broker);
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
+    let producer = support::kafka::producer(&brokers);
     let send = |headers: Vec<(String, String)>, value: Vec<u8>| {
         let producer = producer.clone();
         async move {
-            let h = support::kafka_headers(&headers);
-            let record: FutureRecord<'_, str, [u8]> = FutureRecord::to("user-events")
-                .key("poison")
-                .payload(value.as_slice())
-                .headers(h);
-            producer
-                .send(record, Duration::from_secs(10))
-                .await
-                .unwrap();
+            let record = FutureRecord::to("user-events").key("poison");
+            weft_testkit::produce(&producer, record.payload(value.as_slice()), headers).await;
         }
     };
     // Garbage: no envelope at all.
@@ -720,9 +627,7 @@ async fn poison_records_go_to_the_dead_letter_topic_and_processing_goes_on() {
 async fn the_metric_stream_follows_changes_and_bad_requests_get_clear_errors() {
     use weft_proto::analytics::{ListRecentEventsRequest, StreamMetricsRequest};
     use weft_proto::notification::GetNotificationRequest;
-    let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
-    let up = Up::start_async(dir.path(), &ports).await;
+    let Mesh { dir, ports, up } = Mesh::start(BrokerKind::Embedded).await;
     let mut analytics = AnalyticsServiceClient::new(channel(ports.analytics).await);
     // Staff see the feed of events as it happens; anonymous callers see counts only.
     users_sign_up(&ports, "ops@example.com", "").await;
@@ -836,21 +741,18 @@ async fn the_metric_stream_follows_changes_and_bad_requests_get_clear_errors() {
     .await;
 
     // The recent events list: staff only, bounded, free of addresses.
-    let err = analytics
-        .list_recent_events(ListRecentEventsRequest { limit: 10 })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::Unauthenticated);
-    let err = analytics
-        .list_recent_events(authed(ListRecentEventsRequest { limit: 10 }, &ada_token))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::PermissionDenied);
-    let too_few = analytics
-        .list_recent_events(authed(ListRecentEventsRequest { limit: -1 }, &staff))
-        .await
-        .unwrap_err();
-    assert_eq!(too_few.code(), tonic::Code::InvalidArgument);
+    let ten = ListRecentEventsRequest { limit: 10 };
+    for (request, code) in [
+        (tonic::Request::new(ten), tonic::Code::Unauthenticated),
+        (authed(ten, &ada_token), tonic::Code::PermissionDenied),
+        (
+            authed(ListRecentEventsRequest { limit: -1 }, &staff),
+            tonic::Code::InvalidArgument,
+        ),
+    ] {
+        let err = analytics.list_recent_events(request).await.unwrap_err();
+        assert_eq!(err.code(), code, "{err:?}");
+    }
     let capped = analytics
         .list_recent_events(authed(ListRecentEventsRequest { limit: 10_000 }, &staff))
         .await
@@ -871,14 +773,12 @@ async fn the_metric_stream_follows_changes_and_bad_requests_get_clear_errors() {
     assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
 
     let mut notes = NotificationServiceClient::new(channel(ports.notification).await);
+    let adas = || ListNotificationsRequest {
+        user_id: ada.clone(),
+        ..Default::default()
+    };
     let mine = notes
-        .list_notifications(authed(
-            ListNotificationsRequest {
-                user_id: ada.clone(),
-                ..Default::default()
-            },
-            &ada_token,
-        ))
+        .list_notifications(authed(adas(), &ada_token))
         .await
         .unwrap()
         .into_inner()
@@ -918,13 +818,7 @@ async fn the_metric_stream_follows_changes_and_bad_requests_get_clear_errors() {
         assert_eq!(err.code(), code, "{err:?}");
     }
     let others = notes
-        .list_notifications(authed(
-            ListNotificationsRequest {
-                user_id: ada.clone(),
-                ..Default::default()
-            },
-            &bob_token,
-        ))
+        .list_notifications(authed(adas(), &bob_token))
         .await
         .unwrap_err();
     assert_eq!(others.code(), tonic::Code::NotFound, "no existence leak");
@@ -943,15 +837,7 @@ async fn the_metric_stream_follows_changes_and_bad_requests_get_clear_errors() {
     assert!(negative.message().contains("page_size") || !negative.details().is_empty());
 
     // The gateway: unknown routes are 404.
-    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", ports.gateway))
-        .await
-        .unwrap();
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    conn.write_all(b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).await.unwrap();
+    let (answer, _) = support::rest::raw_get(ports.gateway, "/nope").await;
     assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
     drop(stream);
     up.stop();
@@ -962,9 +848,7 @@ async fn the_metric_stream_follows_changes_and_bad_requests_get_clear_errors() {
 /// and its emails, nothing of before lost or doubled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_broker_is_restarted_and_the_mesh_carries_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
-    let up = Up::start_async(dir.path(), &ports).await;
+    let Mesh { dir, ports, up } = Mesh::start(BrokerKind::Embedded).await;
     let data = dir.path().to_owned();
     users_sign_up(&ports, "before@example.com", "").await;
     // Welcome, verification, the welcome order's confirmation.

@@ -9,7 +9,8 @@ mod support;
 
 use std::process::Command;
 
-use support::{Ports, Up};
+use support::rest::Customer;
+use support::{BrokerKind, LIFTED_RATE_LIMITS, Mesh};
 use weft_testkit::require_tool;
 
 /// schemathesis settings: no crash cache in the working directory; a run whose
@@ -36,26 +37,21 @@ fail-on = ["missing_test_data"]
 async fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
     let st = require_tool("st");
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
-    // Generous limits: the fuzzer is one client and should reach the services, not
-    // the rate limiter (429 is documented and allowed all the same).
-    let up = Up::start_env_async(
-        dir.path(),
-        &ports,
-        &[
-            ("WEFT_RATE_LIMIT", "100000/s"),
-            ("WEFT_RATE_BURST", "100000"),
-            ("WEFT_AUTH_RATE_LIMIT", "100000/s"),
-            ("WEFT_AUTH_RATE_BURST", "100000"),
-        ],
-    )
-    .await;
+    // Lifted limits: the fuzzer is one client and should reach the services, not the
+    // rate limiter (429 is documented and allowed all the same).
+    let Mesh {
+        dir: _dir,
+        ports,
+        up,
+    } = Mesh::start_env(BrokerKind::Embedded, &LIFTED_RATE_LIMITS).await;
     let base = format!("http://127.0.0.1:{}", ports.gateway);
     let http = reqwest::Client::new();
-    let (user_id, token) = support::rest::signup_and_login(&http, &base, "fuzz@example.com").await;
-    let order = support::rest::seed_order(&http, &base, &token).await;
-    let order_id = order["orderId"].as_str().unwrap().to_owned();
+    let customer = Customer::with_seed_order(&http, &base, "fuzz@example.com").await;
+    let Customer {
+        user_id,
+        token,
+        order_id,
+    } = customer;
 
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("st.toml"), config(&user_id, &order_id)).unwrap();
@@ -107,7 +103,5 @@ async fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
         })
         .unwrap_or(0);
     assert!(generated >= 100, "only {generated} cases ran:\n{stdout}");
-    tokio::task::spawn_blocking(move || up.stop())
-        .await
-        .unwrap();
+    up.stop_async().await;
 }

@@ -22,17 +22,11 @@ use weft_testkit::{eventually, require_tool};
 const WAIT: Duration = Duration::from_secs(90);
 
 fn promtool_check(file: &Path) {
-    let out = Command::new(require_tool("promtool"))
-        .args(["check", "config"])
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check config {}: {}{}",
-        file.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let mut check = Command::new(require_tool("promtool"));
+    check.args(["check", "config"]).arg(file);
+    support::output::run_ok(
+        &format!("promtool check config {}", file.display()),
+        &mut check,
     );
 }
 

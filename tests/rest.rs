@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{BrokerKind, Ports, Up, value};
+use support::{BrokerKind, Mesh, Ports, Up, on_each_broker, output, value};
 use weft_testkit::{eventually, header, read_topic_until};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -50,44 +50,24 @@ impl Client {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_story_over_rest_through_the_gateway() {
-    rest_story(BrokerKind::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_story_over_rest_through_the_gateway_on_kafka() {
-    rest_story(BrokerKind::Kafka).await;
-}
+on_each_broker!(async rest_story =>
+    the_story_over_rest_through_the_gateway,
+    the_story_over_rest_through_the_gateway_on_kafka
+);
 
 async fn rest_story(kind: BrokerKind) {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
-    let up = Up::start_on_async(kind, dir.path(), &ports, &[]).await;
+    let Mesh { dir, ports, up } = Mesh::start(kind).await;
     let base = format!("http://127.0.0.1:{}", ports.gateway);
 
-    let gateway = base.clone();
-    let data_dir = dir.path().to_owned();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("bash")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo-rest"))
-            .env("WEFT_GATEWAY_URL", gateway)
-            .env("WEFT_DATA_DIR", &data_dir)
-            .env("WEFT_BIN", support::WEFT)
-            .env_remove("WEFT_USER_DATABASE_URL")
-            .env("DEMO_EMAIL", "rest@example.com")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut demo = Command::new("bash");
+    demo.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo-rest"))
+        .env("WEFT_GATEWAY_URL", &base)
+        .env("WEFT_DATA_DIR", dir.path())
+        .env("WEFT_BIN", support::WEFT)
+        .env_remove("WEFT_USER_DATABASE_URL")
+        .env("DEMO_EMAIL", "rest@example.com");
+    let stdout = output::succeeded("scripts/demo-rest", &output::output_async(demo).await);
     assert_eq!(value(&stdout, "verified", "email_verified"), "True");
     assert!(value(&stdout, "catalogue", "products").contains("mug"));
     assert_eq!(value(&stdout, "order", "total"), "109.97_USD");
@@ -117,17 +97,12 @@ async fn rest_story(kind: BrokerKind) {
 
     // One trace from the REST call to the Kafka record.
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let resp = c
+    let request = c
         .http
         .post(format!("{}/v1/users", c.base))
         .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
-        .json(&json!({"email": "traced@example.com", "name": "Tracy Trace", "password": "correct horse battery 9", "source": "SIGNUP_SOURCE_MOBILE"}))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let traced: Value = resp.json().await.unwrap();
-    assert_eq!(status, 200, "{traced}");
+        .json(&json!({"email": "traced@example.com", "name": "Tracy Trace", "password": "correct horse battery 9", "source": "SIGNUP_SOURCE_MOBILE"}));
+    let traced = support::rest::answer_ok(request).await;
     let traced_id = traced["user"]["userId"].as_str().unwrap().to_owned();
     let brokers = up.broker.bootstrap();
     let user_events = up.broker.topic("user-events");
@@ -193,34 +168,20 @@ async fn rest_story(kind: BrokerKind) {
     // do not ship (even their own orders), and pay catalogue prices.
     let (status, products) = c.call("GET", "/v1/products", None, None).await;
     assert_eq!(status, 200, "{products}");
-    let (status, err) = c
-        .call(
-            "POST",
-            "/v1/products",
-            Some(&bob),
-            Some(json!({"productId": "cheap", "name": "Cheap", "unitPrice": {"currencyCode": "USD", "units": "0"}, "active": true})),
-        )
-        .await;
+    let bob_posts = |path: String, body: Value| {
+        let (c, bob) = (&c, &bob);
+        async move { c.call("POST", &path, Some(bob), Some(body)).await }
+    };
+    let cheap = json!({"productId": "cheap", "name": "Cheap", "unitPrice": {"currencyCode": "USD", "units": "0"}, "active": true});
+    let (status, err) = bob_posts("/v1/products".into(), cheap).await;
     assert_eq!((status, err["code"].as_i64()), (403, Some(7)), "{err}");
-    let (status, mine) = c
-        .call(
-            "POST",
-            "/v1/orders",
-            Some(&bob),
-            Some(json!({"items": [{"productId": "lamp", "quantity": 1}]})),
-        )
-        .await;
+    let lamp = json!({"items": [{"productId": "lamp", "quantity": 1}]});
+    let (status, mine) = bob_posts("/v1/orders".into(), lamp).await;
     assert_eq!(status, 200, "{mine}");
     assert_eq!(mine["order"]["total"]["units"], "49");
     let mine = mine["order"]["orderId"].as_str().unwrap().to_owned();
-    let (status, err) = c
-        .call(
-            "POST",
-            &format!("/v1/orders/{mine}:ship"),
-            Some(&bob),
-            Some(json!({"carrier": "Me", "trackingNumber": "1"})),
-        )
-        .await;
+    let shipment = json!({"carrier": "Me", "trackingNumber": "1"});
+    let (status, err) = bob_posts(format!("/v1/orders/{mine}:ship"), shipment).await;
     assert_eq!((status, err["code"].as_i64()), (403, Some(7)), "{err}");
     let (status, err) = c
         .call(

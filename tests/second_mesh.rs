@@ -11,27 +11,20 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use support::{BrokerKind, Ports, Up};
-use weft_proto::user::user_service_client::UserServiceClient;
-use weft_proto::user::{SignUpRequest, SignupSource};
+use support::output::{failed_saying, output_async, run_ok};
+use support::{BrokerKind, MeshBroker, Ports, Up, grpc, on_each_broker};
+use weft_proto::user::SignupSource;
 
 const WAIT: Duration = Duration::from_secs(90);
 /// The welcome email, the contact verification and the welcome order's confirmation.
 const EMAILS_PER_SIGNUP: i64 = 3;
 
 async fn sign_up(port: u16, email: &str) {
-    UserServiceClient::connect(format!("http://127.0.0.1:{port}"))
-        .await
-        .unwrap()
-        .sign_up(SignUpRequest {
-            email: email.into(),
-            name: "Second".into(),
-            password: "correct horse battery 9".into(),
-            source: SignupSource::Api as i32,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    grpc::sign_up(
+        port,
+        grpc::sign_up_request(email, "Second", SignupSource::Api),
+    )
+    .await;
 }
 
 /// (sign-ups, orders, emails) as the mesh's analytics counts them.
@@ -75,14 +68,8 @@ async fn a_second_mesh_adds_no_order_and_sends_no_email(kind: BrokerKind) {
     let first_mails = mails(dir_a.path());
 
     // While the first mesh runs: refused, naming the way out.
-    let out = {
-        let mut command = second_up(&first, dir_b.path(), &ports_b, None);
-        tokio::task::spawn_blocking(move || command.output().unwrap())
-            .await
-            .unwrap()
-    };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let out = output_async(second_up(&first, dir_b.path(), &ports_b, None)).await;
+    let stderr = failed_saying("the second weft up", &out, None, "");
     assert!(
         stderr.contains("--from latest") || stderr.contains("another deployment"),
         "{stderr}"
@@ -92,40 +79,23 @@ async fn a_second_mesh_adds_no_order_and_sends_no_email(kind: BrokerKind) {
     // With the first mesh stopped, the same topics and fresh databases: refused until
     // told where to begin; told `latest`, it applies none of the history.
     let broker = first.broker.clone();
-    tokio::task::spawn_blocking(move || first.stop())
-        .await
-        .unwrap();
-    let second = match kind {
-        BrokerKind::Kafka => {
-            Up::start_with_broker_async(
-                broker,
-                dir_b.path(),
-                &ports_b,
-                &[("WEFT_CONSUMER_FROM", "latest")],
-            )
-            .await
-        }
+    first.stop_async().await;
+    let broker = match kind {
+        BrokerKind::Kafka => broker,
         BrokerKind::Embedded => {
             // The first mesh's embedded broker data, under the second's fresh databases.
-            copy_dir(&dir_a.path().join("broker"), &dir_b.path().join("broker"));
-            let out = {
-                let mut command = support::up_command(dir_b.path(), &ports_b);
-                tokio::task::spawn_blocking(move || command.output().unwrap())
-                    .await
-                    .unwrap()
-            };
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(!out.status.success(), "{stderr}");
-            assert!(stderr.contains("--from latest"), "{stderr}");
-            Up::start_on_async(
-                kind,
-                dir_b.path(),
-                &ports_b,
-                &[("WEFT_CONSUMER_FROM", "latest")],
-            )
-            .await
+            let mut copy = std::process::Command::new("cp");
+            copy.arg("-a")
+                .arg(dir_a.path().join("broker"))
+                .arg(dir_b.path().join("broker"));
+            run_ok("cp -a", &mut copy);
+            let out = output_async(support::up_command(dir_b.path(), &ports_b)).await;
+            failed_saying("the second weft up", &out, None, "--from latest");
+            MeshBroker::new(kind, &ports_b)
         }
     };
+    let latest = [("WEFT_CONSUMER_FROM", "latest")];
+    let second = Up::start_with_broker_async(broker, dir_b.path(), &ports_b, &latest).await;
     sign_up(ports_b.user, "second@example.com").await;
     weft_testkit::eventually("the second mesh's own sign-up to settle", WAIT, || async {
         (figures(&ports_b).await == (1, 1, EMAILS_PER_SIGNUP)).then_some(())
@@ -142,30 +112,10 @@ async fn a_second_mesh_adds_no_order_and_sends_no_email(kind: BrokerKind) {
         "the first mesh's mail is untouched"
     );
     assert_eq!(settled, (3, 3, 3 * EMAILS_PER_SIGNUP));
-    tokio::task::spawn_blocking(move || second.stop())
-        .await
-        .unwrap();
+    second.stop_async().await;
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_mesh_adds_no_order_and_sends_no_email_on_weft_broker() {
-    a_second_mesh_adds_no_order_and_sends_no_email(BrokerKind::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_mesh_adds_no_order_and_sends_no_email_on_kafka() {
-    a_second_mesh_adds_no_order_and_sends_no_email(BrokerKind::Kafka).await;
-}
+on_each_broker!(async a_second_mesh_adds_no_order_and_sends_no_email =>
+    a_second_mesh_adds_no_order_and_sends_no_email_on_weft_broker,
+    a_second_mesh_adds_no_order_and_sends_no_email_on_kafka
+);

@@ -299,16 +299,11 @@ async fn one_sign_up_is_one_trace_in_jaeger(kind: BrokerKind) {
 
     let http = reqwest::Client::new();
     let trace = "7d3f1c0b9a2e4f6d8c1b3a5e7f9d0c2b";
-    let answer = http
+    let request = http
         .post(format!("http://127.0.0.1:{}/v1/users", ports.gateway))
         .header("traceparent", format!("00-{trace}-5a1b2c3d4e5f6071-01"))
-        .json(&json!({"email": "jaeger@example.com", "name": "Trace Reader", "password": support::rest::PASSWORD, "source": "SIGNUP_SOURCE_API"}))
-        .send()
-        .await
-        .unwrap();
-    let status = answer.status();
-    let body: Value = answer.json().await.unwrap();
-    assert_eq!(status, 200, "{body}");
+        .json(&json!({"email": "jaeger@example.com", "name": "Trace Reader", "password": support::rest::PASSWORD, "source": "SIGNUP_SOURCE_API"}));
+    support::rest::answer_ok(request).await;
 
     let expected = expected();
     let deadline = std::time::Instant::now() + WAIT;
@@ -360,32 +355,20 @@ async fn one_sign_up_is_one_trace_in_jaeger(kind: BrokerKind) {
     up.stop();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_sign_up_is_one_trace_in_jaeger_on_weft_broker() {
-    one_sign_up_is_one_trace_in_jaeger(BrokerKind::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_sign_up_is_one_trace_in_jaeger_on_kafka() {
-    one_sign_up_is_one_trace_in_jaeger(BrokerKind::Kafka).await;
-}
+support::on_each_broker!(async one_sign_up_is_one_trace_in_jaeger =>
+    one_sign_up_is_one_trace_in_jaeger_on_weft_broker,
+    one_sign_up_is_one_trace_in_jaeger_on_kafka
+);
 
 #[test]
 fn jaeger_accepts_the_deployments_collector_configuration() {
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/otel-collector/config.yaml");
     build_jaeger();
-    let out = Command::new(jaeger_script())
-        .arg("validate")
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "jaeger validate {}: {}{}",
-        config.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let mut validate = Command::new(jaeger_script());
+    validate.arg("validate").arg("--config").arg(&config);
+    support::output::run_ok(
+        &format!("jaeger validate {}", config.display()),
+        &mut validate,
     );
 }
 

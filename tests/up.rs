@@ -6,12 +6,14 @@
 use std::process::Command;
 
 mod support;
-use support::{BrokerKind, MeshBroker, Ports, Up, WEFT};
+use support::kafka::signed_up;
+use support::output::{failed_saying, output_async};
+use support::{BrokerKind, MeshBroker, Ports, Up, WEFT, grpc, on_each_broker};
 use weft_events::db::sqlite_url;
 use weft_events::kafka::KafkaArgs;
 use weft_events::outbox::RelayConfig;
-use weft_events::{Database, EventContext, Outbox, Relay};
-use weft_proto::user::{SignupSource, UserSignedUp};
+use weft_events::{Database, Outbox, Relay};
+use weft_proto::user::SignupSource;
 
 fn tail(broker: &MeshBroker, topic: &str) -> (bool, String, String) {
     let out = Command::new(WEFT)
@@ -27,17 +29,13 @@ fn tail(broker: &MeshBroker, topic: &str) -> (bool, String, String) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn up_provisions_topics_and_tail_decodes_events_across_restarts() {
-    tail_story(BrokerKind::Embedded).await;
-}
+on_each_broker!(async tail_story =>
+    up_provisions_topics_and_tail_decodes_events_across_restarts,
+    up_provisions_topics_and_tail_decodes_events_across_restarts_on_kafka
+);
 
-/// `weft up --broker external` on Apache Kafka, with a fresh data dir (no `logs/`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn up_provisions_topics_and_tail_decodes_events_across_restarts_on_kafka() {
-    tail_story(BrokerKind::Kafka).await;
-}
-
+/// The story of the tests above; on Apache Kafka it is `weft up --broker external`,
+/// with a fresh data dir (no `logs/`).
 async fn tail_story(kind: BrokerKind) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -50,14 +48,7 @@ async fn tail_story(kind: BrokerKind) {
     let db = Database::connect(&sqlite_url(dir.path(), "svc").unwrap())
         .await
         .unwrap();
-    let event = UserSignedUp {
-        metadata: Some(EventContext::root().metadata("user", "test")),
-        user_id: "u-42".into(),
-        email: "ada@example.com".into(),
-        name: "Ada".into(),
-        source: SignupSource::Mobile as i32,
-        ..Default::default()
-    };
+    let event = signed_up("u-42", "ada@example.com", "Ada", SignupSource::Mobile);
     let mut tx = db.begin().await.unwrap();
     Outbox::enqueue(&mut tx, &event).await.unwrap();
     tx.commit().await.unwrap();
@@ -170,13 +161,7 @@ fn bad_flags_exit_64_and_external_broker_needs_an_address() {
             .args(["serve", service, flag, value])
             .output()
             .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            Some(64),
-            "{service} {flag} {value}: {stderr}"
-        );
-        assert!(stderr.contains(why), "{service} {flag} {value}: {stderr}");
+        failed_saying(&format!("{service} {flag} {value}"), &out, Some(64), why);
     }
     for (flag, value) in [
         ("--max-restarts", "0"),
@@ -187,9 +172,7 @@ fn bad_flags_exit_64_and_external_broker_needs_an_address() {
             .args(["up", flag, value])
             .output()
             .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(64), "{flag} {value}: {stderr}");
-        assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+        failed_saying(&format!("{flag} {value}"), &out, Some(64), flag);
     }
 }
 
@@ -212,6 +195,20 @@ fn a_killed_launcher_leaves_nothing_running() {
     }
 }
 
+/// Runs `command` (a `weft up`): its stderr, after asserting that it exited with 1
+/// within 10 s (at once, not after a timeout).
+fn refused_at_once(mut command: Command) -> String {
+    let started = std::time::Instant::now();
+    let out = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "at once, not after a timeout"
+    );
+    stderr
+}
+
 /// A port the mesh needs that another process holds stops `weft up` at once, naming
 /// the port, its holder and the flag that moves it; nothing is started.
 #[test]
@@ -220,14 +217,7 @@ fn taken_ports_stop_the_start_at_once_naming_them() {
     let ports = Ports::free();
     let broker = std::net::TcpListener::bind(("127.0.0.1", ports.broker)).unwrap();
     let gateway = std::net::TcpListener::bind(("127.0.0.1", ports.gateway)).unwrap();
-    let started = std::time::Instant::now();
-    let out = support::up_command(dir.path(), &ports).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(10),
-        "at once, not after a timeout"
-    );
+    let stderr = refused_at_once(support::up_command(dir.path(), &ports));
     let me = format!("by pid {}", std::process::id());
     for (port, flag) in [
         (ports.broker, "--broker-port"),
@@ -270,14 +260,7 @@ fn a_second_launcher_on_a_running_data_dir_is_refused_and_touches_nothing() {
 
     // Other ports, so nothing but the data dir is shared.
     let other = Ports::free();
-    let started = std::time::Instant::now();
-    let out = support::up_command(dir.path(), &other).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(10),
-        "at once, not after a timeout"
-    );
+    let stderr = refused_at_once(support::up_command(dir.path(), &other));
     assert!(
         stderr.contains("a mesh already runs on the data dir")
             && stderr.contains(&format!("pid {}", up.pid())),
@@ -366,55 +349,29 @@ fn listening_on(port: u16) -> bool {
 /// counted on top of the old ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_offsets_stop_weft_up_until_it_is_told_to_reset_them() {
-    use weft_proto::user::SignUpRequest;
-    use weft_proto::user::user_service_client::UserServiceClient;
-
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports::free();
-    let sign_up = |email: &'static str| {
+    // Signs `email` up, waits until analytics counts `signups` in all, and stops `up`.
+    let count_and_stop = |up: Up, email: &'static str, signups: i64, what: &'static str| {
         let port = ports.user;
+        let analytics = ports.analytics;
         async move {
-            UserServiceClient::connect(format!("http://127.0.0.1:{port}"))
-                .await
-                .unwrap()
-                .sign_up(SignUpRequest {
-                    email: email.into(),
-                    name: "Stale".into(),
-                    password: "correct horse battery 9".into(),
-                    source: SignupSource::Api as i32,
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
+            let request = grpc::sign_up_request(email, "Stale", SignupSource::Api);
+            grpc::sign_up(port, request).await;
+            weft_testkit::eventually(what, std::time::Duration::from_secs(60), || async {
+                (grpc::metrics(analytics).await.signups == signups).then_some(())
+            })
+            .await;
+            up.stop_async().await;
         }
     };
-    let signups = || async { support::grpc::metrics(ports.analytics).await.signups };
     let up = Up::start_async(dir.path(), &ports).await;
-    sign_up("before@example.com").await;
-    weft_testkit::eventually(
-        "the first signup counted",
-        std::time::Duration::from_secs(60),
-        || async { (signups().await == 1).then_some(()) },
-    )
-    .await;
-    tokio::task::spawn_blocking(move || up.stop())
-        .await
-        .unwrap();
+    count_and_stop(up, "before@example.com", 1, "the first signup counted").await;
     std::fs::remove_dir_all(dir.path().join("broker")).unwrap();
 
-    let out = {
-        let mut command = support::up_command(dir.path(), &ports);
-        tokio::task::spawn_blocking(move || command.output().unwrap())
-            .await
-            .unwrap()
-    };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("lies past the partition's end")
-            && stderr.contains("--reset-offsets earliest"),
-        "{stderr}"
-    );
+    let out = output_async(support::up_command(dir.path(), &ports)).await;
+    let stderr = failed_saying("weft up", &out, None, "lies past the partition's end");
+    assert!(stderr.contains("--reset-offsets earliest"), "{stderr}");
     // The service exits with 78 ("starting again would not help"): not restarted in vain.
     assert!(
         !stderr.contains("restarting it in")
@@ -423,31 +380,13 @@ async fn stale_offsets_stop_weft_up_until_it_is_told_to_reset_them() {
     );
 
     let up = Up::start_env_async(dir.path(), &ports, &[("WEFT_RESET_OFFSETS", "earliest")]).await;
-    sign_up("after@example.com").await;
-    weft_testkit::eventually(
-        "the second signup counted",
-        std::time::Duration::from_secs(60),
-        || async { (signups().await == 2).then_some(()) },
-    )
-    .await;
-    tokio::task::spawn_blocking(move || up.stop())
-        .await
-        .unwrap();
+    count_and_stop(up, "after@example.com", 2, "the second signup counted").await;
 
     // Reset again, this time to the ends of the logs: the mesh starts, and what comes
     // next is counted once, on top.
     std::fs::remove_dir_all(dir.path().join("broker")).unwrap();
     let up = Up::start_env_async(dir.path(), &ports, &[("WEFT_RESET_OFFSETS", "latest")]).await;
-    sign_up("latest@example.com").await;
-    weft_testkit::eventually(
-        "the third signup counted",
-        std::time::Duration::from_secs(60),
-        || async { (signups().await == 3).then_some(()) },
-    )
-    .await;
-    tokio::task::spawn_blocking(move || up.stop())
-        .await
-        .unwrap();
+    count_and_stop(up, "latest@example.com", 3, "the third signup counted").await;
 }
 
 /// `--replicas` above one on SQLite is refused before anything starts, saying why and
@@ -460,12 +399,10 @@ fn replicas_on_sqlite_or_beyond_the_ports_are_refused_before_anything_starts() {
         .args(["--replicas", "2"])
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let says = "--replicas 2 needs PostgreSQL for user, order, notification, analytics";
+    let stderr = failed_saying("--replicas 2", &out, Some(1), says);
     assert!(
-        stderr.contains("--replicas 2 needs PostgreSQL for user, order, notification, analytics")
-            && stderr.contains("share its database")
-            && stderr.contains("--database-url postgres://"),
+        stderr.contains("share its database") && stderr.contains("--database-url postgres://"),
         "{stderr}"
     );
     assert!(!dir.path().join("broker").exists(), "nothing was started");
@@ -517,11 +454,9 @@ fn lag_without_databases_says_where_it_looked() {
         .env_remove("WEFT_ORDER_DATABASE_URL")
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = failed_saying("weft lag", &out, Some(1), "no order database at");
     assert!(
-        stderr.contains("no order database at")
-            && stderr.contains(&dir.path().join("order.db").display().to_string())
+        stderr.contains(&dir.path().join("order.db").display().to_string())
             && stderr.contains("--database-url"),
         "{stderr}"
     );
@@ -529,12 +464,8 @@ fn lag_without_databases_says_where_it_looked() {
         .args(["lag", "--database-url", "not-a-url"])
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("DATABASE_URL must name a database"),
-        "{stderr}"
-    );
+    let says = "DATABASE_URL must name a database";
+    failed_saying("weft lag --database-url not-a-url", &out, Some(1), says);
 }
 
 /// The pid in `<data>/run/<name>.pid`, if the file is there.

@@ -194,3 +194,40 @@ pub fn grpc_get_order(
         })
     })
 }
+
+/// Sends one record to `topic` and waits for its acknowledgement: an idempotent
+/// producer's first record waits for its producer id (and, on Kafka, for a new
+/// topic's leaders), which no measurement should include.
+pub async fn warm(producer: &rdkafka::producer::FutureProducer, topic: &str) {
+    let record = rdkafka::producer::FutureRecord::<str, str>::to(topic).payload("warm");
+    producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .unwrap();
+}
+
+/// Records per second of `n` records of 200 bytes (1000 keys over them) sent to
+/// `topic` by `producer` after [`warm`], all acknowledged.
+pub async fn acked_rate(
+    producer: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    n: usize,
+) -> f64 {
+    warm(producer, topic).await;
+    let value = vec![b'x'; 200];
+    let keys: Vec<String> = (0..n).map(|i| format!("key-{}", i % 1000)).collect();
+    let t = Instant::now();
+    let pending: Vec<_> = keys
+        .iter()
+        .map(|k| {
+            let record = rdkafka::producer::FutureRecord::to(topic)
+                .key(k)
+                .payload(&value);
+            producer.send_result(record).unwrap()
+        })
+        .collect();
+    for delivery in pending {
+        delivery.await.unwrap().unwrap();
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}

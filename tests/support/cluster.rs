@@ -19,20 +19,14 @@ pub fn script() -> PathBuf {
 }
 
 fn run(dir: &Path, port: u16, args: &[&str]) -> String {
-    let out = Command::new("bash")
+    let mut command = Command::new("bash");
+    command
         .arg(script())
         .args(args)
         .arg("--dir")
         .arg(dir)
-        .args(["--port", &port.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "scripts/kafka {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+        .args(["--port", &port.to_string()]);
+    super::output::run_ok(&format!("scripts/kafka {args:?}"), &mut command)
 }
 
 /// A base port whose three nodes' listeners (+0..2, +100..102, +200..202) are free,

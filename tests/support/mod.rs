@@ -11,6 +11,17 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 pub mod cluster;
+pub mod grpc;
+pub mod kafka;
+mod mesh;
+pub mod output;
+pub mod rest;
+
+#[allow(unused_imports)]
+pub(crate) use mesh::{LIFTED_RATE_LIMITS, Mesh, on_each_broker};
+
+/// The password of every account the helpers here create.
+pub const PASSWORD: &str = "correct horse battery 9";
 
 pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 
@@ -217,27 +228,11 @@ impl Up {
         database_url: Option<&str>,
         env: &[(&str, &str)],
     ) -> Self {
-        Self::start_on(BrokerKind::Embedded, data_dir, ports, database_url, env)
+        let broker = MeshBroker::new(BrokerKind::Embedded, ports);
+        Self::start_with_broker(broker, data_dir, ports, database_url, env)
     }
 
-    /// Like [`Self::start_env`], on the broker of `kind`.
-    pub fn start_on(
-        kind: BrokerKind,
-        data_dir: &Path,
-        ports: &Ports,
-        database_url: Option<&str>,
-        env: &[(&str, &str)],
-    ) -> Self {
-        Self::start_with_broker(
-            MeshBroker::new(kind, ports),
-            data_dir,
-            ports,
-            database_url,
-            env,
-        )
-    }
-
-    /// Like [`Self::start_on`], on `broker` (another mesh's, for a restart).
+    /// Like [`Self::start_env`], on `broker` (another mesh's, for a restart).
     pub fn start_with_broker(
         broker: MeshBroker,
         data_dir: &Path,
@@ -245,29 +240,14 @@ impl Up {
         database_url: Option<&str>,
         env: &[(&str, &str)],
     ) -> Self {
-        Self::start_program(Path::new(WEFT), broker, data_dir, ports, database_url, env)
-    }
-
-    /// Like [`Self::start_with_broker`], running the `weft` executable at `program`
-    /// (another build of weft, for a benchmark's side-by-side baseline).
-    pub fn start_program(
-        program: &Path,
-        broker: MeshBroker,
-        data_dir: &Path,
-        ports: &Ports,
-        database_url: Option<&str>,
-        env: &[(&str, &str)],
-    ) -> Self {
-        let kind = broker.kind();
-        let mut command = up_command_of(program, data_dir, ports);
-        if kind == BrokerKind::Kafka {
+        let mut command = up_command(data_dir, ports);
+        if broker.kind() == BrokerKind::Kafka {
             command.envs(broker.env());
         }
         command.envs(env.iter().copied());
-        match database_url {
-            Some(url) => command.env("DATABASE_URL", url),
-            None => command.env_remove("DATABASE_URL"),
-        };
+        if let Some(url) = database_url {
+            command.env("DATABASE_URL", url);
+        }
         Self::spawn(command, broker)
     }
 
@@ -296,7 +276,7 @@ impl Up {
         up
     }
 
-    /// [`Self::start_on`] (SQLite) from async code.
+    /// [`Self::start_with_broker`] (SQLite) on the broker of `kind`, from async code.
     pub async fn start_on_async(
         kind: BrokerKind,
         data_dir: &Path,
@@ -365,6 +345,13 @@ impl Up {
         let status = self.child.wait().unwrap();
         assert!(status.success(), "weft up exited with {status}");
     }
+
+    /// [`Self::stop`] from async code (it blocks while the mesh drains).
+    pub async fn stop_async(self) {
+        tokio::task::spawn_blocking(move || self.stop())
+            .await
+            .unwrap();
+    }
 }
 
 impl Up {
@@ -399,20 +386,14 @@ impl Drop for Up {
 /// `weft admin <args…> --data-dir <data_dir>`, the operator's role tool: its output,
 /// after asserting it succeeded.
 pub fn admin(data_dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(WEFT)
+    let mut command = Command::new(WEFT);
+    command
         .arg("admin")
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
-        .env_remove("WEFT_USER_DATABASE_URL")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "weft admin {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+        .env_remove("WEFT_USER_DATABASE_URL");
+    output::run_ok(&format!("weft admin {args:?}"), &mut command)
 }
 
 /// The value of `key=` on the line of a demo script's output that starts with `step`
@@ -425,96 +406,4 @@ pub fn value<'a>(out: &'a str, step: &str, key: &str) -> &'a str {
     line.split_whitespace()
         .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
         .unwrap_or_else(|| panic!("no {key} in {line}"))
-}
-
-/// The gRPC steps tests and benchmarks share, against the mesh on loopback.
-pub mod grpc {
-    use tonic::transport::Channel;
-    use weft_proto::analytics::analytics_service_client::AnalyticsServiceClient;
-    use weft_proto::analytics::{GetMetricsRequest, Metrics};
-
-    /// A connected channel to `127.0.0.1:port`.
-    pub async fn channel(port: u16) -> Channel {
-        Channel::from_shared(format!("http://127.0.0.1:{port}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    }
-
-    /// `message` with `authorization: Bearer <token>`.
-    pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
-        let mut req = tonic::Request::new(message);
-        req.metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        req
-    }
-
-    /// The analytics service's metrics now.
-    pub async fn metrics(port: u16) -> Metrics {
-        AnalyticsServiceClient::new(channel(port).await)
-            .get_metrics(GetMetricsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .metrics
-            .unwrap()
-    }
-}
-
-/// The REST steps tests and benchmarks share, through the gateway at a base URL.
-pub mod rest {
-    use serde_json::{Value, json};
-
-    /// The password of every account these helpers create.
-    pub const PASSWORD: &str = "correct horse battery 9";
-
-    async fn post(http: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> Value {
-        let mut req = http.post(&url).json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap();
-        assert_eq!(status, 200, "POST {url}: {body}");
-        body
-    }
-
-    /// Signs `email` up and logs in: (user id, access token).
-    pub async fn signup_and_login(
-        http: &reqwest::Client,
-        base: &str,
-        email: &str,
-    ) -> (String, String) {
-        let signup = json!({"email": email, "name": "Grace Hopper", "password": PASSWORD, "source": "SIGNUP_SOURCE_API"});
-        post(http, format!("{base}/v1/users"), None, signup).await;
-        let login = json!({"email": email, "password": PASSWORD});
-        let login = post(http, format!("{base}/v1/users:login"), None, login).await;
-        (
-            login["userId"].as_str().unwrap().to_owned(),
-            login["accessToken"].as_str().unwrap().to_owned(),
-        )
-    }
-
-    /// Places the seed order (2 × 29.99 + 1 × 49.99 USD = 109.97): the order.
-    pub async fn seed_order(http: &reqwest::Client, base: &str, token: &str) -> Value {
-        let items = json!({"items": [
-            {"productId": "mug", "name": "Mug", "quantity": 2, "unitPrice": {"currencyCode": "USD", "units": "29", "nanos": 990000000}},
-            {"productId": "lamp", "name": "Lamp", "quantity": 1, "unitPrice": {"currencyCode": "USD", "units": "49", "nanos": 990000000}}]});
-        post(http, format!("{base}/v1/orders"), Some(token), items).await["order"].take()
-    }
-}
-
-/// Kafka record headers from `(name, value)` pairs, as an event's envelope gives them.
-pub fn kafka_headers(pairs: &[(String, String)]) -> rdkafka::message::OwnedHeaders {
-    pairs.iter().fold(
-        rdkafka::message::OwnedHeaders::new_with_capacity(pairs.len()),
-        |h, (k, v)| {
-            h.insert(rdkafka::message::Header {
-                key: k,
-                value: Some(v.as_bytes()),
-            })
-        },
-    )
 }
