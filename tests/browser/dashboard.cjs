@@ -8,7 +8,7 @@
 "use strict";
 const fs = require("fs");
 const path = require("path");
-const { chromium } = require("playwright-core");
+const { launch } = require("./chromium.cjs");
 
 const [url, expected, shot, email, password] = process.argv.slice(2);
 if (!url || !expected || !shot || !email || !password) {
@@ -17,10 +17,7 @@ if (!url || !expected || !shot || !email || !password) {
 }
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath: process.env.WEFT_CHROMIUM || "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-  });
+  const browser = await launch();
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const problems = [];
   page.on("console", (m) => { if (m.type() === "error") problems.push(m.text()); });

@@ -4,7 +4,7 @@
 // refused on the page with the button disabled: it prints NO TOKEN and the text.
 // Usage: node verify.cjs <link>
 "use strict";
-const { chromium } = require("playwright-core");
+const { launch } = require("./chromium.cjs");
 
 const [link] = process.argv.slice(2);
 if (!link) {
@@ -13,10 +13,7 @@ if (!link) {
 }
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath: process.env.WEFT_CHROMIUM || "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-  });
+  const browser = await launch();
   const page = await browser.newPage();
   try {
     await page.goto(link);
