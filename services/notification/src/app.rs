@@ -15,8 +15,9 @@ use weft_proto::notification::notification_service_server::NotificationServiceSe
 use weft_proto::order::{OrderCreated, OrderShipped};
 use weft_proto::user::{ContactVerificationRequested, ContactVerified, UserSignedUp, UserUpdated};
 
-use crate::config::Config;
+use crate::config::{Config, MailFormat};
 use crate::delivery::{Deliverer, DeliveryConfig, RecipientLimits};
+use crate::mailbox::MailboxFiles;
 use crate::reactions::{Confirmation, ContactChanges, Shipping, Verification, Verified, Welcome};
 use crate::service::NotificationApi;
 use crate::templates::Templates;
@@ -128,7 +129,10 @@ impl Service for App {
 fn transports(config: &Config) -> anyhow::Result<(Arc<dyn MailTransport>, Arc<dyn SmsTransport>)> {
     let mail: Arc<dyn MailTransport> = match &config.smtp_url {
         Some(url) => Arc::new(Smtp::from_url(url.expose(), config.send_timeout)?),
-        None => Arc::new(MailFiles::new(config.mail_dir())),
+        None => match config.mail_format {
+            MailFormat::Mbox => Arc::new(MailboxFiles::new(config.mail_dir())),
+            MailFormat::Eml => Arc::new(MailFiles::new(config.mail_dir())),
+        },
     };
     let sms: Arc<dyn SmsTransport> = match &config.sms_webhook_url {
         Some(url) => Arc::new(SmsWebhook::new(url.expose(), config.send_timeout)?),

@@ -36,9 +36,14 @@ pub struct Config {
     /// without it emails are written as `.eml` files to the mail directory.
     #[arg(long, env = "WEFT_SMTP_URL")]
     pub smtp_url: Option<Secret<String>>,
-    /// Where `.eml` files go when no SMTP server is set [default: <data dir>/mail].
+    /// Where mail files go when no SMTP server is set [default: <data dir>/mail].
     #[arg(long, env = "WEFT_MAIL_DIR")]
     pub mail_dir: Option<PathBuf>,
+    /// How mail files are written when no SMTP server is set: `mbox`, a mailbox a day
+    /// (`<YYYY-MM-DD>.mbox`, appended), or `eml`, a file a message
+    /// (`<notification id>.eml`).
+    #[arg(long, env = "WEFT_MAIL_FORMAT", value_enum, default_value_t = MailFormat::Eml)]
+    pub mail_format: MailFormat,
     /// Sender of every email.
     #[arg(
         long,
@@ -85,6 +90,15 @@ pub struct Config {
     /// Consumer behaviour shared by every consuming service.
     #[command(flatten)]
     pub consumer: weft_events::consumer::offsets::ConsumerArgs,
+}
+
+/// How mail files are written (`--mail-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MailFormat {
+    /// A mailbox a day, appended: one write a message.
+    Mbox,
+    /// A file a message, named by its notification id.
+    Eml,
 }
 
 impl Config {

@@ -12,6 +12,7 @@
 pub mod app;
 pub mod config;
 pub mod delivery;
+pub mod mailbox;
 pub mod reactions;
 pub mod service;
 pub mod store;
