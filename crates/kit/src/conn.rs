@@ -332,6 +332,18 @@ async fn linger(mut conn: Conn, stop: &CancellationToken) {
     }
 }
 
+/// A listener bound on `addr` now, and the address it got (the port, when `addr`
+/// asked for port 0).
+pub async fn listen(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), crate::KitError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| crate::KitError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| crate::KitError::Bind { addr, source })?;
+    Ok((listener, local))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,16 +379,4 @@ mod tests {
         let admitted = accepting.await.unwrap();
         assert_eq!(admitted, third.local_addr().unwrap());
     }
-}
-
-/// A listener bound on `addr` now, and the address it got (the port, when `addr`
-/// asked for port 0).
-pub async fn listen(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), crate::KitError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| crate::KitError::Bind { addr, source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| crate::KitError::Bind { addr, source })?;
-    Ok((listener, local))
 }

@@ -21,6 +21,7 @@
 //!   the middle of a write) is cut back to its last whole message when opened, so
 //!   the resend writes the message whole.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
@@ -98,26 +99,28 @@ fn append_once(
     entry: &[u8],
 ) -> std::io::Result<()> {
     let name = format!("{}.mbox", day.format("%Y-%m-%d"));
-    if !days.contains_key(&name) {
-        if days.len() >= OPEN_DAYS
-            && let Some(oldest) = days.keys().min().cloned()
-        {
-            days.remove(&oldest);
-        }
-        std::fs::create_dir_all(dir)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(dir.join(&name))?;
-        let opened = DayFile {
-            file,
-            ids: HashSet::new(),
-            scanned: 0,
-        };
-        days.insert(name.clone(), opened);
+    if !days.contains_key(&name)
+        && days.len() >= OPEN_DAYS
+        && let Some(oldest) = days.keys().min().cloned()
+    {
+        days.remove(&oldest);
     }
-    let mailbox = days.get_mut(&name).expect("inserted above");
+    let mailbox = match days.entry(name) {
+        Entry::Occupied(open) => open.into_mut(),
+        Entry::Vacant(day) => {
+            std::fs::create_dir_all(dir)?;
+            let file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(dir.join(day.key()))?;
+            day.insert(DayFile {
+                file,
+                ids: HashSet::new(),
+                scanned: 0,
+            })
+        }
+    };
     mailbox.file.lock()?;
     let appended = mailbox.append_once(message_id, entry);
     mailbox.file.unlock()?;
