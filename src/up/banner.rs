@@ -82,7 +82,7 @@ impl Banner<'_> {
         if std::env::var_os("WEFT_SMTP_URL").is_none() {
             println!(
                 "  {:<34} {}",
-                "emails (.eml files)",
+                "emails (mail files)",
                 self.data_dir.join("mail").display()
             );
         }

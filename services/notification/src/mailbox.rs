@@ -225,18 +225,30 @@ fn message_ids(text: &[u8]) -> impl Iterator<Item = String> + '_ {
     })
 }
 
-/// Every message under `dir`, oldest file first: the entries of its `.mbox` files
-/// (unquoted, with LF line ends) and its `.eml` files. For the demo and the tests,
-/// which read what was sent.
+/// Every message under `dir`, oldest file first (by when it was last written, then
+/// by name): the entries of its `.mbox` files (unquoted, with LF line ends) and its
+/// `.eml` files. For the demo and the tests, which read what was sent.
 pub fn read_dir(dir: &Path) -> std::io::Result<Vec<String>> {
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if !path.extension().is_some_and(|x| x == "mbox" || x == "eml") {
+            continue;
+        }
+        match std::fs::metadata(&path).and_then(|m| m.modified()) {
+            Ok(modified) => files.push((modified, path)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
     files.sort();
     let mut messages = Vec::new();
-    for path in files {
+    for (_, path) in files {
         match path.extension().and_then(|x| x.to_str()) {
             Some("mbox") => messages.extend(split_mbox(&std::fs::read(&path)?)),
             Some("eml") => {
