@@ -62,9 +62,24 @@ def eventually(what, fn, seconds=60):
     raise SystemExit(f"python client: {what} did not happen within {seconds} s")
 
 
+def mail_messages(mail_dir):
+    """Every message in the mail dir, oldest first: the `.eml` files (the older format) by
+    the time they were written, then the entries of the `<day>.mbox` files (mboxrd) by
+    day and position."""
+    for path in sorted(mail_dir.glob("*.eml"), key=lambda p: p.stat().st_mtime):
+        yield path.read_bytes()
+    for path in sorted(mail_dir.glob("*.mbox")):
+        raw = path.read_bytes()
+        entries = re.split(rb"^From .*\n", raw, flags=re.M)[1:]
+        if entries and not raw.endswith(b"\n\n"):
+            entries.pop()  # still being written: the next look reads it whole
+        for entry in entries:
+            yield re.sub(rb"^>(>*From )", rb"\1", entry[:-1], flags=re.M)
+
+
 def mail_token(data, address):
-    for path in sorted((data / "mail").glob("*.eml"), key=lambda p: p.stat().st_mtime):
-        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    for raw in mail_messages(data / "mail"):
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
         if address not in str(msg.get("To", "")):
             continue
         body = msg.get_body(("plain",))

@@ -14,10 +14,19 @@ verification_token() {
   while (( SECONDS - waited_from < 60 )); do
     token="$(python3 - "$DATA_DIR/mail" "$email" <<'PY'
 import email, email.policy, pathlib, re, sys
+mail = pathlib.Path(sys.argv[1])
+# Oldest first: .eml files (the older format) by mtime, then the .mbox entries by day
+# and position; an entry not yet ended by its blank line is still being written.
+messages = [p.read_bytes() for p in sorted(mail.glob("*.eml"), key=lambda p: p.stat().st_mtime)]
+for path in sorted(mail.glob("*.mbox")):
+    raw = path.read_bytes()
+    entries = re.split(rb"^From .*\n", raw, flags=re.M)[1:]
+    if entries and not raw.endswith(b"\n\n"):
+        entries.pop()
+    messages += [re.sub(rb"^>(>*From )", rb"\1", e[:-1], flags=re.M) for e in entries]
 found = ""
-files = sorted(pathlib.Path(sys.argv[1]).glob("*.eml"), key=lambda p: p.stat().st_mtime)
-for path in files:
-    msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+for raw in messages:
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
     if sys.argv[2].lower() not in str(msg.get("To", "")).lower():
         continue
     body = msg.get_body(("plain",))
