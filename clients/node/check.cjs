@@ -87,16 +87,34 @@ async function eventually(what, fn, seconds = 60) {
   fail(`${what} did not happen within ${seconds} s`);
 }
 
-function newest(dir, ext) {
+// The files of dir named *ext, by name.
+function named(dir, ext) {
   if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir).filter((f) => f.endsWith(ext)).map((f) => path.join(dir, f))
-    .sort((a, b) => fs.statSync(a).mtimeMs - fs.statSync(b).mtimeMs);
+  return fs.readdirSync(dir).filter((f) => f.endsWith(ext)).sort().map((f) => path.join(dir, f));
+}
+
+function newest(dir, ext) {
+  return named(dir, ext).sort((a, b) => fs.statSync(a).mtimeMs - fs.statSync(b).mtimeMs);
+}
+
+// Every message in the mail dir, oldest first: the .eml files (the older format) by
+// mtime, then the entries of the <day>.mbox files (mboxrd) by day and position.
+function mailMessages(dir) {
+  const messages = newest(dir, ".eml").map((file) => fs.readFileSync(file, "utf8"));
+  for (const file of named(dir, ".mbox")) {
+    const raw = fs.readFileSync(file, "utf8");
+    const entries = raw.split(/^From .*\n/m).slice(1);
+    // An entry not yet ended by its blank line is still being written.
+    if (!raw.endsWith("\n\n")) entries.pop();
+    messages.push(...entries.map((e) => e.slice(0, -1).replace(/^>(>*From )/gm, "$1")));
+  }
+  return messages;
 }
 
 function mailToken(data, address) {
-  for (const file of newest(path.join(data, "mail"), ".eml")) {
+  for (const message of mailMessages(path.join(data, "mail"))) {
     // Undo quoted-printable soft breaks and escapes before looking for the link.
-    const text = fs.readFileSync(file, "utf8").replace(/=\r?\n/g, "").replace(/=3D/g, "=");
+    const text = message.replace(/=\r?\n/g, "").replace(/=3D/g, "=");
     const to = /^To: (.*)$/m.exec(text);
     if (!to || !to[1].includes(address)) continue;
     const m = /\/verify\?token=([A-Za-z0-9_-]+)/.exec(text);
