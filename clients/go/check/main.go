@@ -138,12 +138,46 @@ func byMtime(dir, ext string) []string {
 
 var verifyLink = regexp.MustCompile(`/verify\?token=([A-Za-z0-9_-]+)`)
 
-func mailToken(data, address string) (string, bool) {
-	for _, path := range byMtime(filepath.Join(data, "mail"), ".eml") {
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			continue
+// mailMessages is every message in the mail dir, oldest first: the .eml files (the older
+// format) by mtime, then the entries of the <day>.mbox files (mboxrd) by day and position.
+func mailMessages(dir string) [][]byte {
+	var messages [][]byte
+	for _, path := range byMtime(dir, ".eml") {
+		if raw, err := os.ReadFile(path); err == nil {
+			messages = append(messages, raw)
 		}
+	}
+	mailboxes, _ := filepath.Glob(filepath.Join(dir, "*.mbox")) // sorted by name
+	for _, path := range mailboxes {
+		if raw, err := os.ReadFile(path); err == nil {
+			messages = append(messages, mboxEntries(raw)...)
+		}
+	}
+	return messages
+}
+
+var (
+	mboxFromLine = regexp.MustCompile(`(?m)^From .*\n`)
+	mboxQuoted   = regexp.MustCompile(`(?m)^>(>*From )`)
+)
+
+// mboxEntries splits an mboxrd file into its messages, unquoted. An entry not yet ended
+// by its blank line is still being written and left out.
+func mboxEntries(raw []byte) [][]byte {
+	entries := mboxFromLine.Split(string(raw), -1)[1:]
+	if len(entries) > 0 && !bytes.HasSuffix(raw, []byte("\n\n")) {
+		entries = entries[:len(entries)-1]
+	}
+	messages := make([][]byte, 0, len(entries))
+	for _, e := range entries {
+		e = strings.TrimSuffix(e, "\n") // the blank line that ends an entry
+		messages = append(messages, []byte(mboxQuoted.ReplaceAllString(e, "$1")))
+	}
+	return messages
+}
+
+func mailToken(data, address string) (string, bool) {
+	for _, raw := range mailMessages(filepath.Join(data, "mail")) {
 		msg, err := mail.ReadMessage(bytes.NewReader(raw))
 		if err != nil {
 			continue
