@@ -270,13 +270,30 @@ public final class Check {
     }
   }
 
+  /**
+   * Every message in the mail dir, oldest first: the `.eml` files (the older format) by
+   * mtime, then the entries of the `<day>.mbox` files (mboxrd) by day and position.
+   */
+  static List<byte[]> mailMessages(Path dir) {
+    List<byte[]> messages = new ArrayList<>();
+    for (Path path : oldestFirst(dir, ".eml")) {
+      byte[] raw = read(path);
+      if (raw != null) {
+        messages.add(raw);
+      }
+    }
+    for (Path path : oldestFirst(dir, ".mbox").stream().sorted().toList()) {
+      byte[] raw = read(path);
+      if (raw != null) {
+        messages.addAll(Mime.mboxEntries(raw));
+      }
+    }
+    return messages;
+  }
+
   /** The token of the first verification link mailed to `address` (oldest mail first), if any. */
   static String mailToken(Path data, String address) {
-    for (Path path : oldestFirst(data.resolve("mail"), ".eml")) {
-      byte[] raw = read(path);
-      if (raw == null) {
-        continue;
-      }
+    for (byte[] raw : mailMessages(data.resolve("mail"))) {
       Mime.Part msg = Mime.parse(raw);
       if (!msg.header("to", "").contains(address)) {
         continue;
@@ -590,7 +607,7 @@ public final class Check {
       "Calls every RPC of every weft service, then decodes every event of the three topics",
       "and checks its EventMetadata against its CloudEvents headers.",
       "  --prefix    the mesh's --kafka-prefix of topic names (default none)",
-      "  --data-dir  the mesh's data dir: mail/*.eml, sms/*.json (default .weft)",
+      "  --data-dir  the mesh's data dir: mail/*.{mbox,eml}, sms/*.json (default .weft)",
       "  --weft      the weft CLI, for `weft admin grant` (default ./weft)");
 
   static Map<String, String> parse(String[] argv) {

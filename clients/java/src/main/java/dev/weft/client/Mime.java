@@ -9,15 +9,39 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.regex.Pattern;
 
 /**
- * Just enough of RFC 5322 and MIME to read the mail directory's {@code .eml} files the way
- * Python's {@code email} package does for the check: headers (unfolded), nested multiparts,
- * and the first {@code text/plain} part's text after its transfer encoding (7bit, 8bit,
- * quoted-printable, base64) and charset.
+ * Just enough of RFC 5322 and MIME to read the mail directory's messages the way Python's
+ * {@code email} package does for the check: the entries of an mboxrd mailbox, headers
+ * (unfolded), nested multiparts, and the first {@code text/plain} part's text after its
+ * transfer encoding (7bit, 8bit, quoted-printable, base64) and charset.
  */
 final class Mime {
   private Mime() {}
+
+  private static final Pattern MBOX_FROM_LINE = Pattern.compile("^From .*\n", Pattern.MULTILINE);
+  private static final Pattern MBOX_QUOTED = Pattern.compile("^>(>*From )", Pattern.MULTILINE);
+
+  /**
+   * The messages of an mboxrd mailbox, oldest first, each unquoted and without the blank
+   * line that ends its entry. A last entry not yet ended by that line is still being
+   * written and left out.
+   */
+  static List<byte[]> mboxEntries(byte[] raw) {
+    String text = new String(raw, StandardCharsets.ISO_8859_1);
+    String[] entries = MBOX_FROM_LINE.split(text, -1);
+    int whole = text.endsWith("\n\n") ? entries.length : entries.length - 1;
+    List<byte[]> messages = new ArrayList<>();
+    // entries[0] is what precedes the first `From ` line: nothing.
+    for (int i = 1; i < whole; i++) {
+      String entry = entries[i].endsWith("\n")
+          ? entries[i].substring(0, entries[i].length() - 1) : entries[i];
+      messages.add(MBOX_QUOTED.matcher(entry).replaceAll("$1")
+          .getBytes(StandardCharsets.ISO_8859_1));
+    }
+    return messages;
+  }
 
   /** A message or body part: its headers (lower-case names, first of each) and raw body. */
   record Part(Map<String, String> headers, String body) {
