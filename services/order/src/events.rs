@@ -20,23 +20,15 @@ fn metadata(ctx: &EventContext) -> Option<EventMetadata> {
 
 /// `OrderCreated`: the order as it was made.
 pub fn created(o: &OrderRecord, ctx: &EventContext) -> OrderCreated {
-    let Order {
-        order_id,
-        user_id,
-        items,
-        total,
-        status,
-        kind,
-        ..
-    } = views::to_proto(o);
+    let view: Order = views::to_proto(o);
     OrderCreated {
         metadata: metadata(ctx),
-        order_id,
-        user_id,
-        items,
-        total,
-        status,
-        kind,
+        order_id: view.order_id,
+        user_id: view.user_id,
+        items: view.items,
+        total: view.total,
+        status: view.status,
+        kind: view.kind,
     }
 }
 
