@@ -95,9 +95,7 @@ async fn main() {
             planned_done = Some(at);
         }
         if mailed_done.is_none() {
-            let mails = std::fs::read_dir(data.join("mail"))
-                .map(|d| d.count())
-                .unwrap_or(0);
+            let mails = support::mails(&data).len();
             // Welcome emails and, through the welcome orders, confirmations.
             if mails >= 2 * n {
                 mailed_done = Some(at);
@@ -122,7 +120,7 @@ async fn main() {
         rate_of(p)
     );
     println!(
-        "  notification delivery: {} .eml written after {m:.2?} ({:.0} emails/s, with the welcome orders' confirmations)",
+        "  notification delivery: {} mails written after {m:.2?} ({:.0} emails/s, with the welcome orders' confirmations)",
         2 * n,
         2.0 * rate_of(m)
     );

@@ -180,8 +180,7 @@ fn story(database_url: Option<&str>) {
     assert_eq!(m["revenue"][0]["units"], "109", "{m}");
     assert_eq!(m["revenue"][0]["nanos"], 970_000_000, "{m}");
     if database_url.is_none() {
-        let mails = std::fs::read_dir(dir.path().join("mail")).unwrap().count();
-        assert_eq!(mails, 8);
+        assert_eq!(support::mails(dir.path()).len(), 8);
     }
     up.stop();
     if let Some(url) = database_url {

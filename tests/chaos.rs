@@ -183,14 +183,10 @@ async fn stable_members(brokers: &str, group: &str) -> Option<Vec<String>> {
     .unwrap()
 }
 
-/// Recipient → subjects of the `.eml` files in `dir`.
-fn mails(dir: &Path) -> BTreeMap<String, Vec<String>> {
+/// Recipient → subjects of the mails the mesh in `data_dir` sent.
+fn mails(data_dir: &Path) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if entry.path().extension().is_none_or(|x| x != "eml") {
-            continue;
-        }
-        let text = std::fs::read_to_string(entry.path()).unwrap();
+    for text in support::mails(data_dir) {
         let header = |name: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(name))
@@ -464,7 +460,7 @@ async fn chaos(kind: BrokerKind) {
         .unwrap()
         .get(0);
     assert_eq!(sent, (SIGNUPS * EMAILS_PER_SIGNUP) as i64);
-    let mail = mails(&dir.path().join("mail"));
+    let mail = mails(dir.path());
     assert_eq!(mail.len(), SIGNUPS, "recipients with mail");
     for (to, mut subjects) in mail {
         subjects.sort();
@@ -475,12 +471,8 @@ async fn chaos(kind: BrokerKind) {
             "{to}: one of each email, none twice: {subjects:?}"
         );
     }
-    let files = std::fs::read_dir(dir.path().join("mail"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-        .count();
-    assert_eq!(files, SIGNUPS * EMAILS_PER_SIGNUP, ".eml files");
+    let sent = support::mails(dir.path()).len();
+    assert_eq!(sent, SIGNUPS * EMAILS_PER_SIGNUP, "mails, none twice");
 
     let dlq: Vec<String> = TOPICS
         .iter()

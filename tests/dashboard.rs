@@ -91,17 +91,13 @@ async fn a_signup_appears_on_the_live_dashboard_for_staff() {
 }
 
 /// The verification link in the newest email to `email` under `mail`, once written.
-fn link_in_mail(mail: &Path, email: &str) -> Option<String> {
-    for entry in std::fs::read_dir(mail).ok()? {
-        let raw = std::fs::read_to_string(entry.ok()?.path()).ok()?;
+fn link_in_mail(data_dir: &Path, email: &str) -> Option<String> {
+    for raw in support::mails(data_dir) {
         if !raw.contains(&format!("To: {email}")) {
             continue;
         }
         // Quoted-printable: soft line breaks out, `=3D` back to `=`.
-        let text = raw
-            .replace("=\r\n", "")
-            .replace("=\n", "")
-            .replace("=3D", "=");
+        let text = raw.replace("=\n", "").replace("=3D", "=");
         let Some(start) = text.find("http://") else {
             continue;
         };
@@ -120,11 +116,10 @@ fn link_in_mail(mail: &Path, email: &str) -> Option<String> {
 async fn the_emailed_link_verifies_the_address_only_when_its_button_is_pressed() {
     let Mesh { dir, ports, up } = Mesh::start(BrokerKind::Embedded).await;
     sign_up(&ports, "link@example.com").await;
-    let mail = dir.path().join("mail");
     let link = eventually(
         "the verification email",
         Duration::from_secs(60),
-        || async { link_in_mail(&mail, "link@example.com") },
+        || async { link_in_mail(dir.path(), "link@example.com") },
     )
     .await;
     assert!(

@@ -70,7 +70,7 @@ async fn signups(port: u16) -> i64 {
 }
 
 fn mails(data: &Path) -> usize {
-    std::fs::read_dir(data.join("mail")).map_or(0, |d| d.count())
+    support::mails(data).len()
 }
 
 /// How many of `email`'s notifications a delivery attempt left pending because

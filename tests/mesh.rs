@@ -1,5 +1,5 @@
 //! The notification and analytics services inside `weft up`, through their real
-//! interfaces: gRPC calls, `.eml` files on disk, records on the broker, and SQL on
+//! interfaces: gRPC calls, mail files on disk, records on the broker, and SQL on
 //! the analytics database. One signup and one order give a welcome email, the
 //! address's verification, two order confirmations, four `EmailSent` and exact
 //! metrics; only staff see the event feed, and it names no address; replaying every
@@ -93,23 +93,6 @@ async fn login(ports: &Ports, email: &str) -> String {
     grpc::login(ports.user, email).await.access_token
 }
 
-/// The `.eml` files of `dir`: name → contents.
-fn mails(dir: &Path) -> BTreeMap<String, String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return BTreeMap::new();
-    };
-    entries
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read_to_string(&p).unwrap(),
-            )
-        })
-        .collect()
-}
-
 /// What must not change under redelivery: everything but latency and times.
 fn exact_part(m: &Metrics) -> String {
     format!(
@@ -137,13 +120,11 @@ async fn signup_story(kind: BrokerKind) {
     let Mesh { dir, ports, up } = Mesh::start(kind).await;
 
     let (user_id, token) = signup_and_order(&ports, "ada@example.com").await;
-    let mail_dir = dir.path().join("mail");
-    let mails = eventually("four .eml files", WAIT, || async {
-        let m = mails(&mail_dir);
+    let bodies = eventually("four mails", WAIT, || async {
+        let m = support::mails(dir.path());
         (m.len() == 4).then_some(m)
     })
     .await;
-    let bodies: Vec<&String> = mails.values().collect();
     let welcome: Vec<_> = bodies
         .iter()
         .filter(|b| b.contains("Subject: Welcome to weft, Ada Lovelace"))
@@ -428,9 +409,8 @@ async fn replay_and_kill(kind: BrokerKind) {
     let prefix = up.broker.prefix().to_owned();
     let topics: Vec<String> = TOPICS.iter().map(|t| up.broker.topic(t)).collect();
     let notification_events = up.broker.topic("notification-events");
-    let mail_dir = data.join("mail");
-    let mails_before = eventually("twelve .eml files", WAIT, || async {
-        let m = mails(&mail_dir);
+    let mails_before = eventually("twelve mails", WAIT, || async {
+        let m = support::mails(&data);
         (m.len() == 12).then_some(m)
     })
     .await;
@@ -506,7 +486,7 @@ async fn replay_and_kill(kind: BrokerKind) {
 
     assert_eq!(exact_part(&metrics(ports.analytics).await), before);
     assert_eq!(
-        mails(&mail_dir),
+        support::mails(&data),
         mails_before,
         "the same emails, byte for byte"
     );
@@ -878,6 +858,6 @@ async fn a_killed_broker_is_restarted_and_the_mesh_carries_on() {
     })
     .await;
     assert_eq!(m.events_processed, 2 * 6, "every event once: {m:?}");
-    assert_eq!(mails(&data.join("mail")).len(), 6);
+    assert_eq!(support::mails(&data).len(), 6);
     up.stop();
 }

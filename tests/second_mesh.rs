@@ -34,11 +34,7 @@ async fn figures(ports: &Ports) -> (i64, i64, i64) {
 }
 
 fn mails(dir: &Path) -> usize {
-    std::fs::read_dir(dir.join("mail")).map_or(0, |d| {
-        d.filter_map(Result::ok)
-            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-            .count()
-    })
+    support::mails(dir).len()
 }
 
 /// `weft up` for a second mesh in `dir` on the first mesh's broker.

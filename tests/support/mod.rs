@@ -170,6 +170,12 @@ pub struct Up {
     pub broker: MeshBroker,
 }
 
+/// The mails the mesh in `data_dir` sent, oldest first: the entries of its mailboxes
+/// (or its `.eml` files), as the notification service reads them.
+pub fn mails(data_dir: &Path) -> Vec<String> {
+    weft_notification::mailbox::read_dir(&data_dir.join("mail")).unwrap()
+}
+
 /// `weft up` on `ports` with its data in `data_dir`, and none of the environment
 /// that would point it elsewhere (no DATABASE_URL unless the caller sets one).
 pub fn up_command(data_dir: &Path, ports: &Ports) -> Command {

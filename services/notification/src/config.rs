@@ -33,7 +33,7 @@ pub struct Config {
     #[command(flatten)]
     pub common: weft_events::ServiceArgs,
     /// SMTP server, e.g. `smtp://127.0.0.1:2525` or `smtp://user:pass@host:587?tls=required`;
-    /// without it emails are written as `.eml` files to the mail directory.
+    /// without it emails are written to the mail directory (`--mail-format`).
     #[arg(long, env = "WEFT_SMTP_URL")]
     pub smtp_url: Option<Secret<String>>,
     /// Where mail files go when no SMTP server is set [default: <data dir>/mail].
@@ -42,7 +42,7 @@ pub struct Config {
     /// How mail files are written when no SMTP server is set: `mbox`, a mailbox a day
     /// (`<YYYY-MM-DD>.mbox`, appended), or `eml`, a file a message
     /// (`<notification id>.eml`).
-    #[arg(long, env = "WEFT_MAIL_FORMAT", value_enum, default_value_t = MailFormat::Eml)]
+    #[arg(long, env = "WEFT_MAIL_FORMAT", value_enum, default_value_t = MailFormat::Mbox)]
     pub mail_format: MailFormat,
     /// Sender of every email.
     #[arg(

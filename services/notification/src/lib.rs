@@ -4,8 +4,8 @@
 //! notification per (event, template, channel) in the same transaction as its inbox
 //! row: a welcome email on `UserSignedUp`, an order confirmation on `OrderCreated`,
 //! a shipping email and text message on `OrderShipped`. The [`delivery`] worker
-//! renders [`templates`] and sends through a [`transport`] (lettre `.eml` files or
-//! SMTP; SMS files or a webhook), then records the result with `EmailSent` /
+//! renders [`templates`] and sends through a [`transport`] (lettre: a mailbox a day,
+//! `.eml` files or SMTP; SMS files or a webhook), then records the result with `EmailSent` /
 //! `SmsSent` in the outbox. Transient failures retry with backoff without holding up
 //! anything else; permanent ones send the triggering record to the dead-letter topic.
 

@@ -1,5 +1,6 @@
-//! How messages leave: email through lettre (`.eml` files by default, SMTP when
-//! configured) and text messages through files or an HTTP webhook.
+//! How messages leave: email through lettre (a mailbox a day by default, in
+//! [`crate::mailbox`]; `.eml` files; SMTP when configured) and text messages through
+//! files or an HTTP webhook.
 //!
 //! Every transport is told the notification id. The file transports name their files
 //! after it and write them atomically, so delivering the same notification again
