@@ -60,20 +60,39 @@ pub async fn insert(conn: &mut AnyConnection, o: &OrderRecord) -> Result<bool, O
         Err(e) if weft_events::db::is_unique_violation(&e) => return Ok(false),
         Err(e) => return Err(e.into()),
     }
-    for (i, line) in o.lines.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO order_items (order_id, line_no, product_id, name, quantity, unit_minor) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(o.order_id.clone())
-        .bind(i as i64)
-        .bind(line.product_id.clone())
-        .bind(line.name.clone())
-        .bind(i64::from(line.quantity))
-        .bind(line.unit_minor)
-        .execute(&mut *conn)
-        .await?;
+    if o.lines.is_empty() {
+        return Ok(true);
     }
+    // One statement for every line (at most `MAX_ITEMS`, 600 parameters).
+    let rows: Vec<String> = (0..o.lines.len())
+        .map(|i| {
+            let p = i * 6;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO order_items (order_id, line_no, product_id, name, quantity, unit_minor) VALUES {}",
+        rows.join(", ")
+    );
+    let mut insert = sqlx::query(&sql);
+    for (i, line) in o.lines.iter().enumerate() {
+        insert = insert
+            .bind(o.order_id.clone())
+            .bind(i as i64)
+            .bind(line.product_id.clone())
+            .bind(line.name.clone())
+            .bind(i64::from(line.quantity))
+            .bind(line.unit_minor);
+    }
+    insert.execute(&mut *conn).await?;
     Ok(true)
 }
 
