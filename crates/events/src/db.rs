@@ -39,6 +39,9 @@ pub struct Database {
     /// retry however soon the lock frees (measured: a third of the order service's
     /// time under a burst of orders went to waiting that way).
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// The queue of the group-commit writer task ([`Database::write`]), started on
+    /// first use and ended when the last handle that shares it is dropped.
+    group: Arc<std::sync::OnceLock<crate::group_commit::Writer>>,
 }
 
 /// A write transaction. On SQLite it also holds this process's turn to write, given
@@ -150,6 +153,7 @@ impl Database {
             backend,
             url: Secret::new(url.to_owned()),
             writer: Arc::new(tokio::sync::Mutex::new(())),
+            group: Arc::default(),
         };
         db.migrate(
             sqlx::migrate!("./migrations/sqlite"),
@@ -184,6 +188,20 @@ impl Database {
     /// The engine behind the pool.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The group-commit writer's queue cell, shared by this handle's clones.
+    pub(crate) fn group_commit(&self) -> &std::sync::OnceLock<crate::group_commit::Writer> {
+        &self.group
+    }
+
+    /// A handle on the same pool and write turn that does not keep the group-commit
+    /// queue open: the writer task's own, so the task ends with the last caller's.
+    pub(crate) fn clone_without_writer(&self) -> Self {
+        Self {
+            group: Arc::default(),
+            ..self.clone()
+        }
     }
 
     /// Starts a write transaction. On SQLite it first waits for this process's turn

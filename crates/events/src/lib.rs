@@ -26,6 +26,7 @@ pub mod db;
 pub mod dlq;
 pub mod envelope;
 pub mod error;
+pub mod group_commit;
 pub mod kafka;
 pub mod lease;
 pub mod outbox;

@@ -31,6 +31,20 @@ pub struct OrderApi {
     pub payments: Arc<dyn PaymentProvider>,
 }
 
+/// Why a CreateOrder write did not commit.
+enum Write {
+    /// The order's idempotency key was taken by a call that committed meanwhile.
+    Raced,
+    /// Anything else.
+    Order(OrderError),
+}
+
+impl<E: Into<OrderError>> From<E> for Write {
+    fn from(e: E) -> Self {
+        Self::Order(e.into())
+    }
+}
+
 impl OrderApi {
     /// Prices and stores a new order with its `OrderCreated`, or answers a retry
     /// under the same idempotency key with the order the key made.
@@ -65,24 +79,44 @@ impl OrderApi {
                 })
             }
         };
-        let mut tx = self.db.begin().await?;
-        if !key.is_empty()
-            && let Some(existing) = store::by_idempotency_key(&mut tx, &order.user_id, &key).await?
-        {
-            return retried(existing);
+        let event = events::created(&order, &ctx);
+        let job = (order.clone(), event, key.clone());
+        let written = self
+            .db
+            .write(move |conn| {
+                let (order, event, key) = job.clone();
+                Box::pin(async move {
+                    if !key.is_empty()
+                        && let Some(existing) =
+                            store::by_idempotency_key(conn, &order.user_id, &key).await?
+                    {
+                        return Ok(Some(existing));
+                    }
+                    if !store::insert(conn, &order).await? {
+                        return Err(Write::Raced);
+                    }
+                    Outbox::enqueue(conn, &event).await?;
+                    Ok(None)
+                })
+            })
+            .await;
+        match written {
+            Ok(None) => self.relay.wake(),
+            Ok(Some(existing)) => return retried(existing),
+            Err(Write::Order(e)) => return Err(e),
+            // Another call with the key committed between the read and the insert.
+            Err(Write::Raced) => {
+                let mut conn = self.db.pool().acquire().await?;
+                let existing = store::by_idempotency_key(&mut conn, &order.user_id, &key)
+                    .await?
+                    .ok_or_else(|| {
+                        OrderError::Internal(anyhow::anyhow!(
+                            "order insert conflicted without a match"
+                        ))
+                    })?;
+                return retried(existing);
+            }
         }
-        if !store::insert(&mut tx, &order).await? {
-            drop(tx);
-            let mut conn = self.db.pool().acquire().await?;
-            let existing = store::by_idempotency_key(&mut conn, &order.user_id, &key)
-                .await?
-                .ok_or_else(|| {
-                    OrderError::Internal(anyhow::anyhow!("order insert conflicted without a match"))
-                })?;
-            return retried(existing);
-        }
-        Outbox::enqueue(&mut tx, &events::created(&order, &ctx)).await?;
-        self.relay.commit(tx).await?;
         tracing::info!(order_id = %order.order_id, total = %money::display(order.currency, order.total_minor), "order created");
         Ok(order)
     }
