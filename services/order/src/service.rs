@@ -80,7 +80,23 @@ impl OrderApi {
             }
         };
         let event = events::created(&order, &ctx);
-        let job = (order.clone(), event, key.clone());
+        if let Some(existing) = self.store_new(&order, event, &key).await? {
+            return retried(existing);
+        }
+        self.relay.wake();
+        tracing::info!(order_id = %order.order_id, total = %money::display(order.currency, order.total_minor), "order created");
+        Ok(order)
+    }
+
+    /// Stores `order` with its `OrderCreated` in a shared write transaction (group
+    /// commit): `None` once committed, or the order its idempotency key already made.
+    async fn store_new(
+        &self,
+        order: &OrderRecord,
+        event: OrderCreated,
+        key: &str,
+    ) -> Result<Option<OrderRecord>, OrderError> {
+        let job = (order.clone(), event, key.to_owned());
         let written = self
             .db
             .write(move |conn| {
@@ -101,24 +117,17 @@ impl OrderApi {
             })
             .await;
         match written {
-            Ok(None) => self.relay.wake(),
-            Ok(Some(existing)) => return retried(existing),
-            Err(Write::Order(e)) => return Err(e),
+            Ok(stored) => Ok(stored),
+            Err(Write::Order(e)) => Err(e),
             // Another call with the key committed between the read and the insert.
             Err(Write::Raced) => {
                 let mut conn = self.db.pool().acquire().await?;
-                let existing = store::by_idempotency_key(&mut conn, &order.user_id, &key)
-                    .await?
-                    .ok_or_else(|| {
-                        OrderError::Internal(anyhow::anyhow!(
-                            "order insert conflicted without a match"
-                        ))
-                    })?;
-                return retried(existing);
+                let existing = store::by_idempotency_key(&mut conn, &order.user_id, key).await?;
+                existing.map(Some).ok_or_else(|| {
+                    OrderError::Internal(anyhow::anyhow!("order insert conflicted without a match"))
+                })
             }
         }
-        tracing::info!(order_id = %order.order_id, total = %money::display(order.currency, order.total_minor), "order created");
-        Ok(order)
     }
 }
 
