@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Executor as _, Transaction};
@@ -16,6 +17,19 @@ use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Executor as _, Transact
 use weft_kit::config::Secret;
 
 use crate::error::EventsError;
+
+/// A job's result is ready to be told to its caller once its transaction is settled.
+pub(crate) trait Queued: Send {
+    /// Runs the job on `conn`; whether it succeeded.
+    fn run<'a>(&'a mut self, conn: &'a mut AnyConnection) -> BoxFuture<'a, bool>;
+
+    /// Answers the caller: the job's result if `settled` is `Ok` (its transaction
+    /// committed, or it failed and was rolled back), else that error.
+    fn answer(self: Box<Self>, settled: Result<(), sqlx::Error>);
+}
+
+/// The queue of a database's group-commit writer task (see [`crate::group_commit`]).
+pub(crate) type Writer = tokio::sync::mpsc::Sender<Box<dyn Queued>>;
 
 /// Which database engine is behind a [`Database`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +55,7 @@ pub struct Database {
     writer: Arc<tokio::sync::Mutex<()>>,
     /// The queue of the group-commit writer task ([`Database::write`]), started on
     /// first use and ended when the last handle that shares it is dropped.
-    group: Arc<std::sync::OnceLock<crate::group_commit::Writer>>,
+    group: Arc<std::sync::OnceLock<Writer>>,
 }
 
 /// A write transaction. On SQLite it also holds this process's turn to write, given
@@ -191,7 +205,7 @@ impl Database {
     }
 
     /// The group-commit writer's queue cell, shared by this handle's clones.
-    pub(crate) fn group_commit(&self) -> &std::sync::OnceLock<crate::group_commit::Writer> {
+    pub(crate) fn group_commit(&self) -> &std::sync::OnceLock<Writer> {
         &self.group
     }
 

@@ -24,23 +24,13 @@ use futures::future::BoxFuture;
 use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::Database;
+use crate::db::{Database, Queued, Writer};
 
 /// The most jobs one transaction carries.
 pub const MAX_BATCH: usize = 64;
 
 /// How many jobs may wait for the writer before callers wait to hand theirs over.
 const QUEUE: usize = 1024;
-
-/// A job's result is ready to be told to its caller once its transaction is settled.
-pub(crate) trait Queued: Send {
-    /// Runs the job on `conn`; whether it succeeded.
-    fn run<'a>(&'a mut self, conn: &'a mut AnyConnection) -> BoxFuture<'a, bool>;
-
-    /// Answers the caller: the job's result if `settled` is `Ok` (its transaction
-    /// committed, or it failed and was rolled back), else that error.
-    fn answer(self: Box<Self>, settled: Result<(), sqlx::Error>);
-}
 
 struct Pending<T, E, F> {
     job: F,
@@ -73,9 +63,6 @@ where
         let _ = self.reply.send(answer);
     }
 }
-
-/// The sending side of a database's writer task.
-pub(crate) type Writer = mpsc::Sender<Box<dyn Queued>>;
 
 impl Database {
     /// Runs `job` in a write transaction, shared with other callers' jobs that wait
