@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use crate::Db;
 use crate::broker::Broker;
+use crate::db::Db;
 
 /// The embedded broker and a data directory, both removed when the home is dropped.
 pub struct Home {
@@ -39,7 +39,7 @@ impl Home {
         db.url(self.dir(), name).await
     }
 
-    /// Starts service `S` as [`crate::spawn`] does, with `--data-dir`, `--kafka-brokers`
+    /// Starts service `S` as [`crate::spawn::spawn`] does, with `--data-dir`, `--kafka-brokers`
     /// and `--database-url database_url` pointing it here, then `extra`.
     pub async fn spawn<S>(&self, database_url: &str, extra: &[&str]) -> weft_kit::host::Running
     where
@@ -57,7 +57,7 @@ impl Home {
             &bootstrap,
         ];
         args.extend(extra);
-        crate::spawn::<S>(&args).await
+        crate::spawn::spawn::<S>(&args).await
     }
 }
 

@@ -12,11 +12,11 @@
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 mod accounts;
 mod broker;
+mod db;
 mod each_db;
 mod grpc;
 mod home;
@@ -25,9 +25,11 @@ mod matrix;
 mod metrics;
 mod records;
 mod rows;
+mod spawn;
 pub mod tools;
 pub use accounts::{PASSWORD, login, sign_up_and_login, sign_up_request};
 pub use broker::Broker;
+pub use db::{Db, postgres_database};
 pub use grpc::{expect_code, expect_fields, violations, with_token};
 pub use home::Home;
 pub use kafka::{BrokerKind, TestBroker, kafka_cluster};
@@ -35,6 +37,8 @@ pub use matrix::{Auth, Caller, Callers};
 pub use metrics::{metric, scrape_metrics};
 pub use records::produce;
 pub use rows::{count_rows, texts};
+pub use spawn::spawn;
+pub use tools::{find_tool, require_tool, tools_dir};
 
 /// Ports handed out to tests: below Linux's ephemeral range (32768–60999), so no
 /// outgoing connection of any process can hold one, and below the local Kafka
@@ -215,34 +219,6 @@ pub async fn closed_within(conn: &mut tokio::net::TcpStream, within: Duration, w
         .unwrap_or_else(|_| panic!("{what} was still open after {within:?}"));
 }
 
-/// The tools cache weft's scripts install into.
-pub fn tools_dir() -> PathBuf {
-    std::env::var_os("WEFT_TOOLS_DIR").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/weft/tools"),
-        PathBuf::from,
-    )
-}
-
-/// Finds an installed tool: `$WEFT_TOOLS_DIR/bin/<name>` first, then `PATH`.
-pub fn find_tool(name: &str) -> Option<PathBuf> {
-    let cached = tools_dir().join("bin").join(name);
-    if cached.is_file() {
-        return Some(cached);
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| p.is_file())
-    })
-}
-
-/// Like [`find_tool`], but panics with the install command when the tool is missing.
-pub fn require_tool(name: &str) -> PathBuf {
-    find_tool(name).unwrap_or_else(|| {
-        panic!("{name} is not installed; run scripts/install-tools (or scripts/test, which does)")
-    })
-}
-
 /// Reads `topic` from the beginning of every partition until `pred` holds for the
 /// records seen so far; panics after `timeout`.
 pub fn read_topic_until(
@@ -293,81 +269,4 @@ pub fn header<'a>(m: &'a rdkafka::message::OwnedMessage, name: &str) -> Option<&
         .find(|h| h.key == name)
         .and_then(|h| h.value)
         .and_then(|v| std::str::from_utf8(v).ok())
-}
-
-/// A fresh, empty PostgreSQL database on the test server named by
-/// `WEFT_TEST_DATABASE_URL` (set by `scripts/test`). Panics when the variable is
-/// missing: PostgreSQL tests never skip silently.
-pub async fn postgres_database() -> String {
-    use sqlx::Connection as _;
-    let admin = std::env::var("WEFT_TEST_DATABASE_URL").unwrap_or_else(|_| {
-        panic!(
-            "WEFT_TEST_DATABASE_URL is not set: PostgreSQL tests need a server. \
-             Run scripts/test, or `eval $(scripts/pg start)` first."
-        )
-    });
-    let name = format!("weft_t_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin)
-        .await
-        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at WEFT_TEST_DATABASE_URL: {e}"));
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    format!("{base}/{name}")
-}
-
-/// The database a test runs a service on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Db {
-    /// A SQLite file in the test's directory.
-    Sqlite,
-    /// A fresh database on the test PostgreSQL server ([`postgres_database`]).
-    Postgres,
-}
-
-impl Db {
-    /// Both, for tests that run on each.
-    pub const BOTH: [Db; 2] = [Db::Sqlite, Db::Postgres];
-
-    /// A new, empty database of this kind for service `name`: `<dir>/<name>.db`, or a
-    /// fresh PostgreSQL database.
-    pub async fn url(self, dir: &std::path::Path, name: &str) -> String {
-        match self {
-            Db::Sqlite => {
-                let dir = std::path::absolute(dir).expect("an absolute test directory");
-                format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.join(format!("{name}.db")).display()
-                )
-            }
-            Db::Postgres => postgres_database().await,
-        }
-    }
-}
-
-/// Starts service `S` inside this test process on free ports (`--grpc-addr` and
-/// `--admin-addr` on port 0), with `args` after those defaults, and waits until its
-/// listeners are bound. Stop it with [`weft_kit::host::Running::stop`].
-pub async fn spawn<S>(args: &[&str]) -> weft_kit::host::Running
-where
-    S: weft_kit::host::Service,
-    S::Config: clap::Parser,
-{
-    let process = S::IDENTITY.process();
-    let argv = [
-        process.as_str(),
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-    ]
-    .into_iter()
-    .chain(args.iter().copied());
-    let config = <S::Config as clap::Parser>::try_parse_from(argv)
-        .unwrap_or_else(|e| panic!("bad test flags for {process}: {e}"));
-    weft_kit::host::start::<S>(config)
-        .await
-        .unwrap_or_else(|e| panic!("{process} did not start: {e:#}"))
 }
