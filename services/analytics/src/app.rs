@@ -1,7 +1,6 @@
 //! Assembling the analytics service: database, the projecting consumer (offsets in
 //! the database), the token verifier, and the gRPC and admin servers.
 
-
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use weft_events::Database;
