@@ -137,13 +137,13 @@ pub(crate) fn settings(
     // The four services share these fields; all but the user service name the user
     // service (`jwks`), whose keys verify tokens.
     macro_rules! service {
-        ($config:ty $(, $jwks:ident)?) => {{
+        ($config:ty, $identity:expr $(, $jwks:ident)?) => {{
             let c: $config = parse_flags(&bin, flags, env, what);
             let user_service_url: Option<String> = None;
             $(let user_service_url = user_service_url.or(Some(c.$jwks.user_service_url.clone()));)?
             Settings {
-                listen_port: c.grpc_addr.port(),
-                admin_port: c.admin_addr.port(),
+                listen_port: c.common.grpc_addr($identity).port(),
+                admin_port: c.common.admin_addr($identity).port(),
                 kafka_brokers: Some(c.common.kafka.brokers.clone()),
                 database_url: c.common.database_url.as_ref().map(|u| u.expose().clone()),
                 otlp_endpoint: c.common.telemetry.otlp_endpoint.clone(),
@@ -155,10 +155,10 @@ pub(crate) fn settings(
         }};
     }
     match component {
-        "user" => service!(weft_user::Config),
-        "order" => service!(weft_order::Config, jwks),
-        "notification" => service!(weft_notification::Config, jwks),
-        "analytics" => service!(weft_analytics::Config, jwks),
+        "user" => service!(weft_user::Config, weft_user::IDENTITY),
+        "order" => service!(weft_order::Config, weft_order::IDENTITY, jwks),
+        "notification" => service!(weft_notification::Config, weft_notification::IDENTITY, jwks),
+        "analytics" => service!(weft_analytics::Config, weft_analytics::IDENTITY, jwks),
         "gateway" => {
             let c: weft_gateway::Config = parse_flags(&bin, flags, env, what);
             Settings {

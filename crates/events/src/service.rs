@@ -40,6 +40,14 @@ macro_rules! migrations {
 /// Settings shared by the user, order, notification and analytics services.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServiceArgs {
+    /// gRPC listen address [default: 0.0.0.0 on the service's own port: user 5051,
+    /// order 5052, notification 5053, analytics 5054].
+    #[arg(long, env = "WEFT_GRPC_ADDR")]
+    pub grpc_addr: Option<SocketAddr>,
+    /// Admin (/metrics, /readyz) listen address [default: 0.0.0.0 on the service's own
+    /// admin port: 9101, 9102, 9103 and 9104 in the same order].
+    #[arg(long, env = "WEFT_ADMIN_ADDR")]
+    pub admin_addr: Option<SocketAddr>,
     /// Data directory: the SQLite databases, the signing key, the mail and SMS
     /// directories by default, and the fault flags.
     #[arg(long, env = "WEFT_DATA_DIR", default_value = ".weft")]
@@ -82,19 +90,29 @@ impl ServiceArgs {
         .with_context(|| format!("opening the {} database", identity.name))
     }
 
-    /// Binds the host of the service `identity` on `grpc` and `admin`, serving weft's
-    /// contracts (reflection, RPC metrics) within these settings' server limits.
-    pub async fn bind(
-        &self,
-        identity: Identity,
-        grpc: SocketAddr,
-        admin: SocketAddr,
-    ) -> Result<Host, weft_kit::KitError> {
+    /// Where the service `identity` serves gRPC: `--grpc-addr`, else every interface
+    /// on its own port.
+    pub fn grpc_addr(&self, identity: Identity) -> SocketAddr {
+        self.grpc_addr
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], identity.ports.grpc)))
+    }
+
+    /// Where the service `identity` serves its admin endpoints: `--admin-addr`, else
+    /// every interface on its own admin port.
+    pub fn admin_addr(&self, identity: Identity) -> SocketAddr {
+        self.admin_addr
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], identity.ports.admin)))
+    }
+
+    /// Binds the host of the service `identity` on its gRPC and admin addresses,
+    /// serving weft's contracts (reflection, RPC metrics) within these settings'
+    /// server limits.
+    pub async fn bind(&self, identity: Identity) -> Result<Host, weft_kit::KitError> {
         Host::bind(
             identity,
             weft_proto::DESCRIPTOR_SET,
-            grpc,
-            admin,
+            self.grpc_addr(identity),
+            self.admin_addr(identity),
             &self.server,
         )
         .await

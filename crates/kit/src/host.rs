@@ -40,6 +40,24 @@ pub struct Identity {
     pub service: &'static str,
     /// The version stamped on the events it emits.
     pub version: &'static str,
+    /// The ports it listens on unless told otherwise.
+    pub ports: Ports,
+}
+
+/// A service's own ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    /// Its gRPC server's.
+    pub grpc: u16,
+    /// Its admin server's (`/metrics`, `/readyz`).
+    pub admin: u16,
+}
+
+impl Ports {
+    /// The gRPC port `grpc` and the admin port `admin`.
+    pub const fn new(grpc: u16, admin: u16) -> Self {
+        Self { grpc, admin }
+    }
 }
 
 impl Identity {

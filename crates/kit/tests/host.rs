@@ -13,12 +13,13 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use weft_kit::config::ServerArgs;
-use weft_kit::host::{Host, Identity};
+use weft_kit::host::{Host, Identity, Ports};
 
 const IDENTITY: Identity = Identity {
     name: "test",
     service: "weft.user.v1.UserService",
     version: "0",
+    ports: Ports { grpc: 0, admin: 0 },
 };
 
 async fn bind(grace: Duration) -> Host {

@@ -32,9 +32,7 @@ impl Service for App {
         let db = (config.common)
             .open_db(Self::IDENTITY, weft_events::migrations!())
             .await?;
-        let host = (config.common)
-            .bind(Self::IDENTITY, config.grpc_addr, config.admin_addr)
-            .await?;
+        let host = config.common.bind(Self::IDENTITY).await?;
         Ok((host, Self { db, config }))
     }
 

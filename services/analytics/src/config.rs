@@ -1,8 +1,6 @@
 //! Who the analytics service is ([`IDENTITY`]) and its settings: flags or environment
 //! variables, with defaults that run it in the embedded mesh.
 
-use std::net::SocketAddr;
-
 use clap::Parser;
 
 /// Who the analytics service is: its names, health service and event version.
@@ -10,6 +8,7 @@ pub const IDENTITY: weft_kit::host::Identity = weft_kit::host::Identity {
     name: "analytics",
     service: "weft.analytics.v1.AnalyticsService",
     version: env!("CARGO_PKG_VERSION"),
+    ports: weft_kit::host::Ports::new(5054, 9104),
 };
 
 /// The analytics service.
@@ -20,12 +19,6 @@ pub const IDENTITY: weft_kit::host::Identity = weft_kit::host::Identity {
     about = "weft analytics service: exact projections of every event, and a metric stream"
 )]
 pub struct Config {
-    /// gRPC listen address.
-    #[arg(long, env = "WEFT_GRPC_ADDR", default_value = "0.0.0.0:5054")]
-    pub grpc_addr: SocketAddr,
-    /// Admin (/metrics) listen address.
-    #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "0.0.0.0:9104")]
-    pub admin_addr: SocketAddr,
     /// Data, server limits, Kafka, pruning and telemetry.
     #[command(flatten)]
     pub common: weft_events::ServiceArgs,

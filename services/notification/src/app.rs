@@ -76,9 +76,7 @@ impl Service for App {
                 send_timeout: config.send_timeout,
             },
         };
-        let host = (config.common)
-            .bind(Self::IDENTITY, config.grpc_addr, config.admin_addr)
-            .await?;
+        let host = config.common.bind(Self::IDENTITY).await?;
         Ok((
             host,
             Self {

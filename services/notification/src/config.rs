@@ -1,7 +1,6 @@
 //! Who the notification service is ([`IDENTITY`]) and its settings: flags or
 //! environment variables, with defaults that run it in the embedded mesh.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,6 +12,7 @@ pub const IDENTITY: weft_kit::host::Identity = weft_kit::host::Identity {
     name: "notification",
     service: "weft.notification.v1.NotificationService",
     version: env!("CARGO_PKG_VERSION"),
+    ports: weft_kit::host::Ports::new(5053, 9103),
 };
 
 /// The notification service.
@@ -23,12 +23,6 @@ pub const IDENTITY: weft_kit::host::Identity = weft_kit::host::Identity {
     about = "weft notification service: welcome, order and shipping messages by email and SMS"
 )]
 pub struct Config {
-    /// gRPC listen address.
-    #[arg(long, env = "WEFT_GRPC_ADDR", default_value = "0.0.0.0:5053")]
-    pub grpc_addr: SocketAddr,
-    /// Admin (/metrics) listen address.
-    #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "0.0.0.0:9103")]
-    pub admin_addr: SocketAddr,
     /// Data, server limits, Kafka, pruning and telemetry.
     #[command(flatten)]
     pub common: weft_events::ServiceArgs,

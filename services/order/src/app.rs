@@ -53,9 +53,7 @@ impl Service for App {
             relay: relay.waker(),
             payments: Arc::new(TestProvider),
         };
-        let host = (config.common)
-            .bind(Self::IDENTITY, config.grpc_addr, config.admin_addr)
-            .await?;
+        let host = config.common.bind(Self::IDENTITY).await?;
         Ok((host, Self { api, relay, config }))
     }
 

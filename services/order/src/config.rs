@@ -1,7 +1,6 @@
 //! Who the order service is ([`IDENTITY`]) and its settings: flags or environment
 //! variables, with defaults that run it in the embedded mesh.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -11,6 +10,7 @@ pub const IDENTITY: weft_kit::host::Identity = weft_kit::host::Identity {
     name: "order",
     service: "weft.order.v1.OrderService",
     version: env!("CARGO_PKG_VERSION"),
+    ports: weft_kit::host::Ports::new(5052, 9102),
 };
 
 /// The order service.
@@ -21,12 +21,6 @@ pub const IDENTITY: weft_kit::host::Identity = weft_kit::host::Identity {
     about = "weft order service: orders, payments, shipping"
 )]
 pub struct Config {
-    /// gRPC listen address.
-    #[arg(long, env = "WEFT_GRPC_ADDR", default_value = "0.0.0.0:5052")]
-    pub grpc_addr: SocketAddr,
-    /// Admin (/metrics) listen address.
-    #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "0.0.0.0:9102")]
-    pub admin_addr: SocketAddr,
     /// Data, server limits, Kafka, pruning and telemetry.
     #[command(flatten)]
     pub common: weft_events::ServiceArgs,

@@ -67,9 +67,7 @@ impl Service for App {
             },
             dummy_hash,
         };
-        let host = (config.common)
-            .bind(Self::IDENTITY, config.grpc_addr, config.admin_addr)
-            .await?;
+        let host = config.common.bind(Self::IDENTITY).await?;
         Ok((
             host,
             Self {

@@ -1,7 +1,6 @@
 //! Who the user service is ([`IDENTITY`]) and its settings: flags or environment
 //! variables, with defaults that run it in the embedded mesh.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ pub const IDENTITY: weft_kit::host::Identity = weft_kit::host::Identity {
     name: "user",
     service: "weft.user.v1.UserService",
     version: env!("CARGO_PKG_VERSION"),
+    ports: weft_kit::host::Ports::new(5051, 9101),
 };
 
 /// The user service.
@@ -22,12 +22,6 @@ pub const IDENTITY: weft_kit::host::Identity = weft_kit::host::Identity {
     about = "weft user service: accounts, login, tokens"
 )]
 pub struct Config {
-    /// gRPC listen address.
-    #[arg(long, env = "WEFT_GRPC_ADDR", default_value = "0.0.0.0:5051")]
-    pub grpc_addr: SocketAddr,
-    /// Admin (/metrics) listen address.
-    #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "0.0.0.0:9101")]
-    pub admin_addr: SocketAddr,
     /// Data, server limits, Kafka, pruning and telemetry.
     #[command(flatten)]
     pub common: weft_events::ServiceArgs,
