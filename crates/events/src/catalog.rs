@@ -33,8 +33,8 @@ pub trait DomainEvent: prost::Message + Default + Clone + Send + Sync + 'static 
 }
 
 macro_rules! domain_events {
-    ($($pkg:ident :: $name:ident => $topic:expr, $key:ident;)*) => {
-        $(
+    ($($pkg:ident => $topic:expr, keyed by $key:ident: [$($name:ident),* $(,)?];)*) => {
+        $($(
             impl DomainEvent for $pkg::$name {
                 const TYPE: &'static str =
                     concat!("weft.", stringify!($pkg), ".v1.", stringify!($name));
@@ -49,28 +49,31 @@ macro_rules! domain_events {
                     &self.$key
                 }
             }
-        )*
+        )*)*
         /// Every event type of the catalogue with its topic.
         pub const EVENT_TYPES: &[(&str, &str)] = &[
-            $((<$pkg::$name as DomainEvent>::TYPE, $topic),)*
+            $($((<$pkg::$name as DomainEvent>::TYPE, $topic),)*)*
         ];
     };
 }
 
 domain_events! {
-    user::UserSignedUp => USER_EVENTS, user_id;
-    user::UserUpdated => USER_EVENTS, user_id;
-    user::UserRolesChanged => USER_EVENTS, user_id;
-    user::ContactVerificationRequested => USER_EVENTS, user_id;
-    user::ContactVerified => USER_EVENTS, user_id;
-    order::OrderCreated => ORDER_EVENTS, order_id;
-    order::PaymentProcessed => ORDER_EVENTS, order_id;
-    order::PaymentFailed => ORDER_EVENTS, order_id;
-    order::OrderShipped => ORDER_EVENTS, order_id;
-    order::OrderDelivered => ORDER_EVENTS, order_id;
-    order::OrderCancelled => ORDER_EVENTS, order_id;
-    notification::EmailSent => NOTIFICATION_EVENTS, user_id;
-    notification::SmsSent => NOTIFICATION_EVENTS, user_id;
+    user => USER_EVENTS, keyed by user_id: [
+        UserSignedUp,
+        UserUpdated,
+        UserRolesChanged,
+        ContactVerificationRequested,
+        ContactVerified,
+    ];
+    order => ORDER_EVENTS, keyed by order_id: [
+        OrderCreated,
+        PaymentProcessed,
+        PaymentFailed,
+        OrderShipped,
+        OrderDelivered,
+        OrderCancelled,
+    ];
+    notification => NOTIFICATION_EVENTS, keyed by user_id: [EmailSent, SmsSent];
 }
 
 /// The topic of a catalogued event type, or `None` for a type weft does not know.

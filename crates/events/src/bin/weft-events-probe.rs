@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sqlx::AnyConnection;
+use tokio_util::sync::CancellationToken;
 use weft_events::consumer::{Handler, HandlerError, Received, StartFrom};
 use weft_events::kafka::KafkaArgs;
 use weft_events::outbox::RelayConfig;
@@ -41,26 +42,29 @@ enum Cmd {
     },
     /// Runs a consumer that records one effect row per applied event and prints a
     /// JSON line per settled record.
-    Consume {
-        /// Consumer group.
-        #[arg(long)]
-        group: String,
-        /// Also write a marker file here once the consumer is running.
-        #[arg(long)]
-        ready_file: Option<PathBuf>,
-        /// Where to begin when the group has no stored offsets but the topics have
-        /// history.
-        #[arg(long, value_enum)]
-        from: Option<StartFrom>,
-        /// This member's replica id in the group.
-        #[arg(long)]
-        replica: Option<String>,
-        /// Fault injection for crash tests: after applying this many events in
-        /// this process, print `hanging` and hang inside the batch's transaction
-        /// (a test then kills the process).
-        #[arg(long)]
-        hang_after: Option<u64>,
-    },
+    Consume(ConsumeArgs),
+}
+
+#[derive(clap::Args)]
+struct ConsumeArgs {
+    /// Consumer group.
+    #[arg(long)]
+    group: String,
+    /// Also write a marker file here once the consumer is running.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// Where to begin when the group has no stored offsets but the topics have
+    /// history.
+    #[arg(long, value_enum)]
+    from: Option<StartFrom>,
+    /// This member's replica id in the group.
+    #[arg(long)]
+    replica: Option<String>,
+    /// Fault injection for crash tests: after applying this many events in
+    /// this process, print `hanging` and hang inside the batch's transaction
+    /// (a test then kills the process).
+    #[arg(long)]
+    hang_after: Option<u64>,
 }
 
 struct RecordEffect {
@@ -126,42 +130,47 @@ async fn main() -> anyhow::Result<()> {
             println!("relay running");
             relay.run(shutdown).await;
         }
-        Cmd::Consume {
-            group,
-            ready_file,
-            from,
-            replica,
-            hang_after,
-        } => {
-            sqlx::query("CREATE TABLE IF NOT EXISTS probe_effects (event_id TEXT NOT NULL, user_id TEXT NOT NULL)")
-                .execute(db.pool())
-                .await?;
-            let effect = || RecordEffect {
-                applied: AtomicU64::new(0),
-                hang_after,
-            };
-            let mut consumer = Consumer::new(&group, kafka, db)
-                .on::<UserSignedUp>(effect())
-                .on::<OrderCreated>(effect())
-                .start_from(from);
-            if let Some(replica) = replica {
-                consumer = consumer.replica(&replica);
-            }
-            let consumer = consumer.after_commit(|received, outcome| {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "event_id": received.envelope.id,
-                        "type": received.envelope.event_type,
-                        "outcome": format!("{outcome:?}"),
-                    })
-                );
-            });
-            if let Some(path) = ready_file {
-                std::fs::write(path, b"ready")?;
-            }
-            consumer.run(shutdown).await?;
-        }
+        Cmd::Consume(args) => consume(args, kafka, db, shutdown).await?,
     }
+    Ok(())
+}
+
+/// Runs the `consume` command until `shutdown`.
+async fn consume(
+    args: ConsumeArgs,
+    kafka: KafkaArgs,
+    db: Database,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS probe_effects (event_id TEXT NOT NULL, user_id TEXT NOT NULL)",
+    )
+    .execute(db.pool())
+    .await?;
+    let effect = || RecordEffect {
+        applied: AtomicU64::new(0),
+        hang_after: args.hang_after,
+    };
+    let mut consumer = Consumer::new(&args.group, kafka, db)
+        .on::<UserSignedUp>(effect())
+        .on::<OrderCreated>(effect())
+        .start_from(args.from);
+    if let Some(replica) = &args.replica {
+        consumer = consumer.replica(replica);
+    }
+    let consumer = consumer.after_commit(|received, outcome| {
+        println!(
+            "{}",
+            serde_json::json!({
+                "event_id": received.envelope.id,
+                "type": received.envelope.event_type,
+                "outcome": format!("{outcome:?}"),
+            })
+        );
+    });
+    if let Some(path) = args.ready_file {
+        std::fs::write(path, b"ready")?;
+    }
+    consumer.run(shutdown).await?;
     Ok(())
 }

@@ -199,14 +199,14 @@ pub fn assignment(
                 start
             }
             Some(&next) if next < m.low => {
-                tracing::warn!(
+                warn_outside(
                     group,
-                    topic = %m.topic,
-                    partition = m.partition,
-                    stored = next,
-                    start = m.low,
-                    lost = m.low - next,
-                    "records before the log's start were deleted unread; reading from the oldest left"
+                    m,
+                    next,
+                    format_args!(
+                        "{} records before the log's start were deleted unread; reading from the oldest left",
+                        m.low - next
+                    ),
                 );
                 m.low
             }
@@ -280,18 +280,31 @@ fn past_the_end(
         StaleOffsets::Earliest => (m.low, "earliest"),
         StaleOffsets::Latest => (m.high, "latest"),
     };
+    warn_outside(
+        group,
+        m,
+        next,
+        format_args!(
+            "the stored offset lies past the end of the log (the broker's data was reset or replaced); reset to the {to} record as asked by --reset-offsets"
+        ),
+    );
+    metrics::counter!("consumer_offsets_reset_total", "group" => group.to_owned(), "to" => to)
+        .increment(1);
+    Ok(start)
+}
+
+/// Warns that the offset `next` that `group` stored for the partition of `m` lies
+/// outside its log, and `what` follows.
+fn warn_outside(group: &str, m: &Marks, next: i64, what: std::fmt::Arguments<'_>) {
     tracing::warn!(
         group,
         topic = %m.topic,
         partition = m.partition,
         stored = next,
+        start = m.low,
         end = m.high,
-        to,
-        "the stored offset lies past the end of the log (the broker's data was reset or replaced); reset as asked by --reset-offsets"
+        "{what}"
     );
-    metrics::counter!("consumer_offsets_reset_total", "group" => group.to_owned(), "to" => to)
-        .increment(1);
-    Ok(start)
 }
 
 /// Stores `offsets` as they are, even backwards (an operator's reset), in the
