@@ -19,6 +19,8 @@
 //!   pruning, telemetry).
 //! - [`producer`]: the producer publishers send through, with delivery reports on
 //!   channels.
+//! - [`sql`]: placeholders for statements whose length follows their input, in few
+//!   shapes.
 
 pub mod catalog;
 pub mod consumer;
@@ -33,6 +35,7 @@ pub mod outbox;
 pub mod producer;
 pub mod retention;
 pub mod service;
+pub mod sql;
 pub mod topics;
 
 pub use catalog::DomainEvent;

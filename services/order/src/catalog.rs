@@ -126,15 +126,17 @@ pub async fn by_ids(
     if ids.is_empty() {
         return Ok(out);
     }
-    // Placeholders are written out because sqlx's Any query builder emits `?`, which
-    // PostgreSQL does not accept.
-    let list: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let padded = weft_events::sql::padded_len(ids.len());
     let sql = format!(
         "SELECT {COLUMNS} FROM products WHERE product_id IN ({})",
-        list.join(", ")
+        weft_events::sql::list(padded, 1)
     );
     let mut query = sqlx::query(&sql);
-    for id in ids {
+    let last = &ids[ids.len() - 1];
+    for id in ids
+        .iter()
+        .chain(std::iter::repeat_n(last, padded - ids.len()))
+    {
         query = query.bind(id.clone());
     }
     for row in query.fetch_all(conn).await? {

@@ -63,36 +63,27 @@ pub async fn insert(conn: &mut AnyConnection, o: &OrderRecord) -> Result<bool, O
     if o.lines.is_empty() {
         return Ok(true);
     }
-    // One statement for every line (at most `MAX_ITEMS`, 600 parameters).
-    let rows: Vec<String> = (0..o.lines.len())
-        .map(|i| {
-            let p = i * 6;
-            format!(
-                "(${}, ${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6
-            )
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO order_items (order_id, line_no, product_id, name, quantity, unit_minor) VALUES {}",
-        rows.join(", ")
-    );
-    let mut insert = sqlx::query(&sql);
-    for (i, line) in o.lines.iter().enumerate() {
-        insert = insert
-            .bind(o.order_id.clone())
-            .bind(i as i64)
-            .bind(line.product_id.clone())
-            .bind(line.name.clone())
-            .bind(i64::from(line.quantity))
-            .bind(line.unit_minor);
+    // A statement for each run of a power of two of lines (at most `MAX_ITEMS` in
+    // all): a handful of statement shapes stay prepared.
+    let mut line_no = 0i64;
+    for run in weft_events::sql::pow2_chunks(&o.lines, 64) {
+        let sql = format!(
+            "INSERT INTO order_items (order_id, line_no, product_id, name, quantity, unit_minor) VALUES {}",
+            weft_events::sql::rows(run.len(), 6, 1)
+        );
+        let mut insert = sqlx::query(&sql);
+        for line in run {
+            insert = insert
+                .bind(o.order_id.clone())
+                .bind(line_no)
+                .bind(line.product_id.clone())
+                .bind(line.name.clone())
+                .bind(i64::from(line.quantity))
+                .bind(line.unit_minor);
+            line_no += 1;
+        }
+        insert.execute(&mut *conn).await?;
     }
-    insert.execute(&mut *conn).await?;
     Ok(true)
 }
 

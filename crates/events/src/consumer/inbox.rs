@@ -25,8 +25,9 @@ use super::{HandlerError, Outcome, Received, Scope};
 use crate::db::{Database, now_micros};
 
 /// Inbox rows written by one statement at most (7 values each, far below the
-/// parameter limits of SQLite and PostgreSQL).
-const INBOX_CHUNK: usize = 200;
+/// parameter limits of SQLite and PostgreSQL); a batch is written in runs of powers
+/// of two up to it, so the statement comes in 8 shapes.
+const INBOX_CHUNK: usize = 128;
 
 /// A record of a batch and what is to be done with it.
 pub struct Item {
@@ -188,29 +189,12 @@ async fn record_in_inbox(
         .collect();
     let mut new = HashSet::with_capacity(rows.len());
     let now = now_micros();
-    for chunk in rows.chunks(INBOX_CHUNK) {
-        // Placeholders are written out because sqlx's Any query builder emits `?`,
-        // which PostgreSQL does not accept.
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let b = i * 7;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7
-                )
-            })
-            .collect();
+    for chunk in crate::sql::pow2_chunks(&rows, INBOX_CHUNK) {
         let sql = format!(
             "INSERT INTO weft_inbox \
              (consumer_group, event_id, event_type, topic, kafka_partition, kafka_offset, processed_at) \
              VALUES {} ON CONFLICT (consumer_group, event_id) DO NOTHING RETURNING event_id",
-            values.join(", ")
+            crate::sql::rows(chunk.len(), 7, 1)
         );
         let mut query = sqlx::query(&sql);
         for r in chunk {

@@ -50,15 +50,19 @@ pub(super) async fn mark_sent(
     now: i64,
     acked: &[i64],
 ) -> Result<(), sqlx::Error> {
-    // Placeholders are written out because sqlx's Any query builder emits `?`,
-    // which PostgreSQL does not accept.
-    let list: Vec<String> = (0..acked.len()).map(|i| format!("${}", i + 2)).collect();
+    let Some(&last) = acked.last() else {
+        return Ok(());
+    };
+    let padded = crate::sql::padded_len(acked.len());
     let sql = format!(
         "UPDATE weft_outbox SET sent_at = $1, attempts = attempts + 1 WHERE seq IN ({})",
-        list.join(", ")
+        crate::sql::list(padded, 2)
     );
     let mut update = sqlx::query(&sql).bind(now);
-    for seq in acked {
+    for seq in acked
+        .iter()
+        .chain(std::iter::repeat_n(&last, padded - acked.len()))
+    {
         update = update.bind(*seq);
     }
     update.execute(conn).await?;

@@ -126,39 +126,33 @@ pub(super) async fn add_revenue(
     Ok(())
 }
 
-/// Inserts the recent events with one statement.
+/// Inserts the recent events, a statement for each run of a power of two of them.
 pub(super) async fn insert_recent(
     tx: &mut AnyConnection,
     rows: &VecDeque<Recent>,
 ) -> Result<(), sqlx::Error> {
-    // Placeholders are written out because sqlx's Any query builder emits `?`, which
-    // PostgreSQL does not accept.
-    let values: Vec<String> = (0..rows.len())
-        .map(|i| {
-            let b = i * 9;
-            let p: Vec<String> = (1..=9).map(|k| format!("${}", b + k)).collect();
-            format!("({})", p.join(", "))
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO recent_events (seq, event_id, event_type, topic, subject, correlation_id, \
-         occurred_at, processed_at, summary) VALUES {}",
-        values.join(", ")
-    );
-    let mut query = sqlx::query(&sql);
-    for r in rows {
-        query = query
-            .bind(r.seq)
-            .bind(r.event_id.clone())
-            .bind(r.event_type.clone())
-            .bind(r.topic.clone())
-            .bind(r.subject.clone())
-            .bind(r.correlation_id.clone())
-            .bind(r.occurred_at)
-            .bind(r.processed_at)
-            .bind(r.summary.clone());
+    let rows: Vec<&Recent> = rows.iter().collect();
+    for run in weft_events::sql::pow2_chunks(&rows, 64) {
+        let sql = format!(
+            "INSERT INTO recent_events (seq, event_id, event_type, topic, subject, correlation_id, \
+             occurred_at, processed_at, summary) VALUES {}",
+            weft_events::sql::rows(run.len(), 9, 1)
+        );
+        let mut query = sqlx::query(&sql);
+        for r in run {
+            query = query
+                .bind(r.seq)
+                .bind(r.event_id.clone())
+                .bind(r.event_type.clone())
+                .bind(r.topic.clone())
+                .bind(r.subject.clone())
+                .bind(r.correlation_id.clone())
+                .bind(r.occurred_at)
+                .bind(r.processed_at)
+                .bind(r.summary.clone());
+        }
+        query.execute(&mut *tx).await?;
     }
-    query.execute(&mut *tx).await?;
     Ok(())
 }
 

@@ -1,0 +1,107 @@
+//! Statements whose length follows their input (multi-row `INSERT`s, `IN` lists),
+//! written so that few distinct texts reach the database.
+//!
+//! sqlx prepares every distinct statement text once per connection and keeps up to 100
+//! of them. A statement written for exactly `n` rows comes in as many texts as there are
+//! batch sizes: under load they push each other (and every other statement) out of the
+//! cache, and each is parsed and planned again. Runs whose lengths are powers of two
+//! ([`pow2_chunks`]), or lists padded to one ([`padded_len`]), keep it to a handful.
+//!
+//! Placeholders are written out (`$1`, `$2`, …) because sqlx's `Any` query builder
+//! emits `?`, which PostgreSQL does not accept.
+
+use std::fmt::Write as _;
+
+/// `($first, …), (…), …`: `rows` groups of `per_row` numbered placeholders, numbered
+/// from `first`.
+pub fn rows(rows: usize, per_row: usize, first: usize) -> String {
+    let mut out = String::with_capacity(rows * per_row * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        out.push_str(&list(per_row, first + r * per_row));
+        out.push(')');
+    }
+    out
+}
+
+/// `$first, $first+1, …`: `n` numbered placeholders.
+pub fn list(n: usize, first: usize) -> String {
+    let mut out = String::with_capacity(n * 5);
+    for i in 0..n {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "${}", first + i);
+    }
+    out
+}
+
+/// The length an `IN` list of `n` values is padded to (by repeating a value, which
+/// changes nothing): the next power of two.
+pub fn padded_len(n: usize) -> usize {
+    n.next_power_of_two()
+}
+
+/// `items` in runs whose lengths are powers of two no larger than `max`, longest first
+/// (`max` is rounded down to a power of two; 0 counts as 1): a statement written for a
+/// run comes in at most `log2(max) + 1` texts.
+pub fn pow2_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    let max = 1 << max.max(1).ilog2();
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let len = max.min(1 << rest.len().ilog2());
+        let (run, tail) = rest.split_at(len);
+        rest = tail;
+        Some(run)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_in_rows() {
+        assert_eq!(rows(2, 3, 1), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(rows(1, 1, 5), "($5)");
+        assert_eq!(rows(0, 3, 1), "");
+        assert_eq!(list(3, 2), "$2, $3, $4");
+        assert_eq!(list(0, 1), "");
+    }
+
+    #[test]
+    fn chunks_are_powers_of_two_longest_first_and_cover_every_item() {
+        let items: Vec<u32> = (0..100).collect();
+        let runs: Vec<&[u32]> = pow2_chunks(&items, 64).collect();
+        assert_eq!(
+            runs.iter().map(|r| r.len()).collect::<Vec<_>>(),
+            [64, 32, 4]
+        );
+        assert_eq!(runs.concat(), items);
+        let lens: Vec<usize> = pow2_chunks(&items, 200).map(<[u32]>::len).collect();
+        assert_eq!(lens, [64, 32, 4], "200 rounds down to 128");
+        let lens: Vec<usize> = pow2_chunks(&items[..7], 2).map(<[u32]>::len).collect();
+        assert_eq!(lens, [2, 2, 2, 1]);
+        assert_eq!(pow2_chunks::<u32>(&[], 8).count(), 0);
+        assert_eq!(pow2_chunks(&items[..3], 0).count(), 3, "0 counts as 1");
+    }
+
+    #[test]
+    fn every_length_up_to_max_uses_few_shapes() {
+        let items: Vec<u32> = (0..200).collect();
+        let mut shapes = std::collections::BTreeSet::new();
+        for n in 0..=200 {
+            shapes.extend(pow2_chunks(&items[..n], 128).map(<[u32]>::len));
+        }
+        assert_eq!(shapes.len(), 8, "1, 2, 4, … 128: {shapes:?}");
+        assert_eq!(padded_len(5), 8);
+        assert_eq!(padded_len(8), 8);
+        assert_eq!(padded_len(1), 1);
+    }
+}
