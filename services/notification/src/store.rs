@@ -1,5 +1,7 @@
 //! The notification database: contacts, trigger records and notifications.
 
+use std::collections::HashMap;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use sqlx::any::AnyRow;
@@ -155,20 +157,65 @@ pub async fn trigger(db: &Database, event_id: &str) -> Result<Option<Trigger>, s
     .fetch_optional(db.pool())
     .await?;
     let Some(r) = row else { return Ok(None) };
-    let headers: String = r.try_get(5)?;
-    let headers: Vec<(String, String)> = serde_json::from_str(&headers).unwrap_or_default();
     Ok(Some(Trigger {
         correlation_id: r.try_get(0)?,
         topic: r.try_get(1)?,
         partition: i32::try_from(r.try_get::<i64, _>(2)?).unwrap_or_default(),
         offset: r.try_get(3)?,
         key: r.try_get(4)?,
-        headers: headers
-            .into_iter()
-            .map(|(k, v)| (k, STANDARD.decode(v).unwrap_or_default()))
-            .collect(),
+        headers: decode_headers(&r.try_get::<String, _>(5)?),
         payload: r.try_get(6)?,
     }))
+}
+
+/// What a sent message's event takes from its trigger: the correlation id and the
+/// record headers (the trace context among them).
+pub struct TriggerContext {
+    /// The trigger's correlation id.
+    pub correlation_id: String,
+    /// The trigger record's headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// The [`TriggerContext`] of each of the trigger records `event_ids` that is kept, by
+/// event id, read with one statement (not the payloads).
+pub async fn trigger_contexts(
+    db: &Database,
+    event_ids: &[&str],
+) -> Result<HashMap<String, TriggerContext>, sqlx::Error> {
+    let mut out = HashMap::with_capacity(event_ids.len());
+    let Some(&last) = event_ids.last() else {
+        return Ok(out);
+    };
+    let padded = weft_events::sql::padded_len(event_ids.len());
+    let sql = format!(
+        "SELECT event_id, correlation_id, headers FROM triggers WHERE event_id IN ({})",
+        weft_events::sql::list(padded, 1)
+    );
+    let mut query = sqlx::query(&sql);
+    for id in event_ids
+        .iter()
+        .chain(std::iter::repeat_n(&last, padded - event_ids.len()))
+    {
+        query = query.bind((*id).to_owned());
+    }
+    for r in query.fetch_all(db.pool()).await? {
+        let context = TriggerContext {
+            correlation_id: r.try_get(1)?,
+            headers: decode_headers(&r.try_get::<String, _>(2)?),
+        };
+        out.insert(r.try_get(0)?, context);
+    }
+    Ok(out)
+}
+
+/// A trigger's stored headers: a JSON list of (name, base64 value).
+fn decode_headers(json: &str) -> Vec<(String, Vec<u8>)> {
+    let headers: Vec<(String, String)> = serde_json::from_str(json).unwrap_or_default();
+    headers
+        .into_iter()
+        .map(|(k, v)| (k, STANDARD.decode(v).unwrap_or_default()))
+        .collect()
 }
 
 /// One notification as stored.

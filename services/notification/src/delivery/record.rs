@@ -11,7 +11,7 @@ use weft_proto::common::EventMetadata;
 use weft_proto::notification::{Channel, EmailSent, SmsSent};
 
 use super::attempt::Attempt;
-use crate::store::{self, NotificationRow};
+use crate::store::{self, NotificationRow, TriggerContext};
 
 /// The event of a sent message.
 enum SentEvent {
@@ -27,14 +27,21 @@ pub(super) async fn record_sent(
     claim: &str,
     sent: &[(NotificationRow, Attempt)],
 ) -> Result<(), sqlx::Error> {
+    let ids: Vec<&str> = sent
+        .iter()
+        .filter(|(_, attempt)| matches!(attempt, Attempt::Sent { .. }))
+        .map(|(row, _)| row.trigger_event_id.as_str())
+        .collect();
+    let triggers = store::trigger_contexts(db, &ids).await?;
     let mut events = Vec::with_capacity(sent.len());
     for (row, attempt) in sent {
         if let Attempt::Sent { recipient, subject } = attempt {
+            let trigger = triggers.get(&row.trigger_event_id);
             events.push((
                 row,
                 recipient,
                 subject,
-                sent_event(db, row, recipient, subject).await?,
+                sent_event(trigger, row, recipient, subject),
             ));
         }
     }
@@ -63,20 +70,19 @@ pub(super) async fn record_sent(
 
 /// The event saying `row` went out, continuing its trigger's trace (one trace per
 /// user action).
-async fn sent_event(
-    db: &Database,
+fn sent_event(
+    trigger: Option<&TriggerContext>,
     row: &NotificationRow,
     recipient: &str,
     subject: &str,
-) -> Result<SentEvent, sqlx::Error> {
-    let trigger = store::trigger(db, &row.trigger_event_id).await?;
+) -> SentEvent {
     let span = tracing::info_span!(
         "notification sent",
         otel.kind = "producer",
         notification.id = %row.id,
         notification.template = %row.template,
     );
-    if let Some(t) = &trigger {
+    if let Some(t) = trigger {
         let carrier = MapCarrier(
             t.headers
                 .iter()
@@ -88,7 +94,7 @@ async fn sent_event(
     }
     let context = EventContext {
         correlation_id: trigger
-            .map(|t| t.correlation_id)
+            .map(|t| t.correlation_id.clone())
             .unwrap_or_else(|| row.trigger_event_id.clone()),
         causation_id: row.trigger_event_id.clone(),
     };
@@ -98,10 +104,10 @@ async fn sent_event(
             crate::config::IDENTITY.version,
         )
     }));
-    Ok(match row.channel {
+    match row.channel {
         Channel::Sms => SentEvent::Sms(sms_sent(row, recipient, metadata)),
         _ => SentEvent::Email(email_sent(row, recipient, subject, metadata)),
-    })
+    }
 }
 
 fn email_sent(
