@@ -18,30 +18,46 @@ impl Outbox {
         conn: &mut AnyConnection,
         event: &E,
     ) -> Result<(), EventsError> {
-        let envelope = Envelope::of(event).map_err(|e| EventsError::CorruptOutboxRow {
-            seq: 0,
-            reason: e.to_string(),
-        })?;
-        let headers = serde_json::to_string(&envelope.headers()).map_err(|e| {
-            EventsError::CorruptOutboxRow {
-                seq: 0,
-                reason: e.to_string(),
+        Self::enqueue_all(conn, std::slice::from_ref(event)).await
+    }
+
+    /// Adds `events`, in order, to the outbox within the transaction `conn` belongs to,
+    /// a statement for each run of a power of two of them (see [`crate::sql`]).
+    pub async fn enqueue_all<E: DomainEvent>(
+        conn: &mut AnyConnection,
+        events: &[E],
+    ) -> Result<(), EventsError> {
+        let now = now_micros();
+        for run in crate::sql::pow2_chunks(events, 64) {
+            let sql = format!(
+                "INSERT INTO weft_outbox (event_id, topic, event_key, event_type, headers, payload, created_at) \
+                 VALUES {}",
+                crate::sql::rows(run.len(), 7, 1)
+            );
+            let mut insert = sqlx::query(&sql);
+            for event in run {
+                let (id, headers) = Self::envelope(event)?;
+                insert = insert
+                    .bind(id)
+                    .bind(E::TOPIC)
+                    .bind(event.key().to_owned())
+                    .bind(E::TYPE)
+                    .bind(headers)
+                    .bind(event.encode_to_vec())
+                    .bind(now);
             }
-        })?;
-        sqlx::query(
-            "INSERT INTO weft_outbox (event_id, topic, event_key, event_type, headers, payload, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(envelope.id)
-        .bind(E::TOPIC)
-        .bind(event.key().to_owned())
-        .bind(E::TYPE)
-        .bind(headers)
-        .bind(event.encode_to_vec())
-        .bind(now_micros())
-        .execute(conn)
-        .await?;
+            insert.execute(&mut *conn).await?;
+        }
         Ok(())
+    }
+
+    /// The id and the headers (JSON) of `event`'s envelope.
+    fn envelope<E: DomainEvent>(event: &E) -> Result<(String, String), EventsError> {
+        let corrupt = |reason: String| EventsError::CorruptOutboxRow { seq: 0, reason };
+        let envelope = Envelope::of(event).map_err(|e| corrupt(e.to_string()))?;
+        let headers =
+            serde_json::to_string(&envelope.headers()).map_err(|e| corrupt(e.to_string()))?;
+        Ok((envelope.id, headers))
     }
 
     /// Unsent rows, and when the oldest of them was written (microseconds since the

@@ -47,18 +47,24 @@ pub(super) async fn record_sent(
     }
     let mut tx = db.begin().await?;
     let mut recorded = Vec::with_capacity(events.len());
-    for (row, recipient, subject, event) in &events {
+    let (mut emails, mut texts) = (Vec::new(), Vec::new());
+    for (row, recipient, subject, event) in events {
         if !store::mark_sent(&mut tx, &row.id, claim, recipient, subject, now_micros()).await? {
             tracing::warn!(notification_id = %row.id, "sent, but the row is no longer pending under this pass's claim (the claim ran out and another pass took it); not recorded twice");
             continue;
         }
-        let enqueued = match event {
-            SentEvent::Sms(e) => Outbox::enqueue(&mut tx, e).await,
-            SentEvent::Email(e) => Outbox::enqueue(&mut tx, e).await,
-        };
-        enqueued.map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-        recorded.push(*row);
+        match event {
+            SentEvent::Sms(e) => texts.push(e),
+            SentEvent::Email(e) => emails.push(e),
+        }
+        recorded.push(row);
     }
+    // One statement per kind of event (per run of a power of two of them).
+    let enqueued = match Outbox::enqueue_all(&mut tx, &emails).await {
+        Ok(()) => Outbox::enqueue_all(&mut tx, &texts).await,
+        failed => failed,
+    };
+    enqueued.map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
     relay.commit(tx).await?;
     for row in recorded {
         metrics::counter!("notifications_sent_total", "template" => row.template.clone(), "channel" => row.channel.as_str_name())
