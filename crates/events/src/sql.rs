@@ -45,6 +45,16 @@ pub fn padded_len(n: usize) -> usize {
     n.next_power_of_two()
 }
 
+/// The values of an `IN` list of `items`, padded to [`padded_len`] by repeating the
+/// last one; write the list with `list(padded_len(items.len()), first)`. Nothing when
+/// `items` is empty.
+pub fn padded<T>(items: &[T]) -> impl Iterator<Item = &T> {
+    let pad = items
+        .last()
+        .map(|last| std::iter::repeat_n(last, padded_len(items.len()) - items.len()));
+    items.iter().chain(pad.into_iter().flatten())
+}
+
 /// `items` in runs whose lengths are powers of two no larger than `max`, longest first
 /// (`max` is rounded down to a power of two; 0 counts as 1): a statement written for a
 /// run comes in at most `log2(max) + 1` texts.
@@ -103,5 +113,11 @@ mod tests {
         assert_eq!(padded_len(5), 8);
         assert_eq!(padded_len(8), 8);
         assert_eq!(padded_len(1), 1);
+        assert_eq!(
+            padded(&[1, 2, 3, 4, 5]).copied().collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5, 5, 5, 5]
+        );
+        assert_eq!(padded(&[7, 8]).copied().collect::<Vec<_>>(), [7, 8]);
+        assert_eq!(padded::<u32>(&[]).count(), 0);
     }
 }

@@ -184,19 +184,15 @@ pub async fn trigger_contexts(
     event_ids: &[&str],
 ) -> Result<HashMap<String, TriggerContext>, sqlx::Error> {
     let mut out = HashMap::with_capacity(event_ids.len());
-    let Some(&last) = event_ids.last() else {
+    if event_ids.is_empty() {
         return Ok(out);
-    };
-    let padded = weft_events::sql::padded_len(event_ids.len());
+    }
     let sql = format!(
         "SELECT event_id, correlation_id, headers FROM triggers WHERE event_id IN ({})",
-        weft_events::sql::list(padded, 1)
+        weft_events::sql::list(weft_events::sql::padded_len(event_ids.len()), 1)
     );
     let mut query = sqlx::query(&sql);
-    for id in event_ids
-        .iter()
-        .chain(std::iter::repeat_n(&last, padded - event_ids.len()))
-    {
+    for id in weft_events::sql::padded(event_ids) {
         query = query.bind((*id).to_owned());
     }
     for r in query.fetch_all(db.pool()).await? {

@@ -126,17 +126,12 @@ pub async fn by_ids(
     if ids.is_empty() {
         return Ok(out);
     }
-    let padded = weft_events::sql::padded_len(ids.len());
     let sql = format!(
         "SELECT {COLUMNS} FROM products WHERE product_id IN ({})",
-        weft_events::sql::list(padded, 1)
+        weft_events::sql::list(weft_events::sql::padded_len(ids.len()), 1)
     );
     let mut query = sqlx::query(&sql);
-    let last = &ids[ids.len() - 1];
-    for id in ids
-        .iter()
-        .chain(std::iter::repeat_n(last, padded - ids.len()))
-    {
+    for id in weft_events::sql::padded(ids) {
         query = query.bind(id.clone());
     }
     for row in query.fetch_all(conn).await? {

@@ -50,19 +50,15 @@ pub(super) async fn mark_sent(
     now: i64,
     acked: &[i64],
 ) -> Result<(), sqlx::Error> {
-    let Some(&last) = acked.last() else {
+    if acked.is_empty() {
         return Ok(());
-    };
-    let padded = crate::sql::padded_len(acked.len());
+    }
     let sql = format!(
         "UPDATE weft_outbox SET sent_at = $1, attempts = attempts + 1 WHERE seq IN ({})",
-        crate::sql::list(padded, 2)
+        crate::sql::list(crate::sql::padded_len(acked.len()), 2)
     );
     let mut update = sqlx::query(&sql).bind(now);
-    for seq in acked
-        .iter()
-        .chain(std::iter::repeat_n(&last, padded - acked.len()))
-    {
+    for seq in crate::sql::padded(acked) {
         update = update.bind(*seq);
     }
     update.execute(conn).await?;
