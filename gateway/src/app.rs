@@ -74,7 +74,11 @@ impl App {
                 },
             },
         )?;
-        let services: Vec<String> = router.bindings().iter().map(|b| b.service()).collect();
+        let services: Vec<String> = router
+            .bindings()
+            .iter()
+            .map(|b| b.service().to_owned())
+            .collect();
         if let Some(missing) = upstreams.missing(services.iter().map(String::as_str)) {
             anyhow::bail!(
                 "no upstream URL for {missing}; pass --upstream {missing}=http://host:port"

@@ -15,7 +15,7 @@
 //! Inside them, [`crate::proxy`] transcodes and calls the service, and the pages answer.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use axum::body::Body;
@@ -37,6 +37,9 @@ pub const PAGES: &[&str] = &["/openapi.json", "/", "/dashboard", "/verify"];
 
 /// The gateway's liveness page, exempt from rate limits.
 pub const HEALTH: &str = "/healthz";
+
+/// The label of every request that matched no route.
+static UNMATCHED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("unmatched"));
 
 /// What [`route`] found for a request.
 #[derive(Clone)]
@@ -64,7 +67,7 @@ pub struct Edge {
     pub client: IpAddr,
     /// The route label: `POST /v1/users`, `GET /dashboard`, or `unmatched`. A template,
     /// never the raw path, so metric series stay bounded.
-    pub label: String,
+    pub label: Arc<str>,
     /// The request id, the caller's when it is well-formed, else a new one.
     pub request_id: String,
 }
@@ -101,13 +104,14 @@ pub async fn route(
 ) -> Response {
     let path = request.uri().path();
     let get = request.method() == Method::GET;
+    let unmatched = || Arc::clone(&UNMATCHED);
     let page_label = || {
         // The pages answer GET only (anything else is a 405), so the label stays
         // bounded whatever method a client makes up.
         if get {
-            format!("GET {path}")
+            format!("GET {path}").into()
         } else {
-            "unmatched".to_owned()
+            unmatched()
         }
     };
     let (target, label) = if path == HEALTH {
@@ -117,14 +121,14 @@ pub async fn route(
     } else {
         match gw.router.route(request.method(), path) {
             Ok(Routed::Found(binding, vars)) => {
-                let label = format!("{} {}", binding.method, binding.template);
+                let label = Arc::clone(binding.label());
                 (Target::Rpc(binding, vars), label)
             }
             Ok(Routed::MethodNotAllowed(allowed)) => {
-                (Target::MethodNotAllowed(allowed), "unmatched".to_owned())
+                (Target::MethodNotAllowed(allowed), unmatched())
             }
-            Ok(Routed::NotFound) => (Target::NotFound, "unmatched".to_owned()),
-            Err(e) => (Target::BadPath(e.to_string()), "unmatched".to_owned()),
+            Ok(Routed::NotFound) => (Target::NotFound, unmatched()),
+            Err(e) => (Target::BadPath(e.to_string()), unmatched()),
         }
     };
     let edge = Edge {
@@ -149,9 +153,8 @@ fn edge_of(request: &Request<Body>) -> Result<&Edge, GatewayError> {
 /// The request's span, metrics and `x-request-id`.
 pub async fn observe(request: Request<Body>, next: Next) -> Response {
     let started = Instant::now();
-    let Ok(Edge {
-        label, request_id, ..
-    }) = edge_of(&request).cloned()
+    let Ok((label, request_id)) =
+        edge_of(&request).map(|edge| (Arc::clone(&edge.label), edge.request_id.clone()))
     else {
         return next.run(request).await;
     };
@@ -169,14 +172,14 @@ pub async fn observe(request: Request<Body>, next: Next) -> Response {
     );
     let mut response = next.run(request).instrument(span.clone()).await;
     // Named in traces after the route (`POST /v1/users`).
-    weft_kit::telemetry::rename(&span, label.clone());
+    weft_kit::telemetry::rename(&span, label.to_string());
     span.record("status", response.status().as_u16());
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v);
     }
     let labels = [
         ("route", label),
-        ("status", response.status().as_u16().to_string()),
+        ("status", Arc::from(response.status().as_str())),
     ];
     metrics::counter!("gateway_requests_total", &labels).increment(1);
     metrics::histogram!("gateway_request_duration_seconds", &labels)

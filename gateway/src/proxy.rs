@@ -83,10 +83,9 @@ async fn call(
     let metadata = policy::metadata(&parts.headers, request_id)?;
     let upstream = gw
         .upstreams
-        .get(&binding.service())
+        .get(binding.service())
         .ok_or_else(|| GatewayError::Internal(format!("no upstream for {}", binding.service())))?;
-    let path = PathAndQuery::from_maybe_shared(binding.grpc_path())
-        .map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let path = binding.grpc_path().clone();
     let grpc_request = tonic::Request::from_parts(
         metadata,
         tonic::Extensions::default(),

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use http::Method;
+use http::uri::PathAndQuery;
 use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor};
 use weft_proto::google::api::HttpRule;
 use weft_proto::google::api::http_rule::Pattern;
@@ -62,21 +63,26 @@ pub struct Binding {
     pub response_body: Option<FieldDescriptor>,
     /// The path variables' fields, resolved (outermost first), in template order.
     pub path_fields: Vec<Vec<FieldDescriptor>>,
+    /// The gRPC path, `/package.Service/Method`, made once.
+    path: PathAndQuery,
+    /// The route's label in metrics and traces, `GET /v1/orders/{order_id}`, made once.
+    label: Arc<str>,
 }
 
 impl Binding {
     /// The gRPC path, `/package.Service/Method`.
-    pub fn grpc_path(&self) -> String {
-        format!(
-            "/{}/{}",
-            self.rpc.parent_service().full_name(),
-            self.rpc.name()
-        )
+    pub fn grpc_path(&self) -> &PathAndQuery {
+        &self.path
     }
 
     /// Full name of the gRPC service.
-    pub fn service(&self) -> String {
-        self.rpc.parent_service().full_name().to_owned()
+    pub fn service(&self) -> &str {
+        self.rpc.parent_service().full_name()
+    }
+
+    /// The route's label: its method and template, `GET /v1/orders/{order_id}`.
+    pub fn label(&self) -> &Arc<str> {
+        &self.label
     }
 
     /// The OpenAPI names of the path variables (see [`Template::openapi_names`]),
@@ -200,13 +206,18 @@ fn binding(method: &MethodDescriptor, rule: &HttpRule) -> Result<Option<Binding>
             ))
         })?),
     };
+    let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
+    let path = PathAndQuery::from_maybe_shared(path)
+        .map_err(|e| invalid(format!("no gRPC path for it: {e}")))?;
     Ok(Some(Binding {
+        label: format!("{verb} {template}").into(),
         method: verb,
         template,
         rpc: method.clone(),
         body,
         response_body,
         path_fields,
+        path,
     }))
 }
 

@@ -283,18 +283,26 @@ fn float(raw: &str) -> Result<f64, String> {
     }
 }
 
-/// A message as proto3 canonical JSON: lowerCamelCase names, zero values emitted,
-/// 64-bit integers as strings, enums by name.
-pub fn message_json(msg: &DynamicMessage) -> Result<serde_json::Value, GatewayError> {
-    let options = SerializeOptions::new()
+/// How responses are written: proto3 canonical JSON, lowerCamelCase names, zero
+/// values emitted, 64-bit integers as strings, enums by name.
+fn response_options() -> SerializeOptions {
+    SerializeOptions::new()
         .skip_default_fields(false)
-        .stringify_64_bit_integers(true);
-    msg.serialize_with_options(serde_json::value::Serializer, &options)
-        .map_err(|e| GatewayError::Internal(format!("cannot render a response as JSON: {e}")))
+        .stringify_64_bit_integers(true)
 }
 
-/// The HTTP body of a response message: the whole message, or its `response_body`
-/// field.
+/// A message as proto3 canonical JSON (see [`response_options`]), as a value tree.
+pub fn message_json(msg: &DynamicMessage) -> Result<serde_json::Value, GatewayError> {
+    msg.serialize_with_options(serde_json::value::Serializer, &response_options())
+        .map_err(cannot_render)
+}
+
+fn cannot_render(e: impl std::fmt::Display) -> GatewayError {
+    GatewayError::Internal(format!("cannot render a response as JSON: {e}"))
+}
+
+/// The HTTP body of a response message: the whole message, written straight into
+/// the body, or its `response_body` field, taken from the message's value tree.
 pub fn response_json(binding: &Binding, bytes: &[u8]) -> Result<Bytes, GatewayError> {
     let msg = DynamicMessage::decode(binding.rpc.output(), bytes).map_err(|e| {
         GatewayError::Internal(format!(
@@ -302,13 +310,19 @@ pub fn response_json(binding: &Binding, bytes: &[u8]) -> Result<Bytes, GatewayEr
             binding.grpc_path()
         ))
     })?;
-    let mut value = message_json(&msg)?;
-    if let Some(field) = &binding.response_body {
-        value = value
-            .get_mut(field.json_name())
-            .map(serde_json::Value::take)
-            .unwrap_or(serde_json::Value::Null);
-    }
+    let Some(field) = &binding.response_body else {
+        let mut out = Vec::with_capacity(bytes.len() * 2 + 64);
+        msg.serialize_with_options(
+            &mut serde_json::Serializer::new(&mut out),
+            &response_options(),
+        )
+        .map_err(cannot_render)?;
+        return Ok(Bytes::from(out));
+    };
+    let value = message_json(&msg)?
+        .get_mut(field.json_name())
+        .map(serde_json::Value::take)
+        .unwrap_or(serde_json::Value::Null);
     serde_json::to_vec(&value)
         .map(Bytes::from)
         .map_err(|e| GatewayError::Internal(e.to_string()))
