@@ -150,11 +150,13 @@ impl Deliverer {
             now + i64::try_from(self.config.claim_ttl().as_micros()).unwrap_or(i64::MAX / 2);
         let due = store::claim_due(&self.db, &claim, now, until, self.config.pass_size()).await?;
         let n = due.len();
+        let users: Vec<&str> = due.iter().map(|row| row.user_id.as_str()).collect();
+        let contacts = &store::contacts(&self.db, &users).await?;
         let sender = &self.sender();
         let attempts: Vec<(NotificationRow, Attempt)> = futures::stream::iter(due)
             .take_while(|_| std::future::ready(!shutdown.is_cancelled()))
             .map(|row| async move {
-                let attempt = sender.attempt(&row).await;
+                let attempt = sender.attempt(&row, contacts.get(&row.user_id)).await;
                 (row, attempt)
             })
             .buffer_unordered(self.config.concurrency.max(1))
@@ -177,7 +179,6 @@ impl Deliverer {
     /// What the pass's attempts use of the worker.
     fn sender(&self) -> Sender<'_> {
         Sender {
-            db: &self.db,
             mail: self.mail.as_ref(),
             sms: self.sms.as_ref(),
             templates: &self.templates,

@@ -55,22 +55,50 @@ pub async fn contact(
     conn: &mut AnyConnection,
     user_id: &str,
 ) -> Result<Option<Contact>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT email, name, phone, email_verified, phone_verified FROM contacts WHERE user_id = $1",
-    )
+    let row = sqlx::query(&format!(
+        "SELECT {CONTACT} FROM contacts WHERE user_id = $1"
+    ))
     .bind(user_id.to_owned())
     .fetch_optional(conn)
     .await?;
-    row.map(|r| {
-        Ok(Contact {
-            email: r.try_get(0)?,
-            name: r.try_get(1)?,
-            phone: r.try_get(2)?,
-            email_verified: r.try_get::<i64, _>(3)? != 0,
-            phone_verified: r.try_get::<i64, _>(4)? != 0,
-        })
+    row.as_ref().map(contact_of).transpose()
+}
+
+/// The contacts of `user_ids` that this service has seen, by user id: one statement
+/// (an `IN` list padded to a power of two).
+pub async fn contacts(
+    db: &Database,
+    user_ids: &[&str],
+) -> Result<HashMap<String, Contact>, sqlx::Error> {
+    let mut out = HashMap::with_capacity(user_ids.len());
+    if user_ids.is_empty() {
+        return Ok(out);
+    }
+    let sql = format!(
+        "SELECT {CONTACT}, user_id FROM contacts WHERE user_id IN ({})",
+        weft_events::sql::list(weft_events::sql::padded_len(user_ids.len()), 1)
+    );
+    let mut query = sqlx::query(&sql);
+    for id in weft_events::sql::padded(user_ids) {
+        query = query.bind((*id).to_owned());
+    }
+    for r in query.fetch_all(db.pool()).await? {
+        out.insert(r.try_get(5)?, contact_of(&r)?);
+    }
+    Ok(out)
+}
+
+/// The columns of a [`Contact`], in the order [`contact_of`] reads them.
+const CONTACT: &str = "email, name, phone, email_verified, phone_verified";
+
+fn contact_of(r: &AnyRow) -> Result<Contact, sqlx::Error> {
+    Ok(Contact {
+        email: r.try_get(0)?,
+        name: r.try_get(1)?,
+        phone: r.try_get(2)?,
+        email_verified: r.try_get::<i64, _>(3)? != 0,
+        phone_verified: r.try_get::<i64, _>(4)? != 0,
     })
-    .transpose()
 }
 
 /// Marks `address` of `user_id` verified, if it is still the user's (a verification
@@ -300,30 +328,27 @@ pub async fn claim_due(
     until: i64,
     limit: i64,
 ) -> Result<Vec<NotificationRow>, sqlx::Error> {
+    // Through a write transaction: it takes its turn with the service's other writers
+    // instead of retrying on SQLite's busy handler. The rows it claims are its answer.
     let mut tx = db.begin().await?;
-    sqlx::query(
+    let rows = sqlx::query(&format!(
         "UPDATE notifications SET claimed_by = $1, next_attempt_at = $2 \
          WHERE status = $3 AND next_attempt_at <= $4 AND notification_id IN ( \
            SELECT notification_id FROM notifications WHERE status = $3 AND next_attempt_at <= $4 \
-           ORDER BY next_attempt_at, notification_id LIMIT $5)",
-    )
+           ORDER BY next_attempt_at, notification_id LIMIT $5) \
+         RETURNING {COLUMNS}"
+    ))
     .bind(claim.to_owned())
     .bind(until)
     .bind(DeliveryStatus::Pending as i64)
     .bind(now)
     .bind(limit)
-    .execute(&mut *tx)
-    .await?;
-    let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM notifications WHERE claimed_by = $1 AND status = $2 \
-         ORDER BY created_at, notification_id"
-    ))
-    .bind(claim.to_owned())
-    .bind(DeliveryStatus::Pending as i64)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    rows.iter().map(from_row).collect()
+    let mut rows = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    rows.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    Ok(rows)
 }
 
 /// When the next pending notification is due, if any.
@@ -335,31 +360,52 @@ pub async fn next_due(db: &Database) -> Result<Option<i64>, sqlx::Error> {
     row.try_get::<Option<i64>, _>(0)
 }
 
-/// Records the delivery made under `claim`; `false` when the row was no longer
-/// pending or another pass has claimed it since (this one outlived its claim).
+/// One delivery to record: the notification, who it went to and its subject.
+pub struct Delivered<'a> {
+    /// The notification's id.
+    pub id: &'a str,
+    /// Where it went.
+    pub recipient: &'a str,
+    /// Its subject (empty for a text message).
+    pub subject: &'a str,
+}
+
+/// Records the deliveries made under `claim`, a statement for each run of a power of
+/// two of them; the ids recorded. A row missing from the answer was no longer pending
+/// or another pass has claimed it since (this one outlived its claim).
 pub async fn mark_sent(
     conn: &mut AnyConnection,
-    id: &str,
     claim: &str,
-    recipient: &str,
-    subject: &str,
+    delivered: &[Delivered<'_>],
     now: i64,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE notifications SET status = $1, recipient = $2, subject = $3, sent_at = $4, \
-         attempts = attempts + 1, last_error = NULL \
-         WHERE notification_id = $5 AND status = $6 AND claimed_by = $7",
-    )
-    .bind(DeliveryStatus::Sent as i64)
-    .bind(recipient.to_owned())
-    .bind(subject.to_owned())
-    .bind(now)
-    .bind(id.to_owned())
-    .bind(DeliveryStatus::Pending as i64)
-    .bind(claim.to_owned())
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    let mut recorded = std::collections::HashSet::with_capacity(delivered.len());
+    for run in weft_events::sql::pow2_chunks(delivered, 64) {
+        // The values' columns are column1, column2, … on both SQLite and PostgreSQL.
+        let sql = format!(
+            "UPDATE notifications SET status = $1, recipient = v.column2, subject = v.column3, \
+             sent_at = $2, attempts = attempts + 1, last_error = NULL \
+             FROM (VALUES {}) AS v \
+             WHERE notifications.notification_id = v.column1 AND status = $3 AND claimed_by = $4 \
+             RETURNING notification_id",
+            weft_events::sql::rows(run.len(), 3, 5)
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(DeliveryStatus::Sent as i64)
+            .bind(now)
+            .bind(DeliveryStatus::Pending as i64)
+            .bind(claim.to_owned());
+        for d in run {
+            query = query
+                .bind(d.id.to_owned())
+                .bind(d.recipient.to_owned())
+                .bind(d.subject.to_owned());
+        }
+        for r in query.fetch_all(&mut *conn).await? {
+            recorded.insert(r.try_get(0)?);
+        }
+    }
+    Ok(recorded)
 }
 
 /// Counts a failed attempt and sets when to try again.

@@ -5,11 +5,11 @@
 //! PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use weft_events::Database;
 use weft_events::db::now_micros;
-use weft_notification::store::{NotificationRow, claim_due, mark_sent, plan};
+use weft_notification::store::{Delivered, NotificationRow, claim_due, mark_sent, plan};
 use weft_proto::notification::{Channel, DeliveryStatus};
 use weft_testkit::{Db, on_each_db};
 
@@ -116,23 +116,98 @@ async fn workers_racing_for_the_same_messages_never_both_get_one(db: Db) {
         again.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         [id.as_str()]
     );
+    let one = |id| {
+        [Delivered {
+            id,
+            recipient: "a@example.com",
+            subject: "s",
+        }]
+    };
     let mut tx = db.begin().await.unwrap();
     assert!(
-        !mark_sent(&mut tx, id, old, "a@example.com", "s", now_micros())
-            .await
-            .unwrap(),
-        "a pass whose claim was taken over records nothing"
-    );
-    assert!(
-        mark_sent(&mut tx, id, "new-pass", "a@example.com", "s", now_micros())
+        mark_sent(&mut tx, old, &one(id), now_micros())
             .await
             .unwrap()
+            .is_empty(),
+        "a pass whose claim was taken over records nothing"
     );
-    assert!(
-        !mark_sent(&mut tx, id, "new-pass", "a@example.com", "s", now_micros())
+    assert_eq!(
+        mark_sent(&mut tx, "new-pass", &one(id), now_micros())
             .await
             .unwrap(),
+        HashSet::from([id.clone()])
+    );
+    assert!(
+        mark_sent(&mut tx, "new-pass", &one(id), now_micros())
+            .await
+            .unwrap()
+            .is_empty(),
         "recorded once"
     );
+
+    // A pass records, in one call, exactly the rows it holds, each with its own
+    // recipient and subject; rows other passes hold are left as they are.
+    let mut by_claim: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (other, claims) in &claimed {
+        if other != id {
+            by_claim.entry(&claims[0]).or_default().push(other);
+        }
+    }
+    let (pass, held) = by_claim.iter().max_by_key(|(_, ids)| ids.len()).unwrap();
+    let strangers: Vec<&str> = by_claim
+        .iter()
+        .filter(|(p, _)| p != &pass)
+        .flat_map(|(_, ids)| ids.iter().copied())
+        .take(5)
+        .collect();
+    let addresses: Vec<String> = held
+        .iter()
+        .chain(&strangers)
+        .map(|n| format!("{n}@example.com"))
+        .collect();
+    let batch: Vec<Delivered> = held
+        .iter()
+        .chain(&strangers)
+        .zip(&addresses)
+        .map(|(id, address)| Delivered {
+            id,
+            recipient: address,
+            subject: id,
+        })
+        .collect();
+    let recorded = mark_sent(&mut tx, pass, &batch, now_micros())
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
+    let expected: HashSet<String> = held.iter().map(|s| (*s).to_owned()).collect();
+    assert_eq!(recorded, expected);
+    for d in &batch {
+        let row = sqlx::query_as::<_, (i64, String, String)>(
+            "SELECT status, recipient, subject FROM notifications WHERE notification_id = $1",
+        )
+        .bind(d.id.to_owned())
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        if expected.contains(d.id) {
+            assert_eq!(
+                row,
+                (
+                    DeliveryStatus::Sent as i64,
+                    d.recipient.to_owned(),
+                    d.id.to_owned()
+                )
+            );
+        } else {
+            assert_eq!(
+                row,
+                (DeliveryStatus::Pending as i64, String::new(), String::new())
+            );
+        }
+    }
+    println!(
+        "one call recorded the {} rows its pass held and none of {} others",
+        held.len(),
+        strangers.len()
+    );
 }

@@ -8,11 +8,10 @@ use lettre::Message;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use serde_json::Value;
-use weft_events::Database;
 use weft_proto::notification::Channel;
 
 use super::limits::RecipientLimits;
-use crate::store::{self, Contact, NotificationRow};
+use crate::store::{Contact, NotificationRow};
 use crate::templates::{RenderedEmail, Templates};
 use crate::transport::{MailTransport, SendError, SmsTransport};
 
@@ -44,10 +43,8 @@ impl Attempt {
     }
 }
 
-/// What an attempt needs: where contacts are, the templates, the transports and the
-/// recipients' limits.
+/// What an attempt needs: the templates, the transports and the recipients' limits.
 pub(super) struct Sender<'a> {
-    pub(super) db: &'a Database,
     pub(super) mail: &'a dyn MailTransport,
     pub(super) sms: &'a dyn SmsTransport,
     pub(super) templates: &'a Templates,
@@ -57,22 +54,17 @@ pub(super) struct Sender<'a> {
 }
 
 impl Sender<'_> {
-    /// Tries to send `row` once.
-    pub(super) async fn attempt(&self, row: &NotificationRow) -> Attempt {
-        let contact = {
-            let mut conn = match self.db.pool().acquire().await {
-                Ok(c) => c,
-                Err(e) => return Attempt::Retry(format!("database: {e}")),
-            };
-            match store::contact(&mut conn, &row.user_id).await {
-                Ok(c) => c,
-                Err(e) => return Attempt::Retry(format!("database: {e}")),
-            }
-        };
+    /// Tries to send `row` once, to `contact` (the user's, if this service has seen
+    /// the user).
+    pub(super) async fn attempt(
+        &self,
+        row: &NotificationRow,
+        contact: Option<&Contact>,
+    ) -> Attempt {
         let Some(contact) = contact else {
             return Attempt::Retry(format!("user {} is not known yet", row.user_id));
         };
-        let context = match template_values(row, &contact) {
+        let context = match template_values(row, contact) {
             Ok(c) => c,
             Err(e) => return Attempt::GiveUp(e),
         };
@@ -80,8 +72,8 @@ impl Sender<'_> {
             return Attempt::Retry("the fault flag notification-down is on".into());
         }
         match row.channel {
-            Channel::Email => self.email(row, &contact, &context).await,
-            Channel::Sms => self.text(row, &contact, &context).await,
+            Channel::Email => self.email(row, contact, &context).await,
+            Channel::Sms => self.text(row, contact, &context).await,
             Channel::Unspecified => Attempt::GiveUp("notification without a channel".into()),
         }
     }

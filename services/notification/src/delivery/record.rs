@@ -45,11 +45,20 @@ pub(super) async fn record_sent(
             ));
         }
     }
+    let delivered: Vec<store::Delivered<'_>> = events
+        .iter()
+        .map(|(row, recipient, subject, _)| store::Delivered {
+            id: &row.id,
+            recipient,
+            subject,
+        })
+        .collect();
     let mut tx = db.begin().await?;
+    let marked = store::mark_sent(&mut tx, claim, &delivered, now_micros()).await?;
     let mut recorded = Vec::with_capacity(events.len());
     let (mut emails, mut texts) = (Vec::new(), Vec::new());
-    for (row, recipient, subject, event) in events {
-        if !store::mark_sent(&mut tx, &row.id, claim, recipient, subject, now_micros()).await? {
+    for (row, _, _, event) in events {
+        if !marked.contains(&row.id) {
             tracing::warn!(notification_id = %row.id, "sent, but the row is no longer pending under this pass's claim (the claim ran out and another pass took it); not recorded twice");
             continue;
         }
