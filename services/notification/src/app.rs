@@ -103,7 +103,7 @@ impl Service for App {
             .consumer(&config.consumer_group, &db)
             .on::<UserSignedUp>(Welcome)
             .on::<UserUpdated>(ContactChanges)
-            .on::<OrderCreated>(Confirmation)
+            .project::<OrderCreated>(Confirmation)
             .on::<OrderShipped>(Shipping)
             .on::<ContactVerificationRequested>(Verification {
                 public_url: config.public_url.clone(),

@@ -10,7 +10,7 @@
 
 use serde::Serialize;
 use sqlx::AnyConnection;
-use weft_events::consumer::{Handler, HandlerError, Received};
+use weft_events::consumer::{Handler, HandlerError, Projection, Received, Scope};
 use weft_events::db::now_micros;
 use weft_proto::common::Money;
 use weft_proto::notification::Channel;
@@ -34,7 +34,8 @@ fn user_id(id: &str, event: &str) -> Result<String, HandlerError> {
     Ok(id.to_owned())
 }
 
-/// Plans one notification of `event` for `user_id`.
+/// Plans a notification of `event` with one statement (see [`Confirmation`] for
+/// many at once).
 async fn plan(
     tx: &mut AnyConnection,
     event: &Received,
@@ -44,9 +45,26 @@ async fn plan(
     recipient: &str,
     context: &impl Serialize,
 ) -> Result<(), HandlerError> {
+    let row = notification(event, user_id, channel, template, recipient, context)?;
+    if store::plan(tx, &row).await? {
+        count_planned(&row);
+    }
+    Ok(())
+}
+
+/// The notification of `event` to plan: `template` on `channel` to `user_id` (at
+/// `recipient`, or the user's address when empty), filled in with `context`.
+fn notification(
+    event: &Received,
+    user_id: &str,
+    channel: Channel,
+    template: &str,
+    recipient: &str,
+    context: &impl Serialize,
+) -> Result<NotificationRow, HandlerError> {
     let context =
         serde_json::to_string(context).map_err(|e| permanent(format!("template values: {e}")))?;
-    let row = NotificationRow {
+    Ok(NotificationRow {
         id: uuid::Uuid::now_v7().to_string(),
         user_id: user_id.to_owned(),
         channel,
@@ -60,12 +78,12 @@ async fn plan(
         last_error: None,
         created_at: now_micros(),
         sent_at: None,
-    };
-    if store::plan(tx, &row).await? {
-        metrics::counter!("notifications_planned_total", "template" => template.to_owned(), "channel" => channel.as_str_name())
-            .increment(1);
-    }
-    Ok(())
+    })
+}
+
+fn count_planned(row: &NotificationRow) {
+    metrics::counter!("notifications_planned_total", "template" => row.template.clone(), "channel" => row.channel.as_str_name())
+        .increment(1);
 }
 
 /// `UserSignedUp`: remember the contact, plan the welcome email.
@@ -239,12 +257,31 @@ fn times(unit: &Money, quantity: i32) -> Result<Money, HandlerError> {
     })
 }
 
-/// `OrderCreated`: plan the order confirmation.
+/// `OrderCreated`: plan the order confirmation. The orders of one transaction are
+/// planned together when it ends: their trigger records and their emails are written
+/// with a statement each (per run of a power of two of them), not two per order.
 pub struct Confirmation;
 
+impl Projection for Confirmation {
+    fn scope(&self) -> Box<dyn Scope> {
+        Box::new(Confirmations::default())
+    }
+}
+
+/// The confirmations of one transaction's orders.
+#[derive(Default)]
+struct Confirmations {
+    triggers: Vec<store::TriggerRow>,
+    emails: Vec<NotificationRow>,
+}
+
 #[async_trait::async_trait]
-impl Handler for Confirmation {
-    async fn handle(&self, tx: &mut AnyConnection, event: &Received) -> Result<(), HandlerError> {
+impl Scope for Confirmations {
+    async fn handle(
+        &mut self,
+        _: &mut AnyConnection,
+        event: &Received,
+    ) -> Result<(), HandlerError> {
         let e = event.decode::<OrderCreated>()?;
         let user_id = user_id(&e.user_id, "OrderCreated")?;
         if e.order_id.trim().is_empty() {
@@ -274,22 +311,33 @@ impl Handler for Confirmation {
                 line_total: times(unit, item.quantity)?.to_string(),
             });
         }
-        store::save_trigger(tx, event, now_micros()).await?;
         let context = serde_json::json!({
             "order_id": e.order_id,
             "items": items,
             "total": total.to_string(),
         });
-        plan(
-            tx,
+        let email = notification(
             event,
             &user_id,
             Channel::Email,
             ORDER_CONFIRMATION,
             "",
             &context,
-        )
-        .await
+        )?;
+        self.triggers
+            .push(store::TriggerRow::of(event, now_micros()));
+        self.emails.push(email);
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>, tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        store::save_triggers(tx, &self.triggers).await?;
+        let planned = store::plan_all(tx, &self.emails).await?;
+        self.emails
+            .iter()
+            .filter(|row| planned.contains(&row.id))
+            .for_each(count_planned);
+        Ok(())
     }
 }
 

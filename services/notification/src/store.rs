@@ -130,29 +130,76 @@ pub async fn save_trigger(
     event: &Received,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    let headers: Vec<(&str, String)> = event
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), STANDARD.encode(v)))
-        .collect();
-    let headers = serde_json::to_string(&headers).unwrap_or_else(|_| "[]".into());
-    sqlx::query(
-        "INSERT INTO triggers (event_id, event_type, correlation_id, topic, kafka_partition, \
-         kafka_offset, event_key, headers, payload, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(event.envelope.id.clone())
-    .bind(event.envelope.event_type.clone())
-    .bind(event.context().correlation_id)
-    .bind(event.topic.clone())
-    .bind(i64::from(event.partition))
-    .bind(event.offset)
-    .bind(event.key.clone())
-    .bind(headers)
-    .bind(event.payload.clone())
-    .bind(now)
-    .execute(conn)
-    .await?;
+    save_triggers(conn, &[TriggerRow::of(event, now)]).await
+}
+
+/// A triggering record as it is kept.
+pub struct TriggerRow {
+    event_id: String,
+    event_type: String,
+    correlation_id: String,
+    topic: String,
+    partition: i64,
+    offset: i64,
+    key: Option<String>,
+    /// A JSON list of (name, base64 value).
+    headers: String,
+    payload: Vec<u8>,
+    created_at: i64,
+}
+
+impl TriggerRow {
+    /// The row that keeps `event`, received at `now`.
+    pub fn of(event: &Received, now: i64) -> Self {
+        let headers: Vec<(&str, String)> = event
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), STANDARD.encode(v)))
+            .collect();
+        Self {
+            event_id: event.envelope.id.clone(),
+            event_type: event.envelope.event_type.clone(),
+            correlation_id: event.context().correlation_id,
+            topic: event.topic.clone(),
+            partition: i64::from(event.partition),
+            offset: event.offset,
+            key: event.key.clone(),
+            headers: serde_json::to_string(&headers).unwrap_or_else(|_| "[]".into()),
+            payload: event.payload.clone(),
+            created_at: now,
+        }
+    }
+}
+
+/// Keeps the triggering records `rows`, a statement for each run of a power of two of
+/// them. Idempotent.
+pub async fn save_triggers(
+    conn: &mut AnyConnection,
+    rows: &[TriggerRow],
+) -> Result<(), sqlx::Error> {
+    for run in weft_events::sql::pow2_chunks(rows, 64) {
+        let sql = format!(
+            "INSERT INTO triggers (event_id, event_type, correlation_id, topic, kafka_partition, \
+             kafka_offset, event_key, headers, payload, created_at) \
+             VALUES {} ON CONFLICT (event_id) DO NOTHING",
+            weft_events::sql::rows(run.len(), 10, 1)
+        );
+        let mut query = sqlx::query(&sql);
+        for t in run {
+            query = query
+                .bind(t.event_id.clone())
+                .bind(t.event_type.clone())
+                .bind(t.correlation_id.clone())
+                .bind(t.topic.clone())
+                .bind(t.partition)
+                .bind(t.offset)
+                .bind(t.key.clone())
+                .bind(t.headers.clone())
+                .bind(t.payload.clone())
+                .bind(t.created_at);
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
@@ -296,26 +343,48 @@ fn from_row(r: &AnyRow) -> Result<NotificationRow, sqlx::Error> {
     })
 }
 
-/// Plans a notification; `false` when this (event, template, channel) already has one.
+/// Plans `n`, unless its (trigger, template, channel) is planned already; whether it
+/// was planned now.
 pub async fn plan(conn: &mut AnyConnection, n: &NotificationRow) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO notifications (notification_id, user_id, channel, template, trigger_event_id, \
-         context, recipient, subject, status, attempts, next_attempt_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, '', $8, 0, $9, $9) \
-         ON CONFLICT (trigger_event_id, template, channel) DO NOTHING",
-    )
-    .bind(n.id.clone())
-    .bind(n.user_id.clone())
-    .bind(n.channel as i64)
-    .bind(n.template.clone())
-    .bind(n.trigger_event_id.clone())
-    .bind(n.context.clone())
-    .bind(n.recipient.clone())
-    .bind(DeliveryStatus::Pending as i64)
-    .bind(n.created_at)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(!plan_all(conn, std::slice::from_ref(n)).await?.is_empty())
+}
+
+/// Plans `rows`, a statement for each run of a power of two of them, leaving out those
+/// whose (trigger, template, channel) is planned already; the ids of those planned now.
+pub async fn plan_all(
+    conn: &mut AnyConnection,
+    rows: &[NotificationRow],
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    let mut planned = std::collections::HashSet::with_capacity(rows.len());
+    for run in weft_events::sql::pow2_chunks(rows, 64) {
+        let sql = format!(
+            "INSERT INTO notifications (notification_id, user_id, channel, template, trigger_event_id, \
+             context, recipient, subject, status, attempts, next_attempt_at, created_at) \
+             VALUES {} ON CONFLICT (trigger_event_id, template, channel) DO NOTHING \
+             RETURNING notification_id",
+            weft_events::sql::rows(run.len(), 12, 1)
+        );
+        let mut query = sqlx::query(&sql);
+        for n in run {
+            query = query
+                .bind(n.id.clone())
+                .bind(n.user_id.clone())
+                .bind(n.channel as i64)
+                .bind(n.template.clone())
+                .bind(n.trigger_event_id.clone())
+                .bind(n.context.clone())
+                .bind(n.recipient.clone())
+                .bind(String::new())
+                .bind(DeliveryStatus::Pending as i64)
+                .bind(0_i64)
+                .bind(n.created_at)
+                .bind(n.created_at);
+        }
+        for r in query.fetch_all(&mut *conn).await? {
+            planned.insert(r.try_get(0)?);
+        }
+    }
+    Ok(planned)
 }
 
 /// Claims up to `limit` pending notifications due at `now`, earliest first, for the

@@ -319,6 +319,16 @@ impl Consumer {
         self
     }
 
+    /// Applies events of type `E` with `projection`, a transaction's worth of them at
+    /// a time.
+    pub fn project<E: DomainEvent>(mut self, projection: impl Projection) -> Self {
+        self.topics.insert(E::TOPIC.to_owned());
+        self.dispatch
+            .handlers
+            .insert(E::TYPE, dispatch::Apply::Scoped(Arc::new(projection)));
+        self
+    }
+
     /// Also subscribes to `topic` (for consumers that use [`Self::on_any`]).
     pub fn subscribe(mut self, topic: &str) -> Self {
         self.topics.insert(topic.to_owned());
