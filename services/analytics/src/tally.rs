@@ -100,34 +100,34 @@ impl Scope for Tally {
 
     async fn finish(self: Box<Self>, tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
         let tally = *self;
-        for (name, by) in &tally.counters {
-            let name = Key::Text((*name).to_owned());
-            write::add_to(tx, "counters", "name", name, "value", *by).await?;
-        }
-        if let Some(max) = tally.latency_max {
-            write::raise_counter(tx, LATENCY_MAX, max).await?;
-        }
-        for (source, by) in tally.by_source {
-            let source = Key::Text(source);
-            write::add_to(tx, "signups_by_source", "source", source, "count", by).await?;
-        }
-        for (hour, by) in tally.hours {
-            let hour = Key::Int(hour);
-            write::add_to(tx, "orders_per_hour", "hour_start", hour, "count", by).await?;
-        }
-        for (bucket, by) in tally.buckets {
-            let bucket = Key::Int(bucket);
-            write::add_to(tx, "latency_buckets", "bucket", bucket, "count", by).await?;
-        }
+        let added: Vec<(&'static str, i64)> = tally.counters.into_iter().collect();
+        let highest = tally.latency_max.map(|max| (LATENCY_MAX, max));
+        let updated = (tally.updated > 0).then_some((UPDATED, tally.updated));
+        write::counters(tx, &added, highest, updated).await?;
+        let sources: Vec<(Key, i64)> = tally
+            .by_source
+            .into_iter()
+            .map(|(source, by)| (Key::Text(source), by))
+            .collect();
+        write::add_to(tx, "signups_by_source", "source", "count", &sources).await?;
+        let hours: Vec<(Key, i64)> = tally
+            .hours
+            .into_iter()
+            .map(|(hour, by)| (Key::Int(hour), by))
+            .collect();
+        write::add_to(tx, "orders_per_hour", "hour_start", "count", &hours).await?;
+        let buckets: Vec<(Key, i64)> = tally
+            .buckets
+            .into_iter()
+            .map(|(bucket, by)| (Key::Int(bucket), by))
+            .collect();
+        write::add_to(tx, "latency_buckets", "bucket", "count", &buckets).await?;
         for (currency, nanos) in tally.revenue {
             write::add_revenue(tx, &currency, nanos).await?;
         }
         if let Some(newest) = tally.recent.back().map(|r| r.seq) {
             write::insert_recent(tx, &tally.recent).await?;
             write::forget_recent(tx, newest - RECENT).await?;
-        }
-        if tally.updated > 0 {
-            write::set_counter(tx, UPDATED, tally.updated).await?;
         }
         Ok(())
     }

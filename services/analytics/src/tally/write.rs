@@ -41,58 +41,62 @@ pub(super) enum Key {
     Int(i64),
 }
 
-/// Adds `by` to the `value_column` of the row of `key` in `table`.
+/// Adds each amount of `rows` to the `value_column` of its key's row in `table`, a
+/// statement for each run of a power of two of them (each key at most once).
 pub(super) async fn add_to(
     tx: &mut AnyConnection,
     table: &str,
     key_column: &str,
-    key: Key,
     value_column: &str,
-    by: i64,
+    rows: &[(Key, i64)],
 ) -> Result<(), sqlx::Error> {
+    for run in weft_events::sql::pow2_chunks(rows, 64) {
+        let sql = format!(
+            "INSERT INTO {table} ({key_column}, {value_column}) VALUES {} \
+             ON CONFLICT ({key_column}) DO UPDATE SET {value_column} = {table}.{value_column} + excluded.{value_column}",
+            weft_events::sql::rows(run.len(), 2, 1)
+        );
+        let mut query = sqlx::query(&sql);
+        for (key, by) in run {
+            query = match key {
+                Key::Text(k) => query.bind(k.clone()),
+                Key::Int(k) => query.bind(*k),
+            }
+            .bind(*by);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// Writes the counters of a transaction with one statement (there are a handful of
+/// counter names, so a handful of texts): `added` are added to, `highest` raises its
+/// counter unless that is higher already, and `set` replaces its counter's value.
+pub(super) async fn counters(
+    tx: &mut AnyConnection,
+    added: &[(&'static str, i64)],
+    highest: Option<(&'static str, i64)>,
+    set: Option<(&'static str, i64)>,
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<(&str, i64)> = added.iter().copied().chain(highest).chain(set).collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
     let sql = format!(
-        "INSERT INTO {table} ({key_column}, {value_column}) VALUES ($1, $2) \
-         ON CONFLICT ({key_column}) DO UPDATE SET {value_column} = {table}.{value_column} + excluded.{value_column}"
+        "INSERT INTO counters (name, value) VALUES {} ON CONFLICT (name) DO UPDATE SET value = \
+         CASE WHEN excluded.name = $1 THEN \
+           CASE WHEN excluded.value > counters.value THEN excluded.value ELSE counters.value END \
+         WHEN excluded.name = $2 THEN excluded.value \
+         ELSE counters.value + excluded.value END",
+        weft_events::sql::rows(rows.len(), 2, 3)
     );
-    let query = match key {
-        Key::Text(k) => sqlx::query(&sql).bind(k),
-        Key::Int(k) => sqlx::query(&sql).bind(k),
-    };
-    query.bind(by).execute(&mut *tx).await?;
-    Ok(())
-}
-
-/// Raises the counter `name` to `value`, unless it is higher already.
-pub(super) async fn raise_counter(
-    tx: &mut AnyConnection,
-    name: &'static str,
-    value: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO counters (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET \
-         value = CASE WHEN excluded.value > counters.value THEN excluded.value ELSE counters.value END",
-    )
-    .bind(name)
-    .bind(value)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-/// Sets the counter `name` to `value`.
-pub(super) async fn set_counter(
-    tx: &mut AnyConnection,
-    name: &'static str,
-    value: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO counters (name, value) VALUES ($1, $2) \
-         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-    )
-    .bind(name)
-    .bind(value)
-    .execute(&mut *tx)
-    .await?;
+    let mut query = sqlx::query(&sql)
+        .bind(highest.map_or("", |(name, _)| name))
+        .bind(set.map_or("", |(name, _)| name));
+    for (name, value) in rows {
+        query = query.bind(name).bind(value);
+    }
+    query.execute(&mut *tx).await?;
     Ok(())
 }
 
