@@ -104,23 +104,11 @@ impl Scope for Tally {
         let highest = tally.latency_max.map(|max| (LATENCY_MAX, max));
         let updated = (tally.updated > 0).then_some((UPDATED, tally.updated));
         write::counters(tx, &added, highest, updated).await?;
-        let sources: Vec<(Key, i64)> = tally
-            .by_source
-            .into_iter()
-            .map(|(source, by)| (Key::Text(source), by))
-            .collect();
+        let sources = keyed(tally.by_source, Key::Text);
         write::add_to(tx, "signups_by_source", "source", "count", &sources).await?;
-        let hours: Vec<(Key, i64)> = tally
-            .hours
-            .into_iter()
-            .map(|(hour, by)| (Key::Int(hour), by))
-            .collect();
+        let hours = keyed(tally.hours, Key::Int);
         write::add_to(tx, "orders_per_hour", "hour_start", "count", &hours).await?;
-        let buckets: Vec<(Key, i64)> = tally
-            .buckets
-            .into_iter()
-            .map(|(bucket, by)| (Key::Int(bucket), by))
-            .collect();
+        let buckets = keyed(tally.buckets, Key::Int);
         write::add_to(tx, "latency_buckets", "bucket", "count", &buckets).await?;
         for (currency, nanos) in tally.revenue {
             write::add_revenue(tx, &currency, nanos).await?;
@@ -131,6 +119,11 @@ impl Scope for Tally {
         }
         Ok(())
     }
+}
+
+/// The rows of a breakdown, each amount under its key.
+fn keyed<K>(rows: BTreeMap<K, i64>, key: impl Fn(K) -> Key) -> Vec<(Key, i64)> {
+    rows.into_iter().map(|(k, by)| (key(k), by)).collect()
 }
 
 impl Tally {

@@ -34,18 +34,8 @@ fn user_id(id: &str, event: &str) -> Result<String, HandlerError> {
     Ok(id.to_owned())
 }
 
-/// Plans a notification of `event` with one statement (see [`Confirmation`] for
-/// many at once).
-async fn plan(
-    tx: &mut AnyConnection,
-    event: &Received,
-    user_id: &str,
-    channel: Channel,
-    template: &str,
-    recipient: &str,
-    context: &impl Serialize,
-) -> Result<(), HandlerError> {
-    let row = notification(event, user_id, channel, template, recipient, context)?;
+/// Plans `row` with one statement (see [`Confirmation`] for many at once).
+async fn plan(tx: &mut AnyConnection, row: NotificationRow) -> Result<(), HandlerError> {
     if store::plan(tx, &row).await? {
         count_planned(&row);
     }
@@ -110,12 +100,7 @@ impl Handler for Welcome {
         let context = serde_json::json!({});
         plan(
             tx,
-            event,
-            &user_id,
-            Channel::Email,
-            WELCOME,
-            email,
-            &context,
+            notification(event, &user_id, Channel::Email, WELCOME, email, &context)?,
         )
         .await
     }
@@ -186,12 +171,14 @@ impl Handler for Verification {
                 let context = serde_json::json!({ "link": link, "expires": expires });
                 plan(
                     tx,
-                    event,
-                    &user_id,
-                    Channel::Email,
-                    VERIFY_EMAIL,
-                    &e.address,
-                    &context,
+                    notification(
+                        event,
+                        &user_id,
+                        Channel::Email,
+                        VERIFY_EMAIL,
+                        &e.address,
+                        &context,
+                    )?,
                 )
                 .await
             }
@@ -199,12 +186,14 @@ impl Handler for Verification {
                 let context = serde_json::json!({ "code": secret, "expires": expires });
                 plan(
                     tx,
-                    event,
-                    &user_id,
-                    Channel::Sms,
-                    VERIFY_PHONE,
-                    &e.address,
-                    &context,
+                    notification(
+                        event,
+                        &user_id,
+                        Channel::Sms,
+                        VERIFY_PHONE,
+                        &e.address,
+                        &context,
+                    )?,
                 )
                 .await
             }
@@ -361,12 +350,7 @@ impl Handler for Shipping {
         });
         plan(
             tx,
-            event,
-            &user_id,
-            Channel::Email,
-            ORDER_SHIPPED,
-            "",
-            &context,
+            notification(event, &user_id, Channel::Email, ORDER_SHIPPED, "", &context)?,
         )
         .await?;
         let known_without_phone = store::contact(tx, &user_id)
@@ -375,12 +359,7 @@ impl Handler for Shipping {
         if !known_without_phone {
             plan(
                 tx,
-                event,
-                &user_id,
-                Channel::Sms,
-                ORDER_SHIPPED,
-                "",
-                &context,
+                notification(event, &user_id, Channel::Sms, ORDER_SHIPPED, "", &context)?,
             )
             .await?;
         }
