@@ -55,6 +55,32 @@ pub fn padded<T>(items: &[T]) -> impl Iterator<Item = &T> {
     items.iter().chain(pad.into_iter().flatten())
 }
 
+/// The rows of `select` (`SELECT … FROM …`, without a `WHERE`) whose `column` is one of
+/// `values`: one statement, its `IN` list padded to [`padded_len`]. No rows, and no
+/// statement, when `values` is empty.
+pub async fn fetch_in<'c, E>(
+    executor: E,
+    select: &str,
+    column: &str,
+    values: &[impl AsRef<str>],
+) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    if values.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "{select} WHERE {column} IN ({})",
+        list(padded_len(values.len()), 1)
+    );
+    let mut query = sqlx::query(&sql);
+    for value in padded(values) {
+        query = query.bind(value.as_ref().to_owned());
+    }
+    query.fetch_all(executor).await
+}
+
 /// `items` in runs whose lengths are powers of two no larger than `max`, longest first
 /// (`max` is rounded down to a power of two; 0 counts as 1): a statement written for a
 /// run comes in at most `log2(max) + 1` texts.

@@ -1,6 +1,6 @@
 //! The notification database: contacts, trigger records and notifications.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -70,22 +70,11 @@ pub async fn contacts(
     db: &Database,
     user_ids: &[&str],
 ) -> Result<HashMap<String, Contact>, sqlx::Error> {
-    let mut out = HashMap::with_capacity(user_ids.len());
-    if user_ids.is_empty() {
-        return Ok(out);
-    }
-    let sql = format!(
-        "SELECT {CONTACT}, user_id FROM contacts WHERE user_id IN ({})",
-        weft_events::sql::list(weft_events::sql::padded_len(user_ids.len()), 1)
-    );
-    let mut query = sqlx::query(&sql);
-    for id in weft_events::sql::padded(user_ids) {
-        query = query.bind((*id).to_owned());
-    }
-    for r in query.fetch_all(db.pool()).await? {
-        out.insert(r.try_get(5)?, contact_of(&r)?);
-    }
-    Ok(out)
+    let select = format!("SELECT {CONTACT}, user_id FROM contacts");
+    let rows = weft_events::sql::fetch_in(db.pool(), &select, "user_id", user_ids).await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(5)?, contact_of(r)?)))
+        .collect()
 }
 
 /// The columns of a [`Contact`], in the order [`contact_of`] reads them.
@@ -258,26 +247,17 @@ pub async fn trigger_contexts(
     db: &Database,
     event_ids: &[&str],
 ) -> Result<HashMap<String, TriggerContext>, sqlx::Error> {
-    let mut out = HashMap::with_capacity(event_ids.len());
-    if event_ids.is_empty() {
-        return Ok(out);
-    }
-    let sql = format!(
-        "SELECT event_id, correlation_id, headers FROM triggers WHERE event_id IN ({})",
-        weft_events::sql::list(weft_events::sql::padded_len(event_ids.len()), 1)
-    );
-    let mut query = sqlx::query(&sql);
-    for id in weft_events::sql::padded(event_ids) {
-        query = query.bind((*id).to_owned());
-    }
-    for r in query.fetch_all(db.pool()).await? {
-        let context = TriggerContext {
-            correlation_id: r.try_get(1)?,
-            headers: decode_headers(&r.try_get::<String, _>(2)?),
-        };
-        out.insert(r.try_get(0)?, context);
-    }
-    Ok(out)
+    let select = "SELECT event_id, correlation_id, headers FROM triggers";
+    let rows = weft_events::sql::fetch_in(db.pool(), select, "event_id", event_ids).await?;
+    rows.iter()
+        .map(|r| {
+            let context = TriggerContext {
+                correlation_id: r.try_get(1)?,
+                headers: decode_headers(&r.try_get::<String, _>(2)?),
+            };
+            Ok((r.try_get(0)?, context))
+        })
+        .collect()
 }
 
 /// A trigger's stored headers: a JSON list of (name, base64 value).
@@ -354,8 +334,8 @@ pub async fn plan(conn: &mut AnyConnection, n: &NotificationRow) -> Result<bool,
 pub async fn plan_all(
     conn: &mut AnyConnection,
     rows: &[NotificationRow],
-) -> Result<std::collections::HashSet<String>, sqlx::Error> {
-    let mut planned = std::collections::HashSet::with_capacity(rows.len());
+) -> Result<HashSet<String>, sqlx::Error> {
+    let mut planned = HashSet::with_capacity(rows.len());
     for run in weft_events::sql::pow2_chunks(rows, 64) {
         let sql = format!(
             "INSERT INTO notifications (notification_id, user_id, channel, template, trigger_event_id, \
@@ -447,8 +427,8 @@ pub async fn mark_sent(
     claim: &str,
     delivered: &[Delivered<'_>],
     now: i64,
-) -> Result<std::collections::HashSet<String>, sqlx::Error> {
-    let mut recorded = std::collections::HashSet::with_capacity(delivered.len());
+) -> Result<HashSet<String>, sqlx::Error> {
+    let mut recorded = HashSet::with_capacity(delivered.len());
     for run in weft_events::sql::pow2_chunks(delivered, 64) {
         // The values' columns are column1, column2, … on both SQLite and PostgreSQL.
         let sql = format!(

@@ -16,8 +16,10 @@ use axum::http::{HeaderMap, StatusCode};
 use rdkafka::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use weft_events::{DomainEvent, Envelope, EventContext};
+use weft_notification::templates::ORDER_CONFIRMATION;
+use weft_proto::common::Money;
 use weft_proto::notification::{Channel, DeliveryStatus};
-use weft_proto::order::OrderShipped;
+use weft_proto::order::{OrderCreated, OrderItem, OrderShipped};
 use weft_proto::user::{
     ContactKind, ContactVerificationRequested, ContactVerified, SignupSource, UserSignedUp,
 };
@@ -510,6 +512,108 @@ async fn unverified_numbers_get_no_texts_and_no_recipient_gets_more_than_its_lim
             .iter()
             .any(|m| m.contains("/verify?token=3D") || m.contains("/verify?token=")),
         "a verification link"
+    );
+    rig.stop().await;
+}
+
+/// `order_id` of `user_id`: one mug, or no lines at all when `lines` is false (an
+/// order that can never be confirmed).
+fn created(order_id: &str, user_id: &str, lines: bool) -> OrderCreated {
+    let price = Money {
+        currency_code: "USD".into(),
+        units: 12,
+        nanos: 500_000_000,
+    };
+    OrderCreated {
+        metadata: metadata(),
+        order_id: order_id.into(),
+        user_id: user_id.into(),
+        items: if lines {
+            vec![OrderItem {
+                product_id: "mug".into(),
+                name: "Mug".into(),
+                quantity: 1,
+                unit_price: Some(price.clone()),
+            }]
+        } else {
+            Vec::new()
+        },
+        total: Some(price),
+        ..Default::default()
+    }
+}
+
+on_each_db!(orders_confirmed_together_are_each_confirmed_once_and_a_bad_one_is_dead_lettered);
+
+/// The orders of one consumer transaction are confirmed together: every good order of
+/// a run gets exactly one confirmation, an order without lines in the middle of the
+/// run goes to the dead-letter topic without holding the others back, and the whole
+/// run delivered a second time plans nothing again.
+async fn orders_confirmed_together_are_each_confirmed_once_and_a_bad_one_is_dead_lettered(db: Db) {
+    use sqlx::Row as _;
+    let rig = Rig::start(db, false, &[]).await;
+    let producer = &rig.producer;
+    publish(producer, &signup("u-batch", "batch@example.com", "")).await;
+    let orders: Vec<OrderCreated> = (0..8)
+        .map(|n| created(&format!("order-{n}"), "u-batch", n != 3))
+        .collect();
+    for order in orders.iter().chain(&orders) {
+        publish(producer, order).await;
+    }
+
+    // Every one of the 16 records is settled once the group's offsets reach them.
+    let db = weft_events::Database::connect(&rig.database_url)
+        .await
+        .unwrap();
+    eventually("all 16 order records settled", WAIT, || async {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(next_offset), 0) AS BIGINT) FROM weft_consumer_offsets \
+             WHERE consumer_group = 'weft-notification' AND topic = 'order-events'",
+        )
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        (row.get::<i64, _>(0) >= 16).then_some(())
+    })
+    .await;
+
+    let confirmed: Vec<String> = sqlx::query(
+        "SELECT t.event_key FROM notifications n JOIN triggers t ON t.event_id = n.trigger_event_id \
+         WHERE n.template = $1 ORDER BY t.event_key",
+    )
+    .bind(ORDER_CONFIRMATION)
+    .fetch_all(db.pool())
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    let good: Vec<String> = orders
+        .iter()
+        .filter(|o| !o.items.is_empty())
+        .map(|o| o.order_id.clone())
+        .collect();
+    assert_eq!(
+        confirmed, good,
+        "one confirmation per good order, none for the bad one"
+    );
+
+    let b = rig.home.bootstrap();
+    let dead = tokio::task::spawn_blocking(move || {
+        read_topic_until(&b, "order-events.dlq", WAIT, |s| !s.is_empty())
+    })
+    .await
+    .unwrap();
+    assert!(
+        dead.iter().all(|r| r.key() == Some(b"order-3".as_slice())),
+        "only the order without lines is a dead letter"
+    );
+    assert!(
+        header(&dead[0], "dlq_error")
+            .unwrap()
+            .contains("OrderCreated without items"),
+        "{:?}",
+        header(&dead[0], "dlq_error")
     );
     rig.stop().await;
 }

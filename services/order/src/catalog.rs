@@ -122,19 +122,10 @@ pub async fn by_ids(
     conn: &mut AnyConnection,
     ids: &[String],
 ) -> Result<HashMap<String, Product>, OrderError> {
-    let mut out = HashMap::with_capacity(ids.len());
-    if ids.is_empty() {
-        return Ok(out);
-    }
-    let sql = format!(
-        "SELECT {COLUMNS} FROM products WHERE product_id IN ({})",
-        weft_events::sql::list(weft_events::sql::padded_len(ids.len()), 1)
-    );
-    let mut query = sqlx::query(&sql);
-    for id in weft_events::sql::padded(ids) {
-        query = query.bind(id.clone());
-    }
-    for row in query.fetch_all(conn).await? {
+    let select = format!("SELECT {COLUMNS} FROM products");
+    let rows = weft_events::sql::fetch_in(conn, &select, "product_id", ids).await?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for row in rows {
         let p = from_row(&row)?;
         out.insert(p.product_id.clone(), p);
     }
