@@ -600,6 +600,33 @@ fn a_service_crashing_too_often_is_marked_failed_while_the_rest_goes_on() {
 /// listening. (Without it the broker is marked failed and tried again like any child.)
 #[test]
 fn a_crash_looping_broker_stops_the_mesh_when_asked_to_fail_fast() {
+    broker_fails_fast(|data, ports| {
+        kill_and_wait_back(data, "broker", ports.broker);
+    });
+}
+
+/// The second crash may also come while the launcher is still waiting for the
+/// restarted broker to listen: that counts as a crash too, and still stops the mesh.
+#[test]
+fn a_broker_killed_while_starting_again_still_stops_the_mesh_under_fail_fast() {
+    broker_fails_fast(|data, _| {
+        let before = pid_of(data, "broker").unwrap();
+        kill_now(data, "broker");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while pid_of(data, "broker").is_none_or(|p| p == before) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the broker was not started again within 60 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    });
+}
+
+/// Starts a mesh with `--broker-fail-fast` and one restart allowed, lets `first_crash`
+/// kill the broker once and wait for its new process, kills that one too, and checks
+/// that the whole mesh stops with the reason and nothing left listening.
+fn broker_fails_fast(first_crash: impl FnOnce(&std::path::Path, &Ports)) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let ports = Ports::free();
@@ -610,9 +637,22 @@ fn a_crash_looping_broker_stops_the_mesh_when_asked_to_fail_fast() {
         &[("WEFT_BROKER_FAIL_FAST", "true")],
     );
     // The first crash is restarted; the second within the window stops everything.
-    kill_and_wait_back(&data, "broker", ports.broker);
+    first_crash(&data, &ports);
     kill_now(&data, "broker");
-    let status = wait_for("the launcher to stop", 60, || launcher.try_wait().unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = launcher.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = launcher.kill();
+            panic!(
+                "the launcher did not stop within 60 s; its stderr:\n{}",
+                read(&err_path)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     let stderr = read(&err_path);
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(

@@ -89,7 +89,11 @@ impl<'a> Supervisor<'a> {
             };
             match event {
                 Event::Shutdown => return None,
-                Event::Due => self.start_due().await,
+                Event::Due => {
+                    if let Some(name) = self.start_due().await {
+                        return Some(name);
+                    }
+                }
                 Event::Exited(name) => {
                     if let Some(name) = self.exited(name) {
                         return Some(name);
@@ -99,9 +103,10 @@ impl<'a> Supervisor<'a> {
         }
     }
 
-    /// Starts again each child whose wait is over; one that fails to start waits
-    /// again as if it had crashed once more.
-    async fn start_due(&mut self) {
+    /// Starts again each child whose wait is over. One that fails to start counts as
+    /// crashed once more: it waits again, or its name comes back when the mesh must
+    /// stop (the broker under --broker-fail-fast).
+    async fn start_due(&mut self) -> Option<String> {
         let now = Instant::now();
         let (ready, later): (Vec<_>, Vec<_>) = self.due.drain(..).partition(|(at, _)| *at <= now);
         self.due = later;
@@ -125,11 +130,13 @@ impl<'a> Supervisor<'a> {
                 }
                 Err(e) => {
                     eprintln!("weft: starting the {name} service again failed: {e:#}");
-                    self.due
-                        .push((now + self.restarts.crashed(&name, now).wait(), name));
+                    if let Some(name) = self.crashed(name) {
+                        return Some(name);
+                    }
                 }
             }
         }
+        None
     }
 
     /// Schedules the restart of the child `name` that just exited; its name back
@@ -148,6 +155,12 @@ impl<'a> Supervisor<'a> {
             );
             return Some(name);
         }
+        self.crashed(name)
+    }
+
+    /// Counts a crash of the child `name` and schedules its restart; its name back
+    /// when the broker must not be started again (--broker-fail-fast).
+    fn crashed(&mut self, name: String) -> Option<String> {
         let window = humantime::format_duration(self.restarts.policy().window);
         let next = self.restarts.crashed(&name, Instant::now());
         if let Next::Failed { count, .. } = next
