@@ -22,6 +22,7 @@
 //! - [`sql`]: placeholders for statements whose length follows their input, in few
 //!   shapes.
 
+pub mod batched;
 pub mod catalog;
 pub mod consumer;
 pub mod db;

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use weft_events::Relay;
+use weft_events::batched::Batched;
 use weft_kit::host::{Host, Identity, Service, Settings};
 use weft_proto::order::order_service_server::OrderServiceServer;
 use weft_proto::user::UserSignedUp;
 
 use crate::config::Config;
 use crate::payment::TestProvider;
-use crate::service::OrderApi;
+use crate::service::{NewOrders, OrderApi};
 use crate::welcome::WelcomeOrders;
 
 /// A built, bound, not yet running order service.
@@ -49,6 +50,7 @@ impl Service for App {
         }
         let relay = config.common.relay(Self::IDENTITY, &db)?;
         let api = OrderApi {
+            creates: Batched::new(&db, NewOrders),
             db,
             relay: relay.waker(),
             payments: Arc::new(TestProvider),

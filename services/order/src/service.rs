@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+use sqlx::AnyConnection;
 use tonic::{Request, Response, Status};
+use weft_events::batched::{Batched, WriteMany};
 use weft_events::outbox::RelayWaker;
 use weft_events::{Database, EventContext, Outbox};
 use weft_kit::paging::{page_token, parse_page_token};
@@ -29,10 +32,12 @@ pub struct OrderApi {
     pub relay: RelayWaker,
     /// Charges cards.
     pub payments: Arc<dyn PaymentProvider>,
+    /// Writes new orders, many to a statement.
+    pub creates: Batched<NewOrders>,
 }
 
 /// Why a CreateOrder write did not commit.
-enum Write {
+pub enum Write {
     /// The order's idempotency key was taken by a call that committed meanwhile.
     Raced,
     /// Anything else.
@@ -42,6 +47,49 @@ enum Write {
 impl<E: Into<OrderError>> From<E> for Write {
     fn from(e: E) -> Self {
         Self::Order(e.into())
+    }
+}
+
+/// New orders with their `OrderCreated`, written together by concurrent
+/// `CreateOrder` calls: a statement per table for all of them, after looking up the
+/// idempotency keys they carry.
+pub struct NewOrders;
+
+/// An order to store, its event, and its idempotency key (empty for none).
+pub type NewOrderWrite = (OrderRecord, OrderCreated, String);
+
+impl WriteMany for NewOrders {
+    type Item = NewOrderWrite;
+    /// `None` once committed, or the order the item's key already made.
+    type Out = Option<OrderRecord>;
+    type Error = Write;
+
+    fn write<'c>(
+        &'c self,
+        conn: &'c mut AnyConnection,
+        items: &'c [NewOrderWrite],
+    ) -> BoxFuture<'c, Result<Vec<Option<OrderRecord>>, Write>> {
+        Box::pin(async move {
+            let mut outs = Vec::with_capacity(items.len());
+            let (mut orders, mut events) = (Vec::new(), Vec::new());
+            for (order, event, key) in items {
+                let existing = match key.is_empty() {
+                    true => None,
+                    false => store::by_idempotency_key(conn, &order.user_id, key).await?,
+                };
+                if existing.is_none() {
+                    orders.push(order);
+                    events.push(event.clone());
+                }
+                outs.push(existing);
+            }
+            // Two of them under one key, or a key taken since it was looked up.
+            if !store::insert_all(conn, &orders).await? {
+                return Err(Write::Raced);
+            }
+            Outbox::enqueue_all(conn, &events).await?;
+            Ok(outs)
+        })
     }
 }
 
@@ -88,33 +136,18 @@ impl OrderApi {
         Ok(order)
     }
 
-    /// Stores `order` with its `OrderCreated` in a shared write transaction (group
-    /// commit): `None` once committed, or the order its idempotency key already made.
+    /// Stores `order` with its `OrderCreated`, written together with other calls'
+    /// ([`NewOrders`]): `None` once committed, or the order its idempotency key
+    /// already made.
     async fn store_new(
         &self,
         order: &OrderRecord,
         event: OrderCreated,
         key: &str,
     ) -> Result<Option<OrderRecord>, OrderError> {
-        let job = (order.clone(), event, key.to_owned());
         let written = self
-            .db
-            .write(move |conn| {
-                let (order, event, key) = job.clone();
-                Box::pin(async move {
-                    if !key.is_empty()
-                        && let Some(existing) =
-                            store::by_idempotency_key(conn, &order.user_id, &key).await?
-                    {
-                        return Ok(Some(existing));
-                    }
-                    if !store::insert(conn, &order).await? {
-                        return Err(Write::Raced);
-                    }
-                    Outbox::enqueue(conn, &event).await?;
-                    Ok(None)
-                })
-            })
+            .creates
+            .write((order.clone(), event, key.to_owned()))
             .await;
         match written {
             Ok(stored) => Ok(stored),

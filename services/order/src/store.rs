@@ -37,50 +37,68 @@ fn from_row(row: &AnyRow) -> Result<OrderRecord, OrderError> {
 /// Inserts an order and its lines. `Ok(false)` when a unique key (idempotency key,
 /// one welcome order per user) says it exists already.
 pub async fn insert(conn: &mut AnyConnection, o: &OrderRecord) -> Result<bool, OrderError> {
-    let result = sqlx::query(&format!(
-        "INSERT INTO orders ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-    ))
-    .bind(o.order_id.clone())
-    .bind(o.user_id.clone())
-    .bind(o.status as i64)
-    .bind(o.kind as i64)
-    .bind(o.currency.code)
-    .bind(o.total_minor)
-    .bind(o.carrier.clone())
-    .bind(o.tracking_number.clone())
-    .bind(o.payment_id.clone())
-    .bind(o.card_last4.clone())
-    .bind(o.idempotency_key.clone())
-    .bind(o.created_at)
-    .bind(o.updated_at)
-    .execute(&mut *conn)
-    .await;
-    match result {
-        Ok(_) => {}
-        Err(e) if weft_events::db::is_unique_violation(&e) => return Ok(false),
-        Err(e) => return Err(e.into()),
+    insert_all(conn, &[o]).await
+}
+
+/// Inserts `orders` and their lines, a statement for each run of a power of two of
+/// orders and of lines (a handful of statement texts stay prepared). `Ok(false)` when
+/// a unique key (idempotency key, one welcome order per user) says one of them exists
+/// already: then none of them is inserted, though on PostgreSQL the transaction is
+/// spoilt and must be rolled back.
+pub async fn insert_all(
+    conn: &mut AnyConnection,
+    orders: &[&OrderRecord],
+) -> Result<bool, OrderError> {
+    for run in weft_events::sql::pow2_chunks(orders, 64) {
+        let sql = format!(
+            "INSERT INTO orders ({COLUMNS}) VALUES {}",
+            weft_events::sql::rows(run.len(), 13, 1)
+        );
+        let mut insert = sqlx::query(&sql);
+        for o in run {
+            insert = insert
+                .bind(o.order_id.clone())
+                .bind(o.user_id.clone())
+                .bind(o.status as i64)
+                .bind(o.kind as i64)
+                .bind(o.currency.code)
+                .bind(o.total_minor)
+                .bind(o.carrier.clone())
+                .bind(o.tracking_number.clone())
+                .bind(o.payment_id.clone())
+                .bind(o.card_last4.clone())
+                .bind(o.idempotency_key.clone())
+                .bind(o.created_at)
+                .bind(o.updated_at);
+        }
+        match insert.execute(&mut *conn).await {
+            Ok(_) => {}
+            Err(e) if weft_events::db::is_unique_violation(&e) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
     }
-    if o.lines.is_empty() {
-        return Ok(true);
-    }
-    // A statement for each run of a power of two of lines (at most `MAX_ITEMS` in
-    // all): a handful of statement shapes stay prepared.
-    let mut line_no = 0i64;
-    for run in weft_events::sql::pow2_chunks(&o.lines, 64) {
+    let lines: Vec<(&str, i64, &Line)> = orders
+        .iter()
+        .flat_map(|o| {
+            (0i64..)
+                .zip(&o.lines)
+                .map(|(no, line)| (o.order_id.as_str(), no, line))
+        })
+        .collect();
+    for run in weft_events::sql::pow2_chunks(&lines, 64) {
         let sql = format!(
             "INSERT INTO order_items (order_id, line_no, product_id, name, quantity, unit_minor) VALUES {}",
             weft_events::sql::rows(run.len(), 6, 1)
         );
         let mut insert = sqlx::query(&sql);
-        for line in run {
+        for (order_id, line_no, line) in run {
             insert = insert
-                .bind(o.order_id.clone())
-                .bind(line_no)
+                .bind(order_id.to_string())
+                .bind(*line_no)
                 .bind(line.product_id.clone())
                 .bind(line.name.clone())
                 .bind(i64::from(line.quantity))
                 .bind(line.unit_minor);
-            line_no += 1;
         }
         insert.execute(&mut *conn).await?;
     }

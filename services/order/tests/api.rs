@@ -34,7 +34,8 @@ fn of_type(ce_type: &str) -> impl Fn(&OwnedMessage) -> bool + '_ {
 
 on_each_db!(
     welcome_saga_and_order_lifecycle,
-    control_characters_are_refused
+    control_characters_are_refused,
+    concurrent_creates_are_each_written_as_asked
 );
 
 async fn welcome_saga_and_order_lifecycle(db: Db) {
@@ -540,4 +541,131 @@ async fn control_characters_are_refused(db: Db) {
         OrderStatus::Pending as i32,
         "nothing changed"
     );
+}
+
+/// Concurrent `CreateOrder` calls are written together (a statement per table for
+/// many orders); each still gets exactly what it asked for. Unkeyed orders each get
+/// their own lines; two calls under one key, even in one batch, make one order; of
+/// two calls under one key with other items, one is refused; one `OrderCreated` per
+/// order.
+async fn concurrent_creates_are_each_written_as_asked(db: Db) {
+    let mesh = spawn_mesh(db).await;
+    let (_, token) = mesh.user("many@example.com").await;
+    let orders = mesh.ready(&token).await;
+    let lines = |i: usize| {
+        let mut lines = vec![item("mug", 1 + (i % 3) as i32, usd(29, 990_000_000))];
+        if i.is_multiple_of(2) {
+            lines.push(item("lamp", 1 + (i % 5) as i32, usd(49, 990_000_000)));
+        }
+        lines
+    };
+    let request = |i: usize, key: String| CreateOrderRequest {
+        user_id: String::new(),
+        items: lines(i),
+        idempotency_key: key,
+    };
+    // First 24 calls without a key, written together; then 8 keys sent twice with
+    // the same items and one key with two different baskets, among 8 more without a
+    // key: a batch with two calls under one key fails written together, and each of
+    // its calls is written again on its own.
+    let mut waves = vec![
+        (0..24)
+            .map(|i| request(i, String::new()))
+            .collect::<Vec<_>>(),
+    ];
+    let mut second = Vec::new();
+    for i in 0..8 {
+        second.push(request(i, format!("twice-{i}")));
+        second.push(request(i + 24, String::new()));
+        second.push(request(i, format!("twice-{i}")));
+    }
+    second.push(request(1, "clash".into()));
+    second.push(request(2, "clash".into()));
+    waves.push(second);
+    let mut calls = Vec::new();
+    let mut answers = Vec::new();
+    for wave in waves {
+        let sent = wave.iter().cloned().map(|req| {
+            let mut orders = orders.clone();
+            let token = token.clone();
+            async move {
+                Rpc::CreateOrder(req)
+                    .send(&mut orders, Auth::bearer(&token))
+                    .await
+                    .map(|reply| reply.order())
+            }
+        });
+        answers.extend(futures::future::join_all(sent).await);
+        calls.extend(wave);
+    }
+
+    let mut by_key: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut made = std::collections::BTreeSet::new();
+    let mut refused = 0;
+    for (req, answer) in calls.iter().zip(answers) {
+        let order = match answer {
+            Ok(order) => order,
+            Err(status) if req.idempotency_key == "clash" => {
+                assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+                refused += 1;
+                continue;
+            }
+            Err(status) => panic!("{req:?} refused: {status:?}"),
+        };
+        let got: Vec<_> = order
+            .items
+            .iter()
+            .map(|l| (l.product_id.clone(), l.quantity))
+            .collect();
+        let asked: Vec<_> = req
+            .items
+            .iter()
+            .map(|l| (l.product_id.clone(), l.quantity))
+            .collect();
+        assert_eq!(got, asked, "the answer to {req:?}");
+        // What was stored is what was asked, line by line.
+        let stored = Rpc::GetOrder(GetOrderRequest {
+            order_id: order.order_id.clone(),
+        })
+        .send(&mut orders.clone(), Auth::bearer(&token))
+        .await
+        .unwrap()
+        .order();
+        assert_eq!(
+            stored.items, order.items,
+            "stored lines of {}",
+            order.order_id
+        );
+        if !req.idempotency_key.is_empty() {
+            by_key
+                .entry(req.idempotency_key.clone())
+                .or_default()
+                .push(order.order_id.clone());
+        }
+        made.insert(order.order_id);
+    }
+    assert_eq!(refused, 1, "one of the clashing baskets is refused");
+    for (key, ids) in &by_key {
+        let want = if key == "clash" { 1 } else { 2 };
+        assert_eq!(ids.len(), want, "answers under {key}");
+        assert!(
+            ids.windows(2).all(|w| w[0] == w[1]),
+            "one order under {key}: {ids:?}"
+        );
+    }
+    assert_eq!(made.len(), 24 + 8 + 8 + 1, "distinct orders made");
+
+    // One OrderCreated for each of them, and for the welcome order.
+    let events = read_topic_until(&mesh.home.bootstrap(), "order-events", WAIT, |s| {
+        s.len() > made.len()
+    });
+    let created: Vec<String> = events
+        .iter()
+        .filter(|m| of_type("weft.order.v1.OrderCreated")(m))
+        .map(|m| OrderCreated::decode(m.payload().unwrap()).unwrap().order_id)
+        .collect();
+    assert_eq!(created.len(), made.len() + 1, "OrderCreated events");
+    let distinct: std::collections::BTreeSet<_> = created.iter().cloned().collect();
+    assert_eq!(distinct.len(), created.len(), "no order announced twice");
+    assert!(made.is_subset(&distinct), "every order announced");
 }
