@@ -27,6 +27,20 @@ pub fn rows(rows: usize, per_row: usize, first: usize) -> String {
     out
 }
 
+/// The placeholders of a multi-row `VALUES` list that holds every parameter of its
+/// statement, bound row by row: [`rows`] numbered from 1 on PostgreSQL, and on SQLite
+/// anonymous (`?`). sqlx looks each numbered parameter up by its name, which SQLite
+/// answers by scanning the statement's list of names, so binding n numbered
+/// parameters takes n²/2 steps: a run of 64 orders has 832 of them, and
+/// `sqlite3_bind_parameter_name` was 2–6 % of each service's CPU under a burst.
+pub fn values(conn: &sqlx::AnyConnection, rows: usize, per_row: usize) -> String {
+    if conn.backend_name() != <sqlx::Sqlite as sqlx::Database>::NAME {
+        return self::rows(rows, per_row, 1);
+    }
+    let row = format!("({})", vec!["?"; per_row].join(", "));
+    vec![row; rows].join(", ")
+}
+
 /// `$first, $first+1, …`: `n` numbered placeholders.
 pub fn list(n: usize, first: usize) -> String {
     let mut out = String::with_capacity(n * 5);

@@ -171,7 +171,7 @@ pub async fn save_triggers(
             "INSERT INTO triggers (event_id, event_type, correlation_id, topic, kafka_partition, \
              kafka_offset, event_key, headers, payload, created_at) \
              VALUES {} ON CONFLICT (event_id) DO NOTHING",
-            weft_events::sql::rows(run.len(), 10, 1)
+            weft_events::sql::values(conn, run.len(), 10)
         );
         let mut query = sqlx::query(&sql);
         for t in run {
@@ -342,7 +342,7 @@ pub async fn plan_all(
              context, recipient, subject, status, attempts, next_attempt_at, created_at) \
              VALUES {} ON CONFLICT (trigger_event_id, template, channel) DO NOTHING \
              RETURNING notification_id",
-            weft_events::sql::rows(run.len(), 12, 1)
+            weft_events::sql::values(conn, run.len(), 12)
         );
         let mut query = sqlx::query(&sql);
         for n in run {

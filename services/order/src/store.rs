@@ -52,7 +52,7 @@ pub async fn insert_all(
     for run in weft_events::sql::pow2_chunks(orders, 64) {
         let sql = format!(
             "INSERT INTO orders ({COLUMNS}) VALUES {}",
-            weft_events::sql::rows(run.len(), 13, 1)
+            weft_events::sql::values(conn, run.len(), 13)
         );
         let mut insert = sqlx::query(&sql);
         for o in run {
@@ -88,7 +88,7 @@ pub async fn insert_all(
     for run in weft_events::sql::pow2_chunks(&lines, 64) {
         let sql = format!(
             "INSERT INTO order_items (order_id, line_no, product_id, name, quantity, unit_minor) VALUES {}",
-            weft_events::sql::rows(run.len(), 6, 1)
+            weft_events::sql::values(conn, run.len(), 6)
         );
         let mut insert = sqlx::query(&sql);
         for (order_id, line_no, line) in run {

@@ -194,7 +194,7 @@ async fn record_in_inbox(
             "INSERT INTO weft_inbox \
              (consumer_group, event_id, event_type, topic, kafka_partition, kafka_offset, processed_at) \
              VALUES {} ON CONFLICT (consumer_group, event_id) DO NOTHING RETURNING event_id",
-            crate::sql::rows(chunk.len(), 7, 1)
+            crate::sql::values(tx, chunk.len(), 7)
         );
         let mut query = sqlx::query(&sql);
         for r in chunk {

@@ -32,7 +32,7 @@ impl Outbox {
             let sql = format!(
                 "INSERT INTO weft_outbox (event_id, topic, event_key, event_type, headers, payload, created_at) \
                  VALUES {}",
-                crate::sql::rows(run.len(), 7, 1)
+                crate::sql::values(conn, run.len(), 7)
             );
             let mut insert = sqlx::query(&sql);
             for event in run {

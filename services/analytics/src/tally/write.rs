@@ -54,7 +54,7 @@ pub(super) async fn add_to(
         let sql = format!(
             "INSERT INTO {table} ({key_column}, {value_column}) VALUES {} \
              ON CONFLICT ({key_column}) DO UPDATE SET {value_column} = {table}.{value_column} + excluded.{value_column}",
-            weft_events::sql::rows(run.len(), 2, 1)
+            weft_events::sql::values(tx, run.len(), 2)
         );
         let mut query = sqlx::query(&sql);
         for (key, by) in run {
@@ -140,7 +140,7 @@ pub(super) async fn insert_recent(
         let sql = format!(
             "INSERT INTO recent_events (seq, event_id, event_type, topic, subject, correlation_id, \
              occurred_at, processed_at, summary) VALUES {}",
-            weft_events::sql::rows(run.len(), 9, 1)
+            weft_events::sql::values(tx, run.len(), 9)
         );
         let mut query = sqlx::query(&sql);
         for r in run {
