@@ -17,7 +17,7 @@
 //! The database also carries the deployment's identity ([`deployment_id`]), which the
 //! members of a group must share.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::{AnyConnection, Row as _};
 
@@ -73,27 +73,43 @@ pub async fn claim(
 }
 
 /// Which of `epochs`' partitions this member no longer holds, checked in the
-/// transaction `conn` belongs to (taking the claims' row locks until it ends).
+/// transaction `conn` belongs to (taking the claims' row locks until it ends), with
+/// one statement for up to 64 partitions.
 pub async fn check<'a>(
     conn: &mut AnyConnection,
     group: &str,
     epochs: impl IntoIterator<Item = (&'a Partition, i64)>,
 ) -> Result<Vec<Partition>, sqlx::Error> {
+    let epochs: Vec<(&Partition, i64)> = epochs.into_iter().collect();
     let mut fenced = Vec::new();
-    for ((topic, partition), epoch) in epochs {
-        let done = sqlx::query(
-            "UPDATE weft_partition_claims SET epoch = epoch \
-             WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = $3 AND epoch = $4",
-        )
-        .bind(group.to_owned())
-        .bind(topic.clone())
-        .bind(i64::from(*partition))
-        .bind(epoch)
-        .execute(&mut *conn)
-        .await?;
-        if done.rows_affected() == 0 {
-            fenced.push((topic.clone(), *partition));
+    for run in crate::sql::pow2_chunks(&epochs, 64) {
+        // The values' columns are column1, column2, … on both SQLite and PostgreSQL.
+        let sql = format!(
+            "UPDATE weft_partition_claims SET epoch = weft_partition_claims.epoch \
+             FROM (VALUES {}) AS v \
+             WHERE consumer_group = $1 AND topic = v.column1 AND kafka_partition = v.column2 \
+                 AND epoch = v.column3 \
+             RETURNING topic, kafka_partition",
+            crate::sql::rows(run.len(), 3, 2)
+        );
+        let mut query = sqlx::query(&sql).bind(group.to_owned());
+        for ((topic, partition), epoch) in run {
+            query = query
+                .bind(topic.clone())
+                .bind(i64::from(*partition))
+                .bind(*epoch);
         }
+        let held: HashSet<Partition> = query
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get::<i64, _>(1)? as i32)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        fenced.extend(
+            run.iter()
+                .map(|(partition, _)| (*partition).clone())
+                .filter(|p| !held.contains(p)),
+        );
     }
     Ok(fenced)
 }

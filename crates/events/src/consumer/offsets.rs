@@ -360,26 +360,32 @@ pub async fn begin_at(
 }
 
 /// Stores the next offset of each partition (after `offsets`' largest offset), in the
-/// transaction `conn` belongs to. An offset never moves backwards here (a record read
-/// again changes nothing); only [`overwrite`] moves it back.
+/// transaction `conn` belongs to, with one statement for up to 64 partitions. An
+/// offset never moves backwards here (a record read again changes nothing); only
+/// [`overwrite`] moves it back.
 pub async fn record(
     conn: &mut AnyConnection,
     group: &str,
     offsets: &BTreeMap<(String, i32), i64>,
 ) -> Result<(), sqlx::Error> {
-    for ((topic, partition), last) in offsets {
-        sqlx::query(
+    let offsets: Vec<_> = offsets.iter().collect();
+    for run in crate::sql::pow2_chunks(&offsets, 64) {
+        let sql = format!(
             "INSERT INTO weft_consumer_offsets (consumer_group, topic, kafka_partition, next_offset) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (consumer_group, topic, kafka_partition) \
+             VALUES {} ON CONFLICT (consumer_group, topic, kafka_partition) \
              DO UPDATE SET next_offset = excluded.next_offset \
              WHERE weft_consumer_offsets.next_offset < excluded.next_offset",
-        )
-        .bind(group.to_owned())
-        .bind(topic.clone())
-        .bind(i64::from(*partition))
-        .bind(*last + 1)
-        .execute(&mut *conn)
-        .await?;
+            crate::sql::values(conn, run.len(), 4)
+        );
+        let mut query = sqlx::query(&sql);
+        for ((topic, partition), last) in run {
+            query = query
+                .bind(group.to_owned())
+                .bind(topic.clone())
+                .bind(i64::from(*partition))
+                .bind(*last + 1);
+        }
+        query.execute(&mut *conn).await?;
     }
     Ok(())
 }
