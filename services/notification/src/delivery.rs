@@ -170,8 +170,20 @@ impl Deliverer {
             // again, which the file transport absorbs and SMTP may not (at least once).
             record::record_sent(&self.db, &self.relay, &claim, &sent).await?;
         }
-        for (row, attempt) in others {
-            self.settle(&row, attempt).await?;
+        let mut suppressed = Vec::new();
+        for (row, attempt) in &others {
+            match attempt {
+                Attempt::Suppressed(why) => {
+                    tracing::info!(notification_id = %row.id, template = %row.template, why = %why, "notification suppressed");
+                    metrics::counter!("notifications_suppressed_total", "template" => row.template.clone())
+                        .increment(1);
+                    suppressed.push((row.id.as_str(), why.as_str()));
+                }
+                _ => self.settle(row, attempt).await?,
+            }
+        }
+        if !suppressed.is_empty() {
+            store::suppress(&self.db, &suppressed).await?;
         }
         Ok(n)
     }
@@ -187,16 +199,11 @@ impl Deliverer {
         }
     }
 
-    async fn settle(&self, row: &NotificationRow, attempt: Attempt) -> Result<(), sqlx::Error> {
+    async fn settle(&self, row: &NotificationRow, attempt: &Attempt) -> Result<(), sqlx::Error> {
         match attempt {
-            Attempt::Sent { .. } => Ok(()),
+            // Recorded with the pass's others.
+            Attempt::Sent { .. } | Attempt::Suppressed(_) => Ok(()),
             Attempt::Nobody => store::drop_unaddressable(&self.db, &row.id).await,
-            Attempt::Suppressed(why) => {
-                tracing::info!(notification_id = %row.id, template = %row.template, why = %why, "notification suppressed");
-                metrics::counter!("notifications_suppressed_total", "template" => row.template.clone())
-                    .increment(1);
-                store::suppress(&self.db, &row.id, &why).await
-            }
             Attempt::Retry(error) => {
                 let attempts = u32::try_from(row.attempts)
                     .unwrap_or(u32::MAX)
@@ -208,9 +215,9 @@ impl Deliverer {
                 let wait = backoff(attempts);
                 tracing::warn!(notification_id = %row.id, attempts, ?wait, error = %error, "delivery failed; will retry");
                 let next = now_micros() + i64::try_from(wait.as_micros()).unwrap_or(i64::MAX / 2);
-                store::reschedule(&self.db, &row.id, next, &error).await
+                store::reschedule(&self.db, &row.id, next, error).await
             }
-            Attempt::GiveUp(error) => self.give_up(row, &error).await,
+            Attempt::GiveUp(error) => self.give_up(row, error).await,
         }
     }
 

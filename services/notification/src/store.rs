@@ -492,17 +492,26 @@ pub async fn mark_failed(db: &Database, id: &str, error: &str) -> Result<(), sql
     Ok(())
 }
 
-/// Marks a pending notification as not sent on purpose, saying why.
-pub async fn suppress(db: &Database, id: &str, why: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE notifications SET status = $1, last_error = $2 WHERE notification_id = $3 AND status = $4",
-    )
-    .bind(DeliveryStatus::Suppressed as i64)
-    .bind(why.to_owned())
-    .bind(id.to_owned())
-    .bind(DeliveryStatus::Pending as i64)
-    .execute(db.pool())
-    .await?;
+/// Marks pending notifications as not sent on purpose, each saying why (its id, why),
+/// a statement for each run of a power of two of them.
+pub async fn suppress(db: &Database, suppressed: &[(&str, &str)]) -> Result<(), sqlx::Error> {
+    let mut conn = db.pool().acquire().await?;
+    for run in weft_events::sql::pow2_chunks(suppressed, 64) {
+        // The values' columns are column1, column2, … on both SQLite and PostgreSQL.
+        let sql = format!(
+            "UPDATE notifications SET status = $1, last_error = v.column2 \
+             FROM (VALUES {}) AS v \
+             WHERE notifications.notification_id = v.column1 AND status = $2",
+            weft_events::sql::rows(run.len(), 2, 3)
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(DeliveryStatus::Suppressed as i64)
+            .bind(DeliveryStatus::Pending as i64);
+        for (id, why) in run {
+            query = query.bind((*id).to_owned()).bind((*why).to_owned());
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

@@ -211,6 +211,22 @@ impl Rig {
         drop(self.smtp);
     }
 
+    /// Why each suppressed notification of the users matching `users` (a `LIKE`
+    /// pattern) was not sent.
+    async fn suppressed_why(&self, users: &str) -> Vec<String> {
+        let db = weft_events::Database::connect(&self.database_url)
+            .await
+            .unwrap();
+        sqlx::query_scalar(
+            "SELECT last_error FROM notifications WHERE user_id LIKE $1 AND status = $2",
+        )
+        .bind(users.to_owned())
+        .bind(SUPPRESSED)
+        .fetch_all(db.pool())
+        .await
+        .unwrap()
+    }
+
     /// (template, channel, status, recipient) of every planned notification of `user`.
     async fn rows(&self, user: &str) -> Vec<(String, i64, i64, String)> {
         use sqlx::Row as _;
@@ -501,6 +517,15 @@ async fn unverified_numbers_get_no_texts_and_no_recipient_gets_more_than_its_lim
         2,
         "{settled:?}"
     );
+    // Each suppressed row says why.
+    let whys = rig.suppressed_why("u-flood-%").await;
+    assert_eq!(whys.len(), 2, "{whys:?}");
+    for why in &whys {
+        assert!(
+            why.contains("victim@example.com got its limit of messages"),
+            "{whys:?}"
+        );
+    }
     let to_victim = files(&rig.received)
         .iter()
         .filter(|m| m.contains("To: victim@example.com"))
