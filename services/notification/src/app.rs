@@ -74,6 +74,7 @@ impl Service for App {
                 idle_poll: Duration::from_secs(1),
                 concurrency: config.delivery_concurrency as usize,
                 send_timeout: config.send_timeout,
+                local: config.smtp_url.is_none() && config.sms_webhook_url.is_none(),
             },
         };
         let host = config.common.bind(Self::IDENTITY).await?;

@@ -52,20 +52,34 @@ pub struct DeliveryConfig {
     /// Time limit of one send (SMTP or webhook exchange): with the pass size and the
     /// concurrency it sets how long a pass claims its rows.
     pub send_timeout: Duration,
+    /// Whether every transport writes files here (no SMTP server, no webhook): a send
+    /// then takes microseconds, not a network exchange, so a pass takes more rows.
+    pub local: bool,
 }
 
 impl DeliveryConfig {
-    /// Notifications one pass claims.
+    /// Notifications one pass claims: four rounds of sends over the network, where
+    /// a replica that dies mid-pass delays its rows by the claim's length
+    /// ([`Self::claim_ttl`]); four times as many to local files, where the pass's own
+    /// statements are most of its cost (measured: 128 rather than 32 drained a burst
+    /// of 3,000 orders 1.10–1.12× faster).
     fn pass_size(&self) -> i64 {
-        (self.concurrency * 4).max(32) as i64
+        let network = self.network_pass();
+        (if self.local { network * 4 } else { network }) as i64
     }
 
-    /// How long a pass claims its rows: long enough for every send of a full pass to
-    /// time out, plus a margin. A replica that dies mid-pass delays the rows it had
+    /// The rows of a pass over the network: four rounds of sends.
+    fn network_pass(&self) -> usize {
+        (self.concurrency * 4).max(32)
+    }
+
+    /// How long a pass claims its rows: long enough for every send of a full pass
+    /// over the network to time out, plus a margin (a pass to local files, however
+    /// long, writes in far less). A replica that dies mid-pass delays the rows it had
     /// claimed by this much at most; nobody sends them meanwhile.
     pub fn claim_ttl(&self) -> Duration {
-        let rounds = u32::try_from(self.pass_size() as usize / self.concurrency.max(1) + 1)
-            .unwrap_or(u32::MAX);
+        let rounds =
+            u32::try_from(self.network_pass() / self.concurrency.max(1) + 1).unwrap_or(u32::MAX);
         self.send_timeout.saturating_mul(rounds) + Duration::from_secs(5)
     }
 }
