@@ -22,7 +22,8 @@
 //!    the chain;
 //! 3. event latency (`ce_time` → applied by analytics, from its own histogram) at a
 //!    steady `WEFT_BENCH_RATE` (200) `CreateOrder`/s for `WEFT_BENCH_SECONDS` (10):
-//!    p50 and p99;
+//!    p50 and p99, and the CPU-seconds per order summed over every process of the mesh
+//!    (steadier from run to run than the burst's, which lasts about a second);
 //! 4. a burst of `WEFT_BENCH_ORDERS` (3,000) `CreateOrder` from 32 callers: how fast
 //!    analytics has counted every order and every confirmation email, that rate over
 //!    the raw produce rate, and the CPU-seconds per order summed over every process
@@ -120,6 +121,7 @@ struct Figures {
     raw: f64,
     p50_ms: f64,
     p99_ms: f64,
+    steady_cpu_per_order: f64,
     burst: f64,
     cpu_per_order: f64,
     direct: f64,
@@ -133,6 +135,7 @@ impl Default for Figures {
             raw: f64::NAN,
             p50_ms: f64::NAN,
             p99_ms: f64::NAN,
+            steady_cpu_per_order: f64::NAN,
             burst: f64::NAN,
             cpu_per_order: f64::NAN,
             direct: f64::NAN,
@@ -644,8 +647,14 @@ async fn run_on(run: Run, program: &Path, sizes: &Sizes, scratch: &Path) -> Figu
         bearer: bearer.clone(),
     };
     if sizes.run("steady") {
-        (figures.p50_ms, figures.p99_ms) =
-            steady(&analytics_db, &orders, sizes.rate, sizes.seconds).await;
+        (figures.p50_ms, figures.p99_ms, figures.steady_cpu_per_order) = steady(
+            &processes,
+            &analytics_db,
+            &orders,
+            sizes.rate,
+            sizes.seconds,
+        )
+        .await;
     }
     if sizes.run("burst") {
         (figures.burst, figures.cpu_per_order) =
@@ -685,7 +694,7 @@ type Row = (String, fn(&Figures) -> f64, usize);
 /// The figures side by side: a column per run, then the ratios (Kafka ÷ weft-broker at
 /// each replica count, and ×N ÷ ×1 on each broker) where both runs exist.
 fn table(results: &[(Run, Figures)], sizes: &Sizes) {
-    let rows: [Row; 10] = [
+    let rows: [Row; 11] = [
         (
             "idle CPU, whole mesh with broker(s), % of a core".to_owned(),
             |f| f.idle_percent,
@@ -708,6 +717,14 @@ fn table(results: &[(Run, Figures)], sizes: &Sizes) {
             format!("event latency p99 at {} orders/s, ms", sizes.rate),
             |f| f.p99_ms,
             1,
+        ),
+        (
+            format!(
+                "CPU-seconds per order at {} orders/s, all processes",
+                sizes.rate
+            ),
+            |f| f.steady_cpu_per_order,
+            4,
         ),
         (
             format!("burst of {}, orders/s counted by analytics", sizes.burst),
@@ -841,9 +858,16 @@ async fn idle(processes: &[Proc], idle_seconds: u64) -> f64 {
 }
 
 /// The steady phase; p50 and p99 of the event latency, ms.
-async fn steady(analytics_db: &str, orders: &Orders, rate: u64, seconds: u64) -> (f64, f64) {
+async fn steady(
+    processes: &[Proc],
+    analytics_db: &str,
+    orders: &Orders,
+    rate: u64,
+    seconds: u64,
+) -> (f64, f64, f64) {
     let analytics = &orders.analytics;
     let start = metrics(analytics).await;
+    let cpu_before = cpu_now(processes);
     let buckets_before = latency_buckets(analytics_db).await;
     let n = (rate * seconds) as usize;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
@@ -867,6 +891,8 @@ async fn steady(analytics_db: &str, orders: &Orders, rate: u64, seconds: u64) ->
     }
     let ok = (n - failed.load(Ordering::Relaxed)) as i64;
     counted(analytics, start.orders_created + ok, start.emails_sent + ok).await;
+    let cpu = cpu_since(processes, &cpu_before);
+    let cpu_per_order = cpu.iter().sum::<f64>() / ok.max(1) as f64;
     let after = latency_buckets(analytics_db).await;
     let diff: Vec<(i64, i64)> = after
         .iter()
@@ -884,7 +910,12 @@ async fn steady(analytics_db: &str, orders: &Orders, rate: u64, seconds: u64) ->
         quantile(&rpc, 0.5).as_secs_f64() * 1e3,
         quantile(&rpc, 0.99).as_secs_f64() * 1e3,
     );
-    (p50, p99)
+    println!(
+        "   CPU meanwhile, every process of the mesh: {:.2} s = {cpu_per_order:.4} CPU-s per order ({})",
+        cpu.iter().sum::<f64>(),
+        breakdown(processes, &cpu, |s| format!("{s:.2}")),
+    );
+    (p50, p99, cpu_per_order)
 }
 
 /// The burst; returns its rate (orders/s from the first call until analytics has
