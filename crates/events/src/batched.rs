@@ -17,6 +17,11 @@
 //!   gets its error and the others are written as if alone;
 //! - **cancel-safety**: a caller that stops waiting does not take its item back;
 //! - **order**: items are written in the order they were handed over.
+//!
+//! A failure costs more than it would alone: group commit first runs the failed
+//! job once more in a transaction of its own (as it does any failed job), and only
+//! then are its items split. Failures are rare (a key used twice at the same moment),
+//! so the common case is kept to one job.
 
 use std::sync::Arc;
 
