@@ -161,7 +161,7 @@ fn python(kind: BrokerKind) {
         &[],
     );
     assert!(
-        out.contains("25 RPCs called; 13 event types decoded"),
+        out.contains("26 RPCs called; 13 event types decoded"),
         "{out}"
     );
 }
@@ -179,7 +179,7 @@ fn node(kind: BrokerKind) {
         &[("NODE_PATH", modules)],
     );
     assert!(
-        out.contains("25 RPCs called; 13 event types decoded"),
+        out.contains("26 RPCs called; 13 event types decoded"),
         "{out}"
     );
 }
@@ -203,7 +203,7 @@ fn compiled(kind: BrokerKind, lang: &str, path: &str) {
     let out = check(kind, script, path, &[]);
     assert!(
         out.contains(&format!(
-            "{lang} client: 25 RPCs called; 13 event types decoded"
+            "{lang} client: 26 RPCs called; 13 event types decoded"
         )),
         "{out}"
     );

@@ -94,6 +94,7 @@ async fn rest_story(kind: BrokerKind) {
         .then_some(())
     })
     .await;
+    windows_over_rest(&c).await;
 
     // One trace from the REST call to the Kafka record.
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -305,6 +306,59 @@ async fn rest_story(kind: BrokerKind) {
 }
 
 /// The next `data:` event of an SSE response, parsed.
+/// The hour windows hold the story's three orders, open to anyone; bad ranges are
+/// 400s that name the field.
+async fn windows_over_rest(c: &Client) {
+    let count = |w: &Value, name: &str| w[name].as_str().map_or(0, |n| n.parse::<i64>().unwrap());
+    let (status, body) = c
+        .call(
+            "GET",
+            "/v1/analytics/windows?width=WINDOW_WIDTH_HOUR",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let hours = body["windows"].as_array().unwrap();
+    assert_eq!(hours.len(), 60, "{body}");
+    let orders: i64 = hours.iter().map(|w| count(w, "ordersCreated")).sum();
+    assert_eq!(orders, 3, "{body}");
+    assert_eq!(body["allowedLateness"], "300s", "{body}");
+    let (status, body) = c
+        .call(
+            "GET",
+            "/v1/analytics/windows?startTime=2026-01-01T00:00:00Z&endTime=2026-01-01T00:10:00Z",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["windows"].as_array().unwrap().len(), 10, "{body}");
+    for (query, field) in [
+        (
+            "startTime=2026-01-02T00:00:00Z&endTime=2026-01-01T00:00:00Z",
+            "start_time",
+        ),
+        (
+            "startTime=2026-01-01T00:00:00Z&endTime=2026-01-03T00:00:00Z",
+            "end_time",
+        ),
+        ("width=WINDOW_WIDTH_WEEK", "width"),
+        ("startTime=yesterday", "startTime"),
+        ("from=2026-01-01T00:00:00Z", "from"),
+    ] {
+        let (status, err) = c
+            .call("GET", &format!("/v1/analytics/windows?{query}"), None, None)
+            .await;
+        assert_eq!(
+            (status, err["code"].as_i64()),
+            (400, Some(3)),
+            "{query}: {err}"
+        );
+        assert!(err.to_string().contains(field), "{query}: {err}");
+    }
+}
+
 async fn next_event(stream: &mut reqwest::Response, buf: &mut String) -> Value {
     loop {
         if let Some(end) = buf.find("\n\n") {

@@ -228,6 +228,9 @@ async function notificationsAndAnalytics(ctx) {
     stream.on("error", (e) => (e.code === grpc.status.CANCELLED ? resolve() : reject(e)));
   });
   assert((await analytics("ListRecentEvents", { limit: 10 }, staff)).events.length > 0, "ListRecentEvents");
+  const hours = (await analytics("ListWindows", { width: "WINDOW_WIDTH_HOUR" })).windows;
+  assert(hours.length === 60 && hours.reduce((n, w) => n + Number(w.signups), 0) >= 2,
+    "ListWindows: the sign-ups are not in the hour windows");
   await analytics("RebuildProjections", {}, staff);
 }
 

@@ -187,6 +187,8 @@ def rpcs(args):
     stream.cancel()
     called.add("StreamMetrics")
     assert call("ListRecentEvents", analytics.ListRecentEvents, an.ListRecentEventsRequest(limit=10), staff).events
+    hours = call("ListWindows", analytics.ListWindows, an.ListWindowsRequest(width=an.WINDOW_WIDTH_HOUR)).windows
+    assert len(hours) == 60 and sum(w.signups for w in hours) >= 2, "ListWindows: the sign-ups are not in the hour windows"
     call("RebuildProjections", analytics.RebuildProjections, an.RebuildProjectionsRequest(), staff)
 
 

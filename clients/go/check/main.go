@@ -400,6 +400,12 @@ func rpcs(a args) {
 	called["StreamMetrics"] = true
 	check(len(call("ListRecentEvents", analytics.ListRecentEvents, &analyticsv1.ListRecentEventsRequest{Limit: 10}, staff).GetEvents()) > 0,
 		"ListRecentEvents: no events")
+	hours := call("ListWindows", analytics.ListWindows, &analyticsv1.ListWindowsRequest{Width: analyticsv1.WindowWidth_WINDOW_WIDTH_HOUR}, "").GetWindows()
+	var signups int64
+	for _, w := range hours {
+		signups += w.GetSignups()
+	}
+	check(len(hours) == 60 && signups >= 2, "ListWindows: %d hour windows, %d sign-ups in them", len(hours), signups)
 	call("RebuildProjections", analytics.RebuildProjections, &analyticsv1.RebuildProjectionsRequest{}, staff)
 }
 

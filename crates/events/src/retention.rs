@@ -64,6 +64,9 @@ pub struct Rule {
     pub name: &'static str,
     /// The statement.
     pub delete: String,
+    /// How long these rows are kept, when not `--retention` (rows that are not
+    /// the backbone's own, e.g. a service's time series).
+    pub keep: Option<Duration>,
 }
 
 impl Rule {
@@ -75,6 +78,7 @@ impl Rule {
                      (SELECT consumer_group, event_id FROM weft_inbox \
                       WHERE processed_at < $1 LIMIT $2)"
                 .to_owned(),
+            keep: None,
         }
     }
 
@@ -87,6 +91,7 @@ impl Rule {
                      (SELECT seq FROM weft_outbox \
                       WHERE sent_at IS NOT NULL AND sent_at < $1 LIMIT $2)"
                 .to_owned(),
+            keep: None,
         }
     }
 }
@@ -136,10 +141,11 @@ impl Pruner {
     /// replica prunes (or took the lease over during the pass: it finishes the job).
     pub async fn prune_once(&self) -> Result<Vec<(&'static str, u64)>, EventsError> {
         let mut lease = self.lease.lock().await;
-        let cutoff =
-            now_micros() - i64::try_from(self.args.retention.as_micros()).unwrap_or(i64::MAX);
         let mut done = Vec::with_capacity(self.rules.len());
         for rule in &self.rules {
+            let keep = rule.keep.unwrap_or(self.args.retention);
+            let cutoff =
+                now_micros().saturating_sub(i64::try_from(keep.as_micros()).unwrap_or(i64::MAX));
             let mut total = 0u64;
             loop {
                 // Deleting rows past the retention twice is harmless; the lease saves

@@ -1,5 +1,6 @@
 //! Assembling the analytics service: database, the projecting consumer (offsets in
-//! the database), the token verifier, and the gRPC and admin servers.
+//! the database), the pruning of old windows, the token verifier, and the gRPC and
+//! admin servers.
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -43,14 +44,19 @@ impl Service for App {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let config = self.config;
-        config.common.backbone(&mut host, &self.db, Vec::new())?;
+        let windows = crate::windows::prune_rules(
+            config.minute_window_retention,
+            config.hour_window_retention,
+        );
+        config.common.backbone(&mut host, &self.db, windows)?;
+        let lateness = crate::windows::Lateness(config.window_lateness);
         let (changed, changes) = watch::channel(0u64);
         let mut consumer = config.common.consumer(&config.consumer_group, &self.db);
         for topic in weft_events::catalog::TOPICS {
             consumer = consumer.subscribe(topic);
         }
         let consumer = consumer
-            .project_any(Projector)
+            .project_any(Projector { lateness })
             .rewinds_with(DropProjections)
             .with_args(&config.consumer)
             .after_commit(move |_, outcome| {
@@ -65,6 +71,7 @@ impl Service for App {
             shutdown: shutdown.clone(),
             streams: weft_kit::slots::PerClient::new(config.max_streams_per_client as usize),
             client_ip_header: config.client_ip_header.clone(),
+            lateness,
         };
         let server = weft_kit::limited!(host, AnalyticsServiceServer::new(api));
         let verifier = config.jwks.verifier(&mut host);

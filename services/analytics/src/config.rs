@@ -1,6 +1,8 @@
 //! Who the analytics service is ([`IDENTITY`]) and its settings: flags or environment
 //! variables, with defaults that run it in the embedded mesh.
 
+use std::time::Duration;
+
 use clap::Parser;
 
 /// Who the analytics service is: its names, health service and event version.
@@ -42,4 +44,39 @@ pub struct Config {
     /// it, the peer address is the client.
     #[arg(long, env = "WEFT_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
+    /// How late an event (by its `ce_time`) may arrive and still count in its
+    /// one-minute and one-hour windows; a later one is counted as late there. At
+    /// most 1h.
+    #[arg(long, env = "WEFT_WINDOW_LATENESS", default_value = "5m",
+          value_parser = |t: &str| within(t, Duration::ZERO, HOUR))]
+    pub window_lateness: Duration,
+    /// How long one-minute windows are kept (by window start). At least 2h.
+    #[arg(long, env = "WEFT_MINUTE_WINDOW_RETENTION", default_value = "2d",
+          value_parser = |t: &str| within(t, 2 * HOUR, Duration::MAX))]
+    pub minute_window_retention: Duration,
+    /// How long one-hour windows are kept (by window start). At least 2d.
+    #[arg(long, env = "WEFT_HOUR_WINDOW_RETENTION", default_value = "90d",
+          value_parser = |t: &str| within(t, 48 * HOUR, Duration::MAX))]
+    pub hour_window_retention: Duration,
+}
+
+const HOUR: Duration = Duration::from_secs(3_600);
+
+/// A duration from `min` to `max`: the window flags are bounded so that a window is
+/// pruned only well after it closed.
+fn within(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d < min {
+        return Err(format!(
+            "must be at least {}",
+            humantime::format_duration(min)
+        ));
+    }
+    if d > max {
+        return Err(format!(
+            "must be at most {}",
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(d)
 }

@@ -5,7 +5,8 @@
 //! ([`tally`] sums a batch's changes and writes them once) in the transaction that
 //! also records them in the inbox and stores their offsets, so a
 //! redelivery or a restart neither loses nor double-counts; a rebuild drops the
-//! tables and replays the topics from the beginning. The [`service`] serves the
+//! tables and replays the topics from the beginning. Each event also counts in the
+//! one-minute and one-hour [`windows`] of its event time, unless it comes too late. The [`service`] serves the
 //! metrics over gRPC (including a coalesced stream); the gateway serves them over
 //! HTTP with Server-Sent Events to the live dashboard page.
 
@@ -15,6 +16,7 @@ pub mod latency;
 pub mod projection;
 pub mod service;
 pub mod tally;
+pub mod windows;
 
 pub use app::App;
 pub use config::{Config, IDENTITY};

@@ -22,6 +22,8 @@ pub(crate) const SMS: &str = "sms_sent";
 pub(crate) const EVENTS: &str = "events_processed";
 pub(crate) const LATENCY_MAX: &str = "latency_max_us";
 pub(crate) const UPDATED: &str = "updated_at";
+/// The latest event time seen, never ahead of the clock ([`crate::windows`]).
+pub(crate) const WATERMARK: &str = "watermark_us";
 
 /// Drops every projection (the consumer forgets its inbox and offsets in the same
 /// transaction).
@@ -37,6 +39,7 @@ impl Reset for DropProjections {
             "orders_per_hour",
             "latency_buckets",
             "recent_events",
+            "windows",
         ] {
             sqlx::query(&format!("DELETE FROM {table}"))
                 .execute(&mut *tx)

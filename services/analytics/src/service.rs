@@ -16,11 +16,12 @@ use weft_kit::status::{FieldViolation, invalid_argument};
 use weft_proto::analytics::analytics_service_server::AnalyticsService;
 use weft_proto::analytics::{
     GetMetricsRequest, GetMetricsResponse, ListRecentEventsRequest, ListRecentEventsResponse,
-    RebuildProjectionsRequest, RebuildProjectionsResponse, StreamMetricsRequest,
-    StreamMetricsResponse,
+    ListWindowsRequest, ListWindowsResponse, RebuildProjectionsRequest, RebuildProjectionsResponse,
+    StreamMetricsRequest, StreamMetricsResponse,
 };
 
 use crate::projection::{self, RECENT};
+use crate::windows::{self, Lateness, Range, Width};
 
 /// The least time between two updates of one stream: a change after a quiet spell
 /// goes out at once, and changes that come faster are folded into one update per this
@@ -42,6 +43,8 @@ pub struct AnalyticsApi {
     pub streams: weft_kit::slots::PerClient,
     /// The metadata key a trusted proxy names the client's address in.
     pub client_ip_header: Option<String>,
+    /// How late an event may be and still count in its window.
+    pub lateness: Lateness,
 }
 
 fn internal(e: sqlx::Error) -> Status {
@@ -57,6 +60,9 @@ struct StreamState {
     changes: watch::Receiver<u64>,
     shutdown: CancellationToken,
     last_seq: Option<i64>,
+    /// The highest window version sent.
+    windows_seen: Option<i64>,
+    lateness: Lateness,
     failed: bool,
     with_events: bool,
     /// When the last update went out.
@@ -114,6 +120,31 @@ impl AnalyticsApi {
         Ok(ListRecentEventsResponse { events })
     }
 
+    /// The windows `request` asks for, open to anyone (they hold counts only).
+    pub async fn windows(
+        &self,
+        request: &ListWindowsRequest,
+    ) -> Result<ListWindowsResponse, Status> {
+        let start = windows::micros_of("start_time", request.start_time.as_ref());
+        let end = windows::micros_of("end_time", request.end_time.as_ref());
+        let range = match (start, end) {
+            (Ok(start), Ok(end)) => {
+                Range::new(request.width, start, end, weft_events::db::now_micros())
+            }
+            (start, end) => Err(start.err().into_iter().chain(end.err()).collect()),
+        }
+        .map_err(|violations| invalid_argument(&violations))?;
+        let watermark = windows::watermark(&self.db).await.map_err(internal)?;
+        let windows = windows::list(&self.db, range, self.lateness, watermark)
+            .await
+            .map_err(internal)?;
+        Ok(ListWindowsResponse {
+            windows,
+            allowed_lateness: prost_types::Duration::try_from(self.lateness.0).ok(),
+            watermark: (watermark > 0).then(|| weft_events::db::timestamp(watermark)),
+        })
+    }
+
     /// Metric updates until the client goes away or the server stops; with the
     /// events that arrived when `with_events`.
     pub fn updates(&self, with_events: bool) -> MetricStream {
@@ -122,6 +153,8 @@ impl AnalyticsApi {
             changes: self.changes.clone(),
             shutdown: self.shutdown.clone(),
             last_seq: None,
+            windows_seen: None,
+            lateness: self.lateness,
             failed: false,
             with_events,
             sent_at: None,
@@ -146,45 +179,46 @@ impl AnalyticsApi {
             }
             st.changes.borrow_and_update();
             st.sent_at = Some(tokio::time::Instant::now());
-            let item = next_update(&st.db, &mut st.last_seq, st.with_events)
-                .await
-                .map(|mut update| {
-                    update.sent_at = Some(std::time::SystemTime::now().into());
-                    update
-                });
+            let item = next_update(&mut st).await.map(|mut update| {
+                update.sent_at = Some(std::time::SystemTime::now().into());
+                update
+            });
             st.failed = item.is_err();
             Some((item, st))
         }))
     }
 }
 
-async fn next_update(
-    db: &Database,
-    last_seq: &mut Option<i64>,
-    with_events: bool,
-) -> Result<StreamMetricsResponse, Status> {
+async fn next_update(st: &mut StreamState) -> Result<StreamMetricsResponse, Status> {
+    let db = &st.db;
     let metrics = projection::metrics(db).await.map_err(internal)?;
-    if !with_events {
-        *last_seq = Some(metrics.events_processed);
-        return Ok(StreamMetricsResponse {
-            metrics: Some(metrics),
-            new_events: Vec::new(),
-            sent_at: None,
-        });
-    }
-    // A rebuild starts the sequence again: start the feed again with it.
-    let after = match *last_seq {
+    // A rebuild starts the sequences again: start the feed and the windows again.
+    let since = |seen: Option<i64>| match seen {
         Some(seen) if seen <= metrics.events_processed => seen,
         _ => 0,
     };
-    let (new_events, last) = projection::recent(db, after, RECENT)
-        .await
-        .map_err(internal)?;
-    *last_seq = Some(last);
+    let watermark = windows::watermark(db).await.map_err(internal)?;
+    let range = Range::latest(Width::Minute, weft_events::db::now_micros());
+    let (minute_windows, highest) =
+        windows::changed(db, range, since(st.windows_seen), st.lateness, watermark)
+            .await
+            .map_err(internal)?;
+    st.windows_seen = Some(highest);
+    let new_events = if st.with_events {
+        let (events, last) = projection::recent(db, since(st.last_seq), RECENT)
+            .await
+            .map_err(internal)?;
+        st.last_seq = Some(last);
+        events
+    } else {
+        st.last_seq = Some(metrics.events_processed);
+        Vec::new()
+    };
     Ok(StreamMetricsResponse {
         metrics: Some(metrics),
         new_events,
         sent_at: None,
+        minute_windows,
     })
 }
 
@@ -232,6 +266,13 @@ impl AnalyticsService for AnalyticsApi {
             ));
         }
         Ok(Response::new(self.recent(request.get_ref().limit).await?))
+    }
+
+    async fn list_windows(
+        &self,
+        request: Request<ListWindowsRequest>,
+    ) -> Result<Response<ListWindowsResponse>, Status> {
+        Ok(Response::new(self.windows(request.get_ref()).await?))
     }
 
     async fn rebuild_projections(

@@ -1,8 +1,8 @@
 //! How events change the projections. Each event is read and checked on its own
 //! (an event that can never be counted is refused, and goes to the dead-letter topic);
 //! what a transaction's events change is summed in memory and written once, at its
-//! end: one upsert per counter, bucket, hour and currency, and the newest of the
-//! recent events — instead of a dozen statements for every event.
+//! end: one upsert per counter, bucket, hour and currency, one for the windows, and
+//! the newest of the recent events — instead of a dozen statements for every event.
 //!
 //! Nothing personal is projected: summaries of the recent events name users by id,
 //! never by email address or phone number, and a verification's secret is never read.
@@ -17,26 +17,41 @@ use weft_events::consumer::{HandlerError, Projection, Received, Scope};
 use weft_events::db::now_micros;
 
 use self::read::{Change, permanent, read};
-use self::write::{Key, NANOS, Recent};
+use self::write::{Key, NANOS, Recent, WindowRow};
 use crate::latency;
-use crate::projection::{EMAILS, EVENTS, LATENCY_MAX, ORDERS, RECENT, SIGNUPS, SMS, UPDATED};
+use crate::projection::{
+    EMAILS, EVENTS, LATENCY_MAX, ORDERS, RECENT, SIGNUPS, SMS, UPDATED, WATERMARK,
+};
+use crate::windows::{Lateness, Width, metric};
 
 const HOUR_MICROS: i64 = 3_600_000_000;
 
-/// Applies every event to the projections, a transaction at a time.
-pub struct Projector;
+/// Applies every event to the projections, a transaction at a time, with windows
+/// that take events up to `lateness` late.
+pub struct Projector {
+    /// How late an event may be and still count in its window.
+    pub lateness: Lateness,
+}
 
 impl Projection for Projector {
     fn scope(&self) -> Box<dyn Scope> {
-        Box::new(Tally::default())
+        Box::new(Tally {
+            lateness: self.lateness,
+            ..Tally::default()
+        })
     }
 }
 
 /// What a transaction's events add up to.
 #[derive(Default)]
 struct Tally {
+    lateness: Lateness,
     /// `events_processed` before the first event of the transaction.
     base: Option<i64>,
+    /// The watermark after the events so far (read with `base`).
+    watermark: i64,
+    /// What the events add to each window: (width, start, metric, dimension).
+    windows: BTreeMap<(Width, i64, &'static str, String), i128>,
     counters: BTreeMap<&'static str, i64>,
     latency_max: Option<i64>,
     updated: i64,
@@ -62,11 +77,15 @@ impl Scope for Tally {
         let base = match self.base {
             Some(b) => b,
             None => {
-                let b = write::counter(tx, EVENTS).await?;
+                let [b, watermark] = write::lock_counters(tx, [EVENTS, WATERMARK]).await?;
                 self.base = Some(b);
+                self.watermark = watermark;
                 b
             }
         };
+        self.add_to_windows(&change, occurred_at);
+        // An event stamped ahead of this clock does not close windows early.
+        self.watermark = self.watermark.max(occurred_at.min(now));
         self.add(change, occurred_at);
         let events = self.counters.entry(EVENTS).or_default();
         *events += 1;
@@ -100,10 +119,42 @@ impl Scope for Tally {
 
     async fn finish(self: Box<Self>, tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
         let tally = *self;
+        let version = tally.base.unwrap_or(0) + tally.counters.get(EVENTS).copied().unwrap_or(0);
         let added: Vec<(&'static str, i64)> = tally.counters.into_iter().collect();
-        let highest = tally.latency_max.map(|max| (LATENCY_MAX, max));
+        let mut highest: Vec<(&'static str, i64)> = tally
+            .latency_max
+            .map(|max| (LATENCY_MAX, max))
+            .into_iter()
+            .collect();
+        if tally.base.is_some() {
+            highest.push((WATERMARK, tally.watermark));
+        }
         let updated = (tally.updated > 0).then_some((UPDATED, tally.updated));
-        write::counters(tx, &added, highest, updated).await?;
+        write::counters(tx, &added, &highest, updated).await?;
+        let windows: Vec<WindowRow> = tally
+            .windows
+            .into_iter()
+            .map(|((width, start, name, dimension), amount)| {
+                // Revenue is summed in nanos, every other figure is a count.
+                let (units, nanos) = if name == metric::REVENUE {
+                    (
+                        i64::try_from(amount / NANOS).unwrap_or(i64::MAX),
+                        (amount % NANOS) as i64,
+                    )
+                } else {
+                    (i64::try_from(amount).unwrap_or(i64::MAX), 0)
+                };
+                WindowRow {
+                    width: width.seconds(),
+                    start,
+                    metric: name,
+                    dimension,
+                    units,
+                    nanos,
+                }
+            })
+            .collect();
+        write::add_to_windows(tx, &windows, version).await?;
         let sources = keyed(tally.by_source, Key::Text);
         write::add_to(tx, "signups_by_source", "source", "count", &sources).await?;
         let hours = keyed(tally.hours, Key::Int);
@@ -127,6 +178,42 @@ fn keyed<K>(rows: BTreeMap<K, i64>, key: impl Fn(K) -> Key) -> Vec<(Key, i64)> {
 }
 
 impl Tally {
+    /// Adds what one event changes to the window of each width that holds
+    /// `occurred_at`, or counts it late there when that window has closed.
+    fn add_to_windows(&mut self, change: &Change, occurred_at: i64) {
+        let figures: Vec<(&'static str, String, i128)> = match change {
+            Change::Signup(source) => vec![(metric::SIGNUPS, source.clone(), 1)],
+            Change::Order(total) => vec![
+                (metric::ORDERS, String::new(), 1),
+                (
+                    metric::REVENUE,
+                    total.currency_code.clone(),
+                    i128::from(total.units) * NANOS + i128::from(total.nanos),
+                ),
+            ],
+            Change::Email => vec![(metric::EMAILS, String::new(), 1)],
+            Change::Sms => vec![(metric::SMS, String::new(), 1)],
+            Change::Nothing => return,
+        };
+        let lateness = self.lateness;
+        for width in Width::ALL {
+            let start = width.start_of(occurred_at);
+            if lateness.closed(width, start, self.watermark) {
+                *self
+                    .windows
+                    .entry((width, start, metric::LATE, String::new()))
+                    .or_default() += 1;
+                continue;
+            }
+            for (name, dimension, amount) in &figures {
+                *self
+                    .windows
+                    .entry((width, start, *name, dimension.clone()))
+                    .or_default() += amount;
+            }
+        }
+    }
+
     /// Adds what one event changes beyond the common counters; an order counts in
     /// the hour it occurred.
     fn add(&mut self, change: Change, occurred_at: i64) {

@@ -587,5 +587,6 @@ pub fn prune_rules() -> Vec<weft_events::retention::Rule> {
               LIMIT $2)",
             weft_proto::notification::DeliveryStatus::Pending as i32
         ),
+        keep: None,
     }]
 }

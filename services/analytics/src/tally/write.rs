@@ -22,17 +22,30 @@ pub(super) struct Recent {
     pub(super) summary: String,
 }
 
-/// The counter `name`, locked until the transaction ends: replicas applying batches
-/// side by side take turns here, so each numbers its recent events after the other's.
-pub(super) async fn counter(tx: &mut AnyConnection, name: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO counters (name, value) VALUES ($1, 0) \
-         ON CONFLICT (name) DO UPDATE SET value = counters.value RETURNING value",
-    )
-    .bind(name.to_owned())
-    .fetch_one(&mut *tx)
-    .await?
-    .try_get(0)
+/// The counters `names`, locked until the transaction ends: replicas applying
+/// batches side by side take turns here, so each numbers its recent events after the
+/// other's and sees the watermark the other left.
+pub(super) async fn lock_counters<const N: usize>(
+    tx: &mut AnyConnection,
+    names: [&'static str; N],
+) -> Result<[i64; N], sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO counters (name, value) VALUES {} \
+         ON CONFLICT (name) DO UPDATE SET value = counters.value RETURNING name, value",
+        weft_events::sql::rows(N, 2, 1)
+    );
+    let mut query = sqlx::query(&sql);
+    for name in names {
+        query = query.bind(name).bind(0i64);
+    }
+    let mut values = [0i64; N];
+    for row in query.fetch_all(&mut *tx).await? {
+        let name: String = row.try_get(0)?;
+        if let Some(i) = names.iter().position(|n| *n == name) {
+            values[i] = row.try_get(1)?;
+        }
+    }
+    Ok(values)
 }
 
 /// The key of a row to add to.
@@ -70,33 +83,88 @@ pub(super) async fn add_to(
 }
 
 /// Writes the counters of a transaction with one statement (there are a handful of
-/// counter names, so a handful of texts): `added` are added to, `highest` raises its
-/// counter unless that is higher already, and `set` replaces its counter's value.
+/// counter names, so a handful of texts): `added` are added to, each of `highest`
+/// raises its counter unless that is higher already, and `set` replaces its
+/// counter's value.
 pub(super) async fn counters(
     tx: &mut AnyConnection,
     added: &[(&'static str, i64)],
-    highest: Option<(&'static str, i64)>,
+    highest: &[(&'static str, i64)],
     set: Option<(&'static str, i64)>,
 ) -> Result<(), sqlx::Error> {
-    let rows: Vec<(&str, i64)> = added.iter().copied().chain(highest).chain(set).collect();
+    let rows: Vec<(&str, i64)> = added.iter().chain(highest).copied().chain(set).collect();
     if rows.is_empty() {
         return Ok(());
     }
+    // $1..$k name the counters that keep their highest value, $k+1 the one set.
+    let k = highest.len().max(1);
+    let kept: Vec<String> = (1..=k).map(|i| format!("${i}")).collect();
     let sql = format!(
         "INSERT INTO counters (name, value) VALUES {} ON CONFLICT (name) DO UPDATE SET value = \
-         CASE WHEN excluded.name = $1 THEN \
+         CASE WHEN excluded.name IN ({}) THEN \
            CASE WHEN excluded.value > counters.value THEN excluded.value ELSE counters.value END \
-         WHEN excluded.name = $2 THEN excluded.value \
+         WHEN excluded.name = ${} THEN excluded.value \
          ELSE counters.value + excluded.value END",
-        weft_events::sql::rows(rows.len(), 2, 3)
+        weft_events::sql::rows(rows.len(), 2, k + 2),
+        kept.join(", "),
+        k + 1,
     );
-    let mut query = sqlx::query(&sql)
-        .bind(highest.map_or("", |(name, _)| name))
-        .bind(set.map_or("", |(name, _)| name));
+    let mut query = sqlx::query(&sql);
+    for i in 0..k {
+        query = query.bind(highest.get(i).map_or("", |(name, _)| name));
+    }
+    query = query.bind(set.map_or("", |(name, _)| name));
     for (name, value) in rows {
         query = query.bind(name).bind(value);
     }
     query.execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// What a transaction adds to one figure of one window.
+pub(super) struct WindowRow {
+    /// The window's width, seconds.
+    pub(super) width: i64,
+    /// Its start, µs since the epoch.
+    pub(super) start: i64,
+    pub(super) metric: &'static str,
+    pub(super) dimension: String,
+    /// A count, or an amount of money in whole units ...
+    pub(super) units: i64,
+    /// ... and nanos (0 for a count).
+    pub(super) nanos: i64,
+}
+
+/// Adds each of `rows` to its window's figure, as changed by the transaction that
+/// brings `events_processed` to `version`; a statement for each run of a power of two
+/// of them. Amounts are kept as units × 10^9 + nanos and stay exact: the nanos
+/// carry into the units as they add up.
+pub(super) async fn add_to_windows(
+    tx: &mut AnyConnection,
+    rows: &[WindowRow],
+    version: i64,
+) -> Result<(), sqlx::Error> {
+    for run in weft_events::sql::pow2_chunks(rows, 64) {
+        let sql = format!(
+            "INSERT INTO windows (width, window_start, metric, dimension, units, nanos, version) \
+             VALUES {} ON CONFLICT (width, window_start, metric, dimension) DO UPDATE SET \
+             units = windows.units + excluded.units + (windows.nanos + excluded.nanos) / 1000000000, \
+             nanos = (windows.nanos + excluded.nanos) % 1000000000, version = excluded.version",
+            weft_events::sql::values(tx, run.len(), 7)
+        );
+        let mut query = sqlx::query(&sql);
+        for r in run {
+            query = query
+                .bind(r.width)
+                .bind(r.start)
+                .bind(r.metric)
+                .bind(r.dimension.clone())
+                .bind(r.units)
+                .bind(r.nanos)
+                .bind(version);
+        }
+        query.execute(&mut *tx).await?;
+    }
     Ok(())
 }
 

@@ -52,6 +52,9 @@ import weft.analytics.v1.AnalyticsServiceGrpc.AnalyticsServiceBlockingStub;
 import weft.analytics.v1.AnalyticsServiceOuterClass;
 import weft.analytics.v1.AnalyticsServiceOuterClass.GetMetricsRequest;
 import weft.analytics.v1.AnalyticsServiceOuterClass.ListRecentEventsRequest;
+import weft.analytics.v1.AnalyticsServiceOuterClass.ListWindowsRequest;
+import weft.analytics.v1.AnalyticsServiceOuterClass.ListWindowsResponse;
+import weft.analytics.v1.AnalyticsServiceOuterClass.WindowWidth;
 import weft.analytics.v1.AnalyticsServiceOuterClass.RebuildProjectionsRequest;
 import weft.analytics.v1.AnalyticsServiceOuterClass.StreamMetricsRequest;
 import weft.analytics.v1.AnalyticsServiceOuterClass.StreamMetricsResponse;
@@ -481,6 +484,11 @@ public final class Check {
     check(call("ListRecentEvents", analytics, staff, s -> s.listRecentEvents(
         ListRecentEventsRequest.newBuilder().setLimit(10).build())).getEventsCount() > 0,
         "ListRecentEvents: none");
+    ListWindowsResponse hours = call("ListWindows", analytics, null, s -> s.listWindows(
+        ListWindowsRequest.newBuilder().setWidth(WindowWidth.WINDOW_WIDTH_HOUR).build()));
+    long signups = hours.getWindowsList().stream().mapToLong(w -> w.getSignups()).sum();
+    check(hours.getWindowsCount() == 60 && signups >= 2, "ListWindows: "
+        + hours.getWindowsCount() + " hour windows, " + signups + " sign-ups in them");
     call("RebuildProjections", analytics, staff, s -> s.rebuildProjections(
         RebuildProjectionsRequest.getDefaultInstance()));
     current = "";
