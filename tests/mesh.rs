@@ -22,7 +22,7 @@ use support::kafka::high_watermarks;
 use support::{BrokerKind, Mesh, Ports, on_each_broker};
 use weft_events::DomainEvent as _;
 use weft_proto::analytics::analytics_service_client::AnalyticsServiceClient;
-use weft_proto::analytics::{Metrics, RebuildProjectionsRequest};
+use weft_proto::analytics::{Metrics, RebuildProjectionsRequest, Window};
 use weft_proto::common::Money;
 use weft_proto::notification::notification_service_client::NotificationServiceClient;
 use weft_proto::notification::{DeliveryStatus, EmailSent, ListNotificationsRequest};
@@ -603,6 +603,23 @@ async fn poison_records_go_to_the_dead_letter_topic_and_processing_goes_on() {
     up.stop();
 }
 
+/// Adds the one-minute windows of a stream message to those sent before, each
+/// replacing what was sent of it before.
+fn merge(minutes: &mut BTreeMap<i64, Window>, windows: Vec<Window>) {
+    for w in windows {
+        minutes.insert(w.start_time.unwrap().seconds, w);
+    }
+}
+
+/// Whether the windows add up to the totals (every event of the test is in the last
+/// hour, and none is late).
+fn agree(minutes: &BTreeMap<i64, Window>, m: &Metrics) -> bool {
+    let sum = |figure: fn(&Window) -> i64| minutes.values().map(figure).sum::<i64>();
+    sum(|w| w.signups) == m.signups
+        && sum(|w| w.emails_sent) == m.emails_sent
+        && sum(|w| w.orders_created) == m.orders_created
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metric_stream_follows_changes_and_bad_requests_get_clear_errors() {
     use weft_proto::analytics::{ListRecentEventsRequest, StreamMetricsRequest};
@@ -644,6 +661,10 @@ async fn the_metric_stream_follows_changes_and_bad_requests_get_clear_errors() {
     );
     let before = snapshot.metrics.unwrap().signups;
     assert_eq!(before, 1);
+    // The one-minute windows come along: the first message has the last hour's, each
+    // later one those that changed, each replacing what was sent of it before.
+    let mut minutes: BTreeMap<i64, Window> = BTreeMap::new();
+    merge(&mut minutes, snapshot.minute_windows);
 
     users_sign_up(&ports, "grace@example.com", "+14155550123").await;
     let (ada, ada_token) = signup_and_order(&ports, "ada@example.com").await;
@@ -653,7 +674,7 @@ async fn the_metric_stream_follows_changes_and_bad_requests_get_clear_errors() {
     let deadline = tokio::time::Instant::now() + WAIT;
     // Grace: welcome, verification, the welcome order's confirmation; Ada: those
     // and the seed order's.
-    while last.emails_sent < 10 || last.signups < before + 2 {
+    while last.emails_sent < 10 || last.signups < before + 2 || !agree(&minutes, &last) {
         let update = tokio::time::timeout_at(deadline, stream.message())
             .await
             .expect("updates keep coming")
@@ -664,6 +685,7 @@ async fn the_metric_stream_follows_changes_and_bad_requests_get_clear_errors() {
             .iter()
             .any(|e| e.event_type == UserSignedUp::TYPE && e.summary.contains(&ada));
         feed.extend(update.new_events.iter().map(|e| e.summary.clone()));
+        merge(&mut minutes, update.minute_windows);
         let m = update.metrics.unwrap();
         assert!(
             m.events_processed >= last.events_processed,
@@ -673,6 +695,7 @@ async fn the_metric_stream_follows_changes_and_bad_requests_get_clear_errors() {
     }
     assert!(seen_signup, "the signup came as a new event: {feed:#?}");
     assert_eq!(last.signups, before + 2);
+    assert!(agree(&minutes, &last), "{minutes:#?} against {last:?}");
     // Not even staff's feed carries an address or a number.
     for summary in &feed {
         assert!(

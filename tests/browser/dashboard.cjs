@@ -4,7 +4,10 @@
 // Checks that the signed-out page shows totals but no feed, signs in as the staff
 // member, prints READY once the page is live again (the caller then signs someone
 // up), SEEN once the signup shows in the counters and the feed (with no address in
-// it), then saves a screenshot.
+// it). Then the charts must have their axes and the minute chart the orders, and
+// the layout must hold (nothing wider than its box, no part of a feed row over
+// another) at 1280 px and at 380 px wide; a screenshot of each is saved, the narrow
+// one beside the first as `<name>-narrow.png`.
 "use strict";
 const fs = require("fs");
 const path = require("path");
@@ -14,6 +17,37 @@ const [url, expected, shot, email, password] = process.argv.slice(2);
 if (!url || !expected || !shot || !email || !password) {
   console.error("usage: node dashboard.cjs <url> <expected-signups> <screenshot.png> <staff-email> <password>");
   process.exit(2);
+}
+
+// What of the page is out of its box: the page wider than the window, text wider
+// than its element, parts of a feed row drawn over each other.
+async function layoutProblems(page) {
+  return page.evaluate(() => {
+    const out = [];
+    const root = document.documentElement;
+    if (root.scrollWidth > window.innerWidth + 1) {
+      out.push(`the page is ${root.scrollWidth} px wide in a ${window.innerWidth} px window`);
+    }
+    for (const el of document.querySelectorAll("section, .counter dd, ul.plain li, #feed li > *")) {
+      if (el.scrollWidth > el.clientWidth + 1) {
+        out.push(`"${el.textContent.slice(0, 40)}" is ${el.scrollWidth} px wide in ${el.clientWidth} px`);
+      }
+    }
+    for (const li of document.querySelectorAll("#feed li")) {
+      const boxes = [...li.children].map((c) => c.getBoundingClientRect());
+      boxes.forEach((a, i) => boxes.slice(i + 1).forEach((b) => {
+        if (a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1) {
+          out.push(`the parts of "${li.textContent.slice(0, 60)}" overlap`);
+        }
+      }));
+    }
+    return out;
+  });
+}
+
+async function layoutHolds(page, where) {
+  const problems = await layoutProblems(page);
+  if (problems.length > 0) throw new Error(`the layout breaks ${where}: ${problems.slice(0, 5).join("; ")}`);
 }
 
 async function main() {
@@ -47,13 +81,26 @@ async function main() {
     process.stdout.write("READY\n");
     await page.waitForFunction(
       (want) => document.querySelector("#signups")?.textContent === want
-        && [...document.querySelectorAll("#feed li")].some((li) => li.textContent.includes("UserSignedUp")),
+        && [...document.querySelectorAll("#feed li")].some((li) => li.textContent.includes("UserSignedUp"))
+        && [...document.querySelectorAll("#feed li")].some((li) => li.textContent.includes("ContactVerificationRequested")),
       expected, { timeout: 90000 });
     const feed = await page.evaluate(() => document.querySelector("#feed").textContent);
     if (feed.includes("@")) throw new Error(`the feed shows an address: ${feed}`);
     process.stdout.write("SEEN\n");
+    // The welcome orders in this minute's bar; both charts with their axes.
+    await page.waitForFunction(() => document.querySelectorAll("#minutes-chart rect.bar").length >= 1
+      && document.querySelectorAll("#minutes-chart text.y").length >= 2
+      && document.querySelectorAll("#minutes-chart text.x").length === 6
+      && document.querySelectorAll("#orders-chart rect.bar").length >= 1
+      && document.querySelectorAll("#orders-chart text.x").length === 6, null, { timeout: 30000 });
+    await layoutHolds(page, "1280 px wide");
     await page.screenshot({ path: shot, fullPage: true });
     process.stdout.write(`SCREENSHOT ${shot}\n`);
+    const narrow = shot.replace(/(\.png)?$/, "-narrow.png");
+    await page.setViewportSize({ width: 380, height: 900 });
+    await layoutHolds(page, "380 px wide");
+    await page.screenshot({ path: narrow, fullPage: true });
+    process.stdout.write(`SCREENSHOT ${narrow}\n`);
   } catch (err) {
     const state = await page.evaluate(() => ({
       status: document.querySelector("#status")?.textContent,
