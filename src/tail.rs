@@ -106,25 +106,52 @@ pub fn partitions(
 
 /// One record as JSON: position, key, headers, and the decoded event.
 pub fn render<M: rdkafka::Message>(m: &M) -> Value {
-    let mut headers = BTreeMap::new();
-    if let Some(h) = m.headers() {
-        for h in h.iter() {
-            let value = h.value.map(|v| String::from_utf8_lossy(v).into_owned());
-            headers.insert(h.key.to_owned(), value);
-        }
-    }
+    let headers: Vec<(&str, Option<&[u8]>)> = m
+        .headers()
+        .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
+        .unwrap_or_default();
+    render_parts(
+        m.topic(),
+        m.partition(),
+        m.offset(),
+        m.timestamp().to_millis(),
+        m.key(),
+        &headers,
+        m.payload(),
+    )
+}
+
+/// A record from its parts as JSON: position, key, headers, and the decoded event.
+pub fn render_parts(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    timestamp_ms: Option<i64>,
+    key: Option<&[u8]>,
+    headers: &[(&str, Option<&[u8]>)],
+    payload: Option<&[u8]>,
+) -> Value {
+    let headers: BTreeMap<String, Option<String>> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                (*k).to_owned(),
+                v.map(|v| String::from_utf8_lossy(v).into_owned()),
+            )
+        })
+        .collect();
     let ce_type = headers.get("ce_type").cloned().flatten();
-    let payload = m.payload().unwrap_or_default();
+    let payload = payload.unwrap_or_default();
     let (event, error) = match decode(ce_type.as_deref(), payload) {
         Ok(v) => (v, Value::Null),
         Err(e) => (Value::Null, Value::String(e)),
     };
     let mut out = json!({
-        "topic": m.topic(),
-        "partition": m.partition(),
-        "offset": m.offset(),
-        "timestamp_ms": m.timestamp().to_millis(),
-        "key": m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "timestamp_ms": timestamp_ms,
+        "key": key.map(|k| String::from_utf8_lossy(k).into_owned()),
         "headers": headers,
         "type": ce_type,
         "event": event,

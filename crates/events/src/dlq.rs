@@ -2,6 +2,9 @@
 //! unknown type, or failing permanently) is copied to `<topic>.dlq` with its original
 //! key, value and headers plus `dlq_*` headers that say why and where it came from.
 //! The consumer moves its offset only after the dead-letter topic acknowledged it.
+//! [`admin`] reads them back, replays and purges them for operators.
+
+pub mod admin;
 
 use rdkafka::message::{Header, OwnedHeaders};
 

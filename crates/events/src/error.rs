@@ -43,6 +43,39 @@ pub enum EventsError {
         /// The broker's answer.
         reason: String,
     },
+    /// A name that is not a dead-letter topic of weft.
+    #[error("{topic} is not a dead-letter topic of weft (those of {known})")]
+    NotADeadLetterTopic {
+        /// The name given.
+        topic: String,
+        /// The topics whose dead-letter topics there are.
+        known: String,
+    },
+    /// A dead letter's position that does not parse.
+    #[error("{0:?} is not <partition>:<offset> or <offset>")]
+    BadPosition(String),
+    /// No dead letter at a position.
+    #[error("no dead letter at {partition}:{offset} of {topic}")]
+    NoDeadLetter {
+        /// The dead-letter topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The offset.
+        offset: i64,
+    },
+    /// Reading a topic to its end took too long.
+    #[error("reading {topic} partition {partition} timed out at offset {at} of {end}")]
+    ReadTimedOut {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The next offset to read.
+        at: i64,
+        /// The end it was reading to.
+        end: i64,
+    },
     /// A stored outbox row is unreadable.
     #[error("outbox row {seq} is corrupt: {reason}")]
     CorruptOutboxRow {
