@@ -319,6 +319,27 @@ async fn signup_story(kind: BrokerKind) {
     let rebuilt = metrics(ports.analytics).await;
     assert_eq!(exact_part(&rebuilt), exact_part(&settled));
     assert_eq!(replayed, rebuilt.events_processed);
+    // The windows are rebuilt too: the hours of the last day hold every order and
+    // email, none of them late.
+    let hours = analytics
+        .list_windows(weft_proto::analytics::ListWindowsRequest {
+            width: weft_proto::analytics::WindowWidth::Hour as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .windows;
+    let sum = |figure: fn(&Window) -> i64| hours.iter().map(figure).sum::<i64>();
+    assert_eq!(
+        (
+            sum(|w| w.orders_created),
+            sum(|w| w.emails_sent),
+            sum(|w| w.late_events)
+        ),
+        (rebuilt.orders_created, rebuilt.emails_sent, 0),
+        "{hours:#?}"
+    );
     up.stop();
 }
 

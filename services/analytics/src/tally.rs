@@ -83,7 +83,7 @@ impl Scope for Tally {
                 b
             }
         };
-        self.add_to_windows(&change, occurred_at);
+        self.add_to_windows(&change, occurred_at, event.replaying);
         // An event stamped ahead of this clock does not close windows early.
         self.watermark = self.watermark.max(occurred_at.min(now));
         self.add(change, occurred_at);
@@ -179,8 +179,11 @@ fn keyed<K>(rows: BTreeMap<K, i64>, key: impl Fn(K) -> Key) -> Vec<(Key, i64)> {
 
 impl Tally {
     /// Adds what one event changes to the window of each width that holds
-    /// `occurred_at`, or counts it late there when that window has closed.
-    fn add_to_windows(&mut self, change: &Change, occurred_at: i64) {
+    /// `occurred_at`, or counts it late there when that window has closed. An event
+    /// read again by a rebuild (`replaying`) is never late: lateness is about when
+    /// an event reached the live projections, and a rebuild reads every partition
+    /// at its own pace.
+    fn add_to_windows(&mut self, change: &Change, occurred_at: i64, replaying: bool) {
         let figures: Vec<(&'static str, String, i128)> = match change {
             Change::Signup(source) => vec![(metric::SIGNUPS, source.clone(), 1)],
             Change::Order(total) => vec![
@@ -198,7 +201,7 @@ impl Tally {
         let lateness = self.lateness;
         for width in Width::ALL {
             let start = width.start_of(occurred_at);
-            if lateness.closed(width, start, self.watermark) {
+            if !replaying && lateness.closed(width, start, self.watermark) {
                 *self
                     .windows
                     .entry((width, start, metric::LATE, String::new()))
@@ -233,5 +236,68 @@ impl Tally {
             Change::Sms => *self.counters.entry(SMS).or_default() += 1,
             Change::Nothing => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use weft_proto::common::Money;
+
+    use super::*;
+
+    const MINUTE: i64 = 60_000_000;
+
+    fn tally(watermark: i64) -> Tally {
+        Tally {
+            lateness: Lateness(Duration::from_secs(300)),
+            watermark,
+            ..Tally::default()
+        }
+    }
+
+    fn order() -> Change {
+        Change::Order(Money {
+            currency_code: "EUR".into(),
+            units: 1,
+            nanos: 500_000_000,
+        })
+    }
+
+    #[test]
+    fn an_event_of_a_closed_window_is_late_unless_a_rebuild_reads_it() {
+        // Minute 0 closed at minute 6; the hour is open.
+        let mut live = tally(6 * MINUTE);
+        live.add_to_windows(&order(), 30_000_000, false);
+        let got: Vec<_> = live.windows.into_iter().collect();
+        assert_eq!(
+            got,
+            [
+                ((Width::Minute, 0, metric::LATE, String::new()), 1),
+                ((Width::Hour, 0, metric::ORDERS, String::new()), 1),
+                (
+                    (Width::Hour, 0, metric::REVENUE, "EUR".into()),
+                    1_500_000_000
+                ),
+            ]
+        );
+        let mut rebuild = tally(6 * MINUTE);
+        rebuild.add_to_windows(&order(), 30_000_000, true);
+        assert_eq!(
+            rebuild.windows.len(),
+            4,
+            "counted in the minute and the hour"
+        );
+        assert!(
+            rebuild
+                .windows
+                .keys()
+                .all(|(_, _, m, _)| *m != metric::LATE)
+        );
+        // Events that change no figure are counted nowhere, late or not.
+        let mut other = tally(6 * MINUTE);
+        other.add_to_windows(&Change::Nothing, 0, false);
+        assert!(other.windows.is_empty());
     }
 }

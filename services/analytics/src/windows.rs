@@ -7,8 +7,8 @@
 //! every window at once). An event of a closed window changes none of its figures
 //! and is counted in its `late_events` instead. Whether an event is late is decided
 //! once, in the transaction that applies it, so a redelivery (skipped by the inbox)
-//! or a restart counts nothing twice. A rebuild replays the topics in order and
-//! decides again.
+//! or a restart counts nothing twice. A rebuild replays the topics and counts every
+//! event in its window: the late ones are in their windows after a rebuild.
 //!
 //! Here: the widths and their arithmetic, the range a `ListWindows` asks for, and
 //! reading windows back. [`crate::tally`] adds to them.
