@@ -3,9 +3,8 @@
 //! as the protobuf message its `ce_type` names (proto3 JSON).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use prost_reflect::DynamicMessage;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -21,7 +20,7 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
     let kafka = args.kafka.kafka();
     let topic = kafka.topic(&args.topic);
     let consumer: StreamConsumer = reader(&kafka, "weft-tail", args.exit)?;
-    let partitions = partitions(&consumer, &topic, &kafka.brokers)?;
+    let partitions = weft_events::kafka::partitions_of(&consumer, &topic, &kafka.brokers)?;
     let start = match args.from {
         StartAt::Beginning => Offset::Beginning,
         StartAt::End => Offset::End,
@@ -81,27 +80,6 @@ pub fn reader<C: rdkafka::config::FromClientConfig>(
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", if eof { "true" } else { "false" });
     config.create().context("creating the Kafka client")
-}
-
-/// The partitions of `topic`, or an error saying it does not exist.
-pub fn partitions(
-    consumer: &impl rdkafka::consumer::Consumer,
-    topic: &str,
-    brokers: &str,
-) -> anyhow::Result<Vec<i32>> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .with_context(|| format!("reading metadata of {topic} from {brokers}"))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
-        bail!("topic {topic} does not exist (weft up creates the weft topics)");
-    }
-    Ok(partitions)
 }
 
 /// One record as JSON: position, key, headers, and the decoded event.

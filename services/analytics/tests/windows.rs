@@ -62,6 +62,17 @@ async fn publish<E: DomainEvent>(producer: &FutureProducer, event: &E, key: &str
     produce(producer, record, Envelope::of(event).unwrap().headers()).await;
 }
 
+/// A broker with weft's topics, and an empty analytics database of kind `db`.
+async fn rig(db: Db) -> (Home, String) {
+    let home = Home::new();
+    let kafka = weft_events::kafka::KafkaArgs::new(home.bootstrap());
+    weft_events::topics::provision(&kafka, &weft_events::topics::all_topics())
+        .await
+        .unwrap();
+    let database_url = home.database(db, "analytics").await;
+    (home, database_url)
+}
+
 /// The analytics service on its own, over the home's broker and `database_url`.
 async fn start(home: &Home, database_url: &str, extra: &[&str]) -> weft_kit::host::Running {
     let mut args = vec!["--from", "earliest", "--window-lateness", "5m"];
@@ -125,12 +136,7 @@ fn figures(w: &Window) -> (i64, Vec<Money>, i64, i64, i64, bool) {
 }
 
 async fn a_window_counts_its_events_once_late_ones_apart(db: Db) {
-    let home = Home::new();
-    let kafka = weft_events::kafka::KafkaArgs::new(home.bootstrap());
-    weft_events::topics::provision(&kafka, &weft_events::topics::all_topics())
-        .await
-        .unwrap();
-    let database_url = home.database(db, "analytics").await;
+    let (home, database_url) = rig(db).await;
     let running = start(&home, &database_url, &[]).await;
     let mut api = client(&running).await;
     let producer: FutureProducer = rdkafka::ClientConfig::new()
@@ -254,12 +260,7 @@ async fn a_window_counts_its_events_once_late_ones_apart(db: Db) {
 }
 
 async fn old_windows_are_pruned_by_their_own_retention(db: Db) {
-    let home = Home::new();
-    let kafka = weft_events::kafka::KafkaArgs::new(home.bootstrap());
-    weft_events::topics::provision(&kafka, &weft_events::topics::all_topics())
-        .await
-        .unwrap();
-    let database_url = home.database(db, "analytics").await;
+    let (home, database_url) = rig(db).await;
     let running = start(
         &home,
         &database_url,
@@ -293,12 +294,7 @@ async fn old_windows_are_pruned_by_their_own_retention(db: Db) {
 }
 
 async fn bad_ranges_get_clear_errors(db: Db) {
-    let home = Home::new();
-    let kafka = weft_events::kafka::KafkaArgs::new(home.bootstrap());
-    weft_events::topics::provision(&kafka, &weft_events::topics::all_topics())
-        .await
-        .unwrap();
-    let database_url = home.database(db, "analytics").await;
+    let (home, database_url) = rig(db).await;
     let running = start(&home, &database_url, &[]).await;
     let mut api = client(&running).await;
     let now = now_micros();

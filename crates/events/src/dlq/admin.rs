@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::message::{Header, Headers as _, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 
 use super::header;
 use crate::catalog::{TOPICS, dead_letter_topic};
+use crate::consumer::Record;
 use crate::error::EventsError;
 use crate::kafka::KafkaArgs;
 
@@ -125,19 +126,7 @@ pub fn read_all(kafka: &KafkaArgs, topic: &str) -> Result<Vec<DeadLetter>, Event
         .set("group.id", kafka.group(&id))
         .set("enable.auto.commit", "false")
         .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
-        return Err(EventsError::MissingTopic {
-            topic: topic.to_owned(),
-            brokers: kafka.brokers.clone(),
-        });
-    }
+    let partitions = crate::kafka::partitions_of(&consumer, topic, &kafka.brokers)?;
     let mut out = Vec::new();
     for p in partitions {
         let (low, high) = consumer.fetch_watermarks(topic, p, TIMEOUT)?;
@@ -161,21 +150,15 @@ pub fn read_all(kafka: &KafkaArgs, topic: &str) -> Result<Vec<DeadLetter>, Event
             if let Some(m) = consumer.poll(Duration::from_millis(500)) {
                 let m = m?;
                 next = m.offset() + 1;
+                let record = Record::of(&m, "");
                 out.push(DeadLetter {
-                    topic: topic.to_owned(),
-                    partition: m.partition(),
-                    offset: m.offset(),
+                    topic: record.topic,
+                    partition: record.partition,
+                    offset: record.offset,
                     timestamp_ms: m.timestamp().to_millis(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    payload: m.payload().map(<[u8]>::to_vec),
-                    headers: m
-                        .headers()
-                        .map(|h| {
-                            h.iter()
-                                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
+                    key: record.key,
+                    payload: record.payload,
+                    headers: record.headers,
                 });
             }
         }

@@ -306,6 +306,29 @@ impl rdkafka::ClientContext for Refusals {
     }
 }
 
+/// The partitions of `topic` (its name on the cluster), as the brokers at `brokers`
+/// say through `client`; [`EventsError::MissingTopic`] when it has none.
+pub fn partitions_of(
+    client: &impl rdkafka::consumer::Consumer,
+    topic: &str,
+    brokers: &str,
+) -> Result<Vec<i32>, EventsError> {
+    let metadata = client.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(EventsError::MissingTopic {
+            topic: topic.to_owned(),
+            brokers: brokers.to_owned(),
+        });
+    }
+    Ok(partitions)
+}
+
 /// Asks the brokers for cluster metadata for up to 10 s. Credentials or TLS they
 /// refuse are [`EventsError::Refused`] at once, with librdkafka's reason (the admin
 /// API would only time out); anything else is the last error seen.
