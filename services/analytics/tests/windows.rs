@@ -5,8 +5,9 @@
 //! One scenario walks a window's life: events on both sides of a minute's boundary,
 //! an event late within the allowance (counted) and one beyond it (counted as late
 //! only), a redelivered batch (nothing counted twice), and a restart in the middle of
-//! a window (its figures and the watermark carry on). Another shows old windows
-//! pruned by their own retention.
+//! a window (its figures and the watermark carry on). Others show old windows
+//! pruned by their own retention, an event stamped a year ahead closing nothing, and
+//! bad ranges refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -293,6 +294,39 @@ async fn old_windows_are_pruned_by_their_own_retention(db: Db) {
     running.stop().await.unwrap();
 }
 
+async fn an_event_stamped_in_the_future_closes_no_window(db: Db) {
+    let (home, database_url) = rig(db).await;
+    let running = start(&home, &database_url, &[]).await;
+    let mut api = client(&running).await;
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", home.bootstrap())
+        .create()
+        .unwrap();
+    let now = now_micros();
+    let ahead = now + 365 * 24 * HOUR;
+    let recent = now - 2 * MINUTE;
+    publish(&producer, &order("o-ahead", ahead, usd(1, 0)), "k").await;
+    publish(&producer, &order("o-recent", recent, usd(2, 0)), "k").await;
+    applied(&mut api, 2).await;
+    // Counted in its own window a year ahead, and the watermark stopped at the
+    // service's clock: two minutes ago is still open.
+    let future = windows(&mut api, WindowWidth::Minute, ahead, ahead + 1).await;
+    assert_eq!(figures(&future[0]), (1, vec![usd(1, 0)], 0, 0, 0, false));
+    let minute = windows(&mut api, WindowWidth::Minute, recent, recent + 1).await;
+    assert_eq!(figures(&minute[0]), (1, vec![usd(2, 0)], 0, 0, 0, false));
+    let response = api
+        .list_windows(ListWindowsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let watermark = response.watermark.unwrap();
+    assert!(
+        watermark.seconds * SECOND <= now_micros(),
+        "{watermark:?} is ahead of the clock"
+    );
+    running.stop().await.unwrap();
+}
+
 async fn bad_ranges_get_clear_errors(db: Db) {
     let (home, database_url) = rig(db).await;
     let running = start(&home, &database_url, &[]).await;
@@ -375,5 +409,6 @@ async fn bad_ranges_get_clear_errors(db: Db) {
 on_each_db!(
     a_window_counts_its_events_once_late_ones_apart,
     old_windows_are_pruned_by_their_own_retention,
+    an_event_stamped_in_the_future_closes_no_window,
     bad_ranges_get_clear_errors,
 );
