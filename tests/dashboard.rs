@@ -4,8 +4,9 @@
 //!   feed; a staff member signs in, then a signup is made over gRPC and must appear
 //!   on the page — the counter and the recent-events feed, naming no address —
 //!   without a reload; the charts have axes, the minute chart the welcome orders, and
-//!   nothing overflows its box at 1280 or 380 px wide. The screenshots are kept as
-//!   `artifacts/dashboard.png` and `artifacts/dashboard-narrow.png`.
+//!   nothing overflows its box at 1280 or 380 px wide; staff's operations view charts
+//!   the minute windows. The screenshots are kept as `artifacts/dashboard.png`,
+//!   `artifacts/dashboard-narrow.png` and `artifacts/dashboard-operations.png`.
 //! - The verification link of a sign-up's email: opening it verifies nothing, its
 //!   button does.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -59,7 +60,9 @@ async fn a_signup_appears_on_the_live_dashboard_for_staff() {
 
     let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts/dashboard.png");
     let _ = std::fs::remove_file(&shot);
-    let _ = std::fs::remove_file(shot.with_file_name("dashboard-narrow.png"));
+    for other in ["dashboard-narrow.png", "dashboard-operations.png"] {
+        let _ = std::fs::remove_file(shot.with_file_name(other));
+    }
     let url = format!("{base}/");
     let mut driver = browser(
         "dashboard.cjs",
@@ -87,7 +90,11 @@ async fn a_signup_appears_on_the_live_dashboard_for_staff() {
 
     let rest = finish(lines, driver).await;
     assert_eq!(rest.first().map(String::as_str), Some("SEEN"), "{rest:?}");
-    for shot in [shot.clone(), shot.with_file_name("dashboard-narrow.png")] {
+    for shot in [
+        shot.clone(),
+        shot.with_file_name("dashboard-narrow.png"),
+        shot.with_file_name("dashboard-operations.png"),
+    ] {
         let png = std::fs::read(&shot).unwrap();
         assert!(
             png.starts_with(b"\x89PNG"),

@@ -7,7 +7,9 @@
 // it). Then the charts must have their axes and the minute chart the orders, and
 // the layout must hold (nothing wider than its box, no part of a feed row over
 // another) at 1280 px and at 380 px wide; a screenshot of each is saved, the narrow
-// one beside the first as `<name>-narrow.png`.
+// one beside the first as `<name>-narrow.png`. Last, the operations view (staff
+// only, hidden when signed out) must chart the minute windows of orders, emails and
+// sign-ups: `<name>-operations.png`.
 "use strict";
 const fs = require("fs");
 const path = require("path");
@@ -66,8 +68,9 @@ async function main() {
       note: document.querySelector("#feed-note")?.dataset.state,
       feed: document.querySelectorAll("#feed li").length,
       form: !document.querySelector("#signin")?.hidden,
+      tabs: !document.querySelector("#tabs")?.hidden,
     }));
-    if (signedOut.note !== "anonymous" || signedOut.feed !== 0 || !signedOut.form) {
+    if (signedOut.note !== "anonymous" || signedOut.feed !== 0 || !signedOut.form || signedOut.tabs) {
       throw new Error(`signed out, the page shows ${JSON.stringify(signedOut)}`);
     }
     await page.fill("#signin-email", email);
@@ -101,6 +104,18 @@ async function main() {
     await layoutHolds(page, "380 px wide");
     await page.screenshot({ path: narrow, fullPage: true });
     process.stdout.write(`SCREENSHOT ${narrow}\n`);
+    // Staff have an operations view: the minute windows of orders, emails and
+    // sign-ups, each chart with bars; the overview hidden meanwhile.
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.click("#tab-operations");
+    await page.waitForFunction(() => document.querySelector("#overview").hidden
+      && !document.querySelector("#operations").hidden
+      && ["#ops-orders", "#ops-emails", "#ops-signups"].every((c) => document.querySelectorAll(`${c} rect.bar`).length >= 1)
+      && document.querySelector("#ops-late").textContent.length > 0, null, { timeout: 30000 });
+    await layoutHolds(page, "in the operations view");
+    const operations = shot.replace(/(\.png)?$/, "-operations.png");
+    await page.screenshot({ path: operations, fullPage: true });
+    process.stdout.write(`SCREENSHOT ${operations}\n`);
   } catch (err) {
     const state = await page.evaluate(() => ({
       status: document.querySelector("#status")?.textContent,
