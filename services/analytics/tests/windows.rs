@@ -74,6 +74,14 @@ async fn rig(db: Db) -> (Home, String) {
     (home, database_url)
 }
 
+/// A producer to the home's broker.
+fn producer(home: &Home) -> FutureProducer {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", home.bootstrap())
+        .create()
+        .unwrap()
+}
+
 /// The analytics service on its own, over the home's broker and `database_url`.
 async fn start(home: &Home, database_url: &str, extra: &[&str]) -> weft_kit::host::Running {
     let mut args = vec!["--from", "earliest", "--window-lateness", "5m"];
@@ -140,10 +148,7 @@ async fn a_window_counts_its_events_once_late_ones_apart(db: Db) {
     let (home, database_url) = rig(db).await;
     let running = start(&home, &database_url, &[]).await;
     let mut api = client(&running).await;
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", home.bootstrap())
-        .create()
-        .unwrap();
+    let producer = producer(&home);
     // Three hours ago, on the hour: every event of the test is in the past.
     let t0 = now_micros().div_euclid(HOUR) * HOUR - 3 * HOUR;
 
@@ -269,10 +274,7 @@ async fn old_windows_are_pruned_by_their_own_retention(db: Db) {
     )
     .await;
     let mut api = client(&running).await;
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", home.bootstrap())
-        .create()
-        .unwrap();
+    let producer = producer(&home);
     let now = now_micros();
     let old = now - 3 * HOUR;
     let recent = now - 30 * MINUTE;
@@ -298,10 +300,7 @@ async fn an_event_stamped_in_the_future_closes_no_window(db: Db) {
     let (home, database_url) = rig(db).await;
     let running = start(&home, &database_url, &[]).await;
     let mut api = client(&running).await;
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", home.bootstrap())
-        .create()
-        .unwrap();
+    let producer = producer(&home);
     let now = now_micros();
     let ahead = now + 365 * 24 * HOUR;
     let recent = now - 2 * MINUTE;
