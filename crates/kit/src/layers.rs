@@ -20,6 +20,8 @@ use tokio::sync::Semaphore;
 use tonic::Status;
 use tower::{Layer, Service};
 
+use crate::rolling::RollingRpcs;
+
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 
 /// Paths never shed nor timed: health checks must answer under load.
@@ -199,9 +201,13 @@ where
 /// RPC as a trailers-only response, so headers carry `grpc-status`; a response that
 /// starts without it is counted as `OK`. For streaming RPCs the duration is the time
 /// to the first response headers.
+///
+/// Each RPC of the contracts is also recorded in a [`RollingRpcs`]: the last minute,
+/// for the operations view.
 #[derive(Debug, Clone)]
 pub struct RpcMetricsLayer {
     known: Arc<HashSet<String>>,
+    rolling: Arc<RollingRpcs>,
 }
 
 impl RpcMetricsLayer {
@@ -236,7 +242,14 @@ impl RpcMetricsLayer {
         }
         Ok(Self {
             known: Arc::new(known),
+            rolling: Arc::default(),
         })
+    }
+
+    /// Records the RPCs of the contracts in `rolling` too.
+    pub fn recording(mut self, rolling: Arc<RollingRpcs>) -> Self {
+        self.rolling = rolling;
+        self
     }
 
     /// The `method` label of an RPC: its path when it names a known method, else
@@ -282,6 +295,10 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let method = self.labels.label(req.uri().path());
+        // Health checks and reflection are the platform's, not the service's work.
+        let rolling = method
+            .starts_with("/weft.")
+            .then(|| self.labels.rolling.clone());
         let start = Instant::now();
         let fut = self.inner.call(req);
         Box::pin(async move {
@@ -295,12 +312,16 @@ where
                     .map_or(tonic::Code::Ok, tonic::Code::from_i32),
                 Err(_) => tonic::Code::Unknown,
             };
+            let elapsed = start.elapsed();
+            if let Some(rolling) = rolling {
+                rolling.record(elapsed, code);
+            }
             metrics::histogram!(
                 "rpc_server_duration_seconds",
                 "method" => method,
                 "code" => format!("{code:?}")
             )
-            .record(start.elapsed().as_secs_f64());
+            .record(elapsed.as_secs_f64());
             result
         })
     }
@@ -347,6 +368,46 @@ mod tests {
         for made_up in ["/weft.user.v1.UserService/Nope", "/x/y", "", "/"] {
             assert_eq!(labels.label(made_up), "unknown", "{made_up:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_contracts_rpcs_are_recorded_in_the_last_minute() {
+        use tower::ServiceExt as _;
+        let rolling = Arc::new(RollingRpcs::new());
+        let layer = RpcMetricsLayer::new(weft_proto::DESCRIPTOR_SET)
+            .unwrap()
+            .recording(rolling.clone());
+        // Answers with the grpc-status the request's `x-code` header names.
+        let inner = tower::service_fn(|req: Request<()>| async move {
+            let mut resp = Response::new(());
+            if let Some(code) = req.headers().get("x-code").cloned() {
+                resp.headers_mut().insert("grpc-status", code);
+            }
+            Ok::<_, std::convert::Infallible>(resp)
+        });
+        let service = layer.layer(inner);
+        for (path, code) in [
+            ("/weft.order.v1.OrderService/GetOrder", None),
+            ("/weft.order.v1.OrderService/GetOrder", Some("5")),
+            ("/weft.order.v1.OrderService/CreateOrder", Some("13")),
+            ("/grpc.health.v1.Health/Check", None),
+            ("/made/up", None),
+        ] {
+            let mut req = Request::builder().uri(path);
+            if let Some(code) = code {
+                req = req.header("x-code", code);
+            }
+            service
+                .clone()
+                .oneshot(req.body(()).unwrap())
+                .await
+                .unwrap();
+        }
+        let m = rolling.last_minute();
+        // NOT_FOUND is the caller's; INTERNAL the service's. Health checks and
+        // unknown paths are not the service's RPCs.
+        assert_eq!((m.calls, m.faults), (3, 1), "{m:?}");
+        assert!(m.p99_ms > 0.0 && m.p99_ms < 1000.0, "{m:?}");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - [`text`]: the one rule for free text at every RPC boundary.
 //! - [`rate`]: rates (`50/s`) and the quotas of weft's limiters.
 //! - [`slots`]: how many open streams one client may hold.
+//! - [`rolling`]: the last minute of a server's RPCs (calls, faults, p50/p99).
 //! - [`shutdown`]: the process's cancellation tree, rooted at SIGTERM/SIGINT.
 //! - [`cli`]: exit codes of every binary (64 for bad flags).
 
@@ -29,6 +30,7 @@ pub mod layers;
 pub mod paging;
 pub mod rate;
 pub mod readiness;
+pub mod rolling;
 pub mod shutdown;
 pub mod slots;
 pub mod status;
