@@ -7,7 +7,6 @@
 //! NOT_SERVING, stops accepting, and drains in-flight RPCs within the grace period.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -27,7 +26,6 @@ use crate::config::ServerArgs;
 use crate::conn::Listener;
 use crate::layers::{DeadlineLayer, RpcMetricsLayer, ShedLayer, rpc_span};
 use crate::readiness::Readiness;
-use crate::rolling::RollingRpcs;
 
 /// A bound, not yet serving, gRPC server.
 pub struct GrpcServer {
@@ -36,7 +34,6 @@ pub struct GrpcServer {
     args: ServerArgs,
     contracts: &'static [u8],
     reporter: HealthReporter,
-    rpcs: Arc<RollingRpcs>,
 }
 
 impl GrpcServer {
@@ -61,13 +58,7 @@ impl GrpcServer {
             args,
             contracts,
             reporter,
-            rpcs: Arc::default(),
         })
-    }
-
-    /// The last minute of this server's RPCs, as it serves them.
-    pub fn rpcs(&self) -> Arc<RollingRpcs> {
-        self.rpcs.clone()
     }
 
     /// The address the server listens on.
@@ -114,7 +105,7 @@ impl GrpcServer {
         let server = Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .layer(layer_stack(&self.args, self.contracts, self.rpcs.clone())?)
+            .layer(layer_stack(&self.args, self.contracts)?)
             .add_routes(routes)
             .add_service(health)
             .add_service(reflection_v1)
@@ -181,20 +172,12 @@ pub type LayerStack =
 
 /// The layer stack around every weft gRPC service, outermost first: tracing span
 /// (parented on the caller's `traceparent`), RPC metrics (by the methods of
-/// `contracts`; the last minute also in `rpcs`), load shedding, deadline.
-pub fn layer_stack(
-    args: &ServerArgs,
-    contracts: &[u8],
-    rpcs: Arc<RollingRpcs>,
-) -> Result<LayerStack, KitError> {
+/// `contracts`), load shedding, deadline.
+pub fn layer_stack(args: &ServerArgs, contracts: &[u8]) -> Result<LayerStack, KitError> {
     let make_span: fn(&http::Request<tonic::body::Body>) -> tracing::Span = rpc_span;
     Ok(ServiceBuilder::new()
         .layer(TraceLayer::new(SharedClassifier::new(server_faults())).make_span_with(make_span))
-        .layer(
-            RpcMetricsLayer::new(contracts)
-                .map_err(KitError::Contracts)?
-                .recording(rpcs),
-        )
+        .layer(RpcMetricsLayer::new(contracts).map_err(KitError::Contracts)?)
         .layer(ShedLayer::new(args.max_concurrent_rpcs))
         .layer(DeadlineLayer::new(args.rpc_timeout))
         .into_inner())

@@ -141,12 +141,6 @@ impl Host {
         self.grpc.local_addr()
     }
 
-    /// The last minute of the gRPC server's RPCs (calls, faults, p50/p99), as it
-    /// serves them.
-    pub fn rpcs(&self) -> std::sync::Arc<crate::rolling::RollingRpcs> {
-        self.grpc.rpcs()
-    }
-
     /// Where the admin server listens.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin.local_addr()

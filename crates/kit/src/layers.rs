@@ -202,12 +202,12 @@ where
 /// starts without it is counted as `OK`. For streaming RPCs the duration is the time
 /// to the first response headers.
 ///
-/// Each RPC of the contracts is also recorded in a [`RollingRpcs`]: the last minute,
-/// for the operations view.
+/// With [`Self::recording`], each RPC of the contracts is also recorded in a
+/// [`RollingRpcs`]: the last minute, for the operations view.
 #[derive(Debug, Clone)]
 pub struct RpcMetricsLayer {
     known: Arc<HashSet<String>>,
-    rolling: Arc<RollingRpcs>,
+    rolling: Option<Arc<RollingRpcs>>,
 }
 
 impl RpcMetricsLayer {
@@ -242,13 +242,13 @@ impl RpcMetricsLayer {
         }
         Ok(Self {
             known: Arc::new(known),
-            rolling: Arc::default(),
+            rolling: None,
         })
     }
 
     /// Records the RPCs of the contracts in `rolling` too.
     pub fn recording(mut self, rolling: Arc<RollingRpcs>) -> Self {
-        self.rolling = rolling;
+        self.rolling = Some(rolling);
         self
     }
 
@@ -296,9 +296,10 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let method = self.labels.label(req.uri().path());
         // Health checks and reflection are the platform's, not the service's work.
-        let rolling = method
-            .starts_with("/weft.")
-            .then(|| self.labels.rolling.clone());
+        let rolling = match &self.labels.rolling {
+            Some(r) if method.starts_with("/weft.") => Some(r.clone()),
+            _ => None,
+        };
         let start = Instant::now();
         let fut = self.inner.call(req);
         Box::pin(async move {

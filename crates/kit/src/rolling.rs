@@ -1,8 +1,9 @@
 //! The last minute of a server's RPCs, kept in memory for the operations view: how
 //! many were served, how many failed through a fault of the service, and their p50
-//! and p99 latency. [`crate::layers::RpcMetricsLayer`] records every RPC here as well
-//! as in Prometheus' histogram, so the figures can be asked for with a typed call
-//! instead of being read back from text meant for Prometheus.
+//! and p99 latency. [`crate::layers::RpcMetricsLayer::recording`] records every RPC
+//! of the contracts here as well as in Prometheus' histogram, so the figures can be
+//! asked for with a typed call instead of being read back from text meant for
+//! Prometheus. No server records yet: that comes with the call that reports them.
 //!
 //! Sixty one-second slots in a ring, each with counts and a log-scale latency
 //! histogram (each bucket 25 % wider than the one before, from 50 µs): recording is
