@@ -857,7 +857,8 @@ async fn idle(processes: &[Proc], idle_seconds: u64) -> f64 {
     idle_total
 }
 
-/// The steady phase; p50 and p99 of the event latency, ms.
+/// The steady phase; p50 and p99 of the event latency (ms), and the CPU-seconds per
+/// order of every process meanwhile.
 async fn steady(
     processes: &[Proc],
     analytics_db: &str,

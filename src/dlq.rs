@@ -5,7 +5,7 @@
 
 use std::io::{BufRead as _, Write as _};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use serde_json::json;
 use weft_events::dlq::admin::{self, DeadLetter, dlq_topic, parse_position};
 use weft_events::dlq::header;
@@ -26,12 +26,11 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
         DlqCommand::Show { topic, at } => {
             let topic = dlq_topic(&topic)?;
             let (partition, offset) = parse_position(&at)?;
-            let records = read_all(&brokers, topic).await?;
-            let record = records
-                .iter()
-                .find(|m| m.partition == partition && m.offset == offset)
-                .with_context(|| format!("no dead letter at {at}"))?;
-            println!("{}", serde_json::to_string_pretty(&render(record))?);
+            let records = read_all(&brokers, topic.clone()).await?;
+            let chosen = admin::choose(&topic, &records, Some(&[(partition, offset)]), None)?;
+            for record in chosen {
+                println!("{}", serde_json::to_string_pretty(&render(record))?);
+            }
             Ok(())
         }
         DlqCommand::Replay {
@@ -42,7 +41,7 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
             let topic = dlq_topic(&topic)?;
             let records = read_all(&brokers, topic.clone()).await?;
             let positions = positions(&target)?;
-            let chosen = admin::choose(&records, positions.as_deref(), group.as_deref())?;
+            let chosen = admin::choose(&topic, &records, positions.as_deref(), group.as_deref())?;
             if chosen.is_empty() {
                 println!("nothing to replay");
                 return Ok(());

@@ -178,6 +178,10 @@ async fn dead_letters(kind: BrokerKind) {
         (vec!["list", "payments"], "not a dead-letter topic"),
         (vec!["show", "user-events", "0:999999"], "no dead letter at"),
         (
+            vec!["replay", "user-events", "--offset", "0:999999"],
+            "no dead letter at 0:999999",
+        ),
+        (
             vec!["show", "user-events", "zero"],
             "is not <partition>:<offset>",
         ),

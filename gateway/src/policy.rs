@@ -16,8 +16,8 @@ use crate::error::GatewayError;
 /// RPCs anyone may call without an access token: creating an account, logging in,
 /// verifying an email address by its link, the public keys, the catalogue and the
 /// dashboard's aggregate metrics and windows (the stream carries the event feed only
-/// for a staff token, which is passed on when sent). Every other route needs a valid bearer token
-/// at the edge (and the service checks it again).
+/// for a staff token, which is passed on when sent). Every other route needs a valid
+/// bearer token at the edge (and the service checks it again).
 pub const PUBLIC_RPCS: &[&str] = &[
     "weft.user.v1.UserService.SignUp",
     "weft.user.v1.UserService.Login",

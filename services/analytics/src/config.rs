@@ -80,3 +80,36 @@ fn within(text: &str, min: Duration, max: Duration) -> Result<Duration, String> 
     }
     Ok(d)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(flags: &[&str]) -> Result<Config, String> {
+        Config::try_parse_from(std::iter::once("weft-analytics").chain(flags.iter().copied()))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn window_flags_have_defaults_and_bounds() {
+        let c = parse(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.window_lateness, Duration::from_secs(300));
+        assert_eq!(c.minute_window_retention, 48 * HOUR);
+        assert_eq!(c.hour_window_retention, 90 * 24 * HOUR);
+        let c = parse(&["--window-lateness", "0s", "--minute-window-retention", "2h"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (c.window_lateness, c.minute_window_retention),
+            (Duration::ZERO, 2 * HOUR)
+        );
+        for (flags, says) in [
+            (["--window-lateness", "61m"], "at most 1h"),
+            (["--window-lateness", "soon"], "soon"),
+            (["--minute-window-retention", "1h"], "at least 2h"),
+            (["--hour-window-retention", "1day"], "at least 2days"),
+        ] {
+            let err = parse(&flags).expect_err(&format!("{flags:?} is refused"));
+            assert!(err.contains(says), "{flags:?}: {err}");
+        }
+    }
+}

@@ -267,3 +267,35 @@ impl Deliverer {
         store::mark_failed(&self.db, &row.id, error).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(concurrency: usize, local: bool) -> DeliveryConfig {
+        DeliveryConfig {
+            max_attempts: 3,
+            from: "weft <noreply@weft.local>"
+                .parse()
+                .unwrap_or_else(|e| panic!("{e}")),
+            idle_poll: Duration::from_secs(1),
+            concurrency,
+            send_timeout: Duration::from_secs(10),
+            local,
+        }
+    }
+
+    #[test]
+    fn a_pass_to_local_files_takes_four_times_the_rows_for_as_long_a_claim() {
+        assert_eq!(config(8, false).pass_size(), 32);
+        assert_eq!(config(8, true).pass_size(), 128);
+        assert_eq!(config(16, false).pass_size(), 64);
+        assert_eq!(config(16, true).pass_size(), 256);
+        // Five rounds of sends that time out, plus 5 s, however many rows a pass takes.
+        for concurrency in [8, 16] {
+            let network = config(concurrency, false).claim_ttl();
+            assert_eq!(network, Duration::from_secs(55));
+            assert_eq!(config(concurrency, true).claim_ttl(), network);
+        }
+    }
+}

@@ -167,8 +167,10 @@ pub fn read_all(kafka: &KafkaArgs, topic: &str) -> Result<Vec<DeadLetter>, Event
 }
 
 /// The records at `positions` (each must be there), or every record when `None`;
-/// only those of consumer group `group` when given.
+/// only those of consumer group `group` when given. `records` were read from the
+/// dead-letter topic `topic`.
 pub fn choose<'a>(
+    topic: &str,
     records: &'a [DeadLetter],
     positions: Option<&[(i32, i64)]>,
     group: Option<&str>,
@@ -180,7 +182,7 @@ pub fn choose<'a>(
                 .any(|m| m.partition == partition && m.offset == offset)
             {
                 return Err(EventsError::NoDeadLetter {
-                    topic: records.first().map(|r| r.topic.clone()).unwrap_or_default(),
+                    topic: topic.to_owned(),
                     partition,
                     offset,
                 });
@@ -312,9 +314,11 @@ mod tests {
         ));
     }
 
+    const T: &str = "user-events.dlq";
+
     fn letter(partition: i32, offset: i64, group: &str) -> DeadLetter {
         DeadLetter {
-            topic: "user-events.dlq".into(),
+            topic: T.into(),
             partition,
             offset,
             timestamp_ms: None,
@@ -331,15 +335,21 @@ mod tests {
     fn records_are_chosen_by_position_and_group() {
         let all = [letter(0, 1, "a"), letter(0, 2, "b"), letter(1, 1, "a")];
         let at = |c: Vec<&DeadLetter>| c.iter().map(|m| m.position()).collect::<Vec<_>>();
-        assert_eq!(at(choose(&all, None, None).unwrap()), ["0:1", "0:2", "1:1"]);
-        assert_eq!(at(choose(&all, None, Some("a")).unwrap()), ["0:1", "1:1"]);
-        assert_eq!(at(choose(&all, Some(&[(0, 2)]), None).unwrap()), ["0:2"]);
         assert_eq!(
-            at(choose(&all, Some(&[(0, 2)]), Some("a")).unwrap()),
+            at(choose(T, &all, None, None).unwrap()),
+            ["0:1", "0:2", "1:1"]
+        );
+        assert_eq!(
+            at(choose(T, &all, None, Some("a")).unwrap()),
+            ["0:1", "1:1"]
+        );
+        assert_eq!(at(choose(T, &all, Some(&[(0, 2)]), None).unwrap()), ["0:2"]);
+        assert_eq!(
+            at(choose(T, &all, Some(&[(0, 2)]), Some("a")).unwrap()),
             Vec::<String>::new()
         );
         assert!(matches!(
-            choose(&all, Some(&[(5, 5)]), None),
+            choose(T, &all, Some(&[(5, 5)]), None),
             Err(EventsError::NoDeadLetter {
                 partition: 5,
                 offset: 5,
